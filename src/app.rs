@@ -1,0 +1,208 @@
+//! Assembly: builds every stage from a validated [`Config`], binds the listeners, and runs
+//! until shut down. Tests use it with port 0 and drive the real thing.
+//!
+//! Start-up order follows the data flow: store → journal → ingress. Shutdown runs backwards:
+//! stop accepting, let in-flight requests finish (bounded by `server.shutdown_grace_secs`),
+//! then let the journal writer commit what it holds and close the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, ConfigError};
+use crate::ingress::{self, AppEndpoint};
+use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
+use crate::store::{Store, StoreError};
+use crate::wecom::crypto::CallbackCrypto;
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration or secrets.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Journal keys.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// An app's credentials are unusable.
+    #[error("apps.{app}: {reason}")]
+    App {
+        /// App name.
+        app: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        reason: String,
+    },
+}
+
+/// A running bridge.
+#[derive(Debug)]
+pub struct RunningBridge {
+    /// Where WeCom callbacks are served.
+    pub public_addr: SocketAddr,
+    /// Where the admin API is served.
+    pub admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+    writer: JournalWriter,
+    grace: Duration,
+}
+
+/// Builds the callback endpoints (resolving secrets and keys), warning about demo credentials.
+pub fn build_endpoints(config: &Config) -> Result<Vec<Arc<AppEndpoint>>, StartError> {
+    let secrets = config.resolve()?;
+    let mut endpoints = Vec::new();
+    for (name, app) in &config.apps {
+        let s = &secrets.apps[name];
+        let crypto =
+            CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose()).map_err(|e| {
+                StartError::App {
+                    app: name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        if s.is_demo() {
+            tracing::warn!(
+                app = %name,
+                path = %app.path,
+                "DEMO CREDENTIALS: this app uses the public sample Token/EncodingAESKey from WeCom's documentation; \
+                 anyone can forge its callbacks. Replace them before connecting a real WeCom app."
+            );
+        }
+        if !app.check_timestamp {
+            tracing::warn!(app = %name, "timestamp check is off for this app: old captured requests can be replayed");
+        }
+        endpoints.push(Arc::new(AppEndpoint {
+            name: name.clone(),
+            config: app.clone(),
+            crypto,
+        }));
+    }
+    Ok(endpoints)
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
+        addr: addr.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Starts the bridge: opens the store, starts the journal, binds and serves.
+pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
+    crate::telemetry::metrics_handle();
+    let endpoints = build_endpoints(config)?;
+    let admin_token = config.resolve()?.admin_token.map(Arc::new);
+
+    let path = config.store.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))??;
+    let cipher = JournalCipher::from_config(&config.journal)?;
+    let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
+    let counts = store.journal_counts()?;
+    tracing::info!(
+        store = %config.store.path.display(),
+        entries = counts.entries,
+        unpublished = counts.unpublished,
+        "journal open"
+    );
+
+    let public = bind(&config.server.listen).await?;
+    let admin_listener = bind(&config.admin.listen).await?;
+    let public_addr = public.local_addr().map_err(|e| StartError::Bind {
+        addr: config.server.listen.clone(),
+        reason: e.to_string(),
+    })?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| StartError::Bind {
+        addr: config.admin.listen.clone(),
+        reason: e.to_string(),
+    })?;
+
+    let admin_state = AdminState {
+        journal: journal.clone(),
+        token: admin_token,
+    };
+    let public_router = ingress::router(
+        endpoints.clone(),
+        journal.clone(),
+        config.server.max_body_bytes,
+    )
+    .merge(admin::health_router(admin_state.clone()));
+    let admin_router = admin::admin_router(admin_state);
+
+    let (shutdown, rx) = watch::channel(false);
+    let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+        })
+    };
+    let servers = vec![
+        serve(public, public_router, rx.clone()),
+        serve(admin_listener, admin_router, rx),
+    ];
+    let retention = Duration::from_secs(config.journal.dedup_retention_hours * 3600);
+    let background = vec![journal.spawn_dedup_pruner(retention)];
+
+    for e in &endpoints {
+        tracing::info!(app = %e.name, url = %format!("http://{public_addr}{}", e.config.path), "serving WeCom callbacks");
+    }
+    tracing::info!(%admin_addr, "admin API, /metrics, /healthz, /readyz");
+    Ok(RunningBridge {
+        public_addr,
+        admin_addr,
+        shutdown,
+        servers,
+        background,
+        writer,
+        grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    })
+}
+
+impl RunningBridge {
+    /// Stops accepting, waits for in-flight requests (up to the grace period), lets the
+    /// journal commit what it holds, and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for server in self.servers {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(self.grace, server).await.is_err() {
+                tracing::warn!(
+                    "in-flight requests did not finish within the grace period; closing them"
+                );
+                abort.abort();
+            }
+        }
+        for task in self.background {
+            task.abort();
+            let _ = task.await;
+        }
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        tracing::info!("stopped cleanly");
+    }
+}

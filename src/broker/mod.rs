@@ -1,0 +1,1 @@
+//! Broker: one contract, two back ends (embedded on the store, and RabbitMQ). Built next.

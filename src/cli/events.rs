@@ -1,0 +1,173 @@
+//! `events`: list journal entries, from the store directly or, while `serve` holds the
+//! store, through the running bridge's admin API.
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::journal::{EntryView, JournalCipher};
+use crate::store::{JournalFilter, Store, StoreError};
+
+/// Arguments of `events`.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only this kind: approval_change, open_approval_change, contact_change,
+    /// external_contact_change, other, unparsed.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this app.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Received at or after: RFC 3339 (2025-06-05T10:00:00Z) or an age such as 2h or 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before: RFC 3339 or an age.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only quarantined (authentic but unparseable) callbacks.
+    #[arg(long)]
+    pub quarantined: bool,
+    /// Include the decrypted XML (needs the journal key).
+    #[arg(long)]
+    pub payload: bool,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// Parses RFC 3339 or an age like `90m`, `2h`, `7d` into a timestamp.
+pub fn parse_when(s: &str) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let span: jiff::SignedDuration = s
+        .parse()
+        .or_else(|_| {
+            s.parse::<jiff::Span>()
+                .map_err(|e| e.to_string())
+                .and_then(|sp| {
+                    sp.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                        .map_err(|e| e.to_string())
+                })
+        })
+        .map_err(|e| {
+            anyhow::anyhow!("`{s}` is neither an RFC 3339 time nor an age like 2h/7d: {e}")
+        })?;
+    Ok(jiff::Timestamp::now() - span.abs())
+}
+
+pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()> {
+    let since = args.since.as_deref().map(parse_when).transpose()?;
+    let until = args.until.as_deref().map(parse_when).transpose()?;
+    let filter = JournalFilter {
+        kind: args.kind.clone(),
+        app: args.app.clone(),
+        since_ms: since.map(|t| t.as_millisecond()),
+        until_ms: until.map(|t| t.as_millisecond()),
+        quarantined_only: args.quarantined,
+        limit: args.limit,
+    };
+    let views = if !config.store.path.exists() {
+        eprintln!(
+            "no journal yet at {} (nothing received)",
+            config.store.path.display()
+        );
+        Vec::new()
+    } else {
+        match Store::open(&config.store.path) {
+            Ok(store) => {
+                let cipher = if args.payload {
+                    Some(JournalCipher::from_config(&config.journal)?)
+                } else {
+                    None
+                };
+                store
+                    .journal_entries(&filter)?
+                    .iter()
+                    .map(|e| EntryView::new(e, cipher.as_ref()))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Err(StoreError::Locked { .. }) => from_admin_api(config, &args, since, until).await?,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if args.json {
+        for v in &views {
+            println!("{}", serde_json::to_string(v)?);
+        }
+    } else {
+        print_table(&views);
+    }
+    Ok(())
+}
+
+async fn from_admin_api(
+    config: &Config,
+    args: &EventsArgs,
+    since: Option<jiff::Timestamp>,
+    until: Option<jiff::Timestamp>,
+) -> anyhow::Result<Vec<EntryView>> {
+    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    if let Some(k) = &args.kind {
+        query.push(("kind", k.clone()));
+    }
+    if let Some(a) = &args.app {
+        query.push(("app", a.clone()));
+    }
+    if let Some(s) = since {
+        query.push(("since", s.to_string()));
+    }
+    if let Some(u) = until {
+        query.push(("until", u.to_string()));
+    }
+    if args.quarantined {
+        query.push(("quarantined", "true".into()));
+    }
+    if args.payload {
+        query.push(("payload", "true".into()));
+    }
+    let url = format!("http://{}/admin/events", config.admin.listen);
+    let mut req = reqwest::Client::new().get(&url).query(&query);
+    if let Some(token) = config.resolve()?.admin_token {
+        req = req.bearer_auth(token.expose());
+    }
+    let resp = req.send().await.with_context(|| {
+        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
+    })?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("admin API answered {status}: {}", text.trim());
+    }
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).context("admin API sent an unexpected line"))
+        .collect()
+}
+
+fn print_table(views: &[EntryView]) {
+    if views.is_empty() {
+        println!("no events");
+        return;
+    }
+    println!(
+        "{:>6}  {:<28}  {:<20}  {:<10}  {:<24}  {:<22}  {}",
+        "SEQ", "ID", "RECEIVED", "APP", "KIND", "BUSINESS KEY", "STATE"
+    );
+    for v in views {
+        let received = v.received_at.get(..19).unwrap_or(&v.received_at);
+        let state = match &v.quarantine_reason {
+            Some(r) => format!("quarantined ({r})"),
+            None => v.state.clone(),
+        };
+        println!(
+            "{:>6}  {:<28}  {:<20}  {:<10}  {:<24}  {:<22}  {}",
+            v.seq, v.id, received, v.app, v.kind, v.business_key, state
+        );
+        if let Some(p) = &v.payload {
+            println!("        {p}");
+        }
+    }
+}

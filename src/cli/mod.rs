@@ -1,0 +1,152 @@
+//! The command line: `serve`, `check`, `simulate`, `events`.
+//!
+//! Each command is a thin layer over the library; what it prints is for people (tables) or,
+//! with `--json`, for scripts (one JSON object per line).
+
+pub mod events;
+pub mod simulate;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// wecom-bridge: WeCom approval callbacks → finance, ERP, CRM and HR systems.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (overridden per key by BRIDGE_SECTION__KEY variables).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BRIDGE_CONFIG",
+        default_value = "config/bridge.toml"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the bridge: accept WeCom callbacks and process them.
+    Serve,
+    /// Validate the configuration and print what would be served.
+    Check,
+    /// Act as WeCom: sign, encrypt and POST an event XML to an app, or run URL verification.
+    Simulate(simulate::SimulateArgs),
+    /// List journaled events (newest first).
+    Events(events::EventsArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load(&cli.config)?;
+    crate::telemetry::init_logging(&config.log);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve => rt.block_on(serve(config)),
+        Command::Check => check(&cli.config, &config),
+        Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
+        Command::Events(args) => rt.block_on(events::run(&config, args)),
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let bridge = crate::app::start(&config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    bridge.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
+    let endpoints = crate::app::build_endpoints(config)?;
+    let keys = match crate::journal::JournalCipher::from_config(&crate::config::JournalConfig {
+        create_key_if_missing: false,
+        ..config.journal.clone()
+    }) {
+        Ok(_) => "ok".to_string(),
+        Err(e) if config.journal.create_key_if_missing => {
+            format!("will be created on first `serve` ({e})")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("configuration {} is valid", path.display());
+    println!("  callbacks   http://{}", config.server.listen);
+    for e in &endpoints {
+        let c = &e.config;
+        let window = if c.check_timestamp {
+            format!("±{} s", c.timestamp_window_secs)
+        } else {
+            "OFF".into()
+        };
+        println!(
+            "    {:<12} {:<24} receive-ids {:<24} kind {:?}  timestamp window {}",
+            e.name,
+            c.path,
+            c.receive_ids.join(","),
+            c.kind,
+            window
+        );
+    }
+    println!(
+        "  admin       http://{} ({})",
+        config.admin.listen,
+        if config.admin.token.is_some() {
+            "token required"
+        } else {
+            "no token: loopback only"
+        }
+    );
+    println!("  store       {}", config.store.path.display());
+    println!("  journal key {} ({keys})", config.journal.active_key);
+    println!("  broker      {:?}", config.broker.kind);
+    let demo: Vec<_> = config
+        .resolve()?
+        .apps
+        .iter()
+        .filter(|(_, s)| s.is_demo())
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !demo.is_empty() {
+        println!(
+            "warning: {} use(s) WeCom's public sample credentials (demo only)",
+            demo.join(", ")
+        );
+    }
+    Ok(())
+}

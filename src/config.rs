@@ -1,0 +1,643 @@
+//! Configuration: `config/bridge.toml` layered with `BRIDGE_*` environment variables.
+//!
+//! Owns parsing and validating the configuration and resolving secret references
+//! (`env:NAME`, `file:PATH`, or a literal). It does not open stores, sockets or clients:
+//! `validate` is pure, and secrets are resolved in a separate step ([`Config::resolve`]).
+//!
+//! Environment overrides use `__` between levels, so `BRIDGE_SERVER__LISTEN=0.0.0.0:8080`
+//! sets `server.listen` and `BRIDGE_APPS__DEMO__TOKEN=env:WECOM_TOKEN` sets the demo app's
+//! token. Variables without `__` (for example `BRIDGE_ADMIN_TOKEN`, used as a secret) are
+//! not treated as overrides.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The sample credentials published in WeCom's own documentation. They are public, so an
+/// instance that serves them must say so loudly.
+pub const DEMO_TOKEN: &str = "QDG6eK";
+/// The documentation's sample EncodingAESKey (public; demo only).
+pub const DEMO_ENCODING_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+
+/// The whole configuration as read from file and environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The public listener that WeCom posts to.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The operator listener: admin API, metrics, health.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The embedded store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The intake journal.
+    #[serde(default)]
+    pub journal: JournalConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The message broker between stages.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// WeCom apps served by this instance, keyed by a name of the operator's choosing.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppConfig>,
+}
+
+/// The public (WeCom-facing) HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`; port 0 picks a free port.
+    pub listen: String,
+    /// Largest accepted callback body in bytes; larger requests get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin API (`/admin/*`, `/metrics`, `/healthz`, `/readyz`).
+    pub listen: String,
+    /// Bearer token required by `/admin/*`. Required when `listen` is not a loopback address.
+    pub token: Option<SecretRef>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            token: None,
+        }
+    }
+}
+
+/// The embedded store (redb).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Path of the database file. Relative paths are relative to the working directory.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/bridge.redb"),
+        }
+    }
+}
+
+/// The intake journal: encryption at rest and de-duplication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Key id used to encrypt new entries; must be a key of `keys`.
+    pub active_key: String,
+    /// Encryption keys by id: each a reference to 32 bytes, hex or base64 encoded.
+    /// Old keys stay listed so that entries written with them can still be read.
+    pub keys: BTreeMap<String, SecretRef>,
+    /// If the active key is a `file:` reference to a file that does not exist, create it
+    /// with a fresh random key. Meant for a first local run; production should provision keys.
+    pub create_key_if_missing: bool,
+    /// How long content hashes of accepted callbacks are kept to drop WeCom re-deliveries.
+    /// At least 24 hours.
+    pub dedup_retention_hours: u64,
+    /// Most callbacks committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            active_key: "local-1".into(),
+            keys: BTreeMap::from([(
+                "local-1".to_string(),
+                SecretRef::parse("file:./data/journal.key"),
+            )]),
+            create_key_if_missing: false,
+            dedup_retention_hours: 48,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `wecom_bridge=debug,info`; `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which broker carries events between stages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// `embedded` (default, on the local store) or `rabbitmq`.
+    pub kind: BrokerKind,
+    /// AMQP URL, by reference (`env:AMQP_URL`) or literal; required for `rabbitmq`.
+    pub url: Option<SecretRef>,
+    /// Prefix of every exchange and queue name, so several bridges can share one vhost.
+    pub prefix: String,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: u16,
+    /// Delays of the retry tiers, in seconds, shortest first.
+    pub retry_tiers_secs: Vec<u64>,
+    /// Deliveries after which a message is parked as a dead letter.
+    pub delivery_limit: u32,
+    /// Visibility timeout of the embedded broker: a leased message not settled within this
+    /// many seconds is delivered again.
+    pub lease_secs: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            kind: BrokerKind::Embedded,
+            url: None,
+            prefix: "wecom-bridge".into(),
+            prefetch: 64,
+            retry_tiers_secs: vec![5, 30, 120, 600, 3600],
+            delivery_limit: 20,
+            lease_secs: 60,
+        }
+    }
+}
+
+/// Broker back ends.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// Queues on the embedded store; zero setup, one machine.
+    Embedded,
+    /// RabbitMQ through AMQP 0-9-1.
+    Rabbitmq,
+}
+
+/// One WeCom app (or third-party suite) whose callbacks this instance accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// URL path of the callback, e.g. `/wecom/callback`. Unique per app.
+    pub path: String,
+    /// The callback Token from the WeCom admin console.
+    pub token: SecretRef,
+    /// The 43-character EncodingAESKey from the WeCom admin console.
+    pub encoding_aes_key: SecretRef,
+    /// Receive-ids accepted inside decrypted messages: the CorpID for self-built apps,
+    /// the SuiteID for third-party suite command callbacks.
+    pub receive_ids: Vec<String>,
+    /// The app's AgentID (used later for API calls and notifications).
+    #[serde(default)]
+    pub agent_id: Option<i64>,
+    /// `app` (self-built app: answer an empty 200) or `suite` (third-party suite: answer `success`).
+    #[serde(default)]
+    pub kind: AppKind,
+    /// Refuse callbacks whose timestamp is further than `timestamp_window_secs` from now.
+    /// On by default; turn off only to replay old captured requests (e.g. the doc samples).
+    #[serde(default = "default_true")]
+    pub check_timestamp: bool,
+    /// Allowed clock difference in seconds between WeCom's timestamp and ours.
+    #[serde(default = "default_window")]
+    pub timestamp_window_secs: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_window() -> u64 {
+    300
+}
+
+/// How an app is set up in WeCom, which decides the answer to a callback.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// Self-built app (自建应用): WeCom expects an empty 200.
+    #[default]
+    App,
+    /// Third-party suite command callback: WeCom expects the body `success`.
+    Suite,
+}
+
+/// A reference to a secret: `env:NAME`, `file:PATH`, or a literal value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// Read from an environment variable.
+    Env(String),
+    /// Read from a file (trailing newline trimmed).
+    File(PathBuf),
+    /// Written in the configuration itself.
+    Literal(String),
+}
+
+impl SecretRef {
+    /// Parses `env:NAME`, `file:PATH`, or anything else as a literal.
+    pub fn parse(s: &str) -> Self {
+        if let Some(name) = s.strip_prefix("env:") {
+            SecretRef::Env(name.to_string())
+        } else if let Some(path) = s.strip_prefix("file:") {
+            SecretRef::File(PathBuf::from(path))
+        } else {
+            SecretRef::Literal(s.to_string())
+        }
+    }
+
+    /// Reads the secret's value.
+    pub fn resolve(&self) -> Result<Secret, ConfigError> {
+        match self {
+            SecretRef::Env(name) => std::env::var(name).map(Secret).map_err(|_| {
+                ConfigError::Secret(format!("environment variable {name} is not set"))
+            }),
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_string()))
+                .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display()))),
+            SecretRef::Literal(v) => Ok(Secret(v.clone())),
+        }
+    }
+
+    /// Whether the secret is written in the configuration file itself.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, SecretRef::Literal(_))
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(n) => write!(f, "env:{n}"),
+            SecretRef::File(p) => write!(f, "file:{}", p.display()),
+            SecretRef::Literal(_) => f.write_str("***"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(SecretRef::parse(&s))
+    }
+}
+
+/// A resolved secret value. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(v: impl Into<String>) -> Self {
+        Secret(v.into())
+    }
+    /// The value itself; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What can go wrong with configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment override could not be read or does not fit the schema.
+    #[error("configuration could not be loaded: {0}")]
+    Load(String),
+    /// The configuration loaded but is inconsistent; every problem is listed.
+    #[error("configuration is invalid:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+    /// A secret reference could not be resolved.
+    #[error("secret could not be read: {0}")]
+    Secret(String),
+}
+
+impl Config {
+    /// Loads `path` (TOML) and applies `BRIDGE_*__*` environment overrides, then validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Load(format!(
+                "{} does not exist; pass --config or run from the repository root",
+                path.display()
+            )));
+        }
+        let figment = Figment::new().merge(Toml::file(path)).merge(
+            Env::prefixed("BRIDGE_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(format!("{}: {e}", path.display())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML string (no environment overrides) and validates it. Used by tests.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks consistency without touching secrets, files or sockets; lists every problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            errors.push(format!(
+                "server.listen `{}` is not an address like 127.0.0.1:8080",
+                self.server.listen
+            ));
+        }
+        match self.admin.listen.parse::<SocketAddr>() {
+            Err(_) => errors.push(format!(
+                "admin.listen `{}` is not an address like 127.0.0.1:8081",
+                self.admin.listen
+            )),
+            Ok(a) if !a.ip().is_loopback() && self.admin.token.is_none() => errors.push(format!(
+                "admin.listen {a} is reachable from other machines but admin.token is not set; \
+                 set admin.token = \"env:BRIDGE_ADMIN_TOKEN\" or listen on 127.0.0.1"
+            )),
+            Ok(_) => {}
+        }
+        if self.server.max_body_bytes < 1024 {
+            errors.push("server.max_body_bytes must be at least 1024".into());
+        }
+        if !self.journal.keys.contains_key(&self.journal.active_key) {
+            errors.push(format!(
+                "journal.active_key `{}` is not one of journal.keys",
+                self.journal.active_key
+            ));
+        }
+        if self.journal.dedup_retention_hours < 24 {
+            errors.push(
+                "journal.dedup_retention_hours must be at least 24 (WeCom re-delivers)".into(),
+            );
+        }
+        if self.journal.max_batch == 0 {
+            errors.push("journal.max_batch must be at least 1".into());
+        }
+        if self.broker.kind == BrokerKind::Rabbitmq && self.broker.url.is_none() {
+            errors
+                .push("broker.kind = \"rabbitmq\" needs broker.url (e.g. \"env:AMQP_URL\")".into());
+        }
+        if self.broker.retry_tiers_secs.is_empty() || self.broker.retry_tiers_secs.contains(&0) {
+            errors.push("broker.retry_tiers_secs must list at least one delay above 0".into());
+        }
+        if self.apps.is_empty() {
+            errors.push("no [apps.<name>] configured: nothing would be served".into());
+        }
+        let mut paths = BTreeMap::new();
+        for (name, app) in &self.apps {
+            if !app.path.starts_with('/') {
+                errors.push(format!("apps.{name}.path `{}` must start with /", app.path));
+            }
+            if matches!(app.path.as_str(), "/healthz" | "/readyz" | "/metrics" | "/") {
+                errors.push(format!("apps.{name}.path `{}` is reserved", app.path));
+            }
+            if let Some(other) = paths.insert(app.path.clone(), name.clone()) {
+                errors.push(format!(
+                    "apps.{name}.path `{}` is also used by apps.{other}",
+                    app.path
+                ));
+            }
+            if app.receive_ids.is_empty() {
+                errors.push(format!(
+                    "apps.{name}.receive_ids is empty: list the CorpID (or SuiteID)"
+                ));
+            }
+            if let SecretRef::Literal(key) = &app.encoding_aes_key
+                && (key.len() != 43 || !key.bytes().all(|b| b.is_ascii_alphanumeric()))
+            {
+                errors.push(format!(
+                    "apps.{name}.encoding_aes_key must be the 43 letters/digits shown in the WeCom console"
+                ));
+            }
+            if let SecretRef::Literal(token) = &app.token
+                && (token.is_empty() || token.len() > 32)
+            {
+                errors.push(format!("apps.{name}.token must be 1 to 32 characters"));
+            }
+            if app.check_timestamp && app.timestamp_window_secs == 0 {
+                errors.push(format!(
+                    "apps.{name}.timestamp_window_secs is 0; set check_timestamp = false to turn the check off"
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// Resolves every secret the service needs at start. Errors list every secret that failed.
+    pub fn resolve(&self) -> Result<ResolvedSecrets, ConfigError> {
+        let mut errors = Vec::new();
+        let mut apps = BTreeMap::new();
+        for (name, app) in &self.apps {
+            match (app.token.resolve(), app.encoding_aes_key.resolve()) {
+                (Ok(token), Ok(key)) => {
+                    apps.insert(
+                        name.clone(),
+                        AppSecrets {
+                            token,
+                            encoding_aes_key: key,
+                        },
+                    );
+                }
+                (t, k) => {
+                    for e in [t.err(), k.err()].into_iter().flatten() {
+                        errors.push(format!("apps.{name}: {e}"));
+                    }
+                }
+            }
+        }
+        let admin_token = match &self.admin.token {
+            Some(r) => match r.resolve() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.push(format!("admin.token: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        if errors.is_empty() {
+            Ok(ResolvedSecrets { apps, admin_token })
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+/// Secrets resolved at start.
+#[derive(Debug, Clone)]
+pub struct ResolvedSecrets {
+    /// Per-app callback credentials, by app name.
+    pub apps: BTreeMap<String, AppSecrets>,
+    /// The admin API bearer token, if one is configured.
+    pub admin_token: Option<Secret>,
+}
+
+/// The callback credentials of one app.
+#[derive(Debug, Clone)]
+pub struct AppSecrets {
+    /// Callback Token.
+    pub token: Secret,
+    /// EncodingAESKey.
+    pub encoding_aes_key: Secret,
+}
+
+impl AppSecrets {
+    /// Whether these are the public sample credentials from WeCom's documentation.
+    pub fn is_demo(&self) -> bool {
+        self.token.expose() == DEMO_TOKEN && self.encoding_aes_key.expose() == DEMO_ENCODING_AES_KEY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [apps.demo]
+        path = "/wecom/callback"
+        token = "QDG6eK"
+        encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+        receive_ids = ["wx5823bf96d3bd56c7"]
+    "#;
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        let app = &c.apps["demo"];
+        assert!(app.check_timestamp);
+        assert_eq!(app.timestamp_window_secs, 300);
+        assert_eq!(app.kind, AppKind::App);
+        assert_eq!(c.server.max_body_bytes, 65536);
+        assert_eq!(c.broker.kind, BrokerKind::Embedded);
+        assert!(c.resolve().unwrap().apps["demo"].is_demo());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let c = Config::from_toml(MINIMAL).unwrap();
+        let resolved = c.resolve().unwrap();
+        let shown = format!("{c:?} {resolved:?}");
+        assert!(!shown.contains("QDG6eK"), "{shown}");
+        assert!(!shown.contains("jWmYm7qr"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn secret_references_resolve_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tok");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let r = SecretRef::parse(&format!("file:{}", file.display()));
+        assert_eq!(r.resolve().unwrap().expose(), "from-file");
+        // PATH is set in every test environment; use it rather than mutating the environment.
+        let r = SecretRef::parse("env:PATH");
+        assert_eq!(
+            r.resolve().unwrap().expose(),
+            std::env::var("PATH").unwrap()
+        );
+        let missing = SecretRef::parse("env:WECOM_BRIDGE_SURELY_UNSET_VAR");
+        let e = missing.resolve().unwrap_err().to_string();
+        assert!(e.contains("WECOM_BRIDGE_SURELY_UNSET_VAR"), "{e}");
+        assert_eq!(format!("{missing:?}"), "env:WECOM_BRIDGE_SURELY_UNSET_VAR");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let bad = r#"
+            [admin]
+            listen = "0.0.0.0:8081"
+            [apps.a]
+            path = "wecom"
+            token = "t"
+            encoding_aes_key = "short"
+            receive_ids = []
+            [apps.b]
+            path = "wecom"
+            token = "t"
+            encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+            receive_ids = ["x"]
+        "#;
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(bad) else {
+            panic!("expected invalid config");
+        };
+        let all = errors.join("\n");
+        for needle in [
+            "admin.token is not set",
+            "must start with /",
+            "also used by apps.a",
+            "receive_ids is empty",
+            "encoding_aes_key must be the 43",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e =
+            Config::from_toml(&format!("{MINIMAL}\n[server]\nlisten_addr = \"x\"\n")).unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+}

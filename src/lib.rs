@@ -1,0 +1,24 @@
+//! wecom-bridge: a self-hosted bridge from WeCom (企业微信) approval callbacks to the finance,
+//! ERP, CRM and HR systems that act on them.
+//!
+//! The modules follow the data flow:
+//! [`ingress`] → [`journal`] → [`broker`] → [`route`] → [`map`] → [`deliver`] → [`record`],
+//! with [`wecom`] (the protocol), [`config`], [`catalog`] (connectors/ and mappings/),
+//! [`store`] (the only user of the embedded database), [`admin`] and [`telemetry`] beside them,
+//! and [`app`] assembling the whole.
+
+pub mod admin;
+pub mod app;
+pub mod broker;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod ingress;
+pub mod journal;
+pub mod map;
+pub mod record;
+pub mod route;
+pub mod store;
+pub mod telemetry;
+pub mod wecom;

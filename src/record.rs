@@ -1,0 +1,1 @@
+//! Record: the ledger of delivery attempts and the final state of every job. Not built yet.

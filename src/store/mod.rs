@@ -1,0 +1,489 @@
+//! The embedded store: the only module that touches the database (redb).
+//!
+//! It owns table layout, transactions and encoding of stored records. It knows nothing of
+//! HTTP, WeCom or encryption: callers hand it opaque, already-encrypted payloads. Every
+//! function here blocks on disk I/O; async callers run it on a blocking thread.
+//!
+//! Tables of the journal:
+//! - `journal`: sequence number → [`JournalRecord`] (append-only).
+//! - `outbox`: sequence numbers not yet confirmed by the broker. An entry is *published*
+//!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
+//! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+const OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("outbox");
+const DEDUP: TableDefinition<&[u8; 32], u64> = TableDefinition::new("dedup");
+const DEDUP_BY_TIME: TableDefinition<(i64, &[u8; 32]), ()> = TableDefinition::new("dedup_by_time");
+
+/// Errors of the store. They mean the disk or the database file is in trouble.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file is used by another process (usually a running `serve`).
+    #[error("the store {path} is in use by another process (is `wecom-bridge serve` running?)")]
+    Locked {
+        /// The database path.
+        path: String,
+    },
+    /// Any database error.
+    #[error("store error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded (corruption or an incompatible version).
+    #[error("stored record {key} could not be decoded: {reason}")]
+    Decode {
+        /// Which record.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A journal entry as stored. The payload is opaque ciphertext.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JournalRecord {
+    /// Which configured app received it.
+    pub app: String,
+    /// Event kind (`approval_change`, `contact_change`, …, or `unparsed`).
+    pub kind: String,
+    /// Business key, e.g. `202506050012:2` (SpNo:SpStatus) for approvals.
+    pub business_key: String,
+    /// When the bridge accepted it, Unix milliseconds.
+    pub received_at_ms: i64,
+    /// SHA-256 over app and decrypted XML; the de-duplication key.
+    pub content_hash: [u8; 32],
+    /// Id of the key the payload is encrypted with.
+    pub key_id: String,
+    /// AEAD nonce.
+    pub nonce: [u8; 12],
+    /// Encrypted decrypted-XML payload.
+    pub ciphertext: Vec<u8>,
+    /// Set when the XML was authentic but could not be understood: the reason.
+    pub quarantine: Option<String>,
+    /// Where the event came from: `callback` or `reconcile`.
+    pub source: String,
+}
+
+/// An entry read back, with its sequence number and derived publish state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    /// Journal sequence number (1-based, increasing).
+    pub seq: u64,
+    /// The record.
+    pub record: JournalRecord,
+    /// Whether the broker has confirmed it.
+    pub published: bool,
+}
+
+/// Result of appending one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Newly stored under this sequence number.
+    Appended(u64),
+    /// Its content hash was seen before; the earlier entry's sequence number.
+    Duplicate(u64),
+}
+
+/// Which journal entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct JournalFilter {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this app.
+    pub app: Option<String>,
+    /// Received at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Received before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Only quarantined entries.
+    pub quarantined_only: bool,
+    /// Newest first, at most this many (0 = no limit).
+    pub limit: usize,
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JournalCounts {
+    /// All entries.
+    pub entries: u64,
+    /// Entries not yet confirmed by the broker.
+    pub unpublished: u64,
+}
+
+/// Handle to the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, creating parent directories.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.display().to_string(),
+            },
+            other => StoreError::Db(format!("cannot open {}: {other}", path.display())),
+        })?;
+        let store = Store { db: Arc::new(db) };
+        store.init_tables()?;
+        Ok(store)
+    }
+
+    fn init_tables(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(JOURNAL)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(DEDUP)?;
+        tx.open_table(DEDUP_BY_TIME)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends records in one durable transaction (group commit). A record whose content
+    /// hash is already known (or repeats within the batch) is not stored again.
+    /// Quarantined records are stored but never enter the outbox.
+    pub fn append_journal(
+        &self,
+        records: &[JournalRecord],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(records.len());
+        {
+            let mut journal = tx.open_table(JOURNAL)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut dedup = tx.open_table(DEDUP)?;
+            let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
+            let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+            for record in records {
+                if let Some(seq) = dedup.get(&record.content_hash)? {
+                    outcomes.push(AppendOutcome::Duplicate(seq.value()));
+                    continue;
+                }
+                let seq = next;
+                next += 1;
+                let bytes = postcard::to_allocvec(record)
+                    .map_err(|e| StoreError::Db(format!("encode journal record: {e}")))?;
+                journal.insert(seq, bytes.as_slice())?;
+                if record.quarantine.is_none() {
+                    outbox.insert(seq, ())?;
+                }
+                dedup.insert(&record.content_hash, seq)?;
+                by_time.insert((record.received_at_ms, &record.content_hash), ())?;
+                outcomes.push(AppendOutcome::Appended(seq));
+            }
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Forgets content hashes received before `cutoff_ms`; returns how many.
+    pub fn prune_dedup(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write()?;
+        let mut removed = 0;
+        {
+            let mut dedup = tx.open_table(DEDUP)?;
+            let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
+            let old: Vec<(i64, [u8; 32])> = by_time
+                .range(..(cutoff_ms, &[0u8; 32]))?
+                .map(|r| r.map(|(k, _)| (k.value().0, *k.value().1)))
+                .collect::<Result<_, _>>()?;
+            for (t, hash) in old {
+                by_time.remove((t, &hash))?;
+                dedup.remove(&hash)?;
+                removed += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Reads one entry.
+    pub fn journal_entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let journal = tx.open_table(JOURNAL)?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let Some(v) = journal.get(seq)? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredEntry {
+            seq,
+            record: decode_record(seq, v.value())?,
+            published: outbox.get(seq)?.is_none(),
+        }))
+    }
+
+    /// Lists entries matching `filter`, newest first.
+    pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let journal = tx.open_table(JOURNAL)?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for item in journal.iter()?.rev() {
+            let (k, v) = item?;
+            let seq = k.value();
+            let record = decode_record(seq, v.value())?;
+            if filter.kind.as_deref().is_some_and(|k| k != record.kind)
+                || filter.app.as_deref().is_some_and(|a| a != record.app)
+                || filter.since_ms.is_some_and(|s| record.received_at_ms < s)
+                || filter.until_ms.is_some_and(|u| record.received_at_ms >= u)
+                || (filter.quarantined_only && record.quarantine.is_none())
+            {
+                continue;
+            }
+            out.push(StoredEntry {
+                seq,
+                published: outbox.get(seq)?.is_none(),
+                record,
+            });
+            if filter.limit != 0 && out.len() >= filter.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The oldest unpublished entries, at most `limit`, oldest first.
+    pub fn outbox_pending(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let journal = tx.open_table(JOURNAL)?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for item in outbox.iter()?.take(limit) {
+            let seq = item?.0.value();
+            let Some(v) = journal.get(seq)? else {
+                continue;
+            };
+            out.push(StoredEntry {
+                seq,
+                record: decode_record(seq, v.value())?,
+                published: false,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks entries as confirmed by the broker (removes them from the outbox).
+    pub fn mark_published(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut outbox = tx.open_table(OUTBOX)?;
+            for seq in seqs {
+                outbox.remove(seq)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Entry and backlog counts.
+    pub fn journal_counts(&self) -> Result<JournalCounts, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(JournalCounts {
+            entries: tx.open_table(JOURNAL)?.len()?,
+            unpublished: tx.open_table(OUTBOX)?.len()?,
+        })
+    }
+
+    /// A cheap read that proves the database answers (for `/readyz`).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_read()?;
+        tx.open_table(OUTBOX)?.len()?;
+        Ok(())
+    }
+}
+
+fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        key: format!("journal/{seq}"),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(hash: u8, at: i64) -> JournalRecord {
+        JournalRecord {
+            app: "demo".into(),
+            kind: "approval_change".into(),
+            business_key: format!("sp{hash}:2"),
+            received_at_ms: at,
+            content_hash: [hash; 32],
+            key_id: "k1".into(),
+            nonce: [0; 12],
+            ciphertext: vec![1, 2, 3],
+            quarantine: None,
+            source: "callback".into(),
+        }
+    }
+
+    #[test]
+    fn append_dedups_within_and_across_batches_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            let out = s
+                .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
+                .unwrap();
+            assert_eq!(
+                out,
+                vec![
+                    AppendOutcome::Appended(1),
+                    AppendOutcome::Appended(2),
+                    AppendOutcome::Duplicate(1)
+                ]
+            );
+            let out = s.append_journal(&[record(2, 20), record(3, 21)]).unwrap();
+            assert_eq!(
+                out,
+                vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
+            );
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.journal_counts().unwrap(),
+            JournalCounts {
+                entries: 3,
+                unpublished: 3
+            }
+        );
+        let e = s.journal_entry(3).unwrap().unwrap();
+        assert_eq!(e.record, record(3, 21));
+    }
+
+    #[test]
+    fn second_open_reports_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let _s = Store::open(&path).unwrap();
+        match Store::open(&path) {
+            Err(StoreError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outbox_and_publish_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut q = record(9, 5);
+        q.quarantine = Some("bad xml".into());
+        s.append_journal(&[record(1, 1), record(2, 2), q]).unwrap();
+        let pending = s.outbox_pending(10).unwrap();
+        assert_eq!(
+            pending.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        s.mark_published(&[1]).unwrap();
+        assert_eq!(s.outbox_pending(10).unwrap()[0].seq, 2);
+        let all = s.journal_entries(&JournalFilter::default()).unwrap();
+        assert_eq!(
+            all.iter().map(|e| (e.seq, e.published)).collect::<Vec<_>>(),
+            vec![(3, true), (2, false), (1, true)]
+        );
+        let q = s
+            .journal_entries(&JournalFilter {
+                quarantined_only: true,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].record.quarantine.as_deref(), Some("bad xml"));
+    }
+
+    #[test]
+    fn prune_forgets_only_old_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        s.append_journal(&[record(1, 100), record(2, 200)]).unwrap();
+        assert_eq!(s.prune_dedup(150).unwrap(), 1);
+        // hash 1 forgotten: accepted again; hash 2 still a duplicate
+        let out = s.append_journal(&[record(1, 300), record(2, 300)]).unwrap();
+        assert_eq!(
+            out,
+            vec![AppendOutcome::Appended(3), AppendOutcome::Duplicate(2)]
+        );
+    }
+
+    #[test]
+    fn filters_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let mut other = record(2, 200);
+        other.kind = "contact_change".into();
+        other.app = "hr".into();
+        s.append_journal(&[record(1, 100), other, record(3, 300)])
+            .unwrap();
+        let f = |f: JournalFilter| {
+            s.journal_entries(&f)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            f(JournalFilter {
+                kind: Some("contact_change".into()),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            f(JournalFilter {
+                app: Some("demo".into()),
+                ..Default::default()
+            }),
+            vec![3, 1]
+        );
+        assert_eq!(
+            f(JournalFilter {
+                since_ms: Some(150),
+                until_ms: Some(300),
+                ..Default::default()
+            }),
+            vec![2]
+        );
+        assert_eq!(
+            f(JournalFilter {
+                limit: 1,
+                ..Default::default()
+            }),
+            vec![3]
+        );
+    }
+}

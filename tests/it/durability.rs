@@ -1,0 +1,123 @@
+//! Durability: a 200 means the event is on disk. SIGKILL the real process right after
+//! acknowledgements and count what survives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Mutex;
+use wecom_bridge::store::{JournalFilter, Store};
+
+use crate::support::*;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::new("durable");
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(&config, config_toml(dir.path(), &[TestApp::new("durable")])).unwrap();
+    (dir, config, app)
+}
+
+fn approval(n: usize) -> String {
+    include_str!("../../samples/approval-approved.xml")
+        .replace("wx5823bf96d3bd56c7", CORP_ID)
+        .replace("202506050012", &format!("2025{n:08}"))
+}
+
+fn journal_keys(dir: &std::path::Path) -> Vec<String> {
+    let store = Store::open(&dir.join("bridge.redb")).unwrap();
+    store
+        .journal_entries(&JournalFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.business_key)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_right_after_acks_loses_no_acknowledged_event() {
+    let (dir, config, app) = setup();
+    let server = ServeProcess::start(&config, dir.path());
+    let url = format!("http://{}/cb/durable", server.public);
+    let client = reqwest::Client::new();
+    let n = 60;
+    for i in 0..n {
+        let (q, body) = signed(&app, &approval(i));
+        let resp = client
+            .post(format!("{url}?{q}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    server.kill9(); // immediately after the last 200
+    let keys = journal_keys(dir.path());
+    assert_eq!(
+        keys.len(),
+        n,
+        "acknowledged count must equal journal count after SIGKILL"
+    );
+    // and the bridge restarts on that journal
+    let server = ServeProcess::start(&config, dir.path());
+    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", server.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["journal"]["entries"], n as u64);
+    assert_eq!(server.terminate().code(), Some(0), "clean exit on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_keeps_every_acknowledged_event() {
+    let (dir, config, app) = setup();
+    let server = ServeProcess::start(&config, dir.path());
+    let url = format!("http://{}/cb/durable", server.public);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let workers = 16;
+    for w in 0..workers {
+        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
+        let app = TestApp::new("durable");
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut i = w;
+            while !stop.load(Ordering::SeqCst) {
+                let (q, body) = signed(&app, &approval(i));
+                if let Ok(resp) = client.post(format!("{url}?{q}")).body(body).send().await
+                    && resp.status() == 200
+                {
+                    acked.lock().await.push(format!("2025{i:08}:2"));
+                }
+                i += workers;
+            }
+        }));
+    }
+    // let a few hundred through, then kill while requests are in flight
+    while acked.lock().await.len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    let journal = journal_keys(dir.path());
+    for key in &acked {
+        assert!(
+            journal.contains(key),
+            "acknowledged {key} missing after SIGKILL"
+        );
+    }
+    // requests in flight at the kill may be journaled without their 200 (WeCom would retry
+    // them and de-duplication absorbs that); never more than one per worker
+    assert!(
+        journal.len() >= acked.len() && journal.len() <= acked.len() + workers,
+        "journal {} vs acknowledged {}",
+        journal.len(),
+        acked.len()
+    );
+}

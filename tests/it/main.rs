@@ -1,0 +1,9 @@
+//! The integration test binary: drives the real bridge (listeners on port 0, a real redb
+//! store on disk in a temporary directory) the way WeCom and operators do.
+
+mod support;
+
+mod cli;
+mod durability;
+mod ingress;
+mod vectors;
