@@ -1,1 +1,283 @@
-//! Broker: one contract, two back ends (embedded on the store, and RabbitMQ). Built next.
+//! Broker: carries envelopes between stages. One contract ([`Broker`] and [`Delivery`]), two
+//! back ends: [`embedded`] (queues on the local store; the zero-setup default) and
+//! [`rabbitmq`] (AMQP 0-9-1 through lapin; what production runs and what scales out).
+//!
+//! Semantics (the conformance suite in `tests/it/broker.rs` holds both back ends to them):
+//! - at-least-once: a delivery that is not settled (consumer dropped, process killed, lease
+//!   expired, connection lost) comes back, so every consumer must be idempotent;
+//! - `publish` returns only once the message is durable (embedded: committed; RabbitMQ:
+//!   publisher confirm, and a `mandatory` return counts as a failure);
+//! - settling: `ack` removes; `retry_after(d)` makes the message come back no earlier than
+//!   `d` with `attempt + 1`, and the retry copy is durable *before* the original is acked;
+//!   `dead_letter(reason)` parks it with reason, attempts and first/last failure times;
+//! - parked messages can be listed and redriven (back to their queue with attempt 1);
+//! - consumers get back-pressure: at most `prefetch` unsettled deliveries per consumer.
+//!
+//! It must not know what a message means: stages decide; the broker only carries and settles.
+
+pub mod embedded;
+pub mod rabbitmq;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// The stage queue that the outbox relay feeds and the route stage consumes.
+pub const ROUTE_QUEUE: &str = "route";
+
+/// Current envelope version.
+pub const ENVELOPE_VERSION: u16 = 1;
+
+/// What travels through the broker. Versioned so that old messages in queues stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Envelope format version ([`ENVELOPE_VERSION`]).
+    pub v: u16,
+    /// Unique message id (an event id such as `evt_…`, or a job id).
+    pub id: String,
+    /// What it is: an event kind, or a job kind.
+    pub kind: String,
+    /// Business key (e.g. `SpNo:SpStatus`).
+    pub business_key: String,
+    /// The WeCom app it came from.
+    pub app: String,
+    /// When the bridge first accepted it (Unix ms).
+    pub created_at_ms: i64,
+    /// The content: decrypted callback XML for events, a JSON document for jobs.
+    pub payload: String,
+}
+
+impl Envelope {
+    /// Encodes as JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("serialising a struct of strings and integers cannot fail")
+    }
+
+    /// Decodes and checks the version.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, BrokerError> {
+        let env: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| BrokerError::BadEnvelope(e.to_string()))?;
+        if env.v != ENVELOPE_VERSION {
+            return Err(BrokerError::BadEnvelope(format!(
+                "envelope version {} is not supported (this build reads {ENVELOPE_VERSION})",
+                env.v
+            )));
+        }
+        Ok(env)
+    }
+}
+
+/// A parked (dead-lettered) message, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The logical queue it was taken from.
+    pub queue: String,
+    /// The message.
+    pub envelope: Envelope,
+    /// Why it was parked.
+    pub reason: String,
+    /// Deliveries made before it was parked.
+    pub attempts: u32,
+    /// First failure (Unix ms).
+    pub first_failure_ms: i64,
+    /// Last failure (Unix ms).
+    pub last_failure_ms: i64,
+}
+
+/// Depth of one logical queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    /// Logical queue name.
+    pub queue: String,
+    /// Waiting to be delivered.
+    pub ready: u64,
+    /// Delivered, not yet settled.
+    pub unacked: u64,
+    /// Waiting for a retry delay to pass.
+    pub delayed: u64,
+    /// Parked.
+    pub dead: u64,
+}
+
+/// Which parked messages to redrive.
+#[derive(Debug, Clone, Default)]
+pub enum RedriveFilter {
+    /// Every parked message of the queue.
+    #[default]
+    All,
+    /// Only these message ids.
+    Ids(Vec<String>),
+    /// Only messages whose reason contains this text.
+    ReasonContains(String),
+}
+
+impl RedriveFilter {
+    /// Whether `dl` is selected.
+    pub fn matches(&self, id: &str, reason: &str) -> bool {
+        match self {
+            RedriveFilter::All => true,
+            RedriveFilter::Ids(ids) => ids.iter().any(|i| i == id),
+            RedriveFilter::ReasonContains(t) => reason.contains(t.as_str()),
+        }
+    }
+}
+
+/// Errors of the broker.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached or the connection was lost; retry later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused a publish (nack, or returned as unroutable).
+    #[error("broker refused the message: {0}")]
+    Refused(String),
+    /// A message body is not an envelope this build can read.
+    #[error("not a readable envelope: {0}")]
+    BadEnvelope(String),
+    /// The local store failed (embedded back end).
+    #[error("broker store error: {0}")]
+    Store(String),
+    /// The broker is shutting down.
+    #[error("broker is closed")]
+    Closed,
+}
+
+impl BrokerError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BrokerError::Unavailable(_) | BrokerError::Store(_))
+    }
+}
+
+/// A message handed to a consumer, to be settled exactly once.
+pub trait Delivery: Send + 'static {
+    /// The message.
+    fn envelope(&self) -> &Envelope;
+    /// 1 for the first delivery; +1 for every retry and every redelivery after a crash.
+    fn attempt(&self) -> u32;
+    /// Done: remove it.
+    fn ack(self) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Deliver again no earlier than `delay`, with `attempt + 1`. The copy is durable before
+    /// the original is removed.
+    fn retry_after(self, delay: Duration) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Park it with a reason an operator can act on.
+    fn dead_letter(self, reason: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
+}
+
+/// A stream of deliveries from one queue. At most `prefetch` unsettled deliveries are
+/// outstanding; dropping the consumer returns undelivered and unsettled messages to the queue
+/// (immediately for RabbitMQ, after the lease for the embedded back end).
+#[derive(Debug)]
+pub struct Consumer<D> {
+    rx: mpsc::Receiver<Result<D, BrokerError>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl<D> Consumer<D> {
+    /// Wraps a channel that a back end's consumer task fills; the task should stop when
+    /// `stop` resolves or the channel closes.
+    pub fn new(
+        rx: mpsc::Receiver<Result<D, BrokerError>>,
+        stop: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
+        Consumer { rx, _stop: stop }
+    }
+
+    /// The next delivery; `None` when the broker closed the consumer.
+    pub async fn next(&mut self) -> Option<Result<D, BrokerError>> {
+        self.rx.recv().await
+    }
+}
+
+/// The broker contract. Queue names are logical (`route`, `deliver.finance`); back ends
+/// map them to their own names.
+pub trait Broker: Clone + Send + Sync + 'static {
+    /// The delivery handle of this back end.
+    type Delivery: Delivery;
+
+    /// Publishes a message with attempt 1; returns once it is durable.
+    fn publish(
+        &self,
+        queue: &str,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Starts consuming `queue`.
+    fn consume(
+        &self,
+        queue: &str,
+    ) -> impl Future<Output = Result<Consumer<Self::Delivery>, BrokerError>> + Send;
+
+    /// Lists up to `limit` parked messages of `queue`, oldest first.
+    fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, BrokerError>> + Send;
+
+    /// Moves the selected parked messages of `queue` back to it (attempt 1); returns how many.
+    fn redrive(
+        &self,
+        queue: &str,
+        filter: &RedriveFilter,
+    ) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+
+    /// Depths of the given queues.
+    fn depths(
+        &self,
+        queues: &[String],
+    ) -> impl Future<Output = Result<Vec<QueueDepth>, BrokerError>> + Send;
+
+    /// Whether the broker is usable now (for `/readyz`).
+    fn ready(&self) -> impl Future<Output = Result<(), BrokerError>> + Send;
+}
+
+/// The retry tier for a requested delay: the smallest tier not shorter than `delay`, or the
+/// longest tier. Tiers are sorted ascending and non-empty (validated in config).
+pub fn retry_tier(tiers: &[Duration], delay: Duration) -> Duration {
+    tiers
+        .iter()
+        .copied()
+        .find(|t| *t >= delay)
+        .or_else(|| tiers.last().copied())
+        .unwrap_or(delay)
+}
+
+/// Now as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_refuses_other_versions() {
+        let env = Envelope {
+            v: ENVELOPE_VERSION,
+            id: "evt_1".into(),
+            kind: "approval_change".into(),
+            business_key: "1:2".into(),
+            app: "demo".into(),
+            created_at_ms: 5,
+            payload: "<xml/>".into(),
+        };
+        assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
+        let mut v2 = env.clone();
+        v2.v = 2;
+        assert!(matches!(Envelope::from_bytes(&v2.to_bytes()), Err(BrokerError::BadEnvelope(_))));
+        assert!(Envelope::from_bytes(b"{not json").is_err());
+    }
+
+    #[test]
+    fn tiers_round_up_and_cap() {
+        let tiers = [5, 30, 120].map(Duration::from_secs);
+        assert_eq!(retry_tier(&tiers, Duration::from_secs(1)), Duration::from_secs(5));
+        assert_eq!(retry_tier(&tiers, Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(retry_tier(&tiers, Duration::from_secs(31)), Duration::from_secs(120));
+        assert_eq!(retry_tier(&tiers, Duration::from_secs(9999)), Duration::from_secs(120));
+    }
+}

@@ -153,8 +153,8 @@ fn print_table(views: &[EntryView]) {
         return;
     }
     println!(
-        "{:>6}  {:<28}  {:<20}  {:<10}  {:<24}  {:<22}  {}",
-        "SEQ", "ID", "RECEIVED", "APP", "KIND", "BUSINESS KEY", "STATE"
+        "{:>6}  {:<28}  {:<20}  {:<10}  {:<24}  {:<22}  STATE",
+        "SEQ", "ID", "RECEIVED", "APP", "KIND", "BUSINESS KEY"
     );
     for v in views {
         let received = v.received_at.get(..19).unwrap_or(&v.received_at);

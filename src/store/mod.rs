@@ -16,6 +16,8 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("outbox");
 const DEDUP: TableDefinition<&[u8; 32], u64> = TableDefinition::new("dedup");
@@ -151,7 +153,12 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let db = Database::create(path).map_err(|e| match e {
+        // The write path appends and the read path scans recent entries: a modest cache keeps
+        // resident memory bounded (redb's default is 1 GiB).
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
                 path: path.display().to_string(),
             },

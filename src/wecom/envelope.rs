@@ -69,11 +69,7 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
                 depth = depth.saturating_sub(1);
                 current = None;
             }
-            Event::Empty(_) => {
-                if depth == 0 {
-                    saw_root = true;
-                }
-            }
+            Event::Empty(_) if depth == 0 => saw_root = true,
             Event::Text(t) => push_text(
                 &current,
                 &t[..],

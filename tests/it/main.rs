@@ -3,6 +3,7 @@
 
 mod support;
 
+mod broker;
 mod cli;
 mod durability;
 mod ingress;

@@ -1,0 +1,2 @@
+//! Embedded broker benchmark (being written).
+fn main() {}

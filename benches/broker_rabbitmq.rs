@@ -1,0 +1,2 @@
+//! RabbitMQ broker benchmark (being written).
+fn main() {}

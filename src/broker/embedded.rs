@@ -1,0 +1,1 @@
+//! Embedded broker on the local store (stub; being implemented).

@@ -1,0 +1,1 @@
+//! RabbitMQ broker through lapin (stub; being implemented).
