@@ -71,7 +71,7 @@ async fn sigkill_right_after_acks_loses_no_acknowledged_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_keeps_every_acknowledged_event() {
-    let (dir, config, app) = setup();
+    let (dir, config, _app) = setup();
     let server = ServeProcess::start(&config, dir.path());
     let url = format!("http://{}/cb/durable", server.public);
     let acked = Arc::new(Mutex::new(Vec::new()));

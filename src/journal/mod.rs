@@ -18,6 +18,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+pub mod relay;
+
 use crate::config::{JournalConfig, SecretRef};
 use crate::store::{AppendOutcome, JournalFilter, JournalRecord, Store, StoreError, StoredEntry};
 

@@ -1,0 +1,163 @@
+//! The outbox relay: drains unpublished journal entries to the broker's route queue.
+//!
+//! An entry is marked published only after the broker confirmed it, so a crash between the
+//! two republishes it (at-least-once; the route stage is idempotent). While the broker is
+//! down, ingress keeps journaling; the relay backs off, reports the backlog (metric
+//! `wecom_bridge_outbox_backlog`, `/readyz`), and drains it when the broker returns.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use super::{Journal, event_id};
+use crate::broker::{Broker, BrokerError, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE};
+use crate::store::StoredEntry;
+
+/// Entries read from the outbox per round.
+const BATCH: usize = 512;
+/// Publishes awaiting their confirms at once.
+const IN_FLIGHT: usize = 128;
+
+/// The broker envelope of a journal entry (decrypting its payload).
+pub fn envelope_of(journal: &Journal, entry: &StoredEntry) -> Result<Envelope, super::JournalError> {
+    let r = &entry.record;
+    Ok(Envelope {
+        v: ENVELOPE_VERSION,
+        id: event_id(&r.content_hash),
+        kind: r.kind.clone(),
+        business_key: r.business_key.clone(),
+        app: r.app.clone(),
+        created_at_ms: r.received_at_ms,
+        payload: journal.cipher().open(r)?,
+    })
+}
+
+/// Runs until `shutdown` turns true. Publishes to [`ROUTE_QUEUE`].
+pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Receiver<bool>) {
+    let appended = journal.appended();
+    let mut backoff = Backoff::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let store = journal.store().clone();
+        let pending = match tokio::task::spawn_blocking(move || store.outbox_pending(BATCH)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "outbox relay cannot read the journal; retrying");
+                sleep_or_stop(backoff.next(), &mut shutdown).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox relay task failed; retrying");
+                sleep_or_stop(backoff.next(), &mut shutdown).await;
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            metrics::gauge!("wecom_bridge_outbox_backlog").set(0.0);
+            tokio::select! {
+                _ = appended.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let (published, failed) = publish_all(&journal, &broker, &pending).await;
+        if !published.is_empty() {
+            let store = journal.store().clone();
+            let n = published.len();
+            match tokio::task::spawn_blocking(move || store.mark_published(&published)).await {
+                Ok(Ok(())) => {
+                    metrics::counter!("wecom_bridge_outbox_published_total").increment(n as u64);
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "marking entries published failed; they will be published again (harmless duplicates)"),
+                Err(e) => tracing::error!(error = %e, "marking entries published failed"),
+            }
+        }
+        match failed {
+            None => {
+                if backoff.failures > 0 {
+                    tracing::info!("broker reachable again; outbox relay resumed");
+                }
+                backoff.reset();
+            }
+            Some(e) => {
+                let delay = backoff.next();
+                let backlog = journal.store().journal_counts().map(|c| c.unpublished).unwrap_or(0);
+                metrics::gauge!("wecom_bridge_outbox_backlog").set(backlog as f64);
+                if backoff.failures == 1 || backoff.failures % 20 == 0 {
+                    tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64,
+                        "broker publish failed; ingress keeps accepting and journaling, the backlog drains when the broker is back");
+                }
+                sleep_or_stop(delay, &mut shutdown).await;
+            }
+        }
+    }
+}
+
+async fn publish_all<B: Broker>(
+    journal: &Journal,
+    broker: &B,
+    pending: &[StoredEntry],
+) -> (Vec<u64>, Option<BrokerError>) {
+    let results: Vec<(u64, Result<(), BrokerError>)> = futures_util::stream::iter(pending)
+        .map(|entry| async move {
+            let envelope = match envelope_of(journal, entry) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::error!(seq = entry.seq, error = %e, "journal entry cannot be decrypted; it stays in the outbox until its key is configured");
+                    return (entry.seq, Err(BrokerError::BadEnvelope(e.to_string())));
+                }
+            };
+            (entry.seq, broker.publish(ROUTE_QUEUE, &envelope).await)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failed = None;
+    for (seq, r) in results {
+        match r {
+            Ok(()) => ok.push(seq),
+            Err(e) => failed = Some(e),
+        }
+    }
+    (ok, failed)
+}
+
+async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// Exponential back-off with jitter between 100 ms and 10 s, via backon.
+struct Backoff {
+    failures: u32,
+    inner: backon::ExponentialBackoff,
+}
+
+impl Backoff {
+    fn builder() -> backon::ExponentialBackoff {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+    fn new() -> Self {
+        Backoff { failures: 0, inner: Self::builder() }
+    }
+    fn next(&mut self) -> Duration {
+        self.failures += 1;
+        self.inner.next().unwrap_or(Duration::from_secs(10))
+    }
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
