@@ -13,9 +13,13 @@ use axum::routing::get;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::broker::{AnyBroker, RedriveFilter};
 use crate::config::Secret;
 use crate::journal::Journal;
 use crate::store::JournalFilter;
+
+/// The broker, once it is up (it may come up after the listeners).
+pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
 
 /// Shared state of the health and admin routes.
 #[derive(Clone, Debug)]
@@ -24,6 +28,10 @@ pub struct AdminState {
     pub journal: Journal,
     /// Bearer token for `/admin/*`, if configured.
     pub token: Option<Arc<Secret>>,
+    /// The broker, when connected.
+    pub broker: BrokerSlot,
+    /// The configured broker kind (`embedded`, `rabbitmq`).
+    pub broker_kind: String,
 }
 
 /// Routes of the public listener besides the callbacks: liveness and readiness.
@@ -38,6 +46,9 @@ pub fn health_router(state: AdminState) -> Router {
 pub fn admin_router(state: AdminState) -> Router {
     Router::new()
         .route("/admin/events", get(events))
+        .route("/admin/queues", get(queues))
+        .route("/admin/dead-letters", get(dead_letters))
+        .route("/admin/replay", axum::routing::post(replay))
         .route(
             "/metrics",
             get(|| async { crate::telemetry::metrics_handle().render() }),
@@ -52,19 +63,32 @@ async fn readyz(State(st): State<AdminState>) -> Response {
         store.ping()?;
         store.journal_counts()
     })
-    .await;
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let broker = match st.broker.get() {
+        None => "connecting".to_string(),
+        Some(b) => match b.ready().await {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("unavailable: {e}"),
+        },
+    };
     match counts {
-        Ok(Ok(c)) => {
+        Ok(c) => {
             metrics::gauge!("wecom_bridge_outbox_backlog").set(c.unpublished as f64);
-            let body = serde_json::json!({"status": "ready", "store": "ok", "journal": c});
+            // Ready means "can accept callbacks": that needs the store, not the broker. A
+            // broker outage shows here and as a growing backlog, and is relayed when it ends.
+            let body = serde_json::json!({
+                "status": "ready",
+                "store": "ok",
+                "journal": c,
+                "outbox_backlog": c.unpublished,
+                "broker": {"kind": st.broker_kind, "state": broker},
+            });
             (StatusCode::OK, axum::Json(body)).into_response()
         }
-        Ok(Err(e)) => {
-            let body = serde_json::json!({"status": "not ready", "store": e.to_string()});
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
-        }
         Err(e) => {
-            let body = serde_json::json!({"status": "not ready", "store": e.to_string()});
+            let body = serde_json::json!({"status": "not ready", "store": e, "broker": {"kind": st.broker_kind, "state": broker}});
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
         }
     }
@@ -148,5 +172,99 @@ async fn events(
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn unauthorized() -> Response {
+    (StatusCode::UNAUTHORIZED, "admin token required (Authorization: Bearer …)\n").into_response()
+}
+
+fn broker_of(st: &AdminState) -> Result<AnyBroker, Response> {
+    st.broker.get().cloned().ok_or_else(|| {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker not connected yet; see /readyz\n").into_response()
+    })
+}
+
+fn broker_error(e: crate::broker::BrokerError) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+}
+
+/// `GET /admin/queues`: depths of every stage queue plus the outbox backlog.
+async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let broker = match broker_of(&st) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let backlog = st.journal.store().journal_counts().map(|c| c.unpublished).unwrap_or(0);
+    match broker.depths(&crate::broker::stage_queues()).await {
+        Ok(d) => axum::Json(serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d})).into_response(),
+        Err(e) => broker_error(e),
+    }
+}
+
+/// Query of the dead-letter endpoints.
+#[derive(Debug, Deserialize)]
+pub struct DeadQuery {
+    /// Logical queue (default `route`).
+    pub queue: Option<String>,
+    /// Most to list.
+    pub limit: Option<usize>,
+    /// Replay: comma-separated message ids.
+    pub ids: Option<String>,
+    /// Replay: only messages whose reason contains this.
+    pub reason: Option<String>,
+    /// Replay: every parked message of the queue.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `GET /admin/dead-letters?queue=route&limit=100`: parked messages, one JSON per line.
+async fn dead_letters(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<DeadQuery>) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let broker = match broker_of(&st) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
+    match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
+        Ok(list) => {
+            let mut out = String::new();
+            for d in list {
+                out.push_str(&serde_json::to_string(&d).unwrap_or_default());
+                out.push('\n');
+            }
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+        }
+        Err(e) => broker_error(e),
+    }
+}
+
+/// `POST /admin/replay?queue=route&(all=true|ids=a,b|reason=text)`: redrive parked messages.
+async fn replay(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<DeadQuery>) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let broker = match broker_of(&st) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let filter = match (q.all, q.ids, q.reason) {
+        (true, None, None) => RedriveFilter::All,
+        (false, Some(ids), None) => RedriveFilter::Ids(ids.split(',').map(str::to_string).collect()),
+        (false, None, Some(r)) => RedriveFilter::ReasonContains(r),
+        _ => return (StatusCode::BAD_REQUEST, "give exactly one of all=true, ids=…, reason=…\n").into_response(),
+    };
+    let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
+    match broker.redrive(&queue, &filter).await {
+        Ok(n) => {
+            tracing::info!(queue = %queue, redriven = n, "dead letters replayed by an operator");
+            axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response()
+        }
+        Err(e) => broker_error(e),
     }
 }

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, BrokerSlot};
+use crate::broker::{AnyBroker, Broker};
 use crate::config::{Config, ConfigError};
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
@@ -59,6 +60,8 @@ pub struct RunningBridge {
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
+    pipeline: JoinHandle<()>,
+    broker: BrokerSlot,
     background: Vec<JoinHandle<()>>,
     writer: JournalWriter,
     grace: Duration,
@@ -135,9 +138,12 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         reason: e.to_string(),
     })?;
 
+    let broker: BrokerSlot = Arc::new(tokio::sync::OnceCell::new());
     let admin_state = AdminState {
         journal: journal.clone(),
         token: admin_token,
+        broker: broker.clone(),
+        broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),
     };
     let public_router = ingress::router(
         endpoints.clone(),
@@ -148,6 +154,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let admin_router = admin::admin_router(admin_state);
 
     let (shutdown, rx) = watch::channel(false);
+    let rx_pipeline = rx.clone();
     let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {
         tokio::spawn(async move {
             let stop = async move {
@@ -166,6 +173,13 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         serve(admin_listener, admin_router, rx),
     ];
     let retention = Duration::from_secs(config.journal.dedup_retention_hours * 3600);
+    let pipeline = tokio::spawn(run_pipeline(
+        config.broker.clone(),
+        store.clone(),
+        journal.clone(),
+        broker.clone(),
+        rx_pipeline,
+    ));
     let background = vec![journal.spawn_dedup_pruner(retention)];
 
     for e in &endpoints {
@@ -177,6 +191,8 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         admin_addr,
         shutdown,
         servers,
+        pipeline,
+        broker,
         background,
         writer,
         grace: Duration::from_secs(config.server.shutdown_grace_secs),
@@ -197,6 +213,10 @@ impl RunningBridge {
                 abort.abort();
             }
         }
+        let _ = self.pipeline.await;
+        if let Some(b) = self.broker.get().cloned() {
+            b.close().await;
+        }
         for task in self.background {
             task.abort();
             let _ = task.await;
@@ -205,4 +225,43 @@ impl RunningBridge {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("stopped cleanly");
     }
+}
+
+/// Brings the broker up (retrying in the background while it is unreachable: ingress keeps
+/// journaling meanwhile), then runs the stages that consume it until shutdown.
+async fn run_pipeline(
+    cfg: crate::config::BrokerConfig,
+    store: Store,
+    journal: Journal,
+    slot: BrokerSlot,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut delay = Duration::from_millis(250);
+    let broker = loop {
+        match AnyBroker::from_config(&cfg, &store).await {
+            Ok(b) => break b,
+            Err(e) => {
+                tracing::warn!(kind = ?cfg.kind, error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "broker not reachable; callbacks are still accepted and journaled, and will be relayed once it is");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+        }
+    };
+    tracing::info!(kind = broker.kind(), "broker ready");
+    let _ = slot.set(broker.clone());
+    match broker {
+        AnyBroker::Embedded(b) => run_stages(b, journal, shutdown).await,
+        AnyBroker::Rabbitmq(b) => run_stages(b, journal, shutdown).await,
+    }
+}
+
+async fn run_stages<B: Broker>(broker: B, journal: Journal, shutdown: watch::Receiver<bool>) {
+    let relay = tokio::spawn(crate::journal::relay::run(journal, broker.clone(), shutdown.clone()));
+    let route = tokio::spawn(crate::route::run(broker, shutdown));
+    let _ = relay.await;
+    let _ = route.await;
 }

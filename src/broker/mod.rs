@@ -281,3 +281,118 @@ mod tests {
         assert_eq!(retry_tier(&tiers, Duration::from_secs(9999)), Duration::from_secs(120));
     }
 }
+
+/// The configured back end. Stages are generic over [`Broker`] and are started through one
+/// `match` on this enum; operator functions (list, redrive, depths) delegate here.
+#[derive(Clone)]
+pub enum AnyBroker {
+    /// Queues on the local store.
+    Embedded(embedded::EmbeddedBroker),
+    /// RabbitMQ.
+    Rabbitmq(rabbitmq::RabbitBroker),
+}
+
+impl std::fmt::Debug for AnyBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kind())
+    }
+}
+
+/// Logical queues that exist whatever the configuration (the connectors add theirs).
+pub fn stage_queues() -> Vec<String> {
+    vec![ROUTE_QUEUE.to_string()]
+}
+
+impl AnyBroker {
+    /// Builds the configured back end. For RabbitMQ this connects and declares the topology;
+    /// it fails if RabbitMQ is unreachable (the caller retries in the background).
+    pub async fn from_config(
+        cfg: &crate::config::BrokerConfig,
+        store: &crate::store::Store,
+    ) -> Result<AnyBroker, BrokerError> {
+        use crate::config::BrokerKind;
+        match cfg.kind {
+            BrokerKind::Embedded => embedded::EmbeddedBroker::open(
+                store.clone(),
+                embedded::EmbeddedOptions {
+                    prefetch: cfg.prefetch,
+                    lease: Duration::from_secs(cfg.lease_secs),
+                    delivery_limit: cfg.delivery_limit,
+                },
+            )
+            .await
+            .map(AnyBroker::Embedded),
+            BrokerKind::Rabbitmq => {
+                let url = cfg
+                    .url
+                    .as_ref()
+                    .ok_or_else(|| BrokerError::Unavailable("broker.url is not set".into()))?
+                    .resolve()
+                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+                let mut tiers: Vec<Duration> =
+                    cfg.retry_tiers_secs.iter().map(|s| Duration::from_secs(*s)).collect();
+                tiers.sort();
+                rabbitmq::RabbitBroker::connect(
+                    url.expose(),
+                    rabbitmq::RabbitOptions {
+                        prefix: cfg.prefix.clone(),
+                        prefetch: cfg.prefetch,
+                        retry_tiers: tiers,
+                        delivery_limit: cfg.delivery_limit,
+                        queues: stage_queues(),
+                    },
+                )
+                .await
+                .map(AnyBroker::Rabbitmq)
+            }
+        }
+    }
+
+    /// `embedded` or `rabbitmq`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyBroker::Embedded(_) => "embedded",
+            AnyBroker::Rabbitmq(_) => "rabbitmq",
+        }
+    }
+
+    /// See [`Broker::dead_letters`].
+    pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, BrokerError> {
+        match self {
+            AnyBroker::Embedded(b) => b.dead_letters(queue, limit).await,
+            AnyBroker::Rabbitmq(b) => b.dead_letters(queue, limit).await,
+        }
+    }
+
+    /// See [`Broker::redrive`].
+    pub async fn redrive(&self, queue: &str, filter: &RedriveFilter) -> Result<usize, BrokerError> {
+        match self {
+            AnyBroker::Embedded(b) => b.redrive(queue, filter).await,
+            AnyBroker::Rabbitmq(b) => b.redrive(queue, filter).await,
+        }
+    }
+
+    /// See [`Broker::depths`].
+    pub async fn depths(&self, queues: &[String]) -> Result<Vec<QueueDepth>, BrokerError> {
+        match self {
+            AnyBroker::Embedded(b) => b.depths(queues).await,
+            AnyBroker::Rabbitmq(b) => b.depths(queues).await,
+        }
+    }
+
+    /// See [`Broker::ready`].
+    pub async fn ready(&self) -> Result<(), BrokerError> {
+        match self {
+            AnyBroker::Embedded(b) => b.ready().await,
+            AnyBroker::Rabbitmq(b) => b.ready().await,
+        }
+    }
+
+    /// Stops background work and closes connections.
+    pub async fn close(self) {
+        match self {
+            AnyBroker::Embedded(b) => b.close().await,
+            AnyBroker::Rabbitmq(b) => b.close().await,
+        }
+    }
+}

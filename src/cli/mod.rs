@@ -1,9 +1,11 @@
-//! The command line: `serve`, `check`, `simulate`, `events`.
+//! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
+//! `replay`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
 pub mod events;
+pub mod queues;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +44,12 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// List journaled events (newest first).
     Events(events::EventsArgs),
+    /// Show queue depths and the outbox backlog.
+    Queues,
+    /// List parked (dead-lettered) messages with reason and attempts.
+    DeadLetters(queues::DeadLettersArgs),
+    /// Send dead letters back to their queue: all, by id, or by reason.
+    Replay(queues::ReplayArgs),
 }
 
 /// Runs a parsed command line.
@@ -57,6 +65,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check(&cli.config, &config),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
+        Command::Queues => rt.block_on(queues::queues(&config)),
+        Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
+        Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
     }
 }
 

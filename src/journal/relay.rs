@@ -64,7 +64,7 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
             }
             continue;
         }
-        let (published, failed) = publish_all(&journal, &broker, &pending).await;
+        let (published, failed) = publish_all(&journal, &broker, pending).await;
         if !published.is_empty() {
             let store = journal.store().clone();
             let n = published.len();
@@ -100,11 +100,12 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
 async fn publish_all<B: Broker>(
     journal: &Journal,
     broker: &B,
-    pending: &[StoredEntry],
+    pending: Vec<StoredEntry>,
 ) -> (Vec<u64>, Option<BrokerError>) {
-    let results: Vec<(u64, Result<(), BrokerError>)> = futures_util::stream::iter(pending)
-        .map(|entry| async move {
-            let envelope = match envelope_of(journal, entry) {
+    let publishes = pending.into_iter().map(|entry| {
+        let (journal, broker) = (journal.clone(), broker.clone());
+        async move {
+            let envelope = match envelope_of(&journal, &entry) {
                 Ok(env) => env,
                 Err(e) => {
                     tracing::error!(seq = entry.seq, error = %e, "journal entry cannot be decrypted; it stays in the outbox until its key is configured");
@@ -112,7 +113,9 @@ async fn publish_all<B: Broker>(
                 }
             };
             (entry.seq, broker.publish(ROUTE_QUEUE, &envelope).await)
-        })
+        }
+    });
+    let results: Vec<(u64, Result<(), BrokerError>)> = futures_util::stream::iter(publishes)
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
