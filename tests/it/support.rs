@@ -119,8 +119,13 @@ pub struct TestBridge {
 
 impl TestBridge {
     pub async fn start(apps: &[TestApp]) -> TestBridge {
+        Self::start_with(apps, "").await
+    }
+
+    /// Starts with extra TOML appended (e.g. a `[broker]` section).
+    pub async fn start_with(apps: &[TestApp], extra: &str) -> TestBridge {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_toml(&config_toml(dir.path(), apps)).unwrap();
+        let config = Config::from_toml(&format!("{}\n{extra}", config_toml(dir.path(), apps))).unwrap();
         let bridge = app::start(&config).await.unwrap();
         TestBridge {
             public: bridge.public_addr,
@@ -381,4 +386,42 @@ pub fn run_cli(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The RabbitMQ URL tests use; RabbitMQ must be running (tests fail loudly otherwise).
+pub fn amqp_url() -> String {
+    std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A `[broker]` section for RabbitMQ with a unique prefix.
+pub fn rabbit_section(prefix: &str) -> String {
+    format!(
+        "[broker]\nkind = \"rabbitmq\"\nurl = \"{}\"\nprefix = \"{prefix}\"\nretry_tiers_secs = [1, 2]\n",
+        amqp_url()
+    )
+}
+
+/// Polls `check` every 50 ms until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+impl TestBridge {
+    /// `/admin/queues` as JSON.
+    pub async fn queues(&self) -> Value {
+        let resp = reqwest::get(format!("http://{}/admin/queues", self.admin)).await.unwrap();
+        if !resp.status().is_success() {
+            return Value::Null;
+        }
+        resp.json().await.unwrap()
+    }
 }
