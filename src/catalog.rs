@@ -1,2 +1,599 @@
-//! Catalog: loads and validates `connectors/` and `mappings/`, collecting every diagnostic
-//! with file:line. Not built yet.
+//! Catalog: loads `mappings/` and `connectors/` and validates them purely, collecting every
+//! diagnostic with `file:line:col` before anything runs.
+//!
+//! This is the routing half of the mapping format: which events a mapping matches (`[match]`)
+//! and which connector it feeds. The document-building half (`[document]`) belongs to the
+//! mapping engine and is kept here as raw TOML until that engine compiles it. Connectors are
+//! known by name and kind; their transport settings belong to the deliver stage.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A problem in a catalog file, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0 if unknown).
+    pub line: usize,
+    /// 1-based column (0 if unknown).
+    pub col: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
+    }
+}
+
+/// Which family of events a mapping matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFamily {
+    /// `sys_approval_change` (approvals in the 审批 app).
+    Approval,
+    /// `change_contact` (directory changes, for HR).
+    Contact,
+    /// `change_external_contact` (customers, for CRM).
+    ExternalContact,
+}
+
+/// What happened to an approval that a route can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The form reached "approved" (SpStatus 2) for the first time.
+    Approved,
+    /// The form was revoked after approval (SpStatus 6) after we forwarded it.
+    Revoked,
+    /// A contact or external-contact change.
+    Changed,
+}
+
+impl Action {
+    /// Lower-case name, as used in idempotency keys and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Approved => "approved",
+            Action::Revoked => "revoked",
+            Action::Changed => "changed",
+        }
+    }
+}
+
+/// The `[match]` block of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchRule {
+    /// Event family.
+    pub event: EventFamily,
+    /// Approval template ids (any of).
+    pub template_ids: Vec<String>,
+    /// Approval template names (any of), e.g. `费用报销`.
+    pub template_names: Vec<String>,
+    /// Approval actions (default: approved).
+    pub actions: Vec<Action>,
+    /// Contact/external-contact change types (empty = all).
+    pub change_types: Vec<String>,
+    /// Apps (empty = all).
+    pub apps: Vec<String>,
+}
+
+/// A loaded mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    /// Unique name (defaults to the file stem).
+    pub name: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Connector it feeds.
+    pub connector: String,
+    /// Which events it takes.
+    pub rule: MatchRule,
+    /// The `[document]` table, for the mapping engine.
+    pub document: Option<toml::Table>,
+}
+
+/// A known connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connector {
+    /// Unique name (defaults to the file stem).
+    pub name: String,
+    /// Kind (`http_json`, `xml_soap`).
+    pub kind: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// The whole file, for the deliver stage.
+    pub settings: toml::Table,
+}
+
+/// What an event looks like to the route table.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteInput<'a> {
+    /// An approval reached an action.
+    Approval {
+        /// App name.
+        app: &'a str,
+        /// Template id.
+        template_id: &'a str,
+        /// Template name.
+        template_name: &'a str,
+        /// Approved or revoked.
+        action: Action,
+    },
+    /// A directory change.
+    Contact {
+        /// App name.
+        app: &'a str,
+        /// `create_user`, `update_user`, …
+        change_type: &'a str,
+    },
+    /// A customer change.
+    ExternalContact {
+        /// App name.
+        app: &'a str,
+        /// `add_external_contact`, …
+        change_type: &'a str,
+    },
+}
+
+/// Mappings and connectors, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    /// All mappings, sorted by name.
+    pub mappings: Vec<Mapping>,
+    /// All connectors, sorted by name.
+    pub connectors: Vec<Connector>,
+}
+
+const CONNECTOR_KINDS: &[&str] = &["http_json", "xml_soap"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    name: Option<Spanned<String>>,
+    connector: Spanned<String>,
+    #[serde(rename = "match")]
+    matches: Spanned<MatchFile>,
+    document: Option<toml::Table>,
+    /// Test cases beside the mapping (used by `mapping test`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    cases: Vec<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatchFile {
+    event: EventFamily,
+    #[serde(default)]
+    template_ids: Vec<String>,
+    #[serde(default)]
+    template_names: Vec<String>,
+    #[serde(default)]
+    actions: Option<Spanned<Vec<Action>>>,
+    #[serde(default)]
+    change_types: Vec<String>,
+    #[serde(default)]
+    apps: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ConnectorHead {
+    name: Option<String>,
+    kind: Spanned<String>,
+}
+
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
+    (line, col)
+}
+
+fn diag(
+    file: &Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: impl Into<String>,
+) -> Diagnostic {
+    let (line, col) = span.map_or((0, 0), |s| position(text, s.start));
+    Diagnostic {
+        file: file.to_path_buf(),
+        line,
+        col,
+        message: message.into(),
+    }
+}
+
+fn toml_files(dir: &Path, out: &mut Vec<Diagnostic>) -> Vec<(PathBuf, String)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            out.push(Diagnostic {
+                file: dir.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read directory: {e}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| match std::fs::read_to_string(&p) {
+            Ok(t) => Some((p, t)),
+            Err(e) => {
+                out.push(Diagnostic {
+                    file: p,
+                    line: 0,
+                    col: 0,
+                    message: format!("cannot read: {e}"),
+                });
+                None
+            }
+        })
+        .collect()
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Loads and validates `mappings_dir/*.toml` and `connectors_dir/*.toml`. Returns every
+/// problem at once. Missing directories mean "none configured".
+pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut catalog = Catalog::default();
+
+    for (file, text) in toml_files(connectors_dir, &mut errors) {
+        let head: ConnectorHead = match toml::from_str(&text) {
+            Ok(h) => h,
+            Err(e) => {
+                errors.push(diag(&file, &text, e.span(), e.message().to_string()));
+                continue;
+            }
+        };
+        if !CONNECTOR_KINDS.contains(&head.kind.get_ref().as_str()) {
+            errors.push(diag(
+                &file,
+                &text,
+                Some(head.kind.span()),
+                format!(
+                    "unknown connector kind `{}`; expected one of {}",
+                    head.kind.get_ref(),
+                    CONNECTOR_KINDS.join(", ")
+                ),
+            ));
+        }
+        let settings = toml::from_str(&text).unwrap_or_default();
+        catalog.connectors.push(Connector {
+            name: head.name.unwrap_or_else(|| stem(&file)),
+            kind: head.kind.into_inner(),
+            file,
+            settings,
+        });
+    }
+
+    for (file, text) in toml_files(mappings_dir, &mut errors) {
+        let m: MappingFile = match toml::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(diag(&file, &text, e.span(), e.message().to_string()));
+                continue;
+            }
+        };
+        let connector = m.connector.get_ref().clone();
+        if !catalog.connectors.iter().any(|c| c.name == connector) {
+            let known: Vec<_> = catalog.connectors.iter().map(|c| c.name.as_str()).collect();
+            errors.push(diag(
+                &file,
+                &text,
+                Some(m.connector.span()),
+                format!(
+                    "connector `{connector}` is not defined in {} (known: {})",
+                    connectors_dir.display(),
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        let match_span = m.matches.span();
+        let mf = m.matches.into_inner();
+        let actions_span = mf.actions.as_ref().map(|a| a.span());
+        let actions = mf.actions.map(Spanned::into_inner);
+        let actions = match mf.event {
+            EventFamily::Approval => {
+                if mf.template_ids.is_empty() && mf.template_names.is_empty() {
+                    errors.push(diag(&file, &text, Some(match_span.clone()),
+                        "an approval mapping must name its templates (template_ids or template_names), so that no other form type reaches this target by accident"));
+                }
+                let a = actions.unwrap_or_else(|| vec![Action::Approved]);
+                if a.is_empty() || a.contains(&Action::Changed) {
+                    errors.push(diag(
+                        &file,
+                        &text,
+                        actions_span,
+                        "approval actions are `approved` and/or `revoked`",
+                    ));
+                }
+                a
+            }
+            EventFamily::Contact | EventFamily::ExternalContact => {
+                if actions
+                    .as_ref()
+                    .is_some_and(|a| a.iter().any(|x| *x != Action::Changed))
+                {
+                    errors.push(diag(
+                        &file,
+                        &text,
+                        actions_span,
+                        "contact mappings take no approval actions; use change_types",
+                    ));
+                }
+                vec![Action::Changed]
+            }
+        };
+        let name = m
+            .name
+            .map(Spanned::into_inner)
+            .unwrap_or_else(|| stem(&file));
+        if catalog.mappings.iter().any(|x| x.name == name) {
+            errors.push(diag(
+                &file,
+                &text,
+                None,
+                format!("mapping name `{name}` is used twice"),
+            ));
+        }
+        catalog.mappings.push(Mapping {
+            name,
+            file,
+            connector,
+            rule: MatchRule {
+                event: mf.event,
+                template_ids: mf.template_ids,
+                template_names: mf.template_names,
+                actions,
+                change_types: mf.change_types,
+                apps: mf.apps,
+            },
+            document: m.document,
+        });
+    }
+    if errors.is_empty() {
+        catalog.mappings.sort_by(|a, b| a.name.cmp(&b.name));
+        catalog.connectors.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(catalog)
+    } else {
+        Err(errors)
+    }
+}
+
+impl MatchRule {
+    /// Whether this rule takes the event.
+    pub fn matches(&self, input: &RouteInput<'_>) -> bool {
+        let app_ok = |app: &str| self.apps.is_empty() || self.apps.iter().any(|a| a == app);
+        match *input {
+            RouteInput::Approval {
+                app,
+                template_id,
+                template_name,
+                action,
+            } => {
+                self.event == EventFamily::Approval
+                    && app_ok(app)
+                    && self.actions.contains(&action)
+                    && (self.template_ids.iter().any(|t| t == template_id)
+                        || self.template_names.iter().any(|t| t == template_name))
+            }
+            RouteInput::Contact { app, change_type } => {
+                self.event == EventFamily::Contact
+                    && app_ok(app)
+                    && (self.change_types.is_empty()
+                        || self.change_types.iter().any(|c| c == change_type))
+            }
+            RouteInput::ExternalContact { app, change_type } => {
+                self.event == EventFamily::ExternalContact
+                    && app_ok(app)
+                    && (self.change_types.is_empty()
+                        || self.change_types.iter().any(|c| c == change_type))
+            }
+        }
+    }
+}
+
+impl Catalog {
+    /// The mappings that take this event, in name order.
+    pub fn routes<'a>(&'a self, input: &RouteInput<'_>) -> Vec<&'a Mapping> {
+        self.mappings
+            .iter()
+            .filter(|m| m.rule.matches(input))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let (m, c) = (d.path().join("mappings"), d.path().join("connectors"));
+        write(
+            &c,
+            "finance.toml",
+            "kind = \"http_json\"\nurl = \"http://finance.local/vouchers\"\n",
+        );
+        write(&c, "crm.toml", "kind = \"http_json\"\n");
+        (d, m, c)
+    }
+
+    #[test]
+    fn the_shipped_catalog_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cat = load(&root.join("mappings"), &root.join("connectors")).unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        assert!(!cat.mappings.is_empty());
+    }
+
+    #[test]
+    fn routes_by_template_action_and_event() {
+        let (_d, m, c) = dirs();
+        write(
+            &m,
+            "voucher.toml",
+            "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_names = [\"费用报销\"]\nactions = [\"approved\", \"revoked\"]\n",
+        );
+        write(
+            &m,
+            "purchase.toml",
+            "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_ids = [\"TPL-PO\"]\n",
+        );
+        write(
+            &m,
+            "customers.toml",
+            "connector = \"crm\"\n[match]\nevent = \"external_contact\"\nchange_types = [\"add_external_contact\"]\n",
+        );
+        let cat = load(&m, &c).unwrap();
+        let names = |i: RouteInput| {
+            cat.routes(&i)
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(RouteInput::Approval {
+                app: "a",
+                template_id: "X",
+                template_name: "费用报销",
+                action: Action::Revoked
+            }),
+            ["voucher"]
+        );
+        assert_eq!(
+            names(RouteInput::Approval {
+                app: "a",
+                template_id: "TPL-PO",
+                template_name: "采购",
+                action: Action::Approved
+            }),
+            ["purchase"]
+        );
+        assert!(
+            names(RouteInput::Approval {
+                app: "a",
+                template_id: "TPL-PO",
+                template_name: "采购",
+                action: Action::Revoked
+            })
+            .is_empty()
+        );
+        assert!(
+            names(RouteInput::Approval {
+                app: "a",
+                template_id: "?",
+                template_name: "请假",
+                action: Action::Approved
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            names(RouteInput::ExternalContact {
+                app: "a",
+                change_type: "add_external_contact"
+            }),
+            ["customers"]
+        );
+        assert!(
+            names(RouteInput::ExternalContact {
+                app: "a",
+                change_type: "del_follow_user"
+            })
+            .is_empty()
+        );
+        assert!(
+            names(RouteInput::Contact {
+                app: "a",
+                change_type: "create_user"
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_line_and_column() {
+        let (_d, m, c) = dirs();
+        write(&c, "bad.toml", "kind = \"ftp\"\n");
+        write(
+            &m,
+            "a.toml",
+            "connector = \"nowhere\"\n[match]\nevent = \"approval\"\n",
+        );
+        write(
+            &m,
+            "b.toml",
+            "connector = \"finance\"\n[match]\nevent = \"leave\"\n",
+        );
+        write(
+            &m,
+            "c.toml",
+            "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_ids = [\"T\"]\nactions = [\"paid\"]\n",
+        );
+        let errors = load(&m, &c).unwrap_err();
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let text = all.join("\n");
+        assert!(
+            text.contains("bad.toml:1:8: unknown connector kind `ftp`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a.toml:1:13: connector `nowhere` is not defined"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a.toml:2:1: an approval mapping must name its templates"),
+            "{text}"
+        );
+        assert!(text.contains("b.toml:3:9:"), "{text}");
+        assert!(text.contains("c.toml:5:"), "{text}");
+        assert_eq!(errors.len(), 5, "{text}");
+    }
+}
