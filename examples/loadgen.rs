@@ -67,7 +67,10 @@ const SAMPLE: &str = include_str!("../samples/approval-approved.xml");
 
 fn main() {
     let args = parse_args();
-    let rest = args.url.strip_prefix("http://").expect("--url must be http://host:port/path");
+    let rest = args
+        .url
+        .strip_prefix("http://")
+        .expect("--url must be http://host:port/path");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
 
@@ -93,12 +96,19 @@ fn main() {
         .collect();
     let requests = Arc::new(requests);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (latencies, errors, elapsed) = rt.block_on(run(&args, host.to_string(), requests));
     report(&args, latencies, errors, elapsed);
 }
 
-async fn run(args: &Args, host: String, requests: Arc<Vec<Vec<u8>>>) -> (Vec<Duration>, usize, Duration) {
+async fn run(
+    args: &Args,
+    host: String,
+    requests: Arc<Vec<Vec<u8>>>,
+) -> (Vec<Duration>, usize, Duration) {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
@@ -108,7 +118,9 @@ async fn run(args: &Args, host: String, requests: Arc<Vec<Vec<u8>>>) -> (Vec<Dur
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
-            let mut conn = TcpStream::connect(&host).await.expect("connect to the bridge");
+            let mut conn = TcpStream::connect(&host)
+                .await
+                .expect("connect to the bridge");
             conn.set_nodelay(true).ok();
             let mut buf = vec![0u8; 4096];
             loop {
@@ -164,7 +176,8 @@ async fn round_trip(conn: &mut TcpStream, req: &[u8], buf: &mut [u8]) -> std::io
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .unwrap_or(0);
             let mut have = filled - (end + 4);

@@ -176,12 +176,20 @@ async fn events(
 }
 
 fn unauthorized() -> Response {
-    (StatusCode::UNAUTHORIZED, "admin token required (Authorization: Bearer …)\n").into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        "admin token required (Authorization: Bearer …)\n",
+    )
+        .into_response()
 }
 
 fn broker_of(st: &AdminState) -> Result<AnyBroker, Response> {
     st.broker.get().cloned().ok_or_else(|| {
-        (StatusCode::SERVICE_UNAVAILABLE, "broker not connected yet; see /readyz\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker not connected yet; see /readyz\n",
+        )
+            .into_response()
     })
 }
 
@@ -198,9 +206,17 @@ async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let backlog = st.journal.store().journal_counts().map(|c| c.unpublished).unwrap_or(0);
+    let backlog = st
+        .journal
+        .store()
+        .journal_counts()
+        .map(|c| c.unpublished)
+        .unwrap_or(0);
     match broker.depths(&crate::broker::stage_queues()).await {
-        Ok(d) => axum::Json(serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d})).into_response(),
+        Ok(d) => axum::Json(
+            serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d}),
+        )
+        .into_response(),
         Err(e) => broker_error(e),
     }
 }
@@ -222,7 +238,11 @@ pub struct DeadQuery {
 }
 
 /// `GET /admin/dead-letters?queue=route&limit=100`: parked messages, one JSON per line.
-async fn dead_letters(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<DeadQuery>) -> Response {
+async fn dead_letters(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<DeadQuery>,
+) -> Response {
     if !authorized(&st, &headers) {
         return unauthorized();
     }
@@ -245,7 +265,11 @@ async fn dead_letters(State(st): State<AdminState>, headers: HeaderMap, Query(q)
 }
 
 /// `POST /admin/replay?queue=route&(all=true|ids=a,b|reason=text)`: redrive parked messages.
-async fn replay(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<DeadQuery>) -> Response {
+async fn replay(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<DeadQuery>,
+) -> Response {
     if !authorized(&st, &headers) {
         return unauthorized();
     }
@@ -255,9 +279,17 @@ async fn replay(State(st): State<AdminState>, headers: HeaderMap, Query(q): Quer
     };
     let filter = match (q.all, q.ids, q.reason) {
         (true, None, None) => RedriveFilter::All,
-        (false, Some(ids), None) => RedriveFilter::Ids(ids.split(',').map(str::to_string).collect()),
+        (false, Some(ids), None) => {
+            RedriveFilter::Ids(ids.split(',').map(str::to_string).collect())
+        }
         (false, None, Some(r)) => RedriveFilter::ReasonContains(r),
-        _ => return (StatusCode::BAD_REQUEST, "give exactly one of all=true, ids=…, reason=…\n").into_response(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give exactly one of all=true, ids=…, reason=…\n",
+            )
+                .into_response();
+        }
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
     match broker.redrive(&queue, &filter).await {

@@ -260,7 +260,11 @@ async fn run_pipeline(
 }
 
 async fn run_stages<B: Broker>(broker: B, journal: Journal, shutdown: watch::Receiver<bool>) {
-    let relay = tokio::spawn(crate::journal::relay::run(journal, broker.clone(), shutdown.clone()));
+    let relay = tokio::spawn(crate::journal::relay::run(
+        journal,
+        broker.clone(),
+        shutdown.clone(),
+    ));
     let route = tokio::spawn(crate::route::run(broker, shutdown));
     let _ = relay.await;
     let _ = route.await;

@@ -57,8 +57,8 @@ impl Envelope {
 
     /// Decodes and checks the version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, BrokerError> {
-        let env: Envelope = serde_json::from_slice(bytes)
-            .map_err(|e| BrokerError::BadEnvelope(e.to_string()))?;
+        let env: Envelope =
+            serde_json::from_slice(bytes).map_err(|e| BrokerError::BadEnvelope(e.to_string()))?;
         if env.v != ENVELOPE_VERSION {
             return Err(BrokerError::BadEnvelope(format!(
                 "envelope version {} is not supported (this build reads {ENVELOPE_VERSION})",
@@ -268,17 +268,32 @@ mod tests {
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
         let mut v2 = env.clone();
         v2.v = 2;
-        assert!(matches!(Envelope::from_bytes(&v2.to_bytes()), Err(BrokerError::BadEnvelope(_))));
+        assert!(matches!(
+            Envelope::from_bytes(&v2.to_bytes()),
+            Err(BrokerError::BadEnvelope(_))
+        ));
         assert!(Envelope::from_bytes(b"{not json").is_err());
     }
 
     #[test]
     fn tiers_round_up_and_cap() {
         let tiers = [5, 30, 120].map(Duration::from_secs);
-        assert_eq!(retry_tier(&tiers, Duration::from_secs(1)), Duration::from_secs(5));
-        assert_eq!(retry_tier(&tiers, Duration::from_secs(5)), Duration::from_secs(5));
-        assert_eq!(retry_tier(&tiers, Duration::from_secs(31)), Duration::from_secs(120));
-        assert_eq!(retry_tier(&tiers, Duration::from_secs(9999)), Duration::from_secs(120));
+        assert_eq!(
+            retry_tier(&tiers, Duration::from_secs(1)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            retry_tier(&tiers, Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            retry_tier(&tiers, Duration::from_secs(31)),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            retry_tier(&tiers, Duration::from_secs(9999)),
+            Duration::from_secs(120)
+        );
     }
 }
 
@@ -329,8 +344,11 @@ impl AnyBroker {
                     .ok_or_else(|| BrokerError::Unavailable("broker.url is not set".into()))?
                     .resolve()
                     .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-                let mut tiers: Vec<Duration> =
-                    cfg.retry_tiers_secs.iter().map(|s| Duration::from_secs(*s)).collect();
+                let mut tiers: Vec<Duration> = cfg
+                    .retry_tiers_secs
+                    .iter()
+                    .map(|s| Duration::from_secs(*s))
+                    .collect();
                 tiers.sort();
                 rabbitmq::RabbitBroker::connect(
                     url.expose(),
@@ -357,7 +375,11 @@ impl AnyBroker {
     }
 
     /// See [`Broker::dead_letters`].
-    pub async fn dead_letters(&self, queue: &str, limit: usize) -> Result<Vec<DeadLetter>, BrokerError> {
+    pub async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, BrokerError> {
         match self {
             AnyBroker::Embedded(b) => b.dead_letters(queue, limit).await,
             AnyBroker::Rabbitmq(b) => b.dead_letters(queue, limit).await,

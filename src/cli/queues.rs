@@ -49,9 +49,19 @@ enum Target {
 
 async fn target(config: &Config) -> anyhow::Result<Target> {
     let base = format!("http://{}", config.admin.listen);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    if client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-        let token = config.resolve()?.admin_token.map(|t| t.expose().to_string());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    if client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        let token = config
+            .resolve()?
+            .admin_token
+            .map(|t| t.expose().to_string());
         return Ok(Target::Admin { base, token });
     }
     let store = Store::open(&config.store.path)
@@ -79,8 +89,15 @@ async fn admin_get(base: &str, token: &Option<String>, path: &str) -> anyhow::Re
 async fn list_dead(t: &Target, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
     match t {
         Target::Admin { base, token } => {
-            let text = admin_get(base, token, &format!("/admin/dead-letters?queue={queue}&limit={limit}")).await?;
-            text.lines().map(|l| serde_json::from_str(l).context("unexpected admin answer")).collect()
+            let text = admin_get(
+                base,
+                token,
+                &format!("/admin/dead-letters?queue={queue}&limit={limit}"),
+            )
+            .await?;
+            text.lines()
+                .map(|l| serde_json::from_str(l).context("unexpected admin answer"))
+                .collect()
         }
         Target::Direct(b, _) => Ok(b.dead_letters(queue, limit).await?),
     }
@@ -124,7 +141,8 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
     let t = target(config).await?;
     let (kind, backlog, depths): (String, u64, Vec<QueueDepth>) = match &t {
         Target::Admin { base, token } => {
-            let v: serde_json::Value = serde_json::from_str(&admin_get(base, token, "/admin/queues").await?)?;
+            let v: serde_json::Value =
+                serde_json::from_str(&admin_get(base, token, "/admin/queues").await?)?;
             (
                 v["broker"].as_str().unwrap_or_default().to_string(),
                 v["outbox_backlog"].as_u64().unwrap_or(0),
@@ -138,9 +156,15 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
         ),
     };
     println!("broker: {kind}    outbox backlog (journaled, not yet in the broker): {backlog}");
-    println!("{:<24} {:>9} {:>9} {:>9} {:>9}", "QUEUE", "READY", "UNACKED", "DELAYED", "DEAD");
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>9}",
+        "QUEUE", "READY", "UNACKED", "DELAYED", "DEAD"
+    );
     for d in depths {
-        println!("{:<24} {:>9} {:>9} {:>9} {:>9}", d.queue, d.ready, d.unacked, d.delayed, d.dead);
+        println!(
+            "{:<24} {:>9} {:>9} {:>9} {:>9}",
+            d.queue, d.ready, d.unacked, d.delayed, d.dead
+        );
     }
     finish(t).await;
     Ok(())
@@ -173,7 +197,10 @@ pub(super) async fn dead_letters(config: &Config, args: DeadLettersArgs) -> anyh
                 d.reason
             );
         }
-        println!("replay with: wecom-bridge replay --queue {} --all   (or --id ID, --reason TEXT)", args.queue);
+        println!(
+            "replay with: wecom-bridge replay --queue {} --all   (or --id ID, --reason TEXT)",
+            args.queue
+        );
     }
     finish(t).await;
     Ok(())
@@ -208,7 +235,11 @@ pub(super) async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
-    println!("replayed {done} of {} dead letters from `{}`", selected.len(), args.queue);
+    println!(
+        "replayed {done} of {} dead letters from `{}`",
+        selected.len(),
+        args.queue
+    );
     finish(t).await;
     Ok(())
 }

@@ -20,7 +20,10 @@ const BATCH: usize = 512;
 const IN_FLIGHT: usize = 128;
 
 /// The broker envelope of a journal entry (decrypting its payload).
-pub fn envelope_of(journal: &Journal, entry: &StoredEntry) -> Result<Envelope, super::JournalError> {
+pub fn envelope_of(
+    journal: &Journal,
+    entry: &StoredEntry,
+) -> Result<Envelope, super::JournalError> {
     let r = &entry.record;
     Ok(Envelope {
         v: ENVELOPE_VERSION,
@@ -72,7 +75,9 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
                 Ok(Ok(())) => {
                     metrics::counter!("wecom_bridge_outbox_published_total").increment(n as u64);
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "marking entries published failed; they will be published again (harmless duplicates)"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "marking entries published failed; they will be published again (harmless duplicates)")
+                }
                 Err(e) => tracing::error!(error = %e, "marking entries published failed"),
             }
         }
@@ -85,7 +90,11 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
             }
             Some(e) => {
                 let delay = backoff.next();
-                let backlog = journal.store().journal_counts().map(|c| c.unpublished).unwrap_or(0);
+                let backlog = journal
+                    .store()
+                    .journal_counts()
+                    .map(|c| c.unpublished)
+                    .unwrap_or(0);
                 metrics::gauge!("wecom_bridge_outbox_backlog").set(backlog as f64);
                 if backoff.failures == 1 || backoff.failures % 20 == 0 {
                     tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64,
@@ -154,7 +163,10 @@ impl Backoff {
             .build()
     }
     fn new() -> Self {
-        Backoff { failures: 0, inner: Self::builder() }
+        Backoff {
+            failures: 0,
+            inner: Self::builder(),
+        }
     }
     fn next(&mut self) -> Duration {
         self.failures += 1;

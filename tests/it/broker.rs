@@ -46,7 +46,9 @@ pub struct Embedded {
 
 impl Embedded {
     pub fn new() -> Self {
-        Embedded { dir: tempfile::tempdir().unwrap() }
+        Embedded {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn opts() -> EmbeddedOptions {
         EmbeddedOptions {
@@ -80,13 +82,19 @@ pub struct Rabbit {
 
 impl Rabbit {
     pub fn new() -> Self {
-        Rabbit { prefix: unique("wbtest") }
+        Rabbit {
+            prefix: unique("wbtest"),
+        }
     }
     pub fn opts(prefix: &str) -> RabbitOptions {
         RabbitOptions {
             prefix: prefix.into(),
             prefetch: PREFETCH,
-            retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(5)],
+            retry_tiers: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+            ],
             delivery_limit: 5,
             queues: vec![],
         }
@@ -124,7 +132,9 @@ async fn next_within<B: Broker>(
     }
 }
 
-async fn expect_next<B: Broker>(c: &mut wecom_bridge::broker::Consumer<B::Delivery>) -> B::Delivery {
+async fn expect_next<B: Broker>(
+    c: &mut wecom_bridge::broker::Consumer<B::Delivery>,
+) -> B::Delivery {
     next_within::<B>(c, Duration::from_secs(15))
         .await
         .expect("a delivery within 15 s")
@@ -140,10 +150,19 @@ pub async fn round_trip<K: Backend>(mut k: K) {
     assert_eq!(d.envelope(), &env, "headers and payload intact");
     assert_eq!(d.attempt(), 1);
     d.ack().await.unwrap();
-    assert!(next_within::<K::B>(&mut c, Duration::from_millis(500)).await.is_none(), "ack removes");
+    assert!(
+        next_within::<K::B>(&mut c, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "ack removes"
+    );
     drop(c);
     let depth = &b.depths(std::slice::from_ref(&q)).await.unwrap()[0];
-    assert_eq!((depth.ready, depth.unacked, depth.dead), (0, 0, 0), "{depth:?}");
+    assert_eq!(
+        (depth.ready, depth.unacked, depth.dead),
+        (0, 0, 0),
+        "{depth:?}"
+    );
 }
 
 pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K) {
@@ -156,14 +175,22 @@ pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K
     let asked = Instant::now();
     d.retry_after(Duration::from_secs(1)).await.unwrap();
     let d = expect_next::<K::B>(&mut c).await;
-    assert!(asked.elapsed() >= Duration::from_secs(1), "came back after {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "came back after {:?}",
+        asked.elapsed()
+    );
     assert_eq!(d.attempt(), 2);
     assert_eq!(d.envelope(), &env);
     d.retry_after(Duration::from_millis(10)).await.unwrap();
     let d = expect_next::<K::B>(&mut c).await;
     assert_eq!(d.attempt(), 3);
     d.ack().await.unwrap();
-    assert!(next_within::<K::B>(&mut c, Duration::from_millis(1500)).await.is_none());
+    assert!(
+        next_within::<K::B>(&mut c, Duration::from_millis(1500))
+            .await
+            .is_none()
+    );
 }
 
 pub async fn dead_letter_is_listed_and_redriven<K: Backend>(mut k: K) {
@@ -191,7 +218,10 @@ pub async fn dead_letter_is_listed_and_redriven<K: Backend>(mut k: K) {
     assert_eq!(depth.dead, 2, "{depth:?}");
 
     // redrive one by id, then the rest
-    let n = b.redrive(&q, &RedriveFilter::Ids(vec!["evt_dead_2".into()])).await.unwrap();
+    let n = b
+        .redrive(&q, &RedriveFilter::Ids(vec!["evt_dead_2".into()]))
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let d = expect_next::<K::B>(&mut c).await;
     assert_eq!(d.envelope().id, "evt_dead_2");
@@ -216,7 +246,11 @@ pub async fn unsettled_delivery_comes_back_after_consumer_drops<K: Backend>(mut 
     let mut c = b.consume(&q).await.unwrap();
     let d = expect_next::<K::B>(&mut c).await;
     assert_eq!(d.envelope().id, "evt_lost_consumer");
-    assert!(d.attempt() >= 2, "a redelivery counts as an attempt, got {}", d.attempt());
+    assert!(
+        d.attempt() >= 2,
+        "a redelivery counts as an attempt, got {}",
+        d.attempt()
+    );
     d.ack().await.unwrap();
 }
 
@@ -224,7 +258,9 @@ pub async fn consumers_get_back_pressure<K: Backend>(mut k: K) {
     let b = k.build().await;
     let q = unique("prefetch");
     for i in 0..(PREFETCH as usize + 3) {
-        b.publish(&q, &envelope(&format!("evt_bp_{i}"))).await.unwrap();
+        b.publish(&q, &envelope(&format!("evt_bp_{i}")))
+            .await
+            .unwrap();
     }
     let mut c = b.consume(&q).await.unwrap();
     let mut held = Vec::new();
@@ -232,7 +268,9 @@ pub async fn consumers_get_back_pressure<K: Backend>(mut k: K) {
         held.push(expect_next::<K::B>(&mut c).await);
     }
     assert!(
-        next_within::<K::B>(&mut c, Duration::from_millis(700)).await.is_none(),
+        next_within::<K::B>(&mut c, Duration::from_millis(700))
+            .await
+            .is_none(),
         "more than prefetch={PREFETCH} unsettled deliveries were handed out"
     );
     held.pop().unwrap().ack().await.unwrap();
@@ -253,7 +291,8 @@ pub async fn many_producers_many_consumers_lose_nothing<K: Backend>(mut k: K) {
         let (b, q, tx) = (b.clone(), q.clone(), tx.clone());
         tasks.push(tokio::spawn(async move {
             let mut c = b.consume(&q).await.unwrap();
-            while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(5), c.next()).await {
+            while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(5), c.next()).await
+            {
                 let id = d.envelope().id.clone();
                 d.ack().await.unwrap();
                 if tx.send(id).is_err() {
@@ -267,7 +306,9 @@ pub async fn many_producers_many_consumers_lose_nothing<K: Backend>(mut k: K) {
         let (b, q) = (b.clone(), q.clone());
         pubs.push(tokio::spawn(async move {
             for i in 0..per_producer {
-                b.publish(&q, &envelope(&format!("evt_{p}_{i}"))).await.unwrap();
+                b.publish(&q, &envelope(&format!("evt_{p}_{i}")))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -292,7 +333,9 @@ pub async fn messages_survive_a_restart<K: Backend>(mut k: K) {
     let b = k.build().await;
     let q = unique("persist");
     for i in 0..10 {
-        b.publish(&q, &envelope(&format!("evt_p_{i}"))).await.unwrap();
+        b.publish(&q, &envelope(&format!("evt_p_{i}")))
+            .await
+            .unwrap();
     }
     // one delivered but unsettled when the "process" goes away
     let mut c = b.consume(&q).await.unwrap();
@@ -314,19 +357,33 @@ macro_rules! conformance {
         mod $backend {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn round_trip() { super::round_trip($make).await }
+            async fn round_trip() {
+                super::round_trip($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn retry_comes_back_after_delay_with_next_attempt() { super::retry_comes_back_after_delay_with_next_attempt($make).await }
+            async fn retry_comes_back_after_delay_with_next_attempt() {
+                super::retry_comes_back_after_delay_with_next_attempt($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dead_letter_is_listed_and_redriven() { super::dead_letter_is_listed_and_redriven($make).await }
+            async fn dead_letter_is_listed_and_redriven() {
+                super::dead_letter_is_listed_and_redriven($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unsettled_delivery_comes_back_after_consumer_drops() { super::unsettled_delivery_comes_back_after_consumer_drops($make).await }
+            async fn unsettled_delivery_comes_back_after_consumer_drops() {
+                super::unsettled_delivery_comes_back_after_consumer_drops($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn consumers_get_back_pressure() { super::consumers_get_back_pressure($make).await }
+            async fn consumers_get_back_pressure() {
+                super::consumers_get_back_pressure($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn many_producers_many_consumers_lose_nothing() { super::many_producers_many_consumers_lose_nothing($make).await }
+            async fn many_producers_many_consumers_lose_nothing() {
+                super::many_producers_many_consumers_lose_nothing($make).await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn messages_survive_a_restart() { super::messages_survive_a_restart($make).await }
+            async fn messages_survive_a_restart() {
+                super::messages_survive_a_restart($make).await
+            }
         }
     };
 }

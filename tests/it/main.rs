@@ -6,6 +6,6 @@ mod support;
 mod broker;
 mod cli;
 mod durability;
-mod pipeline;
 mod ingress;
+mod pipeline;
 mod vectors;

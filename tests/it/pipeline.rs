@@ -53,17 +53,25 @@ async fn rabbitmq_carries_callbacks_to_the_route_stage() {
     let prefix = format!("wbpipe-{:08x}", rand::random::<u32>());
     let app = TestApp::new("pipe_rabbit");
     let t = TestBridge::start_with(&[TestApp::new("pipe_rabbit")], &rabbit_section(&prefix)).await;
-    eventually(20, "RabbitMQ connected (is it running? `rabbitmq-server -detached`)", || async {
-        let (_, ready) = get(&format!("http://{}/readyz", t.admin)).await;
-        ready.contains("\"state\":\"ok\"")
-    })
+    eventually(
+        20,
+        "RabbitMQ connected (is it running? `rabbitmq-server -detached`)",
+        || async {
+            let (_, ready) = get(&format!("http://{}/readyz", t.admin)).await;
+            ready.contains("\"state\":\"ok\"")
+        },
+    )
     .await;
     flows_through(&t, &app, 25).await;
     // the topology is really in RabbitMQ: a passive look through our own connection
-    let own = RabbitBroker::connect(&amqp_url(), rabbit_opts(&prefix)).await.unwrap();
+    let own = RabbitBroker::connect(&amqp_url(), rabbit_opts(&prefix))
+        .await
+        .unwrap();
     let d = own.depths(&["route".to_string()]).await.unwrap();
     assert_eq!((d[0].ready, d[0].dead), (0, 0));
-    own.delete_queues(&["route".to_string(), "manual".to_string()]).await.unwrap();
+    own.delete_queues(&["route".to_string(), "manual".to_string()])
+        .await
+        .unwrap();
     own.close().await;
     t.stop().await;
 }
@@ -95,33 +103,63 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
     let prefix = format!("wbdead-{:08x}", rand::random::<u32>());
     let t = TestBridge::start_with(&[TestApp::new("dead_admin")], &rabbit_section(&prefix)).await;
     // park two messages in a queue of the same bridge through our own connection
-    let own = RabbitBroker::connect(&amqp_url(), rabbit_opts(&prefix)).await.unwrap();
+    let own = RabbitBroker::connect(&amqp_url(), rabbit_opts(&prefix))
+        .await
+        .unwrap();
     let q = "manual";
     own.publish(q, &envelope("evt_a")).await.unwrap();
     own.publish(q, &envelope("evt_b")).await.unwrap();
     let mut c = own.consume(q).await.unwrap();
     for _ in 0..2 {
         let d = c.next().await.unwrap().unwrap();
-        d.dead_letter("finance system said: account 6602 closed").await.unwrap();
+        d.dead_letter("finance system said: account 6602 closed")
+            .await
+            .unwrap();
     }
     let text = reqwest::get(format!("http://{}/admin/dead-letters?queue={q}", t.admin))
-        .await.unwrap().text().await.unwrap();
-    let listed: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(listed.len(), 2, "{text}");
-    assert_eq!(listed[0]["reason"], "finance system said: account 6602 closed");
+    assert_eq!(
+        listed[0]["reason"],
+        "finance system said: account 6602 closed"
+    );
     let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{}/admin/replay?queue={q}&ids=evt_b", t.admin))
-        .send().await.unwrap().json().await.unwrap();
+        .post(format!(
+            "http://{}/admin/replay?queue={q}&ids=evt_b",
+            t.admin
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(resp["redriven"], 1);
-    let d = tokio::time::timeout(Duration::from_secs(10), c.next()).await.unwrap().unwrap().unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(d.envelope().id, "evt_b");
     d.ack().await.unwrap();
     let bad = reqwest::Client::new()
         .post(format!("http://{}/admin/replay?queue={q}", t.admin))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400, "replay needs exactly one selector");
     drop(c);
-    own.delete_queues(&["route".to_string(), q.to_string()]).await.unwrap();
+    own.delete_queues(&["route".to_string(), q.to_string()])
+        .await
+        .unwrap();
     own.close().await;
     t.stop().await;
 }
@@ -130,17 +168,36 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
 async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, config_toml(dir.path(), &[TestApp::new("cli_dead")])).unwrap();
+    std::fs::write(
+        &config,
+        config_toml(dir.path(), &[TestApp::new("cli_dead")]),
+    )
+    .unwrap();
     {
         let store = Store::open(&dir.path().join("bridge.redb")).unwrap();
-        let b = EmbeddedBroker::open(store, EmbeddedOptions { prefetch: 8, lease: Duration::from_secs(30), delivery_limit: 20 }).await.unwrap();
+        let b = EmbeddedBroker::open(
+            store,
+            EmbeddedOptions {
+                prefetch: 8,
+                lease: Duration::from_secs(30),
+                delivery_limit: 20,
+            },
+        )
+        .await
+        .unwrap();
         for i in 0..3 {
-            b.publish("route", &envelope(&format!("evt_cli_{i}"))).await.unwrap();
+            b.publish("route", &envelope(&format!("evt_cli_{i}")))
+                .await
+                .unwrap();
         }
         let mut c = b.consume("route").await.unwrap();
         for _ in 0..3 {
             let d = c.next().await.unwrap().unwrap();
-            let reason = if d.envelope().id == "evt_cli_1" { "mapping error: no cost center" } else { "target timeout" };
+            let reason = if d.envelope().id == "evt_cli_1" {
+                "mapping error: no cost center"
+            } else {
+                "target timeout"
+            };
             d.dead_letter(reason).await.unwrap();
         }
         drop(c);
@@ -150,18 +207,39 @@ async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
     // no bridge is running: the CLI opens the store itself
     let (ok, out, err) = run_cli(&["--config", cfg, "dead-letters"], dir.path(), &[]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("evt_cli_1") && out.contains("mapping error: no cost center"), "{out}");
-    let (ok, out, err) = run_cli(&["--config", cfg, "replay", "--reason", "timeout"], dir.path(), &[]);
+    assert!(
+        out.contains("evt_cli_1") && out.contains("mapping error: no cost center"),
+        "{out}"
+    );
+    let (ok, out, err) = run_cli(
+        &["--config", cfg, "replay", "--reason", "timeout"],
+        dir.path(),
+        &[],
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains("replayed 2 of 2"), "{out}");
-    let (ok, out, _) = run_cli(&["--config", cfg, "dead-letters", "--json"], dir.path(), &[]);
+    let (ok, out, _) = run_cli(
+        &["--config", cfg, "dead-letters", "--json"],
+        dir.path(),
+        &[],
+    );
     assert!(ok);
     assert_eq!(out.lines().count(), 1, "{out}");
     let (ok, out, err) = run_cli(&["--config", cfg, "queues"], dir.path(), &[]);
     assert!(ok, "{out}{err}");
-    let route = out.lines().find(|l| l.starts_with("route")).unwrap_or_else(|| panic!("{out}"));
+    let route = out
+        .lines()
+        .find(|l| l.starts_with("route"))
+        .unwrap_or_else(|| panic!("{out}"));
     let cols: Vec<&str> = route.split_whitespace().collect();
-    assert_eq!(cols[1..], ["2", "0", "0", "1"], "ready/unacked/delayed/dead: {out}");
+    assert_eq!(
+        cols[1..],
+        ["2", "0", "0", "1"],
+        "ready/unacked/delayed/dead: {out}"
+    );
     let (ok, _, err) = run_cli(&["--config", cfg, "replay"], dir.path(), &[]);
-    assert!(!ok && err.contains("required"), "replay without a selector must fail: {err}");
+    assert!(
+        !ok && err.contains("required"),
+        "replay without a selector must fail: {err}"
+    );
 }

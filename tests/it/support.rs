@@ -125,7 +125,8 @@ impl TestBridge {
     /// Starts with extra TOML appended (e.g. a `[broker]` section).
     pub async fn start_with(apps: &[TestApp], extra: &str) -> TestBridge {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_toml(&format!("{}\n{extra}", config_toml(dir.path(), apps))).unwrap();
+        let config =
+            Config::from_toml(&format!("{}\n{extra}", config_toml(dir.path(), apps))).unwrap();
         let bridge = app::start(&config).await.unwrap();
         TestBridge {
             public: bridge.public_addr,
@@ -410,7 +411,10 @@ where
 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -418,7 +422,9 @@ where
 impl TestBridge {
     /// `/admin/queues` as JSON.
     pub async fn queues(&self) -> Value {
-        let resp = reqwest::get(format!("http://{}/admin/queues", self.admin)).await.unwrap();
+        let resp = reqwest::get(format!("http://{}/admin/queues", self.admin))
+            .await
+            .unwrap();
         if !resp.status().is_success() {
             return Value::Null;
         }
