@@ -4,6 +4,7 @@
 //! deals in typed values. It does no network I/O for callbacks (ingress does); the API
 //! client for `qyapi.weixin.qq.com` will live here too.
 
+pub mod approval;
 pub mod crypto;
 pub mod envelope;
 pub mod event;
