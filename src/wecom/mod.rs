@@ -1,10 +1,14 @@
-//! The WeCom protocol: callback crypto, the outer envelope, and decrypted events.
+//! The WeCom protocol: callback crypto, the outer envelope, decrypted events, the server-API
+//! client, and the normalised approval instance.
 //!
 //! Owns everything that is WeCom's format rather than ours, so that the rest of the bridge
-//! deals in typed values. It does no network I/O for callbacks (ingress does); the API
-//! client for `qyapi.weixin.qq.com` will live here too.
+//! deals in typed values. Callbacks are received by ingress; this module only understands
+//! them. `api` calls `qyapi.weixin.qq.com`; `fake_wecom` is a test server speaking the same
+//! JSON, used by the tests and the demo.
 
+pub mod api;
 pub mod approval;
 pub mod crypto;
 pub mod envelope;
 pub mod event;
+pub mod fake_wecom;

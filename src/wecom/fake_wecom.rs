@@ -1,0 +1,1009 @@
+//! A fake WeCom API server for tests and the demo.
+//!
+//! Speaks WeCom's real JSON for the calls the bridge makes (`gettoken`,
+//! `oa/getapprovaldetail`, `oa/getapprovalinfo`, `message/send`, `user/get`,
+//! `externalcontact/get`) on the real paths under `/cgi-bin`, and behaves like
+//! WeCom where the client has to cope with it (PROTOCOL.md §4):
+//!
+//! * every answer is HTTP 200 with `errcode`/`errmsg` (errmsg carries a changing
+//!   hint, like WeCom's, so clients that match on it break);
+//! * tokens are issued per corp, expire after `expires_in` (42001), unknown ones get
+//!   40014, missing ones 41001; within its lifetime `gettoken` returns the same token;
+//! * `getapprovalinfo` filters by submit time (inclusive), `sp_status`,
+//!   `template_id`, `creator`, `department`; pages with an opaque `new_next_cursor`
+//!   that is absent on the last page; rejects windows over 31 days (301112); forms of
+//!   applicants outside the app's visible range ([`FakeWeCom::hide_applicant`]) use up
+//!   page slots but are not returned, so pages can be short;
+//! * errors can be injected per API ([`FakeWeCom::fail_next`]) and per-minute limits
+//!   set ([`FakeWeCom::set_rate_limit_per_minute`], 45009 beyond).
+//!
+//! Driven by fixtures: credentials, approvals (`info` objects of
+//! `getapprovaldetail`), users and external contacts are added by the test.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Longest window `getapprovalinfo` accepts.
+const MAX_WINDOW_SECS: i64 = 31 * 86_400;
+/// Default token lifetime, as WeCom.
+const DEFAULT_TOKEN_TTL: i64 = 7200;
+
+type Shared = Arc<Mutex<FakeState>>;
+type QueryMap = HashMap<String, String>;
+
+/// A running fake WeCom server on 127.0.0.1.
+pub struct FakeWeCom {
+    state: Shared,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for FakeWeCom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeWeCom")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FakeWeCom {
+    /// Starts the server on an ephemeral loopback port.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound (a broken test environment).
+    pub async fn start() -> FakeWeCom {
+        let state: Shared = Arc::new(Mutex::new(FakeState::default()));
+        let router = Router::new()
+            .route("/cgi-bin/gettoken", get(gettoken))
+            .route("/cgi-bin/oa/getapprovaldetail", post(approval_detail))
+            .route("/cgi-bin/oa/getapprovalinfo", post(approval_info))
+            .route("/cgi-bin/message/send", post(message_send))
+            .route("/cgi-bin/user/get", get(user_get))
+            .route("/cgi-bin/externalcontact/get", get(external_contact_get))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake WeCom server to 127.0.0.1");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the fake WeCom server");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "fake WeCom server stopped with an error");
+            }
+        });
+        FakeWeCom {
+            state,
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Base URL to give the client, e.g. `http://127.0.0.1:PORT/cgi-bin`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/cgi-bin", self.addr)
+    }
+
+    /// Accepts this corp ID / app secret pair in `gettoken`. Unknown corp IDs get
+    /// 40013, a wrong secret for a known corp 40001.
+    pub fn add_credentials(&self, corp_id: &str, secret: &str) {
+        self.lock()
+            .credentials
+            .insert(corp_id.to_owned(), secret.to_owned());
+    }
+
+    /// Lifetime in seconds of tokens issued from now on (default 7200); returned as
+    /// `expires_in` and enforced (42001 afterwards).
+    pub fn set_token_ttl(&self, secs: i64) {
+        self.lock().token_ttl = secs;
+    }
+
+    /// Expires every issued token: the next call with one gets 42001, and
+    /// `gettoken` issues a new one.
+    pub fn expire_all_tokens(&self) {
+        let now = Instant::now();
+        for t in self.lock().tokens.values_mut() {
+            t.expires_at = now;
+        }
+    }
+
+    /// Adds (or replaces) an approval form: the `info` object `getapprovaldetail`
+    /// returns, keyed by its `sp_no`. `apply_time`, `sp_status`, `template_id` and
+    /// `applyer` are used by `getapprovalinfo`.
+    ///
+    /// # Panics
+    /// If `detail_info` has no `sp_no` (a broken fixture).
+    pub fn add_approval(&self, detail_info: Value) {
+        let sp_no = match detail_info.get("sp_no") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => panic!("approval fixture without sp_no: {detail_info}"),
+        };
+        self.lock().approvals.insert(sp_no, detail_info);
+    }
+
+    /// Treats `userid` as outside the app's visible range: their forms take page
+    /// slots in `getapprovalinfo` but are not listed (short pages).
+    pub fn hide_applicant(&self, userid: &str) {
+        self.lock().hidden_applicants.insert(userid.to_owned());
+    }
+
+    /// Adds a member for `user/get` (the object holds `userid`, `name`, …). Once any
+    /// member exists, `message/send` reports unknown `touser` ids as invalid.
+    ///
+    /// # Panics
+    /// If `user` has no string `userid` (a broken fixture).
+    pub fn add_user(&self, user: Value) {
+        let id = user
+            .get("userid")
+            .and_then(Value::as_str)
+            .expect("user fixture without userid")
+            .to_owned();
+        self.lock().users.insert(id, user);
+    }
+
+    /// Adds a customer for `externalcontact/get`: `{"external_contact": {...},
+    /// "follow_user": [...]}` keyed by `external_contact.external_userid`.
+    ///
+    /// # Panics
+    /// If the fixture has no `external_contact.external_userid`.
+    pub fn add_external_contact(&self, contact: Value) {
+        let id = contact
+            .get("external_contact")
+            .and_then(|c| c.get("external_userid"))
+            .and_then(Value::as_str)
+            .expect("external contact fixture without external_userid")
+            .to_owned();
+        self.lock().external_contacts.insert(id, contact);
+    }
+
+    /// Makes the next `times` calls of `api` (`gettoken`, `getapprovaldetail`,
+    /// `getapprovalinfo`, `message/send`, `user/get`, `externalcontact/get`) answer
+    /// `errcode`. Injections queue up behind earlier ones.
+    pub fn fail_next(&self, api: &str, errcode: i64, times: u32) {
+        let mut st = self.lock();
+        let q = st.failures.entry(normalize(api)).or_default();
+        q.extend(std::iter::repeat_n(errcode, times as usize));
+    }
+
+    /// How many requests `api` has received (including failed ones).
+    pub fn calls(&self, api: &str) -> usize {
+        self.lock().calls.get(&normalize(api)).copied().unwrap_or(0)
+    }
+
+    /// Bodies of successful `message/send` calls, oldest first.
+    pub fn sent_messages(&self) -> Vec<Value> {
+        self.lock().sent.clone()
+    }
+
+    /// Limits `api` to `n` calls per minute (fixed window); beyond it: 45009.
+    pub fn set_rate_limit_per_minute(&self, api: &str, n: u32) {
+        self.lock().rate_limits.insert(
+            normalize(api),
+            RateWindow {
+                per_minute: n,
+                started: Instant::now(),
+                count: 0,
+            },
+        );
+    }
+
+    /// Stops the server and waits for it (at most 5 s, then it is aborted).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        lock(&self.state)
+    }
+}
+
+fn lock(m: &Mutex<FakeState>) -> MutexGuard<'_, FakeState> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `oa/getapprovaldetail` → `getapprovaldetail`, `/cgi-bin/user/get` → `user/get`.
+fn normalize(api: &str) -> String {
+    let api = api.trim_start_matches('/');
+    let api = api.strip_prefix("cgi-bin/").unwrap_or(api);
+    api.strip_prefix("oa/").unwrap_or(api).to_owned()
+}
+
+struct IssuedToken {
+    corp_id: String,
+    expires_at: Instant,
+}
+
+struct RateWindow {
+    per_minute: u32,
+    started: Instant,
+    count: u32,
+}
+
+struct CursorState {
+    query: String,
+    offset: usize,
+}
+
+struct FakeState {
+    credentials: HashMap<String, String>,
+    token_ttl: i64,
+    tokens: HashMap<String, IssuedToken>,
+    seq: u64,
+    approvals: BTreeMap<String, Value>,
+    hidden_applicants: HashSet<String>,
+    users: HashMap<String, Value>,
+    external_contacts: HashMap<String, Value>,
+    failures: HashMap<String, VecDeque<i64>>,
+    calls: HashMap<String, usize>,
+    sent: Vec<Value>,
+    rate_limits: HashMap<String, RateWindow>,
+    cursors: HashMap<String, CursorState>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        Self {
+            credentials: HashMap::new(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            tokens: HashMap::new(),
+            seq: 0,
+            approvals: BTreeMap::new(),
+            hidden_applicants: HashSet::new(),
+            users: HashMap::new(),
+            external_contacts: HashMap::new(),
+            failures: HashMap::new(),
+            calls: HashMap::new(),
+            sent: Vec::new(),
+            rate_limits: HashMap::new(),
+            cursors: HashMap::new(),
+        }
+    }
+}
+
+/// WeCom-like errmsg texts (English, as WeCom sends them).
+fn errmsg_text(code: i64) -> &'static str {
+    match code {
+        -1 => "system busy",
+        40001 => "invalid credential",
+        40003 => "invalid userid",
+        40008 => "invalid message type",
+        40013 => "invalid corpid",
+        40014 => "invalid access_token",
+        40056 => "invalid agentid",
+        40058 => "invalid parameter",
+        40096 => "invalid external userid",
+        41001 => "access_token missing",
+        41002 => "corpid missing",
+        41004 => "corpsecret missing",
+        41009 => "missing userid",
+        42001 => "access_token expired",
+        44004 => "empty content",
+        45009 => "api freq out of limit",
+        45033 => "api concurrent out of limit",
+        47001 => "data format error, Warning: wrong json format.",
+        48002 => "api forbidden",
+        60020 => "not allow to access from your ip",
+        60111 => "userid not found",
+        81013 => "user & party & tag all invalid",
+        84061 => "not exist external_contact",
+        301025 => "invalid parameter",
+        301112 => "time range too large, please shrink it",
+        _ => "error",
+    }
+}
+
+impl FakeState {
+    fn next_id(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// An error body like WeCom's, with a changing hint in errmsg.
+    fn error(&mut self, code: i64) -> Value {
+        let n = self.next_id();
+        json!({
+            "errcode": code,
+            "errmsg": format!(
+                "{}, hint: [fake{n:06}], from ip: 127.0.0.1, more info at \
+                 https://open.work.weixin.qq.com/devtool/query?e={code}",
+                errmsg_text(code)
+            ),
+        })
+    }
+
+    fn ok(fields: Value) -> Value {
+        let mut out = Map::new();
+        out.insert("errcode".into(), json!(0));
+        out.insert("errmsg".into(), json!("ok"));
+        if let Value::Object(f) = fields {
+            out.extend(f);
+        }
+        Value::Object(out)
+    }
+
+    /// Counting, injected failures and rate limits shared by every API.
+    fn admit(&mut self, api: &str) -> Result<(), Value> {
+        *self.calls.entry(api.to_owned()).or_default() += 1;
+        if let Some(code) = self.failures.get_mut(api).and_then(VecDeque::pop_front) {
+            return Err(self.error(code));
+        }
+        Ok(())
+    }
+
+    fn rate_limited(&mut self, api: &str) -> bool {
+        let Some(w) = self.rate_limits.get_mut(api) else {
+            return false;
+        };
+        if w.started.elapsed() >= Duration::from_secs(60) {
+            w.started = Instant::now();
+            w.count = 0;
+        }
+        w.count += 1;
+        w.count > w.per_minute
+    }
+
+    /// `admit`, then the access_token check, then the rate limit.
+    fn authorize(&mut self, api: &str, q: &QueryMap) -> Result<(), Value> {
+        self.admit(api)?;
+        let code = match q.get("access_token").filter(|t| !t.is_empty()) {
+            None => Some(41001),
+            Some(t) => match self.tokens.get(t) {
+                None => Some(40014),
+                Some(issued) if Instant::now() >= issued.expires_at => Some(42001),
+                Some(_) => None,
+            },
+        };
+        if let Some(code) = code {
+            return Err(self.error(code));
+        }
+        if self.rate_limited(api) {
+            return Err(self.error(45009));
+        }
+        Ok(())
+    }
+
+    fn gettoken(&mut self, q: &QueryMap) -> Value {
+        if let Err(e) = self.admit("gettoken") {
+            return e;
+        }
+        if self.rate_limited("gettoken") {
+            return self.error(45009);
+        }
+        let Some(corp_id) = q.get("corpid").filter(|s| !s.is_empty()) else {
+            return self.error(41002);
+        };
+        let Some(secret) = q.get("corpsecret").filter(|s| !s.is_empty()) else {
+            return self.error(41004);
+        };
+        match self.credentials.get(corp_id) {
+            None => return self.error(40013),
+            Some(s) if s != secret => return self.error(40001),
+            Some(_) => {}
+        }
+        // Within its lifetime WeCom hands out the same token again.
+        let now = Instant::now();
+        let current = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| &t.corp_id == corp_id)
+            .map(|(tok, t)| (tok, t.expires_at.saturating_duration_since(now).as_secs()))
+            .find(|(_, remaining)| *remaining >= 1)
+            .map(|(tok, remaining)| (tok.clone(), remaining));
+        let (token, expires_in) = match current {
+            Some((tok, remaining)) => (tok, i64::try_from(remaining).unwrap_or(i64::MAX)),
+            None => {
+                let n = self.next_id();
+                let token = format!("FAKE_ACCESS_TOKEN_{n:08}_{}", mix(n));
+                let ttl = self.token_ttl;
+                self.tokens.insert(
+                    token.clone(),
+                    IssuedToken {
+                        corp_id: corp_id.clone(),
+                        expires_at: now + Duration::from_secs(ttl.max(0).unsigned_abs()),
+                    },
+                );
+                (token, ttl)
+            }
+        };
+        Self::ok(json!({"access_token": token, "expires_in": expires_in}))
+    }
+
+    fn approval_detail(&mut self, body: &[u8]) -> Value {
+        let Some(req) = parse_body(body) else {
+            return self.error(47001);
+        };
+        let sp_no = match req.get("sp_no") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return self.error(301025),
+        };
+        match self.approvals.get(&sp_no) {
+            Some(info) => Self::ok(json!({ "info": info })),
+            None => self.error(301025),
+        }
+    }
+
+    fn approval_info(&mut self, body: &[u8]) -> Value {
+        let Some(req) = parse_body(body) else {
+            return self.error(47001);
+        };
+        let (Some(start), Some(end)) = (
+            req.get("starttime").and_then(as_i64),
+            req.get("endtime").and_then(as_i64),
+        ) else {
+            return self.error(301025);
+        };
+        if end <= start {
+            return self.error(301025);
+        }
+        if end - start > MAX_WINDOW_SECS {
+            return self.error(301112);
+        }
+        let size = match req.get("size") {
+            None => 100,
+            Some(v) => match as_i64(v) {
+                Some(n @ 1..=100) => n.unsigned_abs() as usize,
+                _ => return self.error(301025),
+            },
+        };
+        let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        if let Some(list) = req.get("filters") {
+            let Some(list) = list.as_array() else {
+                return self.error(301025);
+            };
+            for f in list {
+                let (Some(key), Some(value)) = (
+                    f.get("key").and_then(Value::as_str),
+                    f.get("value").and_then(as_string),
+                ) else {
+                    return self.error(301025);
+                };
+                if !matches!(
+                    key,
+                    "template_id" | "creator" | "department" | "sp_status" | "record_type"
+                ) {
+                    return self.error(301025);
+                }
+                filters.entry(key.to_owned()).or_default().push(value);
+            }
+        }
+        let fingerprint = format!("{start}|{end}|{size}|{filters:?}");
+        let offset = match req.get("new_cursor").and_then(Value::as_str) {
+            None | Some("") => 0,
+            Some(c) => match self.cursors.get(c) {
+                Some(cs) if cs.query == fingerprint => cs.offset,
+                _ => return self.error(301025),
+            },
+        };
+        let mut matching: Vec<(i64, &String, &Value)> = self
+            .approvals
+            .iter()
+            .filter_map(|(sp_no, info)| {
+                let t = info.get("apply_time").and_then(as_i64)?;
+                (start <= t && t <= end && matches_filters(info, &filters))
+                    .then_some((t, sp_no, info))
+            })
+            .collect();
+        matching.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let page: Vec<String> = matching
+            .iter()
+            .skip(offset)
+            .take(size)
+            .filter(|(_, _, info)| {
+                let applicant = info
+                    .get("applyer")
+                    .and_then(|a| a.get("userid"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                !self.hidden_applicants.contains(applicant)
+            })
+            .map(|(_, sp_no, _)| (*sp_no).clone())
+            .collect();
+        let next = offset + size;
+        let more = next < matching.len();
+        let mut out = json!({ "sp_no_list": page });
+        if more {
+            let n = self.next_id();
+            let cursor = format!("{:016x}{:08x}", mix(n), n);
+            self.cursors.insert(
+                cursor.clone(),
+                CursorState {
+                    query: fingerprint,
+                    offset: next,
+                },
+            );
+            out["new_next_cursor"] = json!(cursor);
+        }
+        Self::ok(out)
+    }
+
+    fn message_send(&mut self, body: &[u8]) -> Value {
+        let Some(msg) = parse_body(body) else {
+            return self.error(47001);
+        };
+        let Some(msgtype) = msg.get("msgtype").and_then(Value::as_str) else {
+            return self.error(40008);
+        };
+        if msg.get("agentid").and_then(Value::as_i64).is_none() {
+            return self.error(40056);
+        }
+        if let Some(content) = msg.get(msgtype) {
+            if msgtype == "text"
+                && content
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            {
+                return self.error(44004);
+            }
+        } else {
+            return self.error(44004);
+        }
+        let field = |k: &str| {
+            msg.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (touser, toparty, totag) = (field("touser"), field("toparty"), field("totag"));
+        let users: Vec<&str> = touser.split('|').filter(|s| !s.is_empty()).collect();
+        let invalid: Vec<String> = if touser == "@all" || self.users.is_empty() {
+            Vec::new()
+        } else {
+            users
+                .iter()
+                .filter(|u| !self.users.contains_key(**u))
+                .map(|u| u.to_lowercase())
+                .collect()
+        };
+        let valid_users = if touser == "@all" {
+            1
+        } else {
+            users.len() - invalid.len()
+        };
+        if valid_users == 0 && toparty.is_empty() && totag.is_empty() {
+            return self.error(81013);
+        }
+        self.sent.push(msg);
+        let n = self.next_id();
+        Self::ok(json!({
+            "invaliduser": invalid.join("|"),
+            "invalidparty": "",
+            "invalidtag": "",
+            "unlicenseduser": "",
+            "msgid": format!("fake_msgid_{n:08}"),
+        }))
+    }
+
+    fn user_get(&mut self, q: &QueryMap) -> Value {
+        let Some(id) = q.get("userid").filter(|s| !s.is_empty()) else {
+            return self.error(41009);
+        };
+        match self.users.get(id) {
+            Some(u) => Self::ok(u.clone()),
+            None => self.error(60111),
+        }
+    }
+
+    fn external_contact_get(&mut self, q: &QueryMap) -> Value {
+        let Some(id) = q.get("external_userid").filter(|s| !s.is_empty()) else {
+            return self.error(40096);
+        };
+        match self.external_contacts.get(id) {
+            Some(c) => Self::ok(c.clone()),
+            None => self.error(84061),
+        }
+    }
+}
+
+/// Same-key filters OR, different keys AND.
+fn matches_filters(info: &Value, filters: &BTreeMap<String, Vec<String>>) -> bool {
+    filters.iter().all(|(key, values)| {
+        let actual = match key.as_str() {
+            "sp_status" => info.get("sp_status").and_then(as_string),
+            "template_id" => info.get("template_id").and_then(as_string),
+            "creator" => info
+                .get("applyer")
+                .and_then(|a| a.get("userid"))
+                .and_then(as_string),
+            "department" => info
+                .get("applyer")
+                .and_then(|a| a.get("partyid"))
+                .and_then(as_string),
+            _ => info.get(key.as_str()).and_then(as_string),
+        };
+        actual.is_some_and(|a| values.contains(&a))
+    })
+}
+
+fn parse_body(body: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// A number given as a JSON number or a decimal string (WeCom accepts both).
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Scrambles a counter so tokens and cursors look opaque.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+async fn gettoken(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Json<Value> {
+    Json(lock(&st).gettoken(&q))
+}
+
+async fn approval_detail(
+    State(st): State<Shared>,
+    Query(q): Query<QueryMap>,
+    body: Bytes,
+) -> Json<Value> {
+    let mut st = lock(&st);
+    Json(match st.authorize("getapprovaldetail", &q) {
+        Ok(()) => st.approval_detail(&body),
+        Err(e) => e,
+    })
+}
+
+async fn approval_info(
+    State(st): State<Shared>,
+    Query(q): Query<QueryMap>,
+    body: Bytes,
+) -> Json<Value> {
+    let mut st = lock(&st);
+    Json(match st.authorize("getapprovalinfo", &q) {
+        Ok(()) => st.approval_info(&body),
+        Err(e) => e,
+    })
+}
+
+async fn message_send(
+    State(st): State<Shared>,
+    Query(q): Query<QueryMap>,
+    body: Bytes,
+) -> Json<Value> {
+    let mut st = lock(&st);
+    Json(match st.authorize("message/send", &q) {
+        Ok(()) => st.message_send(&body),
+        Err(e) => e,
+    })
+}
+
+async fn user_get(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Json<Value> {
+    let mut st = lock(&st);
+    Json(match st.authorize("user/get", &q) {
+        Ok(()) => st.user_get(&q),
+        Err(e) => e,
+    })
+}
+
+async fn external_contact_get(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Json<Value> {
+    let mut st = lock(&st);
+    Json(match st.authorize("externalcontact/get", &q) {
+        Ok(()) => st.external_contact_get(&q),
+        Err(e) => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::wecom::api::{
+        ApiConfig, ApiError, ApprovalFilter, ApprovalInfoQuery, Credentials, WeComApi,
+    };
+
+    const CORP: &str = "ww-fake";
+    const SECRET: &str = "s3cret";
+
+    async fn started() -> (FakeWeCom, reqwest::Client) {
+        let fake = FakeWeCom::start().await;
+        fake.add_credentials(CORP, SECRET);
+        (fake, reqwest::Client::new())
+    }
+
+    async fn get(http: &reqwest::Client, url: String) -> Value {
+        let resp = http.get(url).send().await.expect("send");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    async fn post(http: &reqwest::Client, url: String, body: &Value) -> Value {
+        let resp = http.post(url).json(body).send().await.expect("send");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("json")
+    }
+
+    async fn token(fake: &FakeWeCom, http: &reqwest::Client) -> String {
+        let v = get(
+            http,
+            format!(
+                "{}/gettoken?corpid={CORP}&corpsecret={SECRET}",
+                fake.base_url()
+            ),
+        )
+        .await;
+        v["access_token"].as_str().expect("token").to_owned()
+    }
+
+    #[tokio::test]
+    async fn gettoken_speaks_wecom_json() {
+        let (fake, http) = started().await;
+        let base = fake.base_url();
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
+        )
+        .await;
+        assert_eq!(v["errcode"], 0);
+        assert_eq!(v["errmsg"], "ok");
+        assert_eq!(v["expires_in"], 7200);
+        let first = v["access_token"].as_str().expect("token").to_owned();
+        // Same token while it is valid.
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
+        )
+        .await;
+        assert_eq!(v["access_token"], first.as_str());
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid={CORP}&corpsecret=nope"),
+        )
+        .await;
+        assert_eq!(v["errcode"], 40001);
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid=other&corpsecret={SECRET}"),
+        )
+        .await;
+        assert_eq!(v["errcode"], 40013);
+        assert!(
+            v["errmsg"]
+                .as_str()
+                .expect("errmsg")
+                .starts_with("invalid corpid")
+        );
+        assert_eq!(fake.calls("gettoken"), 4);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn token_checks_41001_40014_42001() {
+        let (fake, http) = started().await;
+        fake.add_user(json!({"userid": "u1", "name": "One"}));
+        let base = fake.base_url();
+        let v = get(&http, format!("{base}/user/get?userid=u1")).await;
+        assert_eq!(v["errcode"], 41001);
+        let v = get(
+            &http,
+            format!("{base}/user/get?access_token=bogus&userid=u1"),
+        )
+        .await;
+        assert_eq!(v["errcode"], 40014);
+        let t = token(&fake, &http).await;
+        let v = get(&http, format!("{base}/user/get?access_token={t}&userid=u1")).await;
+        assert_eq!(v["errcode"], 0);
+        assert_eq!(v["name"], "One");
+        fake.expire_all_tokens();
+        let v = get(&http, format!("{base}/user/get?access_token={t}&userid=u1")).await;
+        assert_eq!(v["errcode"], 42001);
+        let t2 = token(&fake, &http).await;
+        assert_ne!(t, t2);
+        assert_eq!(fake.calls("user/get"), 4);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn token_ttl_is_returned_and_enforced() {
+        let (fake, http) = started().await;
+        fake.set_token_ttl(1);
+        let base = fake.base_url();
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
+        )
+        .await;
+        assert_eq!(v["expires_in"], 1);
+        let t = v["access_token"].as_str().expect("token").to_owned();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let v = post(
+            &http,
+            format!("{base}/message/send?access_token={t}"),
+            &json!({"touser": "a", "msgtype": "text", "agentid": 1, "text": {"content": "x"}}),
+        )
+        .await;
+        assert_eq!(v["errcode"], 42001);
+        assert!(fake.sent_messages().is_empty());
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn getapprovalinfo_pages_filters_and_limits_windows() {
+        let (fake, http) = started().await;
+        let base_t = 1_750_000_000;
+        for i in 0..5 {
+            fake.add_approval(json!({
+                "sp_no": format!("A{i}"), "sp_status": 2, "template_id": "T1",
+                "apply_time": base_t + i, "applyer": {"userid": "u", "partyid": "1"}
+            }));
+        }
+        fake.add_approval(json!({
+            "sp_no": "B", "sp_status": 1, "template_id": "T1",
+            "apply_time": base_t, "applyer": {"userid": "u", "partyid": "1"}
+        }));
+        let t = token(&fake, &http).await;
+        let url = format!("{}/oa/getapprovalinfo?access_token={t}", fake.base_url());
+        let q = |cursor: &str| {
+            json!({"starttime": base_t.to_string(), "endtime": (base_t + 100).to_string(),
+                   "new_cursor": cursor, "size": 2,
+                   "filters": [{"key": "sp_status", "value": "2"}]})
+        };
+        let mut all = Vec::new();
+        let mut cursor = String::new();
+        let mut pages = 0;
+        loop {
+            let v = post(&http, url.clone(), &q(&cursor)).await;
+            assert_eq!(v["errcode"], 0, "{v}");
+            pages += 1;
+            for s in v["sp_no_list"].as_array().expect("list") {
+                all.push(s.as_str().expect("str").to_owned());
+            }
+            match v.get("new_next_cursor").and_then(Value::as_str) {
+                Some(c) => cursor = c.to_owned(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(all, ["A0", "A1", "A2", "A3", "A4"]);
+        // Unknown cursor, bad size, too-large window, unknown filter key.
+        let v = post(&http, url.clone(), &q("not-a-cursor")).await;
+        assert_eq!(v["errcode"], 301025);
+        let v = post(
+            &http,
+            url.clone(),
+            &json!({"starttime": "0", "endtime": "100", "size": 101}),
+        )
+        .await;
+        assert_eq!(v["errcode"], 301025);
+        let v = post(
+            &http,
+            url.clone(),
+            &json!({"starttime": "0", "endtime": (31 * 86_400 + 1).to_string(), "size": 10}),
+        )
+        .await;
+        assert_eq!(v["errcode"], 301112);
+        let v = post(
+            &http,
+            url.clone(),
+            &json!({"starttime": "0", "endtime": "10", "filters": [{"key": "colour", "value": "red"}]}),
+        )
+        .await;
+        assert_eq!(v["errcode"], 301025);
+        let v = http
+            .post(url)
+            .body("{not json")
+            .send()
+            .await
+            .expect("send")
+            .json::<Value>()
+            .await
+            .expect("json");
+        assert_eq!(v["errcode"], 47001);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn injected_failures_and_rate_limits() {
+        let (fake, http) = started().await;
+        let base = fake.base_url();
+        fake.fail_next("gettoken", -1, 1);
+        let v = get(
+            &http,
+            format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
+        )
+        .await;
+        assert_eq!(v["errcode"], -1);
+        let t = token(&fake, &http).await;
+        fake.fail_next("oa/getapprovaldetail", 60020, 1);
+        let url = format!("{base}/oa/getapprovaldetail?access_token={t}");
+        let v = post(&http, url.clone(), &json!({"sp_no": "1"})).await;
+        assert_eq!(v["errcode"], 60020);
+        let v = post(&http, url.clone(), &json!({"sp_no": "1"})).await;
+        assert_eq!(v["errcode"], 301025);
+        fake.set_rate_limit_per_minute("getapprovaldetail", 1);
+        let v = post(&http, url.clone(), &json!({"sp_no": "1"})).await;
+        assert_eq!(v["errcode"], 301025);
+        let v = post(&http, url, &json!({"sp_no": "1"})).await;
+        assert_eq!(v["errcode"], 45009);
+        assert_eq!(fake.calls("getapprovaldetail"), 4);
+        fake.stop().await;
+    }
+
+    #[tokio::test]
+    async fn serves_the_client_end_to_end() {
+        let (fake, _) = started().await;
+        fake.add_approval(json!({
+            "sp_no": "202506050012", "sp_status": 2, "template_id": "T1",
+            "apply_time": 1_750_000_000, "applyer": {"userid": "u", "partyid": "1"},
+            "apply_data": {"contents": [{"control": "Money", "id": "Money-1",
+                "title": [{"text": "金额", "lang": "zh_CN"}], "value": {"new_money": "1280.50"}}]}
+        }));
+        let api = WeComApi::new(ApiConfig {
+            base_url: fake.base_url(),
+            retry_min_delay: Duration::from_millis(5),
+            ..ApiConfig::default()
+        })
+        .expect("client");
+        let c = Credentials::new(CORP, Secret::new(SECRET));
+        let q = ApprovalInfoQuery::new(1_749_999_999, 1_750_000_001)
+            .with_filter(ApprovalFilter::template_id("T1"));
+        let page = api.approval_info_page(&c, &q, "").await.expect("page");
+        assert_eq!(page.sp_no_list, ["202506050012"]);
+        assert_eq!(page.next_cursor, None);
+        let info = api
+            .approval_detail(&c, "202506050012")
+            .await
+            .expect("detail");
+        assert_eq!(
+            info["apply_data"]["contents"][0]["value"]["new_money"],
+            "1280.50"
+        );
+        fake.fail_next("getapprovaldetail", 301055, 1);
+        let e = api
+            .approval_detail(&c, "202506050012")
+            .await
+            .expect_err("perm");
+        assert!(matches!(
+            e,
+            ApiError::Permanent {
+                errcode: 301055,
+                ..
+            }
+        ));
+        fake.stop().await;
+    }
+}
