@@ -32,6 +32,8 @@ pub struct AdminState {
     pub broker: BrokerSlot,
     /// The configured broker kind (`embedded`, `rabbitmq`).
     pub broker_kind: String,
+    /// The route stage's context (catalog, WeCom API), for reconciliation.
+    pub route: Arc<crate::route::RouteContext>,
 }
 
 /// Routes of the public listener besides the callbacks: liveness and readiness.
@@ -49,6 +51,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/admin/queues", get(queues))
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/replay", axum::routing::post(replay))
+        .route("/admin/reconcile", axum::routing::post(reconcile))
         .route(
             "/metrics",
             get(|| async { crate::telemetry::metrics_handle().render() }),
@@ -299,4 +302,31 @@ async fn replay(
         }
         Err(e) => broker_error(e),
     }
+}
+
+/// Query of `POST /admin/reconcile`.
+#[derive(Debug, Deserialize)]
+pub struct ReconcileQuery {
+    /// RFC 3339 start of the submit-time range.
+    pub since: String,
+    /// RFC 3339 end (default: now).
+    pub until: Option<String>,
+}
+
+/// `POST /admin/reconcile?since=…&until=…`: runs a reconciliation now; answers its report.
+async fn reconcile(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<ReconcileQuery>) -> Response {
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    let since = match parse_time(&Some(q.since), "since") {
+        Ok(Some(ms)) => ms / 1000,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let until = match parse_time(&q.until, "until") {
+        Ok(t) => t.map(|ms| ms / 1000).unwrap_or_else(|| jiff::Timestamp::now().as_second()),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let report = crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
+    axum::Json(report).into_response()
 }

@@ -18,6 +18,7 @@ use crate::broker::{AnyBroker, Broker};
 use crate::config::{Config, ConfigError};
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
+use crate::route::RouteContext;
 use crate::store::{Store, StoreError};
 use crate::wecom::crypto::CallbackCrypto;
 
@@ -41,6 +42,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// Mappings, connectors or the WeCom API settings are unusable.
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteSetupError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {
@@ -127,6 +131,13 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         "journal open"
     );
 
+    let route = Arc::new(RouteContext::from_config(config, store.clone())?);
+    tracing::info!(
+        mappings = route.catalog.mappings.len(),
+        connectors = route.catalog.connectors.len(),
+        "catalog loaded"
+    );
+
     let public = bind(&config.server.listen).await?;
     let admin_listener = bind(&config.admin.listen).await?;
     let public_addr = public.local_addr().map_err(|e| StartError::Bind {
@@ -144,6 +155,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         token: admin_token,
         broker: broker.clone(),
         broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),
+        route: route.clone(),
     };
     let public_router = ingress::router(
         endpoints.clone(),
@@ -177,10 +189,20 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         config.broker.clone(),
         store.clone(),
         journal.clone(),
+        route.clone(),
         broker.clone(),
-        rx_pipeline,
+        rx_pipeline.clone(),
     ));
-    let background = vec![journal.spawn_dedup_pruner(retention)];
+    let mut background = vec![journal.spawn_dedup_pruner(retention)];
+    if config.reconcile.enabled {
+        background.push(tokio::spawn(crate::route::reconcile::run_periodic(
+            route.clone(),
+            journal.clone(),
+            Duration::from_secs(config.reconcile.interval_secs),
+            Duration::from_secs(config.reconcile.lookback_days * 86_400),
+            rx_pipeline,
+        )));
+    }
 
     for e in &endpoints {
         tracing::info!(app = %e.name, url = %format!("http://{public_addr}{}", e.config.path), "serving WeCom callbacks");
@@ -200,6 +222,11 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
 }
 
 impl RunningBridge {
+    /// The broker, once it is up (tests use it to look into queues).
+    pub fn broker(&self) -> Option<AnyBroker> {
+        self.broker.get().cloned()
+    }
+
     /// Stops accepting, waits for in-flight requests (up to the grace period), lets the
     /// journal commit what it holds, and closes the store.
     pub async fn shutdown(self) {
@@ -233,6 +260,7 @@ async fn run_pipeline(
     cfg: crate::config::BrokerConfig,
     store: Store,
     journal: Journal,
+    route: Arc<RouteContext>,
     slot: BrokerSlot,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -254,18 +282,23 @@ async fn run_pipeline(
     tracing::info!(kind = broker.kind(), "broker ready");
     let _ = slot.set(broker.clone());
     match broker {
-        AnyBroker::Embedded(b) => run_stages(b, journal, shutdown).await,
-        AnyBroker::Rabbitmq(b) => run_stages(b, journal, shutdown).await,
+        AnyBroker::Embedded(b) => run_stages(b, journal, route, shutdown).await,
+        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, shutdown).await,
     }
 }
 
-async fn run_stages<B: Broker>(broker: B, journal: Journal, shutdown: watch::Receiver<bool>) {
+async fn run_stages<B: Broker>(
+    broker: B,
+    journal: Journal,
+    ctx: Arc<RouteContext>,
+    shutdown: watch::Receiver<bool>,
+) {
     let relay = tokio::spawn(crate::journal::relay::run(
         journal,
         broker.clone(),
         shutdown.clone(),
     ));
-    let route = tokio::spawn(crate::route::run(broker, shutdown));
+    let route = tokio::spawn(crate::route::run(broker, ctx, shutdown));
     let _ = relay.await;
     let _ = route.await;
 }

@@ -46,9 +46,84 @@ pub struct Config {
     /// The message broker between stages.
     #[serde(default)]
     pub broker: BrokerConfig,
+    /// The WeCom server API (enrichment, reconciliation, notifications).
+    #[serde(default)]
+    pub wecom: WeComConfig,
+    /// The periodic sweep that finds approvals whose callbacks never arrived.
+    #[serde(default)]
+    pub reconcile: ReconcileConfig,
+    /// Where mappings and connectors live.
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     /// WeCom apps served by this instance, keyed by a name of the operator's choosing.
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
+}
+
+/// The WeCom server API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeComConfig {
+    /// Base URL of the API; point it at a test server for tests and demos.
+    pub api_base_url: String,
+    /// Request timeout in seconds.
+    pub timeout_secs: u64,
+    /// Client-side limit for the approval APIs (WeCom allows 600/min per corp).
+    pub approval_calls_per_minute: u32,
+    /// The corp's time zone (IANA name); times in documents are RFC 3339 in this zone.
+    pub time_zone: String,
+}
+
+impl Default for WeComConfig {
+    fn default() -> Self {
+        Self {
+            api_base_url: "https://qyapi.weixin.qq.com/cgi-bin".into(),
+            timeout_secs: 10,
+            approval_calls_per_minute: 600,
+            time_zone: "Asia/Shanghai".into(),
+        }
+    }
+}
+
+/// Reconciliation of missed callbacks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcileConfig {
+    /// Run the sweep periodically (apps without a `secret` are skipped).
+    pub enabled: bool,
+    /// Seconds between sweeps.
+    pub interval_secs: u64,
+    /// How far back each sweep looks, by submit time (forms can be approved long after).
+    pub lookback_days: u64,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 1800,
+            lookback_days: 31,
+        }
+    }
+}
+
+/// Where the catalog files are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Directory of mapping files.
+    pub mappings_dir: PathBuf,
+    /// Directory of connector files.
+    pub connectors_dir: PathBuf,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            mappings_dir: PathBuf::from("mappings"),
+            connectors_dir: PathBuf::from("connectors"),
+        }
+    }
 }
 
 /// The public (WeCom-facing) HTTP listener.
@@ -229,9 +304,16 @@ pub struct AppConfig {
     /// Receive-ids accepted inside decrypted messages: the CorpID for self-built apps,
     /// the SuiteID for third-party suite command callbacks.
     pub receive_ids: Vec<String>,
-    /// The app's AgentID (used later for API calls and notifications).
+    /// The app's AgentID (used for notifications).
     #[serde(default)]
     pub agent_id: Option<i64>,
+    /// CorpID for API calls; defaults to the first receive-id.
+    #[serde(default)]
+    pub corp_id: Option<String>,
+    /// The app's Secret (应用 Secret) for the WeCom API: fetching approval details, contacts,
+    /// reconciliation. Without it approval events cannot be enriched.
+    #[serde(default)]
+    pub secret: Option<SecretRef>,
     /// `app` (self-built app: answer an empty 200) or `suite` (third-party suite: answer `success`).
     #[serde(default)]
     pub kind: AppKind,
@@ -438,6 +520,15 @@ impl Config {
         if self.broker.retry_tiers_secs.is_empty() || self.broker.retry_tiers_secs.contains(&0) {
             errors.push("broker.retry_tiers_secs must list at least one delay above 0".into());
         }
+        if jiff::tz::TimeZone::get(&self.wecom.time_zone).is_err() {
+            errors.push(format!(
+                "wecom.time_zone `{}` is not a known IANA time zone (e.g. Asia/Shanghai)",
+                self.wecom.time_zone
+            ));
+        }
+        if self.reconcile.enabled && self.reconcile.interval_secs < 60 {
+            errors.push("reconcile.interval_secs must be at least 60".into());
+        }
         if self.apps.is_empty() {
             errors.push("no [apps.<name>] configured: nothing would be served".into());
         }
@@ -492,11 +583,19 @@ impl Config {
         for (name, app) in &self.apps {
             match (app.token.resolve(), app.encoding_aes_key.resolve()) {
                 (Ok(token), Ok(key)) => {
+                    let secret = match app.secret.as_ref().map(SecretRef::resolve).transpose() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            errors.push(format!("apps.{name}.secret: {e}"));
+                            None
+                        }
+                    };
                     apps.insert(
                         name.clone(),
                         AppSecrets {
                             token,
                             encoding_aes_key: key,
+                            secret,
                         },
                     );
                 }
@@ -541,6 +640,8 @@ pub struct AppSecrets {
     pub token: Secret,
     /// EncodingAESKey.
     pub encoding_aes_key: Secret,
+    /// The app Secret for the WeCom API, if configured.
+    pub secret: Option<Secret>,
 }
 
 impl AppSecrets {

@@ -8,4 +8,5 @@ mod cli;
 mod durability;
 mod ingress;
 mod pipeline;
+mod route;
 mod vectors;

@@ -1,0 +1,254 @@
+//! The route stage against the WeCom API test server: enrichment, lifecycle, fan-out to the
+//! deliver queue, and reconciliation of missed callbacks, on both broker back ends.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
+use wecom_bridge::route::DeliveryJob;
+use wecom_bridge::wecom::fake_wecom::FakeWeCom;
+
+use crate::support::*;
+
+const SECRET: &str = "fake-app-secret-for-tests";
+const EXPENSE: &str = include_str!("../fixtures/wecom/approval_detail_expense.json");
+
+fn detail(sp_no: &str, status: u32) -> Value {
+    let mut info = serde_json::from_str::<Value>(EXPENSE).unwrap()["info"].clone();
+    info["sp_no"] = sp_no.into();
+    info["sp_status"] = status.into();
+    info
+}
+
+/// The approval callback of the sample, for `sp_no` with `status` and change event `change`.
+fn callback(sp_no: &str, status: u32, change: u32) -> String {
+    include_str!("../../samples/approval-approved.xml")
+        .replace("wx5823bf96d3bd56c7", CORP_ID)
+        .replace("202506050012", sp_no)
+        .replace("<SpStatus>2</SpStatus><TemplateId>", &format!("<SpStatus>{status}</SpStatus><TemplateId>"))
+        .replace("<StatuChangeEvent>2</StatuChangeEvent>", &format!("<StatuChangeEvent>{change}</StatuChangeEvent>"))
+}
+
+fn extra(fake: &FakeWeCom, broker: &str) -> String {
+    format!(
+        "[wecom]\napi_base_url = \"{}\"\n[reconcile]\nenabled = false\n{broker}",
+        fake.base_url()
+    )
+}
+
+/// Collects the delivery jobs on `deliver.<connector>` for up to `wait`.
+async fn jobs(broker: &AnyBroker, connector: &str, want: usize, wait: Duration) -> Vec<DeliveryJob> {
+    async fn take<B: Broker>(b: &B, q: &str, want: usize, wait: Duration) -> Vec<DeliveryJob> {
+        let mut c = b.consume(q).await.unwrap();
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < want {
+            match tokio::time::timeout_at(deadline, c.next()).await {
+                Ok(Some(Ok(d))) => {
+                    assert_eq!(d.envelope().kind, "delivery_job");
+                    out.push(serde_json::from_str(&d.envelope().payload).unwrap());
+                    d.ack().await.unwrap();
+                }
+                Ok(other) => panic!("consumer ended: {:?}", other.map(|r| r.err())),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+    let q = format!("deliver.{connector}");
+    match broker {
+        AnyBroker::Embedded(b) => take(b, &q, want, wait).await,
+        AnyBroker::Rabbitmq(b) => take(b, &q, want, wait).await,
+    }
+}
+
+async fn broker_of(t: &TestBridge) -> AnyBroker {
+    for _ in 0..200 {
+        if let Some(b) = t.bridge.as_ref().unwrap().broker() {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("broker did not come up (RabbitMQ running? `rabbitmq-server -detached`)");
+}
+
+async fn start_bridge(name: &str, fake: &FakeWeCom, broker_section: &str) -> (TestBridge, TestApp) {
+    fake.add_credentials(CORP_ID, SECRET);
+    // config_toml writes the app section; the API secret goes into it
+    let dir = tempfile::tempdir().unwrap();
+    let base = config_toml(dir.path(), &[TestApp::new(name)]);
+    let with_secret = base.replace(
+        &format!("[apps.{name}]\n"),
+        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\n"),
+    );
+    let config = wecom_bridge::config::Config::from_toml(&format!("{with_secret}\n{}", extra(fake, broker_section))).unwrap();
+    let bridge = wecom_bridge::app::start(&config).await.unwrap();
+    let t = TestBridge {
+        public: bridge.public_addr,
+        admin: bridge.admin_addr,
+        bridge: Some(bridge),
+        dir,
+        config,
+    };
+    (t, TestApp::new(name))
+}
+
+async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker_section: &str) {
+    let fake = FakeWeCom::start().await;
+    fake.add_approval(detail("202506050012", 2));
+    let (t, app) = start_bridge(name, &fake, broker_section).await;
+    let broker = broker_of(&t).await;
+    let (q, body) = signed(&app, &callback("202506050012", 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let jobs = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
+    assert_eq!(jobs.len(), 1, "one job for the one matching mapping");
+    let job = &jobs[0];
+    assert_eq!(job.mapping, "expense-voucher");
+    assert_eq!(job.connector, "finance");
+    assert_eq!(job.business_key, "202506050012");
+    assert!(job.idempotency_key.starts_with("job_"));
+    let doc = &job.document;
+    assert_eq!(doc["sp_no"], "202506050012");
+    assert_eq!(doc["status_name"], "approved");
+    assert!(doc["apply_time"].as_str().unwrap().ends_with("+08:00"), "{}", doc["apply_time"]);
+    assert!(doc["form_by_title"].as_object().is_some_and(|m| !m.is_empty()));
+    assert!(!doc.to_string().contains("e+"), "no floats in the document");
+    assert_eq!(fake.calls("getapprovaldetail"), 1);
+    assert_eq!(fake.calls("gettoken"), 1);
+    if let AnyBroker::Rabbitmq(b) = &broker {
+        b.delete_queues(&["route".into(), "deliver.finance".into()]).await.unwrap();
+    }
+    t.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_approval_becomes_a_delivery_job() {
+    approval_produces_a_job_with_the_normalised_instance("route_emb", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_approval_becomes_a_delivery_job() {
+    let prefix = format!("wbroute-{:08x}", rand::random::<u32>());
+    approval_produces_a_job_with_the_normalised_instance("route_rmq", &rabbit_section(&prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
+    let fake = FakeWeCom::start().await;
+    let sp = "202506059999";
+    let (t, app) = start_bridge("lifecycle", &fake, "").await;
+    let broker = broker_of(&t).await;
+    let send = |status: u32, change: u32| {
+        let (q, body) = signed(&app, &callback(sp, status, change));
+        let url = t.url(&app.path);
+        async move { assert_eq!(post(&url, &q, body).await.0, 200) }
+    };
+    let settled = || async {
+        eventually(30, "route queue drained", || async {
+            let q = t.queues().await;
+            q["outbox_backlog"] == 0 && q["queues"][0]["ready"] == 0 && q["queues"][0]["unacked"] == 0
+        })
+        .await;
+    };
+    fake.add_approval(detail(sp, 1));
+    send(1, 1).await; // submitted
+    send(1, 2).await; // approver 1 agreed, form still in progress
+    settled().await;
+    fake.add_approval(detail(sp, 2));
+    send(2, 2).await; // approved
+    let first = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].action.as_str(), "approved");
+    fake.add_approval(detail(sp, 10));
+    send(2, 10).await; // comment added on the approved form
+    send(10, 2).await; // paid
+    settled().await;
+    fake.add_approval(detail(sp, 6));
+    send(6, 8).await; // revoked after approval
+    send(6, 10).await; // another event on the revoked form
+    let rest = jobs(&broker, "finance", 3, Duration::from_secs(8)).await;
+    assert_eq!(rest.len(), 1, "exactly one more job: {rest:?}");
+    assert_eq!(rest[0].action.as_str(), "revoked");
+    assert_ne!(rest[0].idempotency_key, first[0].idempotency_key);
+    assert_eq!(t.events("").await.len(), 7, "every event is journaled, only two are forwarded");
+    t.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detail_lagging_behind_the_callback_is_retried_until_it_catches_up() {
+    let fake = FakeWeCom::start().await;
+    let sp = "202506058888";
+    fake.add_approval(detail(sp, 1)); // the detail still says "in progress"
+    let (t, app) = start_bridge("lagging", &fake, "").await;
+    let broker = broker_of(&t).await;
+    let (q, body) = signed(&app, &callback(sp, 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    eventually(20, "a first detail fetch", || async { fake.calls("getapprovaldetail") >= 1 }).await;
+    assert!(jobs(&broker, "finance", 1, Duration::from_secs(1)).await.is_empty(), "no job while the detail lags");
+    fake.add_approval(detail(sp, 2));
+    let got = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1);
+    assert!(fake.calls("getapprovaldetail") >= 2);
+    t.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_without_an_api_secret_is_parked_with_the_fix_in_the_reason() {
+    let t = TestBridge::start(&[TestApp::new("nosecret")]).await;
+    let app = TestApp::new("nosecret");
+    let (q, body) = signed(&app, &callback("202506057777", 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    eventually(30, "the event parked as a dead letter", || async {
+        let text = reqwest::get(format!("http://{}/admin/dead-letters?queue=route", t.admin))
+            .await.unwrap().text().await.unwrap();
+        text.contains("apps.nosecret.secret is not configured")
+    })
+    .await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_injects_exactly_the_missed_approvals_once() {
+    let fake = FakeWeCom::start().await;
+    let (t, app) = start_bridge("recon", &fake, "").await;
+    let base_time = 1_750_000_000i64;
+    for i in 0..250 {
+        let mut info = detail(&format!("2025070{i:05}"), 2);
+        info["apply_time"] = (base_time + i as i64 * 60).into();
+        info["sp_name"] = "请假".into(); // no mapping routes leave, so the route stage only records
+        fake.add_approval(info);
+    }
+    // 240 of them arrived as callbacks; 10 were dropped by WeCom
+    let missed: Vec<usize> = (0..250).filter(|i| i % 25 == 7).collect();
+    assert_eq!(missed.len(), 10);
+    let client = reqwest::Client::new();
+    for i in (0..250).filter(|i| !missed.contains(i)) {
+        let xml = callback(&format!("2025070{i:05}"), 2, 2).replace("费用报销", "请假");
+        let (q, body) = signed(&app, &xml);
+        let resp = client.post(format!("{}?{q}", t.url(&app.path))).body(body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let since = jiff::Timestamp::from_second(base_time - 3600).unwrap();
+    let until = jiff::Timestamp::from_second(base_time + 250 * 60 + 3600).unwrap();
+    let url = format!("http://{}/admin/reconcile?since={since}&until={until}", t.admin);
+    let report: Value = client.post(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["checked"], 250, "{report}");
+    assert_eq!(report["missing"], 10, "{report}");
+    assert_eq!(report["injected"], 10, "{report}");
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
+    assert!(fake.calls("getapprovalinfo") >= 3, "250 forms take three pages of 100");
+    let injected: Vec<Value> = t.events("").await.into_iter().filter(|e| e["source"] == "reconcile").collect();
+    assert_eq!(injected.len(), 10);
+    let mut keys: Vec<String> = injected.iter().map(|e| e["business_key"].as_str().unwrap().to_string()).collect();
+    keys.sort();
+    let mut want: Vec<String> = missed.iter().map(|i| format!("2025070{i:05}:2")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    let again: Value = client.post(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!((again["missing"].as_u64(), again["injected"].as_u64()), (Some(0), Some(0)), "{again}");
+    t.stop().await;
+    fake.stop().await;
+}
