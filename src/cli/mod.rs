@@ -1,11 +1,12 @@
 //! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
-//! `replay`.
+//! `replay`, `reconcile`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
 pub mod events;
 pub mod queues;
+pub mod reconcile;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub enum Command {
     DeadLetters(queues::DeadLettersArgs),
     /// Send dead letters back to their queue: all, by id, or by reason.
     Replay(queues::ReplayArgs),
+    /// Ask WeCom which forms were approved and inject those whose callbacks never arrived.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// Runs a parsed command line.
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queues => rt.block_on(queues::queues(&config)),
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
+        Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
     }
 }
 

@@ -252,3 +252,45 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
     t.stop().await;
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_cli_injects_missed_approvals_without_a_running_bridge() {
+    let fake = FakeWeCom::start().await;
+    fake.add_credentials(CORP_ID, SECRET);
+    let base_time = 1_751_000_000i64;
+    for i in 0..5 {
+        let mut info = detail(&format!("2025080{i:05}"), 2);
+        info["apply_time"] = (base_time + i as i64).into();
+        fake.add_approval(info);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    let toml = config_toml(dir.path(), &[TestApp::new("recli")])
+        .replace("[apps.recli]\n", &format!("[apps.recli]\nsecret = \"{SECRET}\"\n"));
+    std::fs::write(&config, format!("{toml}\n{}", extra(&fake, ""))).unwrap();
+    let cfg = config.to_str().unwrap();
+    let since = jiff::Timestamp::from_second(base_time - 60).unwrap().to_string();
+    let until = jiff::Timestamp::from_second(base_time + 60).unwrap().to_string();
+    let args = ["--config", cfg, "reconcile", "--since", since.as_str(), "--until", until.as_str()];
+    let cwd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("5 approved form(s) checked, 5 missing, 5 injected"), "{out}");
+    let (ok, out, err) = tokio::task::spawn_blocking({
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        move || run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("5 approved form(s) checked, 0 missing, 0 injected"), "{out}");
+    let (ok, out, _) = run_cli(&["--config", cfg, "events", "--json"], cwd, &[]);
+    assert!(ok);
+    assert_eq!(out.lines().filter(|l| l.contains("\"source\":\"reconcile\"")).count(), 5, "{out}");
+    fake.stop().await;
+}
