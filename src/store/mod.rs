@@ -9,12 +9,22 @@
 //! - `outbox`: sequence numbers not yet confirmed by the broker. An entry is *published*
 //!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
+//!
+//! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
+//! `queue` submodule.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+mod forms;
+mod queue;
+pub use forms::{FormState, Forwarded};
+pub use queue::{
+    LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
+};
 
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -159,11 +169,11 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.display().to_string(),
-            },
-            other => StoreError::Db(format!("cannot open {}: {other}", path.display())),
-        })?;
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.display().to_string(),
+                },
+                other => StoreError::Db(format!("cannot open {}: {other}", path.display())),
+            })?;
         let store = Store { db: Arc::new(db) };
         store.init_tables()?;
         Ok(store)
@@ -175,6 +185,8 @@ impl Store {
         tx.open_table(OUTBOX)?;
         tx.open_table(DEDUP)?;
         tx.open_table(DEDUP_BY_TIME)?;
+        queue::init_tables(&tx)?;
+        forms::init_tables(&tx)?;
         tx.commit()?;
         Ok(())
     }
@@ -193,6 +205,7 @@ impl Store {
             let mut outbox = tx.open_table(OUTBOX)?;
             let mut dedup = tx.open_table(DEDUP)?;
             let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
+            let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
             let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
             for record in records {
                 if let Some(seq) = dedup.get(&record.content_hash)? {
@@ -209,6 +222,9 @@ impl Store {
                 }
                 dedup.insert(&record.content_hash, seq)?;
                 by_time.insert((record.received_at_ms, &record.content_hash), ())?;
+                if keys.get((record.app.as_str(), record.business_key.as_str()))?.is_none() {
+                    keys.insert((record.app.as_str(), record.business_key.as_str()), seq)?;
+                }
                 outcomes.push(AppendOutcome::Appended(seq));
             }
         }
