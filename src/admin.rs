@@ -186,13 +186,15 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-fn broker_of(st: &AdminState) -> Result<AnyBroker, Response> {
+fn broker_of(st: &AdminState) -> Result<AnyBroker, Box<Response>> {
     st.broker.get().cloned().ok_or_else(|| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "broker not connected yet; see /readyz\n",
+        Box::new(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker not connected yet; see /readyz\n",
+            )
+                .into_response(),
         )
-            .into_response()
     })
 }
 
@@ -207,7 +209,7 @@ async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
     }
     let broker = match broker_of(&st) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let backlog = st
         .journal
@@ -251,7 +253,7 @@ async fn dead_letters(
     }
     let broker = match broker_of(&st) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
@@ -278,7 +280,7 @@ async fn replay(
     }
     let broker = match broker_of(&st) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let filter = match (q.all, q.ids, q.reason) {
         (true, None, None) => RedriveFilter::All,
@@ -314,7 +316,11 @@ pub struct ReconcileQuery {
 }
 
 /// `POST /admin/reconcile?since=…&until=…`: runs a reconciliation now; answers its report.
-async fn reconcile(State(st): State<AdminState>, headers: HeaderMap, Query(q): Query<ReconcileQuery>) -> Response {
+async fn reconcile(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<ReconcileQuery>,
+) -> Response {
     if !authorized(&st, &headers) {
         return unauthorized();
     }
@@ -324,9 +330,12 @@ async fn reconcile(State(st): State<AdminState>, headers: HeaderMap, Query(q): Q
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let until = match parse_time(&q.until, "until") {
-        Ok(t) => t.map(|ms| ms / 1000).unwrap_or_else(|| jiff::Timestamp::now().as_second()),
+        Ok(t) => t
+            .map(|ms| ms / 1000)
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second()),
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let report = crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
+    let report =
+        crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
     axum::Json(report).into_response()
 }

@@ -266,7 +266,7 @@ mod tests {
             payload: "<xml/>".into(),
         };
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
-        let mut v2 = env.clone();
+        let mut v2 = env;
         v2.v = 2;
         assert!(matches!(
             Envelope::from_bytes(&v2.to_bytes()),

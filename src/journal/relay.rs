@@ -96,7 +96,7 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
                     .map(|c| c.unpublished)
                     .unwrap_or(0);
                 metrics::gauge!("wecom_bridge_outbox_backlog").set(backlog as f64);
-                if backoff.failures == 1 || backoff.failures % 20 == 0 {
+                if backoff.failures == 1 || backoff.failures.is_multiple_of(20) {
                     tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64,
                         "broker publish failed; ingress keeps accepting and journaling, the backlog drains when the broker is back");
                 }
