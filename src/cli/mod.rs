@@ -115,16 +115,23 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
         ..config.journal.clone()
     }) {
         Ok(_) => "ok".to_string(),
-        Err(_) if config.journal.create_key_if_missing => "will be created on first `serve`".to_string(),
+        Err(_) if config.journal.create_key_if_missing => {
+            "will be created on first `serve`".to_string()
+        }
         Err(e) => return Err(e.into()),
     };
-    let catalog = crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
-        .map_err(|errors| {
-            anyhow::anyhow!(
-                "mappings/connectors are invalid:\n  {}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
-            )
-        })?;
+    let catalog =
+        crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
+            .map_err(|errors| {
+                anyhow::anyhow!(
+                    "mappings/connectors are invalid:\n  {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                )
+            })?;
     println!("configuration {} is valid", path.display());
     println!("  callbacks   http://{}", config.server.listen);
     for e in &endpoints {
@@ -155,11 +162,24 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
     println!("  store       {}", config.store.path.display());
     println!("  journal key {} ({keys})", config.journal.active_key);
     println!("  broker      {:?}", config.broker.kind);
-    println!("  wecom api   {} (time zone {})", config.wecom.api_base_url, config.wecom.time_zone);
+    println!(
+        "  wecom api   {} (time zone {})",
+        config.wecom.api_base_url, config.wecom.time_zone
+    );
     for m in &catalog.mappings {
-        println!("  mapping     {:<20} → connector {:<12} ({})", m.name, m.connector, m.file.display());
+        println!(
+            "  mapping     {:<20} → connector {:<12} ({})",
+            m.name,
+            m.connector,
+            m.file.display()
+        );
     }
-    let no_secret: Vec<_> = config.apps.iter().filter(|(_, a)| a.secret.is_none()).map(|(n, _)| n.as_str()).collect();
+    let no_secret: Vec<_> = config
+        .apps
+        .iter()
+        .filter(|(_, a)| a.secret.is_none())
+        .map(|(n, _)| n.as_str())
+        .collect();
     if !no_secret.is_empty() {
         println!(
             "note: no API secret for {}: approval events cannot be enriched or reconciled (set apps.<name>.secret)",

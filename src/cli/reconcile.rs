@@ -24,13 +24,24 @@ pub struct ReconcileArgs {
 
 pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<()> {
     let since = parse_when(&args.since)?;
-    let until = args.until.as_deref().map(parse_when).transpose()?.unwrap_or_else(jiff::Timestamp::now);
+    let until = args
+        .until
+        .as_deref()
+        .map(parse_when)
+        .transpose()?
+        .unwrap_or_else(jiff::Timestamp::now);
     if until <= since {
         bail!("--until must be after --since");
     }
     let base = format!("http://{}", config.admin.listen);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-    let running = client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let running = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
     let report: ReconcileReport = if running {
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message("the running bridge is reconciling…");
@@ -41,11 +52,17 @@ pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<
         if let Some(t) = config.resolve()?.admin_token {
             req = req.bearer_auth(t.expose());
         }
-        let resp = req.send().await.context("asking the running bridge to reconcile")?;
+        let resp = req
+            .send()
+            .await
+            .context("asking the running bridge to reconcile")?;
         spinner.finish_and_clear();
         let status = resp.status();
         if !status.is_success() {
-            bail!("admin API answered {status}: {}", resp.text().await.unwrap_or_default());
+            bail!(
+                "admin API answered {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
         }
         resp.json().await.context("unexpected admin answer")?
     } else {
@@ -62,7 +79,14 @@ pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         };
-        let report = reconcile(&ctx, &journal, since.as_second(), until.as_second(), &progress).await;
+        let report = reconcile(
+            &ctx,
+            &journal,
+            since.as_second(),
+            until.as_second(),
+            &progress,
+        )
+        .await;
         bar.finish_and_clear();
         drop(journal);
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE};
 use crate::catalog::{Action, Catalog, RouteInput};
 use crate::config::Config;
-use crate::store::{Forwarded, FormState, Store};
+use crate::store::{FormState, Forwarded, Store};
 use crate::wecom::api::{ApiConfig, ApiError, Credentials, WeComApi};
 use crate::wecom::approval::normalise;
 use crate::wecom::event::{InboundEvent, parse_event};
@@ -76,7 +76,9 @@ pub fn idempotency_key(app: &str, business: &str, mapping: &str, action: Action)
 pub fn decide(state: &FormState, status: u32) -> Option<Action> {
     match status {
         2 if state.approved_forwarded_at_ms.is_none() => Some(Action::Approved),
-        6 if state.approved_forwarded_at_ms.is_some() && state.revoked_forwarded_at_ms.is_none() => {
+        6 if state.approved_forwarded_at_ms.is_some()
+            && state.revoked_forwarded_at_ms.is_none() =>
+        {
             Some(Action::Revoked)
         }
         _ => None,
@@ -119,8 +121,11 @@ pub enum RouteSetupError {
 impl RouteContext {
     /// Loads the catalog, resolves app secrets and builds the API client.
     pub fn from_config(config: &Config, store: Store) -> Result<Self, RouteSetupError> {
-        let catalog = crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
-            .map_err(|e| RouteSetupError::Catalog(e.iter().map(ToString::to_string).collect()))?;
+        let catalog =
+            crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
+                .map_err(|e| {
+                    RouteSetupError::Catalog(e.iter().map(ToString::to_string).collect())
+                })?;
         let api = WeComApi::new(ApiConfig {
             base_url: config.wecom.api_base_url.clone(),
             timeout: Duration::from_secs(config.wecom.timeout_secs),
@@ -128,13 +133,21 @@ impl RouteContext {
             ..ApiConfig::default()
         })
         .map_err(|e| RouteSetupError::Config(e.to_string()))?;
-        let secrets = config.resolve().map_err(|e| RouteSetupError::Config(e.to_string()))?;
+        let secrets = config
+            .resolve()
+            .map_err(|e| RouteSetupError::Config(e.to_string()))?;
         let apps = config
             .apps
             .iter()
             .map(|(name, app)| {
-                let corp = app.corp_id.clone().unwrap_or_else(|| app.receive_ids[0].clone());
-                let credentials = secrets.apps[name].secret.clone().map(|s| Credentials::new(corp, s));
+                let corp = app
+                    .corp_id
+                    .clone()
+                    .unwrap_or_else(|| app.receive_ids[0].clone());
+                let credentials = secrets.apps[name]
+                    .secret
+                    .clone()
+                    .map(|s| Credentials::new(corp, s));
                 (name.clone(), AppAccess { credentials })
             })
             .collect();
@@ -174,7 +187,11 @@ fn store_failure(e: impl std::fmt::Display) -> Failure {
 }
 
 /// Consumes the route queue until `shutdown` turns true, re-subscribing after broker errors.
-pub async fn run<B: Broker>(broker: B, ctx: Arc<RouteContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run<B: Broker>(
+    broker: B,
+    ctx: Arc<RouteContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut delay = Duration::from_millis(200);
     while !*shutdown.borrow() {
         let mut consumer = match broker.consume(ROUTE_QUEUE).await {
@@ -222,10 +239,12 @@ async fn settle<B: Broker>(broker: &B, ctx: &RouteContext, d: B::Delivery) {
             tracing::error!(event_id = %env.id, business_key = %env.business_key, attempt, %reason,
                 "giving up after {MAX_ATTEMPTS} attempts; parked (`wecom-bridge dead-letters`, then `replay`)");
             metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => "dead_letter").increment(1);
-            d.dead_letter(&format!("{reason} (after {attempt} attempts)")).await
+            d.dead_letter(&format!("{reason} (after {attempt} attempts)"))
+                .await
         }
         Err(Failure::Later(base, reason)) => {
-            let delay = (base * 2u32.saturating_pow(attempt.saturating_sub(1).min(8))).min(Duration::from_secs(600));
+            let delay = (base * 2u32.saturating_pow(attempt.saturating_sub(1).min(8)))
+                .min(Duration::from_secs(600));
             tracing::warn!(event_id = %env.id, business_key = %env.business_key, attempt, retry_in_s = delay.as_secs(), %reason, "route failed; will retry");
             metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => "retry").increment(1);
             d.retry_after(delay).await
@@ -243,7 +262,11 @@ async fn settle<B: Broker>(broker: &B, ctx: &RouteContext, d: B::Delivery) {
 }
 
 /// Handles one route message; returns the outcome label.
-async fn handle<B: Broker>(broker: &B, ctx: &RouteContext, env: &Envelope) -> Result<&'static str, Failure> {
+async fn handle<B: Broker>(
+    broker: &B,
+    ctx: &RouteContext,
+    env: &Envelope,
+) -> Result<&'static str, Failure> {
     let event = match parse_event(&env.payload) {
         Ok(e) => e,
         Err(e) => return Err(Failure::Park(format!("event XML cannot be parsed: {e}"))),
@@ -285,7 +308,10 @@ async fn handle<B: Broker>(broker: &B, ctx: &RouteContext, env: &Envelope) -> Re
             if !caught_up {
                 return Err(Failure::Later(
                     Duration::from_secs(5),
-                    format!("detail shows status {} but the callback said {}; the detail lags, retrying", instance.status, a.sp_status),
+                    format!(
+                        "detail shows status {} but the callback said {}; the detail lags, retrying",
+                        instance.status, a.sp_status
+                    ),
                 ));
             }
             let document = instance.to_document();
@@ -309,17 +335,28 @@ async fn handle<B: Broker>(broker: &B, ctx: &RouteContext, env: &Envelope) -> Re
                 Action::Revoked => Forwarded::Revoked,
                 _ => Forwarded::Approved,
             };
-            blocking(move || store.form_mark_forwarded(&app, &sp_no, mark, crate::broker::now_ms())).await?;
+            blocking(move || {
+                store.form_mark_forwarded(&app, &sp_no, mark, crate::broker::now_ms())
+            })
+            .await?;
             tracing::info!(sp_no = %a.sp_no, action = action.as_str(), jobs = jobs.len(), "approval forwarded");
-            Ok(if action == Action::Revoked { "revoked" } else { "approved" })
+            Ok(if action == Action::Revoked {
+                "revoked"
+            } else {
+                "approved"
+            })
         }
         InboundEvent::ContactChange(c) => {
-            let input = RouteInput::Contact { app: &env.app, change_type: &c.change_type };
+            let input = RouteInput::Contact {
+                app: &env.app,
+                change_type: &c.change_type,
+            };
             let routes = ctx.catalog.routes(&input);
             if routes.is_empty() {
                 return Ok("unrouted");
             }
-            let mut document = serde_json::json!({ "event": InboundEvent::ContactChange(c.clone()) });
+            let mut document =
+                serde_json::json!({ "event": InboundEvent::ContactChange(c.clone()) });
             if let (Some(user_id), false) = (c.user_id.as_deref(), c.change_type == "delete_user")
                 && let Some(creds) = ctx.apps.get(&env.app).and_then(|a| a.credentials.clone())
             {
@@ -328,16 +365,23 @@ async fn handle<B: Broker>(broker: &B, ctx: &RouteContext, env: &Envelope) -> Re
             fan_out_changed(broker, env, &routes, document).await
         }
         InboundEvent::ExternalContactChange(x) => {
-            let input = RouteInput::ExternalContact { app: &env.app, change_type: &x.change_type };
+            let input = RouteInput::ExternalContact {
+                app: &env.app,
+                change_type: &x.change_type,
+            };
             let routes = ctx.catalog.routes(&input);
             if routes.is_empty() {
                 return Ok("unrouted");
             }
-            let mut document = serde_json::json!({ "event": InboundEvent::ExternalContactChange(x.clone()) });
+            let mut document =
+                serde_json::json!({ "event": InboundEvent::ExternalContactChange(x.clone()) });
             if !x.change_type.starts_with("del_")
                 && let Some(creds) = ctx.apps.get(&env.app).and_then(|a| a.credentials.clone())
             {
-                document["customer"] = ctx.api.external_contact(&creds, &x.external_user_id).await?;
+                document["customer"] = ctx
+                    .api
+                    .external_contact(&creds, &x.external_user_id)
+                    .await?;
             }
             fan_out_changed(broker, env, &routes, document).await
         }
@@ -369,7 +413,11 @@ async fn fan_out_changed<B: Broker>(
     Ok("changed")
 }
 
-async fn publish_jobs<B: Broker>(broker: &B, env: &Envelope, jobs: &[DeliveryJob]) -> Result<(), Failure> {
+async fn publish_jobs<B: Broker>(
+    broker: &B,
+    env: &Envelope,
+    jobs: &[DeliveryJob],
+) -> Result<(), Failure> {
     for job in jobs {
         let envelope = Envelope {
             v: ENVELOPE_VERSION,
@@ -378,12 +426,18 @@ async fn publish_jobs<B: Broker>(broker: &B, env: &Envelope, jobs: &[DeliveryJob
             business_key: job.business_key.clone(),
             app: job.app.clone(),
             created_at_ms: env.created_at_ms,
-            payload: serde_json::to_string(job).map_err(|e| Failure::Park(format!("job cannot be encoded: {e}")))?,
+            payload: serde_json::to_string(job)
+                .map_err(|e| Failure::Park(format!("job cannot be encoded: {e}")))?,
         };
         broker
             .publish(&deliver_queue(&job.connector), &envelope)
             .await
-            .map_err(|e| Failure::Later(Duration::from_secs(2), format!("publishing the job failed: {e}")))?;
+            .map_err(|e| {
+                Failure::Later(
+                    Duration::from_secs(2),
+                    format!("publishing the job failed: {e}"),
+                )
+            })?;
     }
     Ok(())
 }
@@ -430,9 +484,18 @@ mod tests {
     #[test]
     fn idempotency_keys_are_deterministic_and_distinct() {
         let k = idempotency_key("demo", "202506050012", "expense-voucher", Action::Approved);
-        assert_eq!(k, idempotency_key("demo", "202506050012", "expense-voucher", Action::Approved));
-        assert_ne!(k, idempotency_key("demo", "202506050012", "expense-voucher", Action::Revoked));
-        assert_ne!(k, idempotency_key("demo", "202506050012", "other-mapping", Action::Approved));
+        assert_eq!(
+            k,
+            idempotency_key("demo", "202506050012", "expense-voucher", Action::Approved)
+        );
+        assert_ne!(
+            k,
+            idempotency_key("demo", "202506050012", "expense-voucher", Action::Revoked)
+        );
+        assert_ne!(
+            k,
+            idempotency_key("demo", "202506050012", "other-mapping", Action::Approved)
+        );
         assert!(k.starts_with("job_") && k.len() == 36);
     }
 }

@@ -33,7 +33,10 @@ fn cdata(s: &str) -> String {
 
 /// The synthetic callback for an approved form found by reconciliation. Deterministic (no
 /// clock), so the same form always gives the same content hash.
-pub fn synthetic_event(corp_id: &str, instance: &crate::wecom::approval::ApprovalInstance) -> String {
+pub fn synthetic_event(
+    corp_id: &str,
+    instance: &crate::wecom::approval::ApprovalInstance,
+) -> String {
     format!(
         "<xml><ToUserName>{corp}</ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
          <CreateTime>{t}</CreateTime><MsgType><![CDATA[event]]></MsgType>\
@@ -73,7 +76,9 @@ pub async fn reconcile(
             Ok(list) => list,
             Err(e) => {
                 tracing::warn!(app = %app, error = %e, "reconciliation could not list approved forms");
-                report.errors.push(format!("{app}: listing approved forms: {e}"));
+                report
+                    .errors
+                    .push(format!("{app}: listing approved forms: {e}"));
                 continue;
             }
         };
@@ -102,12 +107,16 @@ pub async fn reconcile(
                 Ok(info) => match normalise(&info, &ctx.tz) {
                     Ok(i) => i,
                     Err(e) => {
-                        report.errors.push(format!("{app}: {sp_no}: detail cannot be normalised: {e}"));
+                        report
+                            .errors
+                            .push(format!("{app}: {sp_no}: detail cannot be normalised: {e}"));
                         continue;
                     }
                 },
                 Err(e) => {
-                    report.errors.push(format!("{app}: {sp_no}: fetching detail: {e}"));
+                    report
+                        .errors
+                        .push(format!("{app}: {sp_no}: fetching detail: {e}"));
                     continue;
                 }
             };
@@ -131,8 +140,14 @@ pub async fn reconcile(
             }
         }
     }
-    tracing::info!(apps = report.apps, checked = report.checked, missing = report.missing,
-        injected = report.injected, errors = report.errors.len(), "reconciliation finished");
+    tracing::info!(
+        apps = report.apps,
+        checked = report.checked,
+        missing = report.missing,
+        injected = report.injected,
+        errors = report.errors.len(),
+        "reconciliation finished"
+    );
     report
 }
 

@@ -58,7 +58,12 @@ impl Store {
     }
 
     /// Records that an event with `status` was seen; returns the state after it.
-    pub fn form_observe(&self, app: &str, sp_no: &str, status: u32) -> Result<FormState, StoreError> {
+    pub fn form_observe(
+        &self,
+        app: &str,
+        sp_no: &str,
+        status: u32,
+    ) -> Result<FormState, StoreError> {
         self.form_update(app, sp_no, |s| {
             s.last_status = status;
             s.events_seen = s.events_seen.saturating_add(1);
@@ -124,7 +129,8 @@ mod tests {
             s.form_observe("a", "1", 1).unwrap();
             let st = s.form_observe("a", "1", 2).unwrap();
             assert_eq!((st.last_status, st.events_seen), (2, 2));
-            s.form_mark_forwarded("a", "1", Forwarded::Approved, 77).unwrap();
+            s.form_mark_forwarded("a", "1", Forwarded::Approved, 77)
+                .unwrap();
         }
         let s = Store::open(&path).unwrap();
         let st = s.form_state("a", "1").unwrap().unwrap();

@@ -222,7 +222,10 @@ impl Store {
                 }
                 dedup.insert(&record.content_hash, seq)?;
                 by_time.insert((record.received_at_ms, &record.content_hash), ())?;
-                if keys.get((record.app.as_str(), record.business_key.as_str()))?.is_none() {
+                if keys
+                    .get((record.app.as_str(), record.business_key.as_str()))?
+                    .is_none()
+                {
                     keys.insert((record.app.as_str(), record.business_key.as_str()), seq)?;
                 }
                 outcomes.push(AppendOutcome::Appended(seq));

@@ -25,8 +25,14 @@ fn callback(sp_no: &str, status: u32, change: u32) -> String {
     include_str!("../../samples/approval-approved.xml")
         .replace("wx5823bf96d3bd56c7", CORP_ID)
         .replace("202506050012", sp_no)
-        .replace("<SpStatus>2</SpStatus><TemplateId>", &format!("<SpStatus>{status}</SpStatus><TemplateId>"))
-        .replace("<StatuChangeEvent>2</StatuChangeEvent>", &format!("<StatuChangeEvent>{change}</StatuChangeEvent>"))
+        .replace(
+            "<SpStatus>2</SpStatus><TemplateId>",
+            &format!("<SpStatus>{status}</SpStatus><TemplateId>"),
+        )
+        .replace(
+            "<StatuChangeEvent>2</StatuChangeEvent>",
+            &format!("<StatuChangeEvent>{change}</StatuChangeEvent>"),
+        )
 }
 
 fn extra(fake: &FakeWeCom, broker: &str) -> String {
@@ -37,7 +43,12 @@ fn extra(fake: &FakeWeCom, broker: &str) -> String {
 }
 
 /// Collects the delivery jobs on `deliver.<connector>` for up to `wait`.
-async fn jobs(broker: &AnyBroker, connector: &str, want: usize, wait: Duration) -> Vec<DeliveryJob> {
+async fn jobs(
+    broker: &AnyBroker,
+    connector: &str,
+    want: usize,
+    wait: Duration,
+) -> Vec<DeliveryJob> {
     async fn take<B: Broker>(b: &B, q: &str, want: usize, wait: Duration) -> Vec<DeliveryJob> {
         let mut c = b.consume(q).await.unwrap();
         let mut out = Vec::new();
@@ -81,7 +92,11 @@ async fn start_bridge(name: &str, fake: &FakeWeCom, broker_section: &str) -> (Te
         &format!("[apps.{name}]\n"),
         &format!("[apps.{name}]\nsecret = \"{SECRET}\"\n"),
     );
-    let config = wecom_bridge::config::Config::from_toml(&format!("{with_secret}\n{}", extra(fake, broker_section))).unwrap();
+    let config = wecom_bridge::config::Config::from_toml(&format!(
+        "{with_secret}\n{}",
+        extra(fake, broker_section)
+    ))
+    .unwrap();
     let bridge = wecom_bridge::app::start(&config).await.unwrap();
     let t = TestBridge {
         public: bridge.public_addr,
@@ -110,13 +125,23 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     let doc = &job.document;
     assert_eq!(doc["sp_no"], "202506050012");
     assert_eq!(doc["status_name"], "approved");
-    assert!(doc["apply_time"].as_str().unwrap().ends_with("+08:00"), "{}", doc["apply_time"]);
-    assert!(doc["form_by_title"].as_object().is_some_and(|m| !m.is_empty()));
+    assert!(
+        doc["apply_time"].as_str().unwrap().ends_with("+08:00"),
+        "{}",
+        doc["apply_time"]
+    );
+    assert!(
+        doc["form_by_title"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty())
+    );
     assert!(!doc.to_string().contains("e+"), "no floats in the document");
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(fake.calls("gettoken"), 1);
     if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()]).await.unwrap();
+        b.delete_queues(&["route".into(), "deliver.finance".into()])
+            .await
+            .unwrap();
     }
     t.stop().await;
     fake.stop().await;
@@ -130,7 +155,8 @@ async fn embedded_approval_becomes_a_delivery_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_approval_becomes_a_delivery_job() {
     let prefix = format!("wbroute-{:08x}", rand::random::<u32>());
-    approval_produces_a_job_with_the_normalised_instance("route_rmq", &rabbit_section(&prefix)).await;
+    approval_produces_a_job_with_the_normalised_instance("route_rmq", &rabbit_section(&prefix))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +173,9 @@ async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
     let settled = || async {
         eventually(30, "route queue drained", || async {
             let q = t.queues().await;
-            q["outbox_backlog"] == 0 && q["queues"][0]["ready"] == 0 && q["queues"][0]["unacked"] == 0
+            q["outbox_backlog"] == 0
+                && q["queues"][0]["ready"] == 0
+                && q["queues"][0]["unacked"] == 0
         })
         .await;
     };
@@ -171,7 +199,11 @@ async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
     assert_eq!(rest.len(), 1, "exactly one more job: {rest:?}");
     assert_eq!(rest[0].action.as_str(), "revoked");
     assert_ne!(rest[0].idempotency_key, first[0].idempotency_key);
-    assert_eq!(t.events("").await.len(), 7, "every event is journaled, only two are forwarded");
+    assert_eq!(
+        t.events("").await.len(),
+        7,
+        "every event is journaled, only two are forwarded"
+    );
     t.stop().await;
     fake.stop().await;
 }
@@ -185,8 +217,16 @@ async fn detail_lagging_behind_the_callback_is_retried_until_it_catches_up() {
     let broker = broker_of(&t).await;
     let (q, body) = signed(&app, &callback(sp, 2, 2));
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
-    eventually(20, "a first detail fetch", || async { fake.calls("getapprovaldetail") >= 1 }).await;
-    assert!(jobs(&broker, "finance", 1, Duration::from_secs(1)).await.is_empty(), "no job while the detail lags");
+    eventually(20, "a first detail fetch", || async {
+        fake.calls("getapprovaldetail") >= 1
+    })
+    .await;
+    assert!(
+        jobs(&broker, "finance", 1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "no job while the detail lags"
+    );
     fake.add_approval(detail(sp, 2));
     let got = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
@@ -203,7 +243,11 @@ async fn approval_without_an_api_secret_is_parked_with_the_fix_in_the_reason() {
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
     eventually(30, "the event parked as a dead letter", || async {
         let text = reqwest::get(format!("http://{}/admin/dead-letters?queue=route", t.admin))
-            .await.unwrap().text().await.unwrap();
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.contains("apps.nosecret.secret is not configured")
     })
     .await;
@@ -228,27 +272,64 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
     for i in (0..250).filter(|i| !missed.contains(i)) {
         let xml = callback(&format!("2025070{i:05}"), 2, 2).replace("费用报销", "请假");
         let (q, body) = signed(&app, &xml);
-        let resp = client.post(format!("{}?{q}", t.url(&app.path))).body(body).send().await.unwrap();
+        let resp = client
+            .post(format!("{}?{q}", t.url(&app.path)))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
     let since = jiff::Timestamp::from_second(base_time - 3600).unwrap();
     let until = jiff::Timestamp::from_second(base_time + 250 * 60 + 3600).unwrap();
-    let url = format!("http://{}/admin/reconcile?since={since}&until={until}", t.admin);
-    let report: Value = client.post(&url).send().await.unwrap().json().await.unwrap();
+    let url = format!(
+        "http://{}/admin/reconcile?since={since}&until={until}",
+        t.admin
+    );
+    let report: Value = client
+        .post(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(report["checked"], 250, "{report}");
     assert_eq!(report["missing"], 10, "{report}");
     assert_eq!(report["injected"], 10, "{report}");
     assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
-    assert!(fake.calls("getapprovalinfo") >= 3, "250 forms take three pages of 100");
-    let injected: Vec<Value> = t.events("").await.into_iter().filter(|e| e["source"] == "reconcile").collect();
+    assert!(
+        fake.calls("getapprovalinfo") >= 3,
+        "250 forms take three pages of 100"
+    );
+    let injected: Vec<Value> = t
+        .events("")
+        .await
+        .into_iter()
+        .filter(|e| e["source"] == "reconcile")
+        .collect();
     assert_eq!(injected.len(), 10);
-    let mut keys: Vec<String> = injected.iter().map(|e| e["business_key"].as_str().unwrap().to_string()).collect();
+    let mut keys: Vec<String> = injected
+        .iter()
+        .map(|e| e["business_key"].as_str().unwrap().to_string())
+        .collect();
     keys.sort();
     let mut want: Vec<String> = missed.iter().map(|i| format!("2025070{i:05}:2")).collect();
     want.sort();
     assert_eq!(keys, want);
-    let again: Value = client.post(&url).send().await.unwrap().json().await.unwrap();
-    assert_eq!((again["missing"].as_u64(), again["injected"].as_u64()), (Some(0), Some(0)), "{again}");
+    let again: Value = client
+        .post(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["missing"].as_u64(), again["injected"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
     t.stop().await;
     fake.stop().await;
 }
@@ -265,32 +346,70 @@ async fn reconcile_cli_injects_missed_approvals_without_a_running_bridge() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
-    let toml = config_toml(dir.path(), &[TestApp::new("recli")])
-        .replace("[apps.recli]\n", &format!("[apps.recli]\nsecret = \"{SECRET}\"\n"));
+    let toml = config_toml(dir.path(), &[TestApp::new("recli")]).replace(
+        "[apps.recli]\n",
+        &format!("[apps.recli]\nsecret = \"{SECRET}\"\n"),
+    );
     std::fs::write(&config, format!("{toml}\n{}", extra(&fake, ""))).unwrap();
     let cfg = config.to_str().unwrap();
-    let since = jiff::Timestamp::from_second(base_time - 60).unwrap().to_string();
-    let until = jiff::Timestamp::from_second(base_time + 60).unwrap().to_string();
-    let args = ["--config", cfg, "reconcile", "--since", since.as_str(), "--until", until.as_str()];
+    let since = jiff::Timestamp::from_second(base_time - 60)
+        .unwrap()
+        .to_string();
+    let until = jiff::Timestamp::from_second(base_time + 60)
+        .unwrap()
+        .to_string();
+    let args = [
+        "--config",
+        cfg,
+        "reconcile",
+        "--since",
+        since.as_str(),
+        "--until",
+        until.as_str(),
+    ];
     let cwd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let (ok, out, err) = tokio::task::spawn_blocking({
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[])
+        move || {
+            run_cli(
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                cwd,
+                &[],
+            )
+        }
     })
     .await
     .unwrap();
     assert!(ok, "{out}{err}");
-    assert!(out.contains("5 approved form(s) checked, 5 missing, 5 injected"), "{out}");
+    assert!(
+        out.contains("5 approved form(s) checked, 5 missing, 5 injected"),
+        "{out}"
+    );
     let (ok, out, err) = tokio::task::spawn_blocking({
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>(), cwd, &[])
+        move || {
+            run_cli(
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                cwd,
+                &[],
+            )
+        }
     })
     .await
     .unwrap();
     assert!(ok, "{out}{err}");
-    assert!(out.contains("5 approved form(s) checked, 0 missing, 0 injected"), "{out}");
+    assert!(
+        out.contains("5 approved form(s) checked, 0 missing, 0 injected"),
+        "{out}"
+    );
     let (ok, out, _) = run_cli(&["--config", cfg, "events", "--json"], cwd, &[]);
     assert!(ok);
-    assert_eq!(out.lines().filter(|l| l.contains("\"source\":\"reconcile\"")).count(), 5, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("\"source\":\"reconcile\""))
+            .count(),
+        5,
+        "{out}"
+    );
     fake.stop().await;
 }
