@@ -413,3 +413,66 @@ async fn reconcile_cli_injects_missed_approvals_without_a_running_bridge() {
     );
     fake.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_events_route_to_crm_with_the_customer_record() {
+    let fake = FakeWeCom::start().await;
+    fake.add_credentials(CORP_ID, SECRET);
+    fake.add_external_contact(serde_json::json!({
+        "external_contact": {"external_userid": "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw", "name": "李客户", "type": 1},
+        "follow_user": [{"userid": "ZhangSan", "state": "expo2025_booth_b12"}]
+    }));
+    let catalog = tempfile::tempdir().unwrap();
+    let (m, c) = (
+        catalog.path().join("mappings"),
+        catalog.path().join("connectors"),
+    );
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("crm.toml"), "kind = \"http_json\"\n").unwrap();
+    std::fs::write(m.join("new-customers.toml"),
+        "connector = \"crm\"\n[match]\nevent = \"external_contact\"\nchange_types = [\"add_external_contact\"]\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config_toml(dir.path(), &[TestApp::new("crm_app")]).replace(
+        "[apps.crm_app]\n",
+        &format!("[apps.crm_app]\nsecret = \"{SECRET}\"\n"),
+    );
+    let toml = format!(
+        "{toml}\n{}\n[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
+        extra(&fake, ""),
+        m.display(),
+        c.display()
+    );
+    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
+    let bridge = wecom_bridge::app::start(&config).await.unwrap();
+    let t = TestBridge {
+        public: bridge.public_addr,
+        admin: bridge.admin_addr,
+        bridge: Some(bridge),
+        dir,
+        config,
+    };
+    let app = TestApp::new("crm_app");
+    let xml = vector("external_contact_add")["expected"]["plaintext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (q, body) = signed(&app, &xml);
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let broker = broker_of(&t).await;
+    let got = jobs(&broker, "crm", 1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].action.as_str(), "changed");
+    assert_eq!(
+        got[0].document["customer"]["external_contact"]["name"],
+        "李客户"
+    );
+    assert_eq!(
+        got[0].document["event"]["ExternalContactChange"]["ExternalUserID"],
+        "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw",
+        "{}",
+        got[0].document
+    );
+    t.stop().await;
+    fake.stop().await;
+}
