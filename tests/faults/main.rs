@@ -1,1 +1,568 @@
-//! Fault tests against the real RabbitMQ (being written).
+//! Fault tests against the real RabbitMQ (127.0.0.1:5672, guest/guest, or
+//! `WECOM_BRIDGE_TEST_AMQP_URL`), through `rabbitmqctl` (run as root), in the middle of a stream
+//! of messages published like the outbox relay does (retrying until confirmed) and consumed by
+//! idempotent consumers:
+//! - every connection closed (`close_all_connections`): lapin recovers within a second;
+//! - the application stopped for a few seconds (`stop_app`/`start_app`): publishes fail with
+//!   `Unavailable` within ~5 s, `is_connected()` turns false, consumers resume by themselves;
+//! - the application stopped for longer than lapin's own recovery lasts: the supervisor
+//!   rebuilds the connection and the consumers move to it;
+//! - the poison backstop: a message that is never settled is parked by RabbitMQ itself.
+//!
+//! Every confirmed message must be delivered (at least once).
+//!
+//! They disturb the whole RabbitMQ node, so they live in their own test binary (cargo runs test
+//! binaries one after another) and run one at a time inside it (a global lock). A stopped
+//! broker is always started again, even when a test fails (a guard). If RabbitMQ is not
+//! reachable they FAIL with instructions; they never skip.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
+use wecom_bridge::broker::{
+    Broker, BrokerError, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter,
+};
+
+/// One fault test at a time.
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+fn amqp_url() -> String {
+    std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "wecom_bridge=info,lapin=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn envelope(id: &str) -> Envelope {
+    Envelope {
+        v: ENVELOPE_VERSION,
+        id: id.into(),
+        kind: "approval_change".into(),
+        business_key: format!("{id}:2"),
+        app: "faults".into(),
+        created_at_ms: 1_749_106_583_000,
+        payload: format!("<xml><Id>{id}</Id></xml>"),
+    }
+}
+
+/// Runs `rabbitmqctl` (blocking: call from `spawn_blocking` or a guard's drop).
+fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run rabbitmqctl {args:?}: {e} (is RabbitMQ installed?)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "rabbitmqctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+async fn rabbitmqctl_async(args: &'static [&'static str]) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || rabbitmqctl(args))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Starts the broker application again when dropped, whatever happened: a failed test must not
+/// leave RabbitMQ stopped.
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = rabbitmqctl(&["start_app"]) {
+            eprintln!("RESTORING RABBITMQ FAILED: {e}\nrun `rabbitmqctl start_app` by hand");
+        }
+        let _ = rabbitmqctl(&["await_startup"]);
+    }
+}
+
+/// Deletes every queue under a prefix when dropped, so that a failed test leaves nothing
+/// behind either (a passing test already removed them with `delete_queues`).
+struct DeleteQueuesOnDrop(String);
+
+impl Drop for DeleteQueuesOnDrop {
+    fn drop(&mut self) {
+        let Ok(list) = rabbitmqctl(&["list_queues", "name", "--no-table-headers", "--quiet"])
+        else {
+            return;
+        };
+        let mine = format!("{}.", self.0);
+        for name in list.lines().map(str::trim).filter(|n| n.starts_with(&mine)) {
+            let _ = rabbitmqctl(&["delete_queue", name]);
+        }
+    }
+}
+
+async fn connect(prefix: &str, queue: &str) -> RabbitBroker {
+    let opts = RabbitOptions {
+        prefix: prefix.into(),
+        prefetch: 16,
+        retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(5)],
+        delivery_limit: 50,
+        queues: vec![queue.to_string()],
+    };
+    connect_with(opts).await
+}
+
+async fn connect_with(opts: RabbitOptions) -> RabbitBroker {
+    match RabbitBroker::connect(&amqp_url(), opts).await {
+        Ok(b) => b,
+        Err(e) => panic!(
+            "RabbitMQ is required for the fault tests and is not reachable at {} ({e}).\n\
+             Start it with `rabbitmq-server -detached && rabbitmqctl await_startup` \
+             (or `rabbitmqctl start_app` if only the application is stopped), \
+             or set WECOM_BRIDGE_TEST_AMQP_URL. These tests do not skip.",
+            amqp_url()
+        ),
+    }
+}
+
+/// What consumers saw: delivery counts per id.
+#[derive(Default)]
+struct Seen {
+    counts: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+impl Seen {
+    fn record(&self, id: String) {
+        *self.counts.lock().unwrap().entry(id).or_default() += 1;
+    }
+    fn distinct(&self) -> usize {
+        self.counts.lock().unwrap().len()
+    }
+    fn duplicates(&self) -> u32 {
+        self.counts.lock().unwrap().values().map(|n| n - 1).sum()
+    }
+    fn missing(&self, ids: &[String]) -> Vec<String> {
+        let counts = self.counts.lock().unwrap();
+        ids.iter()
+            .filter(|id| !counts.contains_key(*id))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Consumers that record every delivery and ack it (an ack that fails because the
+/// connection went away is fine: the message comes back, the consumer is idempotent).
+fn spawn_consumers(
+    b: &RabbitBroker,
+    q: &str,
+    n: usize,
+    seen: &Arc<Seen>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let (b, q, seen) = (b.clone(), q.to_string(), seen.clone());
+            tokio::spawn(async move {
+                let mut c = loop {
+                    match b.consume(&q).await {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            eprintln!("consume failed, retrying: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                };
+                while let Some(item) = c.next().await {
+                    match item {
+                        Ok(d) => {
+                            seen.record(d.envelope().id.clone());
+                            let _ = d.ack().await;
+                        }
+                        Err(e) => eprintln!("consumer error: {e}"),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// What publishers went through.
+#[derive(Default)]
+struct PublishStats {
+    confirmed: AtomicUsize,
+    failures: AtomicUsize,
+    /// Failures that were not `Unavailable`.
+    odd_failures: std::sync::Mutex<Vec<String>>,
+    /// The longest a failing publish took to fail.
+    slowest_failure: std::sync::Mutex<Duration>,
+}
+
+/// Publishes like the outbox relay: a failed publish is retried until it is confirmed.
+async fn publish_until_confirmed(b: &RabbitBroker, q: &str, env: &Envelope, stats: &PublishStats) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let started = Instant::now();
+        match b.publish(q, env).await {
+            Ok(()) => {
+                stats.confirmed.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                let took = started.elapsed();
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut slowest = stats.slowest_failure.lock().unwrap();
+                    *slowest = (*slowest).max(took);
+                }
+                if !matches!(e, BrokerError::Unavailable(_)) {
+                    stats.odd_failures.lock().unwrap().push(e.to_string());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "could not publish {} for 180 s: {e}",
+                    env.id
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Publishes `total` messages from `publishers` tasks, each pausing `pace` between messages
+/// so that the stream spans the fault; `fault` runs once a quarter are confirmed.
+async fn stream_with_fault<F, Fut>(
+    b: &RabbitBroker,
+    q: &str,
+    total: usize,
+    publishers: usize,
+    pace: Duration,
+    stats: &Arc<PublishStats>,
+    fault: F,
+) -> Vec<String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let ids: Vec<String> = (0..total).map(|i| format!("evt_fault_{i:05}")).collect();
+    let quarter = Arc::new(tokio::sync::Notify::new());
+    let fault = {
+        let quarter = quarter.clone();
+        tokio::spawn(async move {
+            quarter.notified().await;
+            fault().await;
+        })
+    };
+    let fired = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let (b, q, stats) = (b.clone(), q.to_string(), stats.clone());
+        let mine: Vec<String> = ids.iter().skip(p).step_by(publishers).cloned().collect();
+        let (quarter, fired) = (quarter.clone(), fired.clone());
+        tasks.push(tokio::spawn(async move {
+            for id in mine {
+                publish_until_confirmed(&b, &q, &envelope(&id), &stats).await;
+                if stats.confirmed.load(Ordering::Relaxed) >= total / 4
+                    && !fired.swap(true, Ordering::SeqCst)
+                {
+                    quarter.notify_one();
+                }
+                tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    fault.await.unwrap();
+    ids
+}
+
+async fn wait_all_delivered(seen: &Seen, ids: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    while seen.distinct() < ids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let missing = seen.missing(ids);
+    assert!(
+        missing.is_empty(),
+        "{} of {} confirmed messages never delivered (first: {:?})",
+        missing.len(),
+        ids.len(),
+        missing.iter().take(5).collect::<Vec<_>>()
+    );
+}
+
+async fn eventually_connected(b: &RabbitBroker, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !b.is_connected() {
+        assert!(
+            Instant::now() < deadline,
+            "not reconnected within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_survives_all_connections_being_closed() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let prefix = unique("wbfault");
+    let _cleanup = DeleteQueuesOnDrop(prefix.clone());
+    let q = "closeall".to_string();
+    let b = connect(&prefix, &q).await;
+    let seen = Arc::new(Seen::default());
+    let consumers = spawn_consumers(&b, &q, 2, &seen);
+    let stats = Arc::new(PublishStats::default());
+
+    let ids = stream_with_fault(
+        &b,
+        &q,
+        2000,
+        4,
+        Duration::from_millis(10),
+        &stats,
+        || async {
+            rabbitmqctl_async(&["close_all_connections", "wecom-bridge fault test"])
+                .await
+                .expect("closing all connections");
+        },
+    )
+    .await;
+
+    wait_all_delivered(&seen, &ids, Duration::from_secs(60)).await;
+    eventually_connected(&b, Duration::from_secs(30)).await;
+    eprintln!(
+        "close_all_connections: {} confirmed, {} failed publishes (retried), slowest failure {:?}, {} duplicate deliveries",
+        stats.confirmed.load(Ordering::Relaxed),
+        stats.failures.load(Ordering::Relaxed),
+        *stats.slowest_failure.lock().unwrap(),
+        seen.duplicates()
+    );
+    assert!(
+        stats.odd_failures.lock().unwrap().is_empty(),
+        "{:?}",
+        stats.odd_failures.lock().unwrap()
+    );
+    assert!(*stats.slowest_failure.lock().unwrap() <= Duration::from_secs(7));
+
+    for c in consumers {
+        c.abort();
+    }
+    b.delete_queues(std::slice::from_ref(&q)).await.unwrap();
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_survives_the_broker_stopping_for_a_few_seconds() {
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let prefix = unique("wbfault");
+    let _cleanup = DeleteQueuesOnDrop(prefix.clone());
+    let q = "stopapp".to_string();
+    let b = connect(&prefix, &q).await;
+    let seen = Arc::new(Seen::default());
+    let consumers = spawn_consumers(&b, &q, 2, &seen);
+    let stats = Arc::new(PublishStats::default());
+    let saw_disconnected = Arc::new(AtomicBool::new(false));
+
+    let ids = {
+        let (b2, saw) = (b.clone(), saw_disconnected.clone());
+        stream_with_fault(
+            &b,
+            &q,
+            2000,
+            4,
+            Duration::from_millis(20),
+            &stats,
+            move || async move {
+                let guard = StartAppOnDrop;
+                rabbitmqctl_async(&["stop_app"])
+                    .await
+                    .expect("stopping the RabbitMQ application");
+                let down = Instant::now();
+                while down.elapsed() < Duration::from_secs(5) {
+                    if !b2.is_connected() {
+                        saw.store(true, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::task::spawn_blocking(move || drop(guard))
+                    .await
+                    .unwrap();
+            },
+        )
+        .await
+    };
+
+    wait_all_delivered(&seen, &ids, Duration::from_secs(120)).await;
+    eventually_connected(&b, Duration::from_secs(60)).await;
+    let failures = stats.failures.load(Ordering::Relaxed);
+    eprintln!(
+        "stop_app: {} confirmed, {failures} failed publishes (retried), slowest failure {:?}, {} duplicate deliveries",
+        stats.confirmed.load(Ordering::Relaxed),
+        *stats.slowest_failure.lock().unwrap(),
+        seen.duplicates()
+    );
+    assert!(
+        saw_disconnected.load(Ordering::SeqCst),
+        "is_connected() stayed true while RabbitMQ was stopped"
+    );
+    assert!(
+        failures > 0,
+        "no publish failed while RabbitMQ was stopped: the fault missed the stream"
+    );
+    assert!(
+        stats.odd_failures.lock().unwrap().is_empty(),
+        "{:?}",
+        stats.odd_failures.lock().unwrap()
+    );
+    assert!(
+        *stats.slowest_failure.lock().unwrap() <= Duration::from_secs(7),
+        "a publish took {:?} to fail",
+        *stats.slowest_failure.lock().unwrap()
+    );
+
+    for c in consumers {
+        c.abort();
+    }
+    b.delete_queues(std::slice::from_ref(&q)).await.unwrap();
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_survives_an_outage_longer_than_lapin_recovery() {
+    // lapin gives up reconnecting after about 20 s; the supervisor then rebuilds the
+    // connection and the consumers move to it by themselves
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let prefix = unique("wbfault");
+    let _cleanup = DeleteQueuesOnDrop(prefix.clone());
+    let q = "longoutage".to_string();
+    let b = connect(&prefix, &q).await;
+    let seen = Arc::new(Seen::default());
+    let consumers = spawn_consumers(&b, &q, 2, &seen);
+    let stats = Arc::new(PublishStats::default());
+
+    let b2 = b.clone();
+    let ids = stream_with_fault(
+        &b,
+        &q,
+        1000,
+        4,
+        Duration::from_millis(20),
+        &stats,
+        move || async move {
+            let guard = StartAppOnDrop;
+            rabbitmqctl_async(&["stop_app"])
+                .await
+                .expect("stopping the RabbitMQ application");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            assert!(
+                !b2.is_connected(),
+                "is_connected() is true while RabbitMQ is stopped"
+            );
+            tokio::task::spawn_blocking(move || drop(guard))
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+
+    wait_all_delivered(&seen, &ids, Duration::from_secs(120)).await;
+    eventually_connected(&b, Duration::from_secs(60)).await;
+    eprintln!(
+        "long outage: {} confirmed, {} failed publishes (retried), slowest failure {:?}, {} duplicate deliveries",
+        stats.confirmed.load(Ordering::Relaxed),
+        stats.failures.load(Ordering::Relaxed),
+        *stats.slowest_failure.lock().unwrap(),
+        seen.duplicates()
+    );
+    assert!(
+        stats.odd_failures.lock().unwrap().is_empty(),
+        "{:?}",
+        stats.odd_failures.lock().unwrap()
+    );
+    assert!(*stats.slowest_failure.lock().unwrap() <= Duration::from_secs(7));
+
+    for c in consumers {
+        c.abort();
+    }
+    b.delete_queues(std::slice::from_ref(&q)).await.unwrap();
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_keeps_crashing_its_consumer_is_parked_by_rabbitmq() {
+    // the poison backstop: never settled (the consumer "crashes" each time), RabbitMQ itself
+    // dead-letters it to the parking queue once x-delivery-limit is exceeded
+    let _serial = SERIAL.lock().await;
+    init_tracing();
+    let prefix = unique("wbfault");
+    let _cleanup = DeleteQueuesOnDrop(prefix.clone());
+    let q = "poison".to_string();
+    let opts = RabbitOptions {
+        prefix: prefix.clone(),
+        prefetch: 4,
+        retry_tiers: vec![Duration::from_secs(1)],
+        delivery_limit: 2,
+        queues: vec![],
+    };
+    let b = connect_with(opts).await;
+    b.publish(&q, &envelope("evt_poison")).await.unwrap();
+    let mut c = b.consume(&q).await.unwrap();
+    let mut attempts = Vec::new();
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(2), c.next()).await {
+        let d = d.unwrap();
+        attempts.push(d.attempt());
+        drop(d); // never settled
+    }
+    assert_eq!(
+        attempts,
+        [1, 2, 3],
+        "delivered once, then redelivered up to the limit"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = b.dead_letters(&q, 10).await.unwrap();
+        if !dead.is_empty() || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].envelope, envelope("evt_poison"));
+    assert!(
+        dead[0].reason.contains("delivery_limit"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0].first_failure_ms > 0);
+    let depth = &b.depths(std::slice::from_ref(&q)).await.unwrap()[0];
+    assert_eq!((depth.ready, depth.dead), (0, 1), "{depth:?}");
+    // and it can be redriven like any parked message
+    assert_eq!(b.redrive(&q, &RedriveFilter::All).await.unwrap(), 1);
+    let d = tokio::time::timeout(Duration::from_secs(10), c.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((d.envelope().id.as_str(), d.attempt()), ("evt_poison", 1));
+    d.ack().await.unwrap();
+    drop(c);
+    b.delete_queues(std::slice::from_ref(&q)).await.unwrap();
+    b.close().await;
+}
