@@ -14,19 +14,28 @@ use support::*;
 struct RestartOnDrop;
 impl Drop for RestartOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl").args(["-q", "start_app"]).status();
-        let _ = std::process::Command::new("rabbitmqctl").args(["-q", "await_startup"]).status();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "await_startup"])
+            .status();
     }
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    let st = std::process::Command::new("rabbitmqctl").args(args).status().expect("rabbitmqctl");
+    let st = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl");
     assert!(st.success(), "rabbitmqctl {args:?} failed");
 }
 
 fn approval(n: usize) -> String {
     include_str!("../../samples/approval-approved.xml")
         .replace("wx5823bf96d3bd56c7", CORP_ID)
+        // a leave request: no shipped mapping routes it, so the route stage records and acks
+        .replace("费用报销", "请假")
         .replace("202506050012", &format!("2027{n:08}"))
 }
 
@@ -49,7 +58,11 @@ fn rabbit_config(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
     let path = dir.join("bridge.toml");
     std::fs::write(
         &path,
-        format!("{}\n{}", config_toml(dir, &[TestApp::new("faulty")]), rabbit_section(prefix)),
+        format!(
+            "{}\n{}",
+            config_toml(dir, &[TestApp::new("faulty")]),
+            rabbit_section(prefix)
+        ),
     )
     .unwrap();
     path
@@ -60,7 +73,10 @@ pub async fn rabbitmq_down_ingress_keeps_accepting_and_backlog_drains() {
     let prefix = format!("wbfault-{:08x}", rand::random::<u32>());
     let config = rabbit_config(dir.path(), &prefix);
     let server = ServeProcess::start(&config, dir.path());
-    wait_for(30, "bridge connected to RabbitMQ", async || readyz(&server.admin).await["broker"]["state"] == "ok").await;
+    wait_for(30, "bridge connected to RabbitMQ", async || {
+        readyz(&server.admin).await["broker"]["state"] == "ok"
+    })
+    .await;
     let app = TestApp::new("faulty");
     let url = format!("http://{}/cb/faulty", server.public);
 
@@ -70,7 +86,10 @@ pub async fn rabbitmq_down_ingress_keeps_accepting_and_backlog_drains() {
     for i in 0..n {
         let (q, body) = signed(&app, &approval(i));
         let (status, _) = post(&url, &q, body).await;
-        assert_eq!(status, 200, "ingress must keep answering 200 while RabbitMQ is down");
+        assert_eq!(
+            status, 200,
+            "ingress must keep answering 200 while RabbitMQ is down"
+        );
     }
     wait_for(20, "backlog visible in /readyz", async || {
         let r = readyz(&server.admin).await;
@@ -93,7 +112,10 @@ pub async fn sigkilled_bridge_relays_every_journaled_event_after_restart() {
     let prefix = format!("wbkill-{:08x}", rand::random::<u32>());
     let config = rabbit_config(dir.path(), &prefix);
     let server = ServeProcess::start(&config, dir.path());
-    wait_for(30, "bridge connected to RabbitMQ", async || readyz(&server.admin).await["broker"]["state"] == "ok").await;
+    wait_for(30, "bridge connected to RabbitMQ", async || {
+        readyz(&server.admin).await["broker"]["state"] == "ok"
+    })
+    .await;
     let url = format!("http://{}/cb/faulty", server.public);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -125,17 +147,24 @@ pub async fn sigkilled_bridge_relays_every_journaled_event_after_restart() {
     }
     let acked = acked.load(Ordering::SeqCst) as u64;
     let server = ServeProcess::start(&config, dir.path());
-    wait_for(60, "every journaled event confirmed by RabbitMQ after restart", async || {
-        let r = readyz(&server.admin).await;
-        r["outbox_backlog"] == 0 && r["journal"]["entries"].as_u64().is_some_and(|n| n >= acked)
-    })
+    wait_for(
+        60,
+        "every journaled event confirmed by RabbitMQ after restart",
+        async || {
+            let r = readyz(&server.admin).await;
+            r["outbox_backlog"] == 0 && r["journal"]["entries"].as_u64().is_some_and(|n| n >= acked)
+        },
+    )
     .await;
     assert_eq!(server.terminate().code(), Some(0));
     // every entry is marked published, which happens only after RabbitMQ's confirm
     let store = wecom_bridge::store::Store::open(&dir.path().join("bridge.redb")).unwrap();
     let entries = store.journal_entries(&Default::default()).unwrap();
     assert!(entries.len() as u64 >= acked);
-    assert!(entries.iter().all(|e| e.published), "an entry was never relayed");
+    assert!(
+        entries.iter().all(|e| e.published),
+        "an entry was never relayed"
+    );
     cleanup(&prefix).await;
 }
 

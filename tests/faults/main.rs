@@ -566,3 +566,17 @@ async fn a_message_that_keeps_crashing_its_consumer_is_parked_by_rabbitmq() {
     b.delete_queues(std::slice::from_ref(&q)).await.unwrap();
     b.close().await;
 }
+
+mod bridge;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_keeps_accepting_while_rabbitmq_is_down_and_drains_the_backlog() {
+    let _serial = SERIAL.lock().await;
+    bridge::rabbitmq_down_ingress_keeps_accepting_and_backlog_drains().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_bridge_relays_every_journaled_event_after_restart() {
+    let _serial = SERIAL.lock().await;
+    bridge::sigkilled_bridge_relays_every_journaled_event_after_restart().await;
+}

@@ -38,6 +38,9 @@ pub trait Backend: Sized {
     async fn build(&mut self) -> Self::B;
     /// Drops every connection/handle and builds again on the same durable state.
     async fn rebuild(&mut self, old: Self::B) -> Self::B;
+    /// Removes what the test created (RabbitMQ queues are a server resource: each quorum
+    /// queue holds file handles, so leaked test queues would exhaust the node).
+    async fn cleanup(&mut self, b: Self::B, queues: &[String]);
 }
 
 pub struct Embedded {
@@ -68,6 +71,9 @@ impl Backend for Embedded {
     async fn rebuild(&mut self, old: EmbeddedBroker) -> EmbeddedBroker {
         old.close().await;
         self.build().await
+    }
+    async fn cleanup(&mut self, b: EmbeddedBroker, _queues: &[String]) {
+        b.close().await; // the temporary directory goes with the backend
     }
 }
 
@@ -118,6 +124,10 @@ impl Backend for Rabbit {
         old.close().await;
         self.build().await
     }
+    async fn cleanup(&mut self, b: RabbitBroker, queues: &[String]) {
+        b.delete_queues(queues).await.expect("deleting test queues");
+        b.close().await;
+    }
 }
 
 async fn next_within<B: Broker>(
@@ -163,6 +173,7 @@ pub async fn round_trip<K: Backend>(mut k: K) {
         (0, 0, 0),
         "{depth:?}"
     );
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K) {
@@ -191,6 +202,7 @@ pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K
             .await
             .is_none()
     );
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn dead_letter_is_listed_and_redriven<K: Backend>(mut k: K) {
@@ -232,6 +244,7 @@ pub async fn dead_letter_is_listed_and_redriven<K: Backend>(mut k: K) {
     assert_eq!(d.envelope().id, "evt_dead_1");
     d.ack().await.unwrap();
     assert!(b.dead_letters(&q, 10).await.unwrap().is_empty());
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn unsettled_delivery_comes_back_after_consumer_drops<K: Backend>(mut k: K) {
@@ -252,6 +265,7 @@ pub async fn unsettled_delivery_comes_back_after_consumer_drops<K: Backend>(mut 
         d.attempt()
     );
     d.ack().await.unwrap();
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn consumers_get_back_pressure<K: Backend>(mut k: K) {
@@ -278,6 +292,7 @@ pub async fn consumers_get_back_pressure<K: Backend>(mut k: K) {
     for d in held {
         d.ack().await.unwrap();
     }
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn many_producers_many_consumers_lose_nothing<K: Backend>(mut k: K) {
@@ -327,6 +342,7 @@ pub async fn many_producers_many_consumers_lose_nothing<K: Backend>(mut k: K) {
     for t in tasks {
         t.abort();
     }
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 pub async fn messages_survive_a_restart<K: Backend>(mut k: K) {
@@ -350,6 +366,7 @@ pub async fn messages_survive_a_restart<K: Backend>(mut k: K) {
         d.ack().await.unwrap();
     }
     assert_eq!(seen.len(), 10);
+    k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
 macro_rules! conformance {

@@ -101,7 +101,11 @@ async fn every_event_vector_is_accepted_over_http_and_journaled_with_its_kind() 
         if !key.is_empty() {
             assert_eq!(newest["business_key"], key, "{id}");
         }
-        assert_eq!(newest["state"], "pending", "{id}");
+        // journaled as understood (the relay may already have published it)
+        assert!(
+            newest["state"] == "pending" || newest["state"] == "published",
+            "{id}: {newest}"
+        );
     }
     assert_eq!(t.events("").await.len(), posted);
     t.stop().await;
