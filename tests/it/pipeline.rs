@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::{Broker, Delivery};
 use wecom_bridge::store::Store;
 
+use crate::broker::envelope;
 use crate::support::*;
 
 fn approval(n: usize) -> String {
@@ -85,18 +86,6 @@ fn rabbit_opts(prefix: &str) -> RabbitOptions {
         retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2)],
         delivery_limit: 20,
         queues: vec![],
-    }
-}
-
-fn envelope(id: &str) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        id: id.into(),
-        kind: "approval_change".into(),
-        business_key: format!("{id}:2"),
-        app: "demo".into(),
-        created_at_ms: 1,
-        payload: "<xml/>".into(),
     }
 }
 

@@ -368,35 +368,13 @@ async fn reconcile_cli_injects_missed_approvals_without_a_running_bridge() {
         until.as_str(),
     ];
     let cwd = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || {
-            run_cli(
-                &args.iter().map(String::as_str).collect::<Vec<_>>(),
-                cwd,
-                &[],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) = run_cli_async(&args, cwd).await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("5 approved form(s) checked, 5 missing, 5 injected"),
         "{out}"
     );
-    let (ok, out, err) = tokio::task::spawn_blocking({
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        move || {
-            run_cli(
-                &args.iter().map(String::as_str).collect::<Vec<_>>(),
-                cwd,
-                &[],
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let (ok, out, err) = run_cli_async(&args, cwd).await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("5 approved form(s) checked, 0 missing, 0 injected"),

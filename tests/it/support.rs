@@ -431,3 +431,19 @@ impl TestBridge {
         resp.json().await.unwrap()
     }
 }
+
+/// [`run_cli`] from async tests, off the runtime's worker threads (the child may need servers
+/// that run on this runtime).
+pub async fn run_cli_async(args: &[&str], cwd: &std::path::Path) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let cwd = cwd.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        run_cli(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &cwd,
+            &[],
+        )
+    })
+    .await
+    .unwrap()
+}
