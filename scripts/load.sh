@@ -64,3 +64,8 @@ awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
   printf "ingress → %s confirmed: %d events journaled and confirmed in %.2f s → %.0f events/s (outbox drained %.2f s after the last 200)\n", ENVIRON["BROKER"], n, c-a, n/(c-a), c-b }'
 target/release/examples/loadgen --url "$url" --concurrency "$CONCURRENCY" --rate "$RATE" --seconds "$SECONDS_AT_RATE"
 echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"
+if [ "$BROKER" = rabbitmq ]; then
+  # the limit, in the same run: bare lapin confirmed publishes to a quorum queue
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  cargo bench --quiet --bench broker_rabbitmq 2>/dev/null | grep -E "msg/s|ratio" || true
+fi
