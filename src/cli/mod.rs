@@ -64,7 +64,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Serve => rt.block_on(serve(config)),
+        Command::Serve => {
+            rt.block_on(serve(config))?;
+            // Everything is flushed and closed by now. Exit without dropping the runtime: a
+            // broker client may still have a reconnect attempt parked on its own thread, which
+            // would panic on a runtime that is shutting down.
+            std::process::exit(0)
+        }
         Command::Check => check(&cli.config, &config),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
