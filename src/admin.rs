@@ -165,14 +165,7 @@ async fn events(
     let journal = st.journal.clone();
     let with_payload = q.payload;
     match tokio::task::spawn_blocking(move || journal.list(&filter, with_payload)).await {
-        Ok(Ok(views)) => {
-            let mut out = String::new();
-            for v in views {
-                out.push_str(&serde_json::to_string(&v).unwrap_or_default());
-                out.push('\n');
-            }
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
-        }
+        Ok(Ok(views)) => ndjson(&views),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -186,7 +179,11 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-fn broker_of(st: &AdminState) -> Result<AnyBroker, Box<Response>> {
+/// The prelude of every broker endpoint: the admin token, then a connected broker.
+fn authorized_broker(st: &AdminState, headers: &HeaderMap) -> Result<AnyBroker, Box<Response>> {
+    if !authorized(st, headers) {
+        return Err(Box::new(unauthorized()));
+    }
     st.broker.get().cloned().ok_or_else(|| {
         Box::new(
             (
@@ -198,25 +195,32 @@ fn broker_of(st: &AdminState) -> Result<AnyBroker, Box<Response>> {
     })
 }
 
+/// One JSON object per line.
+fn ndjson<T: serde::Serialize>(items: &[T]) -> Response {
+    let mut out = String::new();
+    for item in items {
+        out.push_str(&serde_json::to_string(item).unwrap_or_default());
+        out.push('\n');
+    }
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
+
 fn broker_error(e: crate::broker::BrokerError) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
 }
 
 /// `GET /admin/queues`: depths of every stage queue plus the outbox backlog.
 async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    let broker = match broker_of(&st) {
+    let broker = match authorized_broker(&st, &headers) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let backlog = st
-        .journal
-        .store()
-        .journal_counts()
-        .map(|c| c.unpublished)
-        .unwrap_or(0);
+    let store = st.journal.store().clone();
+    let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |c| c.unpublished);
     match broker.depths(&crate::broker::stage_queues()).await {
         Ok(d) => axum::Json(
             serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d}),
@@ -248,23 +252,13 @@ async fn dead_letters(
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
 ) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    let broker = match broker_of(&st) {
+    let broker = match authorized_broker(&st, &headers) {
         Ok(b) => b,
         Err(r) => return *r,
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
-        Ok(list) => {
-            let mut out = String::new();
-            for d in list {
-                out.push_str(&serde_json::to_string(&d).unwrap_or_default());
-                out.push('\n');
-            }
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
-        }
+        Ok(list) => ndjson(&list),
         Err(e) => broker_error(e),
     }
 }
@@ -275,10 +269,7 @@ async fn replay(
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
 ) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    let broker = match broker_of(&st) {
+    let broker = match authorized_broker(&st, &headers) {
         Ok(b) => b,
         Err(r) => return *r,
     };

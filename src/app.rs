@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, BrokerSlot};
 use crate::broker::{AnyBroker, Broker};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ResolvedSecrets};
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
 use crate::route::RouteContext;
@@ -72,8 +72,10 @@ pub struct RunningBridge {
 }
 
 /// Builds the callback endpoints (resolving secrets and keys), warning about demo credentials.
-pub fn build_endpoints(config: &Config) -> Result<Vec<Arc<AppEndpoint>>, StartError> {
-    let secrets = config.resolve()?;
+pub fn build_endpoints(
+    config: &Config,
+    secrets: &ResolvedSecrets,
+) -> Result<Vec<Arc<AppEndpoint>>, StartError> {
     let mut endpoints = Vec::new();
     for (name, app) in &config.apps {
         let s = &secrets.apps[name];
@@ -114,8 +116,10 @@ async fn bind(addr: &str) -> Result<TcpListener, StartError> {
 /// Starts the bridge: opens the store, starts the journal, binds and serves.
 pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     crate::telemetry::metrics_handle();
-    let endpoints = build_endpoints(config)?;
-    let admin_token = config.resolve()?.admin_token.map(Arc::new);
+    // Secrets are read once here and handed to every stage that needs one.
+    let secrets = config.resolve()?;
+    let endpoints = build_endpoints(config, &secrets)?;
+    let admin_token = secrets.admin_token.clone().map(Arc::new);
 
     let path = config.store.path.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&path))
@@ -131,7 +135,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         "journal open"
     );
 
-    let route = Arc::new(RouteContext::from_config(config, store.clone())?);
+    let route = Arc::new(RouteContext::from_config(config, &secrets, store.clone())?);
     tracing::info!(
         mappings = route.catalog.mappings.len(),
         connectors = route.catalog.connectors.len(),

@@ -115,7 +115,8 @@ async fn shutdown_signal() {
 }
 
 fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
-    let endpoints = crate::app::build_endpoints(config)?;
+    let secrets = config.resolve()?;
+    let endpoints = crate::app::build_endpoints(config, &secrets)?;
     let keys = match crate::journal::JournalCipher::from_config(&crate::config::JournalConfig {
         create_key_if_missing: false,
         ..config.journal.clone()
@@ -192,8 +193,7 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
             no_secret.join(", ")
         );
     }
-    let demo: Vec<_> = config
-        .resolve()?
+    let demo: Vec<_> = secrets
         .apps
         .iter()
         .filter(|(_, s)| s.is_demo())

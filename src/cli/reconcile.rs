@@ -69,7 +69,7 @@ pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<
         let store = Store::open(&config.store.path)?;
         let cipher = JournalCipher::from_config(&config.journal)?;
         let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
-        let ctx = RouteContext::from_config(config, store)?;
+        let ctx = RouteContext::from_config(config, &config.resolve()?, store)?;
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template("checking approved forms {bar:40} {pos}/{len}")

@@ -90,11 +90,12 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
             }
             Some(e) => {
                 let delay = backoff.next();
-                let backlog = journal
-                    .store()
-                    .journal_counts()
-                    .map(|c| c.unpublished)
-                    .unwrap_or(0);
+                let store = journal.store().clone();
+                let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map_or(0, |c| c.unpublished);
                 metrics::gauge!("wecom_bridge_outbox_backlog").set(backlog as f64);
                 if backoff.failures == 1 || backoff.failures.is_multiple_of(20) {
                     tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64,

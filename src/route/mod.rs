@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE};
 use crate::catalog::{Action, Catalog, RouteInput};
-use crate::config::Config;
+use crate::config::{Config, ResolvedSecrets};
 use crate::store::{FormState, Forwarded, Store};
 use crate::wecom::api::{ApiConfig, ApiError, Credentials, WeComApi};
 use crate::wecom::approval::normalise;
@@ -119,8 +119,12 @@ pub enum RouteSetupError {
 }
 
 impl RouteContext {
-    /// Loads the catalog, resolves app secrets and builds the API client.
-    pub fn from_config(config: &Config, store: Store) -> Result<Self, RouteSetupError> {
+    /// Loads the catalog, takes the app secrets resolved at start, and builds the API client.
+    pub fn from_config(
+        config: &Config,
+        secrets: &ResolvedSecrets,
+        store: Store,
+    ) -> Result<Self, RouteSetupError> {
         let catalog =
             crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
                 .map_err(|e| {
@@ -133,9 +137,6 @@ impl RouteContext {
             ..ApiConfig::default()
         })
         .map_err(|e| RouteSetupError::Config(e.to_string()))?;
-        let secrets = config
-            .resolve()
-            .map_err(|e| RouteSetupError::Config(e.to_string()))?;
         let apps = config
             .apps
             .iter()
