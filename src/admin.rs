@@ -1,7 +1,12 @@
 //! The operator API on the admin listener: `/admin/*` (token-protected when a token is
-//! configured), `/metrics` (Prometheus), `/healthz`, `/readyz`.
+//! configured, and behind [`guard`]: `Host` allow-list, no cross-site state changes),
+//! `/metrics` (Prometheus), `/healthz`, `/readyz` (with details). The WeCom-facing listener
+//! gets only [`public_health_router`], whose `/readyz` says ready or not and nothing more.
 //!
 //! It reads state through the journal and store; it never changes an event's content.
+//! State-changing endpoints (`/admin/replay`, `/admin/reconcile`) are POST only.
+
+pub mod guard;
 
 use std::sync::Arc;
 
@@ -9,7 +14,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -36,30 +41,60 @@ pub struct AdminState {
     pub route: Arc<crate::route::RouteContext>,
 }
 
-/// Routes of the public listener besides the callbacks: liveness and readiness.
-pub fn health_router(state: AdminState) -> Router {
+/// Routes of the public (WeCom-facing) listener besides the callbacks: liveness, and a
+/// readiness that says only `ready` or `not ready` (details are on the admin listener).
+pub fn public_health_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(public_readyz))
         .with_state(state)
 }
 
-/// Routes of the admin listener.
-pub fn admin_router(state: AdminState) -> Router {
-    Router::new()
+/// Routes of the admin listener. `/admin/*` goes through `guard`.
+pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router {
+    let admin = Router::new()
         .route("/admin/events", get(events))
         .route("/admin/queues", get(queues))
         .route("/admin/dead-letters", get(dead_letters))
-        .route("/admin/replay", axum::routing::post(replay))
-        .route("/admin/reconcile", axum::routing::post(reconcile))
+        .route("/admin/replay", post(replay))
+        .route("/admin/reconcile", post(reconcile))
+        .route_layer(axum::middleware::from_fn_with_state(
+            host_guard,
+            guard::enforce,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(|| async { crate::telemetry::metrics_handle().render() }),
         )
-        .with_state(state.clone())
-        .merge(health_router(state))
+        .merge(admin)
+        .with_state(state)
 }
 
+/// `/readyz` on the public listener: the status only, no counts, no broker details.
+async fn public_readyz(State(st): State<AdminState>) -> Response {
+    let store = st.journal.store().clone();
+    let ok = tokio::task::spawn_blocking(move || store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if ok {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready"})),
+        )
+            .into_response()
+    }
+}
+
+/// `/readyz` on the admin listener: store, journal counts, outbox backlog, broker state.
 async fn readyz(State(st): State<AdminState>) -> Response {
     let store = st.journal.store().clone();
     let counts = tokio::task::spawn_blocking(move || {
@@ -148,6 +183,18 @@ async fn events(
         return (
             StatusCode::UNAUTHORIZED,
             "admin token required (Authorization: Bearer …)\n",
+        )
+            .into_response();
+    }
+    if let Some(kind) = q.kind.as_deref()
+        && !crate::ingress::JOURNAL_KINDS.contains(&kind)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown kind `{kind}`; valid kinds: {}\n",
+                crate::ingress::JOURNAL_KINDS.join(", ")
+            ),
         )
             .into_response();
     }

@@ -13,9 +13,8 @@ pub struct EventsArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only this kind: approval_change, open_approval_change, contact_change,
-    /// external_contact_change, other, unparsed.
-    #[arg(long)]
+    /// Only this kind.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::ingress::JOURNAL_KINDS.iter().copied()))]
     pub kind: Option<String>,
     /// Only this app.
     #[arg(long)]

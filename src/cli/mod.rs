@@ -46,7 +46,7 @@ pub enum Command {
     /// List journaled events (newest first).
     Events(events::EventsArgs),
     /// Show queue depths and the outbox backlog.
-    Queues,
+    Queues(queues::QueuesArgs),
     /// List parked (dead-lettered) messages with reason and attempts.
     DeadLetters(queues::DeadLettersArgs),
     /// Send dead letters back to their queue: all, by id, or by reason.
@@ -74,7 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check(&cli.config, &config),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
-        Command::Queues => rt.block_on(queues::queues(&config)),
+        Command::Queues(args) => rt.block_on(queues::queues(&config, args)),
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),

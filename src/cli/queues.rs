@@ -10,6 +10,14 @@ use crate::broker::{AnyBroker, DeadLetter, QueueDepth, ROUTE_QUEUE, RedriveFilte
 use crate::config::Config;
 use crate::store::Store;
 
+/// Arguments of `queues`.
+#[derive(Debug, clap::Args)]
+pub struct QueuesArgs {
+    /// One JSON object: broker, outbox backlog and every queue's depths.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `dead-letters`.
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
@@ -137,7 +145,7 @@ fn when(ms: i64) -> String {
 }
 
 /// `queues`.
-pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
+pub(super) async fn queues(config: &Config, args: QueuesArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
     let (kind, backlog, depths): (String, u64, Vec<QueueDepth>) = match &t {
         Target::Admin { base, token } => {
@@ -155,6 +163,12 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
             b.depths(&crate::broker::stage_queues()).await?,
         ),
     };
+    finish(t).await;
+    if args.json {
+        let v = serde_json::json!({"broker": kind, "outbox_backlog": backlog, "queues": depths});
+        println!("{v}");
+        return Ok(());
+    }
     println!("broker: {kind}    outbox backlog (journaled, not yet in the broker): {backlog}");
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>9}",
@@ -166,7 +180,6 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
             d.queue, d.ready, d.unacked, d.delayed, d.dead
         );
     }
-    finish(t).await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod support;
 mod broker;
 mod cli;
 mod durability;
+mod edge;
 mod ingress;
 mod pipeline;
 mod route;
