@@ -89,6 +89,7 @@ async fn slow_loris_connections_are_closed_within_the_timeout_while_callbacks_ar
         }
     }
     let elapsed = opened.elapsed();
+    eprintln!("200 slow connections (timeouts 600 ms) all closed after {elapsed:?}");
     assert!(elapsed < Duration::from_secs(4), "closing took {elapsed:?}");
     // the ones that sent their headers were answered 408 and counted per app
     assert_eq!(answered_408, 100);
@@ -220,6 +221,7 @@ fn sigterm_returns_within_the_grace_period_while_a_client_holds_a_half_sent_requ
     let started = Instant::now();
     let status = server.terminate();
     let took = started.elapsed();
+    eprintln!("SIGTERM with two held requests and grace 1 s: exited after {took:?}");
     assert_eq!(status.code(), Some(0));
     assert!(
         took < Duration::from_secs(4),
