@@ -522,6 +522,14 @@ mod tests {
         PAD_BLOCK - len % PAD_BLOCK
     }
 
+    /// Encrypts [`frame`]`(msg_len, msg, rid)` with correct padding.
+    fn encrypt_frame(c: &CallbackCrypto, msg_len: u32, msg: &[u8], rid: &[u8]) -> String {
+        let f = frame(msg_len, msg, rid);
+        let pad = pad_for(f.len());
+        let pad_byte = u8::try_from(pad).expect("a pad is at most 32 bytes");
+        encrypt_raw(c, &f, pad, pad_byte)
+    }
+
     #[test]
     fn key_decode_matches_config_vectors() {
         let cases = [
@@ -730,9 +738,7 @@ mod tests {
     fn huge_msg_len_is_out_of_range() {
         let c = bridge();
         for msg_len in [u32::MAX, u32::MAX - 19, 0x8000_0000, 1_000_000] {
-            let f = frame(msg_len, b"abc", BRIDGE_CORP.as_bytes());
-            let pad = pad_for(f.len());
-            let enc = encrypt_raw(&c, &f, pad, pad as u8);
+            let enc = encrypt_frame(&c, msg_len, b"abc", BRIDGE_CORP.as_bytes());
             let err = c.decrypt(&enc).expect_err("msg_len out of range");
             assert_eq!(err, CryptoError::MsgLenOutOfRange);
             assert_eq!(err.code(), -40008);
@@ -742,9 +748,7 @@ mod tests {
     #[test]
     fn msg_len_one_past_end_is_out_of_range() {
         let c = bridge();
-        let f = frame(4, b"abc", b"");
-        let pad = pad_for(f.len());
-        let enc = encrypt_raw(&c, &f, pad, pad as u8);
+        let enc = encrypt_frame(&c, 4, b"abc", b"");
         assert_eq!(c.decrypt(&enc), Err(CryptoError::MsgLenOutOfRange));
     }
 
@@ -766,9 +770,7 @@ mod tests {
     #[test]
     fn non_utf8_msg_is_rejected() {
         let c = bridge();
-        let f = frame(3, b"a\xffb", BRIDGE_CORP.as_bytes());
-        let pad = pad_for(f.len());
-        let enc = encrypt_raw(&c, &f, pad, pad as u8);
+        let enc = encrypt_frame(&c, 3, b"a\xffb", BRIDGE_CORP.as_bytes());
         let err = c.decrypt(&enc).expect_err("non-UTF-8 msg");
         assert_eq!(err, CryptoError::NotUtf8);
         assert_eq!(err.code(), -40008);
@@ -777,9 +779,7 @@ mod tests {
     #[test]
     fn non_utf8_receive_id_is_rejected() {
         let c = bridge();
-        let f = frame(3, b"abc", b"ww\xc3");
-        let pad = pad_for(f.len());
-        let enc = encrypt_raw(&c, &f, pad, pad as u8);
+        let enc = encrypt_frame(&c, 3, b"abc", b"ww\xc3");
         assert_eq!(c.decrypt(&enc), Err(CryptoError::NotUtf8));
     }
 
