@@ -84,6 +84,10 @@ pub(super) type Txt<'a> = Option<Cow<'a, str>>;
 /// text-only element) are recorded in `deferred` and the offending element is
 /// skipped: they make a typed event malformed, but cannot break an `Other`
 /// event that does not use those fields. Only the header fields are strict.
+///
+/// This module holds the element-agnostic methods; the methods for each known element
+/// (`root`, `approval_info`, `contact_field`, …) live beside their raw structs in the event
+/// modules.
 pub(super) struct Walker<'a> {
     reader: Reader<&'a [u8]>,
     /// First schema problem met, reported when a typed event is built.
