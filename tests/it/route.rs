@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
 use wecom_bridge::route::DeliveryJob;
-use wecom_bridge::wecom::fake_wecom::FakeWeCom;
+use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
 
