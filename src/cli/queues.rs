@@ -64,7 +64,8 @@ async fn target(config: &Config) -> anyhow::Result<Target> {
             .map(|t| t.expose().to_string());
         return Ok(Target::Admin { base, token });
     }
-    let store = Store::open(&config.store.path)
+    let cipher = crate::journal::JournalCipher::from_config(&config.journal)?;
+    let store = Store::open(&config.store.path, cipher.sealer())
         .with_context(|| format!("no bridge answers at {base}, and the store cannot be opened"))?;
     let broker = AnyBroker::from_config(&config.broker, &store)
         .await

@@ -165,7 +165,7 @@ async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
     )
     .unwrap();
     {
-        let store = Store::open(&dir.path().join("bridge.redb")).unwrap();
+        let store = Store::open(&dir.path().join("bridge.redb"), test_sealer()).unwrap();
         let b = EmbeddedBroker::open(
             store,
             EmbeddedOptions {

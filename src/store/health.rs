@@ -1,0 +1,181 @@
+//! Store health: an I/O error faults the store; a healer thread reopens it once the disk
+//! accepts writes again.
+//!
+//! redb refuses every operation after an I/O error ("Previous I/O error … close and re-open
+//! the database"), so a full disk that is freed later would otherwise need a restart. Here
+//! the first I/O error closes the database (every call then fails at once with
+//! [`StoreError::Unavailable`], which ingress answers with 503 and `/readyz` reports), logs
+//! what to do, counts `wecom_bridge_store_faults_total` and sets
+//! `wecom_bridge_store_healthy` to 0. The healer then reopens the database with back-off and
+//! proves with a real durable write that space is back before the store is used again.
+//!
+//! It must not decide what callers answer: it only reports health.
+
+use std::sync::{Arc, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use redb::{Database, TableDefinition};
+use serde::Serialize;
+
+use super::{Inner, Store, StoreError, files};
+
+/// A write the healer makes (and removes) to prove the disk takes writes again. Large
+/// enough that a disk with no room left fails it, small enough to be cheap.
+const PROBE_BYTES: usize = 64 * 1024;
+const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("store_probe");
+
+/// Health of the store, as `/readyz` and the CLI show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreHealth {
+    /// Whether the store accepts reads and writes.
+    pub healthy: bool,
+    /// The I/O error that faulted it, while it is faulted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Faults since start.
+    pub faults: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct HealthState {
+    fault: Option<String>,
+    faults: u64,
+    healer_running: bool,
+}
+
+fn lock(inner: &Inner) -> MutexGuard<'_, HealthState> {
+    inner.health.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(super) fn set_healthy_gauge(healthy: bool) {
+    metrics::gauge!("wecom_bridge_store_healthy").set(if healthy { 1.0 } else { 0.0 });
+}
+
+/// The reason the store is faulted (or a generic one if it just recovered).
+pub(super) fn reason(inner: &Inner) -> String {
+    lock(inner)
+        .fault
+        .clone()
+        .unwrap_or_else(|| "reopening after an I/O error".into())
+}
+
+/// The back-off between reopen attempts: exponential with jitter, 100 ms to 5 s, forever.
+/// One function, so a crate-wide back-off policy can replace it.
+fn heal_backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Records an I/O error seen on `failed` (the database the failing call used). The first
+/// one closes the database and starts the healer; errors from a database that was already
+/// replaced change nothing.
+pub(super) fn fault(inner: &Arc<Inner>, failed: &Arc<Database>, reason: &str) {
+    {
+        let mut slot = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(current) if Arc::ptr_eq(current, failed) => *slot = None,
+            // Already closed, or reopened since this call started: nothing to do.
+            _ => return,
+        }
+    }
+    let start_healer = {
+        let mut h = lock(inner);
+        h.fault = Some(reason.to_string());
+        h.faults += 1;
+        !std::mem::replace(&mut h.healer_running, true)
+    };
+    metrics::counter!("wecom_bridge_store_faults_total").increment(1);
+    set_healthy_gauge(false);
+    let folder = inner
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tracing::error!(
+        store = %inner.path.display(),
+        error = %reason,
+        hint = %format_args!("free disk space on {} (or fix the disk); the store reopens by itself, callbacks get 503 until then", folder.display()),
+        "store faulted by an I/O error; not accepting callbacks"
+    );
+    if start_healer {
+        let weak = Arc::downgrade(inner);
+        let spawned = std::thread::Builder::new()
+            .name("store-healer".into())
+            .spawn(move || heal(weak));
+        if let Err(e) = spawned {
+            lock(inner).healer_running = false;
+            tracing::error!(error = %e, "cannot start the store healer; restart the bridge once the disk is fixed");
+        }
+    }
+}
+
+/// Reopens the store with back-off until it takes writes again or every handle is gone.
+fn heal(weak: Weak<Inner>) {
+    let mut delays = heal_backoff();
+    let mut attempts: u32 = 0;
+    loop {
+        std::thread::sleep(delays.next().unwrap_or(Duration::from_secs(5)));
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        attempts += 1;
+        match reopen(&inner) {
+            Ok(()) => {
+                let faults = {
+                    let mut h = lock(&inner);
+                    h.fault = None;
+                    h.healer_running = false;
+                    h.faults
+                };
+                set_healthy_gauge(true);
+                tracing::info!(
+                    store = %inner.path.display(),
+                    attempts,
+                    faults,
+                    "store recovered: writes succeed again; accepting callbacks"
+                );
+                return;
+            }
+            Err(e) => {
+                lock(&inner).fault = Some(e.to_string());
+                tracing::debug!(store = %inner.path.display(), error = %e, attempts, "store still failing; retrying");
+            }
+        }
+    }
+}
+
+fn reopen(inner: &Inner) -> Result<(), StoreError> {
+    let db = files::open_database(&inner.path)?;
+    probe(&db)?;
+    *inner.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+    Ok(())
+}
+
+/// Proves with a durable write of [`PROBE_BYTES`] (then removed) that the disk has room.
+fn probe(db: &Database) -> Result<(), StoreError> {
+    let filler = vec![0u8; PROBE_BYTES];
+    let tx = db.begin_write()?;
+    tx.open_table(PROBE)?.insert(0, filler.as_slice())?;
+    tx.commit()?;
+    let tx = db.begin_write()?;
+    tx.open_table(PROBE)?.remove(0)?;
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store {
+    /// Whether the store is healthy, and why not.
+    pub fn health(&self) -> StoreHealth {
+        let h = lock(&self.inner);
+        StoreHealth {
+            healthy: h.fault.is_none(),
+            reason: h.fault.clone(),
+            faults: h.faults,
+        }
+    }
+}
