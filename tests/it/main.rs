@@ -3,10 +3,14 @@
 
 mod support;
 
+mod at_rest;
 mod broker;
 mod cli;
 mod durability;
 mod ingress;
+mod paths;
 mod pipeline;
+mod reroute;
 mod route;
+mod store_faults;
 mod vectors;
