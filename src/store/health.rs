@@ -7,10 +7,13 @@
 //! [`StoreError::Unavailable`], which ingress answers with 503 and `/readyz` reports), logs
 //! what to do, counts `wecom_bridge_store_faults_total` and sets
 //! `wecom_bridge_store_healthy` to 0. The healer then reopens the database with back-off and
-//! proves with a real durable write that space is back before the store is used again.
+//! proves with real durable writes (a file next to the database, and a record in it) that
+//! space is back before the store is used again.
 //!
 //! It must not decide what callers answer: it only reports health.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -19,9 +22,11 @@ use serde::Serialize;
 
 use super::{Inner, Store, StoreError, files};
 
-/// A write the healer makes (and removes) to prove the disk takes writes again. Large
-/// enough that a disk with no room left fails it, small enough to be cheap.
+/// A write the healer makes (and removes) in the database to prove it takes writes again.
 const PROBE_BYTES: usize = 64 * 1024;
+/// A file the healer writes (and removes) next to the database to prove the disk has room
+/// again: large enough that a full disk fails it, small enough to be cheap.
+const PROBE_FILE_BYTES: usize = 1024 * 1024;
 const PROBE: TableDefinition<u8, &[u8]> = TableDefinition::new("store_probe");
 
 /// Health of the store, as `/readyz` and the CLI show it.
@@ -150,13 +155,30 @@ fn heal(weak: Weak<Inner>) {
 }
 
 fn reopen(inner: &Inner) -> Result<(), StoreError> {
+    probe_disk(&inner.path)?;
     let db = files::open_database(&inner.path)?;
     probe(&db)?;
     *inner.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
     Ok(())
 }
 
-/// Proves with a durable write of [`PROBE_BYTES`] (then removed) that the disk has room.
+/// Proves that the file system takes a durable write of [`PROBE_FILE_BYTES`] next to the
+/// database. The database may still have free pages inside its file on a full disk, so a
+/// write into it alone does not prove that space is back.
+fn probe_disk(path: &Path) -> Result<(), StoreError> {
+    let mut probe = path.as_os_str().to_owned();
+    probe.push(".probe");
+    let probe = PathBuf::from(probe);
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_FILE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| StoreError::Io(format!("a test write next to the store failed: {e}")))
+}
+
+/// Proves with a durable write of [`PROBE_BYTES`] (then removed) that the database takes
+/// writes again.
 fn probe(db: &Database) -> Result<(), StoreError> {
     let filler = vec![0u8; PROBE_BYTES];
     let tx = db.begin_write()?;
@@ -177,5 +199,67 @@ impl Store {
             reason: h.fault.clone(),
             faults: h.faults,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::store::{JournalRecord, test_sealer};
+
+    fn record() -> JournalRecord {
+        JournalRecord {
+            app: "demo".into(),
+            kind: "approval_change".into(),
+            business_key: "1:2".into(),
+            received_at_ms: 1,
+            content_hash: [1; 32],
+            key_id: "k".into(),
+            nonce: [0; 12],
+            ciphertext: vec![1],
+            quarantine: None,
+            source: "callback".into(),
+        }
+    }
+
+    #[test]
+    fn an_injected_io_fault_closes_the_store_until_the_healer_reopens_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("h.redb"), test_sealer()).unwrap();
+        s.append_journal(&[record()]).unwrap();
+        assert!(s.health().healthy);
+
+        let db = s.current().unwrap();
+        fault(&s.inner, &db, "injected: No space left on device (os error 28)");
+        // a second error from the same (old) database changes nothing
+        fault(&s.inner, &db, "injected again");
+        drop(db);
+        let h = s.health();
+        assert!(!h.healthy);
+        assert_eq!(h.faults, 1);
+        assert!(h.reason.as_deref().unwrap().contains("No space left"), "{h:?}");
+        match s.journal_counts() {
+            Err(StoreError::Unavailable { reason, .. }) => {
+                assert!(reason.contains("No space left"), "{reason}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert!(s.ping().is_err(), "readiness sees the fault");
+
+        // the disk is fine, so the healer reopens it (after its first back-off)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.health().healthy {
+            assert!(Instant::now() < deadline, "the store did not heal");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(s.journal_counts().unwrap().entries, 1, "nothing lost");
+        s.append_journal(&[JournalRecord {
+            content_hash: [2; 32],
+            ..record()
+        }])
+        .unwrap();
+        assert_eq!(s.health().faults, 1);
     }
 }

@@ -8,7 +8,9 @@
 //! opaque bytes and decides what to do when.
 //!
 //! Tables:
-//! - `queue_body`: message id → envelope bytes (written once).
+//! - `queue_body`: message id → envelope bytes (written once), sealed with the store's
+//!   [`Sealer`] and bound to the message id; bodies written before sealing existed are read
+//!   as they are.
 //! - `queue_state`: message id → [`MsgState`] (postcard): queue, attempt, state.
 //! - `queue_ready`: (queue, message id) → (); FIFO by publish order per queue.
 //! - `queue_due`: (due ms, message id) → (); when a delayed message becomes ready or a
