@@ -344,7 +344,7 @@ async fn reroute(
         template: q.template,
     };
     let report =
-        crate::route::reroute::reroute(&st.route, &st.journal, &broker, &request).await;
+        crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
     axum::Json(report).into_response()
 }
 

@@ -620,7 +620,11 @@ mod tests {
         let (m, c) = (d.path().join("mappings"), d.path().join("connectors"));
         let errors = load(&m, &c).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().all(|e| e.message.contains("folder does not exist")));
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.message.contains("folder does not exist"))
+        );
         assert_eq!(errors[0].file, c);
         assert_eq!(errors[1].file, m);
         std::fs::create_dir_all(&m).unwrap();

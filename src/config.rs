@@ -795,10 +795,7 @@ mod tests {
         assert_eq!(c.store.path, etc.join("data/b.redb"));
         assert_eq!(c.catalog.mappings_dir, etc.join("maps"));
         assert_eq!(c.catalog.connectors_dir, PathBuf::from("/abs/connectors"));
-        assert_eq!(
-            c.journal.keys["k"],
-            SecretRef::File(etc.join("keys/j.key"))
-        );
+        assert_eq!(c.journal.keys["k"], SecretRef::File(etc.join("keys/j.key")));
         assert_eq!(c.journal.keys["lit"], SecretRef::Literal("00".into()));
     }
 }

@@ -11,7 +11,7 @@ use crate::broker::AnyBroker;
 use crate::config::Config;
 use crate::journal::{Journal, JournalCipher};
 use crate::route::RouteContext;
-use crate::route::reroute::{RerouteReport, RerouteRequest, reroute};
+use crate::route::reroute::{RerouteReport, RerouteRequest, reroute_any};
 use crate::store::Store;
 
 /// Arguments of `reroute`.
@@ -71,8 +71,9 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
         resp.json().await.context("unexpected admin answer")?
     } else {
         let cipher = JournalCipher::from_config(&config.journal)?;
-        let store = Store::open(&config.store.path, cipher.sealer())
-            .with_context(|| format!("no bridge answers at {base}, and the store cannot be opened"))?;
+        let store = Store::open(&config.store.path, cipher.sealer()).with_context(|| {
+            format!("no bridge answers at {base}, and the store cannot be opened")
+        })?;
         let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
         let ctx = RouteContext::from_config(config, &config.resolve()?, store.clone())?;
         let broker = AnyBroker::from_config(&config.broker, &store)
@@ -83,7 +84,7 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
             until_ms: until.map(|u| u.as_millisecond()),
             template: args.template.clone(),
         };
-        let report = reroute(&ctx, &journal, &broker, &request).await;
+        let report = reroute_any(&ctx, &journal, &broker, &request).await;
         broker.close().await;
         drop(journal);
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -91,7 +92,10 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
     };
     println!(
         "re-routed {} of {} approval event(s) since {since}: {} already forwarded or no action, {} still match no mapping",
-        report.rerouted, report.scanned, report.already_forwarded_or_no_action, report.still_unrouted
+        report.rerouted,
+        report.scanned,
+        report.already_forwarded_or_no_action,
+        report.still_unrouted
     );
     if !running && report.rerouted > 0 {
         println!("note: no bridge is running; they are routed when `wecom-bridge serve` starts");

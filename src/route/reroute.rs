@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{RouteContext, decide};
-use crate::broker::{Broker, ROUTE_QUEUE};
+use crate::broker::{AnyBroker, Broker, ROUTE_QUEUE};
 use crate::catalog::{Action, RouteInput};
 use crate::journal::Journal;
 use crate::journal::relay::envelope_of;
@@ -51,6 +51,19 @@ pub struct RerouteReport {
     pub errors: Vec<String>,
 }
 
+/// [`reroute`] on the configured back end.
+pub async fn reroute_any(
+    ctx: &RouteContext,
+    journal: &Journal,
+    broker: &AnyBroker,
+    request: &RerouteRequest,
+) -> RerouteReport {
+    match broker {
+        AnyBroker::Embedded(b) => reroute(ctx, journal, b, request).await,
+        AnyBroker::Rabbitmq(b) => reroute(ctx, journal, b, request).await,
+    }
+}
+
 /// Plans and publishes the re-route of `request`'s approval events; see the module doc.
 pub async fn reroute<B: Broker>(
     ctx: &RouteContext,
@@ -66,8 +79,7 @@ pub async fn reroute<B: Broker>(
         ..Default::default()
     };
     let store = journal.store().clone();
-    let entries = match tokio::task::spawn_blocking(move || store.journal_entries(&filter)).await
-    {
+    let entries = match tokio::task::spawn_blocking(move || store.journal_entries(&filter)).await {
         Ok(Ok(entries)) => entries,
         Ok(Err(e)) => {
             report.errors.push(format!("reading the journal: {e}"));

@@ -232,14 +232,21 @@ mod tests {
         assert!(s.health().healthy);
 
         let db = s.current().unwrap();
-        fault(&s.inner, &db, "injected: No space left on device (os error 28)");
+        fault(
+            &s.inner,
+            &db,
+            "injected: No space left on device (os error 28)",
+        );
         // a second error from the same (old) database changes nothing
         fault(&s.inner, &db, "injected again");
         drop(db);
         let h = s.health();
         assert!(!h.healthy);
         assert_eq!(h.faults, 1);
-        assert!(h.reason.as_deref().unwrap().contains("No space left"), "{h:?}");
+        assert!(
+            h.reason.as_deref().unwrap().contains("No space left"),
+            "{h:?}"
+        );
         match s.journal_counts() {
             Err(StoreError::Unavailable { reason, .. }) => {
                 assert!(reason.contains("No space left"), "{reason}")

@@ -29,10 +29,10 @@ mod queue;
 mod seal;
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
-pub use seal::{SealError, Sealed, Sealer};
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
 };
+pub use seal::{SealError, Sealed, Sealer};
 
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -58,7 +58,9 @@ pub enum StoreError {
     #[error("store I/O error: {0}")]
     Io(String),
     /// The store is faulted after an I/O error and not reopened yet.
-    #[error("the store {path} is unavailable after an I/O error ({reason}); it reopens by itself once the disk accepts writes again")]
+    #[error(
+        "the store {path} is unavailable after an I/O error ({reason}); it reopens by itself once the disk accepts writes again"
+    )]
     Unavailable {
         /// The database path.
         path: String,

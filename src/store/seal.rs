@@ -172,7 +172,10 @@ mod tests {
         let bytes = old.seal_bytes(b"queue/1", b"<xml>secret</xml>");
         assert!(Sealer::is_sealed(&bytes));
         assert!(!bytes.windows(6).any(|w| w == b"secret"));
-        assert_eq!(old.open_bytes(b"queue/1", &bytes).unwrap(), b"<xml>secret</xml>");
+        assert_eq!(
+            old.open_bytes(b"queue/1", &bytes).unwrap(),
+            b"<xml>secret</xml>"
+        );
         // bound to its place
         assert_eq!(
             old.open_bytes(b"queue/2", &bytes),
@@ -180,7 +183,10 @@ mod tests {
         );
         // rotation: a new active key still opens what the old one sealed
         let rotated = Sealer::new([("k1".into(), [1; 32]), ("k2".into(), [2; 32])], "k2").unwrap();
-        assert_eq!(rotated.open_bytes(b"queue/1", &bytes).unwrap(), b"<xml>secret</xml>");
+        assert_eq!(
+            rotated.open_bytes(b"queue/1", &bytes).unwrap(),
+            b"<xml>secret</xml>"
+        );
         assert_eq!(rotated.seal(b"", b"x").key_id, "k2");
         // a sealer without the old key says which key is missing
         let other = Sealer::with_key("k2", [2; 32]);

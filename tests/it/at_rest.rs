@@ -40,7 +40,10 @@ async fn no_payload_is_stored_in_plain_text_and_dead_letters_hide_payloads_by_de
     assert_eq!(status, 200);
     assert!(!listing.contains(MARKER), "{listing}");
     assert!(listing.contains("secret is not configured"), "{listing}");
-    assert!(listing.contains("20251130"), "metadata is listed: {listing}");
+    assert!(
+        listing.contains("20251130"),
+        "metadata is listed: {listing}"
+    );
     let (_, with_payload) = get(&format!("{dead_url}&payload=true")).await;
     assert_eq!(with_payload.matches(MARKER).count(), 3, "{with_payload}");
 

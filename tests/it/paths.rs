@@ -5,12 +5,10 @@ use crate::support::*;
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), &[TestApp::new("paths")])
-        .replace(
-            &format!("path = \"{}\"", dir.path().join("bridge.redb").display()),
-            "path = \"data/bridge.redb\"",
-        )
-        + "[catalog]\nmappings_dir = \"mappings\"\nconnectors_dir = \"connectors\"\n";
+    let toml = config_toml(dir.path(), &[TestApp::new("paths")]).replace(
+        &format!("path = \"{}\"", dir.path().join("bridge.redb").display()),
+        "path = \"data/bridge.redb\"",
+    ) + "[catalog]\nmappings_dir = \"mappings\"\nconnectors_dir = \"connectors\"\n";
     let config = dir.path().join("bridge.toml");
     std::fs::write(&config, toml).unwrap();
     std::fs::write(
@@ -58,7 +56,9 @@ fn a_missing_catalog_folder_fails_check_and_serve() {
         .build()
         .unwrap();
     let started = rt.block_on(wecom_bridge::app::start(&loaded));
-    let err = started.err().expect("start without its mappings folder");
+    let Err(err) = started else {
+        panic!("the bridge started without its mappings folder");
+    };
     assert!(err.to_string().contains("folder does not exist"), "{err}");
 
     // an empty folder is allowed

@@ -19,7 +19,7 @@
 //! - `queue_counts`: queue → (ready, leased, delayed, dead), kept in step in every batch.
 //! - `queue_meta`: `next_id` and `next_lease` counters.
 
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Sealer, Store, StoreError};
@@ -472,4 +472,3 @@ impl Store {
         })
     }
 }
-

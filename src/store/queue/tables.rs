@@ -97,7 +97,12 @@ impl<'t> Tables<'t> {
     }
 
     /// Moves a message from its current status to `to`, keeping indexes and counts in step.
-    pub(super) fn set_status(&mut self, id: u64, mut st: MsgState, to: Status) -> Result<(), StoreError> {
+    pub(super) fn set_status(
+        &mut self,
+        id: u64,
+        mut st: MsgState,
+        to: Status,
+    ) -> Result<(), StoreError> {
         self.unindex(id, &st)?;
         self.count(&st.queue, slot(&st.status), -1);
         self.count(&st.queue, slot(&to), 1);
@@ -188,7 +193,7 @@ impl<'t> Tables<'t> {
                     metrics::counter!("wecom_bridge_store_unopenable_total").increment(1);
                     let to = Status::Dead {
                         reason: format!("does not open: {e}"),
-                        at_ms: until_ms,
+                        at_ms: jiff::Timestamp::now().as_millisecond(),
                     };
                     self.set_status(id, st, to)?;
                     continue;
@@ -232,7 +237,13 @@ impl<'t> Tables<'t> {
         Ok(true)
     }
 
-    pub(super) fn retry(&mut self, id: u64, lease: u64, due_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub(super) fn retry(
+        &mut self,
+        id: u64,
+        lease: u64,
+        due_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         let Some(mut st) = self.leased(id, lease)? else {
             return Ok(false);
         };
@@ -394,4 +405,3 @@ impl<'t> Tables<'t> {
         Ok((self.woken, next_due))
     }
 }
-

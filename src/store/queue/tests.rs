@@ -348,3 +348,60 @@ fn batch_applies_in_order_in_one_transaction() {
     assert_eq!(out.next_due_ms, Some(50));
     assert_eq!(counts(&s, "q"), (1, 1, 0, 0));
 }
+
+#[test]
+fn bodies_are_sealed_at_rest_and_plain_bodies_of_older_versions_still_read() {
+    let (_d, s) = store();
+    let id = publish(&s, "q", "secret-body");
+    let raw = s
+        .with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(BODY)?;
+            Ok(t.get(id)?.map(|v| v.value().to_vec()))
+        })
+        .unwrap()
+        .unwrap();
+    assert!(Sealer::is_sealed(&raw));
+    assert!(!raw.windows(6).any(|w| w == b"secret"));
+    // a body stored in plain text by an older version is still delivered
+    s.with_db(|db| {
+        let tx = db.begin_write()?;
+        tx.open_table(BODY)?.insert(id, b"legacy".as_slice())?;
+        tx.commit()?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(bodies(&lease(&s, "q", 1, 1_000)), ["legacy"]);
+}
+
+#[test]
+fn a_body_that_does_not_open_is_parked_with_the_reason_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.redb");
+    {
+        let s = Store::open(&path, std::sync::Arc::new(Sealer::with_key("k1", [1; 32]))).unwrap();
+        publish(&s, "q", "x");
+    }
+    let s = Store::open(&path, std::sync::Arc::new(Sealer::with_key("k2", [2; 32]))).unwrap();
+    assert!(lease(&s, "q", 1, 1_000).is_empty());
+    assert_eq!(counts(&s, "q"), (0, 0, 0, 1));
+    let dead = s.queue_dead_letters("q", 10).unwrap();
+    assert!(dead[0].reason.contains("does not open"), "{:?}", dead[0]);
+    assert!(
+        dead[0].unreadable.as_deref().unwrap().contains("`k1`"),
+        "{:?}",
+        dead[0]
+    );
+    // with the key configured again, it reads and can be redriven
+    drop(s);
+    let s = Store::open(
+        &path,
+        std::sync::Arc::new(
+            Sealer::new([("k1".into(), [1; 32]), ("k2".into(), [2; 32])], "k2").unwrap(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(s.queue_dead_letters("q", 10).unwrap()[0].body, b"x");
+    assert_eq!(s.queue_redrive("q", &mut |_, _| true).unwrap(), 1);
+    assert_eq!(bodies(&lease(&s, "q", 1, 1_000)), ["x"]);
+}
