@@ -787,7 +787,7 @@ mod tests {
         let file = etc.join("bridge.toml");
         std::fs::write(
             &file,
-            "[store]\npath = \"data/b.redb\"\n[catalog]\nmappings_dir = \"maps\"\nconnectors_dir = \"/abs/connectors\"\n[journal]\nactive_key = \"k\"\nkeys = { k = \"file:keys/j.key\", lit = \"00\" }\n",
+            MINIMAL.to_string() + "[store]\npath = \"data/b.redb\"\n[catalog]\nmappings_dir = \"maps\"\nconnectors_dir = \"/abs/connectors\"\n[journal]\nactive_key = \"k\"\nkeys = { k = \"file:keys/j.key\", lit = \"00\" }\n",
         )
         .unwrap();
         let c = Config::load(&file).unwrap();
