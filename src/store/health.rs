@@ -84,8 +84,17 @@ pub(super) fn fault(inner: &Arc<Inner>, failed: &Arc<Database>, reason: &str) {
         let mut slot = inner.db.write().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
             Some(current) if Arc::ptr_eq(current, failed) => *slot = None,
-            // Already closed, or reopened since this call started: nothing to do.
-            _ => return,
+            // Reopened since this call started: nothing to do.
+            Some(_) => return,
+            // Already closed: a call that raced with the first error may have reported
+            // redb's "Previous I/O error"; keep the error that says what happened.
+            None => {
+                let mut h = lock(inner);
+                if h.fault.as_deref().is_some_and(is_previous_io) && !is_previous_io(reason) {
+                    h.fault = Some(reason.to_string());
+                }
+                return;
+            }
         }
     }
     let start_healer = {
@@ -117,6 +126,11 @@ pub(super) fn fault(inner: &Arc<Inner>, failed: &Arc<Database>, reason: &str) {
             tracing::error!(error = %e, "cannot start the store healer; restart the bridge once the disk is fixed");
         }
     }
+}
+
+/// Whether `reason` is redb's "an earlier I/O error happened" rather than the error itself.
+fn is_previous_io(reason: &str) -> bool {
+    reason.contains("Previous I/O error")
 }
 
 /// Reopens the store with back-off until it takes writes again or every handle is gone.
