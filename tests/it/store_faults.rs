@@ -139,10 +139,15 @@ async fn a_full_disk_gives_503_and_not_ready_then_heals_without_a_restart() {
 
     // Space comes back: the store reopens by itself.
     std::fs::remove_file(&filler).unwrap();
+    let freed = std::time::Instant::now();
     eventually(30, "ready again after space was freed", || async {
         get(&readyz).await.0 == 200
     })
     .await;
+    eprintln!(
+        "full disk: ready again {} ms after space was freed",
+        freed.elapsed().as_millis()
+    );
     let (key, xml) = approval(n + 1);
     let (q, body) = signed(&app, &xml);
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
