@@ -16,10 +16,19 @@ const EXPENSE: &str = include_str!("../fixtures/wecom/approval_detail_expense.js
 const SP_NO: &str = "202511300001";
 const MAPPING: &str = "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_names = [\"费用报销\"]\nactions = [\"approved\", \"revoked\"]\n";
 
-fn callback() -> String {
+/// The sample's callback for [`SP_NO`] with `status` (2 approved, 6 revoked after approval).
+fn callback(status: u32) -> String {
     include_str!("../../samples/approval-approved.xml")
         .replace("wx5823bf96d3bd56c7", CORP_ID)
         .replace("202506050012", SP_NO)
+        .replace(
+            "<SpStatus>2</SpStatus><TemplateId>",
+            &format!("<SpStatus>{status}</SpStatus><TemplateId>"),
+        )
+        .replace(
+            "<StatuChangeEvent>2</StatuChangeEvent>",
+            &format!("<StatuChangeEvent>{status}</StatuChangeEvent>"),
+        )
 }
 
 async fn start(config: &Config) -> TestBridge {
@@ -93,12 +102,13 @@ fn cli(config: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unrouted_approval_is_rerouted_once_after_its_mapping_is_added() {
+async fn an_unrouted_approval_and_its_revocation_are_rerouted_once_after_the_mapping_is_added() {
     let fake = FakeWeCom::start().await;
     fake.add_credentials(CORP_ID, SECRET);
     let mut info = serde_json::from_str::<serde_json::Value>(EXPENSE).unwrap()["info"].clone();
     info["sp_no"] = SP_NO.into();
-    info["sp_status"] = 2.into();
+    // the detail as it is now: approved, then revoked
+    info["sp_status"] = 6.into();
     fake.add_approval(info);
 
     // The configuration file with relative catalog folders; the CLI runs from elsewhere.
@@ -122,10 +132,13 @@ async fn an_unrouted_approval_is_rerouted_once_after_its_mapping_is_added() {
     let config = Config::load(&path).unwrap();
     let app = TestApp::new("rr");
 
-    // 1. No mapping yet: the approval is acknowledged and journaled, but not forwarded.
+    // 1. No mapping yet: the approval and its revocation are acknowledged and journaled,
+    // but not forwarded.
     let t = start(&config).await;
-    let (q, body) = signed(&app, &callback());
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    for status in [2, 6] {
+        let (q, body) = signed(&app, &callback(status));
+        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    }
     let broker = embedded(&t).await;
     route_drained(&t, &broker).await;
     assert_eq!(
@@ -143,18 +156,20 @@ async fn an_unrouted_approval_is_rerouted_once_after_its_mapping_is_added() {
     })
     .await
     .unwrap();
-    assert!(out.contains("re-routed 1 of 1 approval event(s)"), "{out}");
+    assert!(out.contains("re-routed 2 of 2 approval event(s)"), "{out}");
 
-    // 3. The bridge starts and routes it: exactly one job.
+    // 3. The bridge starts and routes them through the lifecycle, in order: the approval,
+    // then its compensating revocation; one job each.
     let t = start(&config).await;
     let broker = embedded(&t).await;
     route_drained(&t, &broker).await;
-    assert_eq!(depth(&broker, "deliver.finance").await.0, 1, "one job");
-    let got = take_jobs(&broker, 1).await;
-    assert_eq!(got[0].business_key, SP_NO);
-    assert_eq!(got[0].action.as_str(), "approved");
+    assert_eq!(depth(&broker, "deliver.finance").await.0, 2, "two jobs");
+    let got = take_jobs(&broker, 2).await;
+    assert!(got.iter().all(|j| j.business_key == SP_NO), "{got:?}");
+    let actions: Vec<&str> = got.iter().map(|j| j.action.as_str()).collect();
+    assert_eq!(actions, ["approved", "revoked"]);
 
-    // 4. Again, through the running bridge: the form is forwarded, nothing is sent.
+    // 4. Again, through the running bridge: both actions are forwarded, nothing is sent.
     let admin = t.admin.to_string();
     let out = tokio::task::spawn_blocking({
         let (path, cwd) = (path.clone(), elsewhere.path().to_path_buf());
@@ -163,7 +178,7 @@ async fn an_unrouted_approval_is_rerouted_once_after_its_mapping_is_added() {
     .await
     .unwrap();
     assert!(
-        out.contains("re-routed 0 of 1 approval event(s)") && out.contains("1 already forwarded"),
+        out.contains("re-routed 0 of 2 approval event(s)") && out.contains("2 already forwarded"),
         "{out}"
     );
     route_drained(&t, &broker).await;
