@@ -58,6 +58,7 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/replay", post(replay))
         .route("/admin/reconcile", post(reconcile))
+        .route("/admin/reroute", post(reroute))
         .route_layer(axum::middleware::from_fn_with_state(
             host_guard,
             guard::enforce,
@@ -288,12 +289,16 @@ pub struct DeadQuery {
     pub ids: Option<String>,
     /// Replay: only messages whose reason contains this.
     pub reason: Option<String>,
+    /// Listing: include the decrypted payloads (metadata only by default).
+    #[serde(default)]
+    pub payload: bool,
     /// Replay: every parked message of the queue.
     #[serde(default)]
     pub all: bool,
 }
 
-/// `GET /admin/dead-letters?queue=route&limit=100`: parked messages, one JSON per line.
+/// `GET /admin/dead-letters?queue=route&limit=100[&payload=true]`: parked messages, one JSON
+/// per line; `envelope.payload` is empty unless `payload=true` is asked for.
 async fn dead_letters(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -305,7 +310,12 @@ async fn dead_letters(
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
-        Ok(list) => ndjson(&list),
+        Ok(mut list) => {
+            if !q.payload {
+                list.iter_mut().for_each(|d| d.envelope.payload.clear());
+            }
+            ndjson(&list)
+        }
         Err(e) => broker_error(e),
     }
 }
@@ -342,6 +352,47 @@ async fn replay(
         }
         Err(e) => broker_error(e),
     }
+}
+
+/// Query of `POST /admin/reroute`.
+#[derive(Debug, Deserialize)]
+pub struct RerouteQuery {
+    /// RFC 3339 lower bound of the receive time.
+    pub since: String,
+    /// RFC 3339 upper bound (exclusive; default: now).
+    pub until: Option<String>,
+    /// Only forms of this template (id or name).
+    pub template: Option<String>,
+}
+
+/// `POST /admin/reroute?since=…[&until=…][&template=…]`: routes again the approval events
+/// that matched no mapping (lifecycle-aware: forwarded forms are not sent twice).
+async fn reroute(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<RerouteQuery>,
+) -> Response {
+    let broker = match authorized_broker(&st, &headers) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let since_ms = match parse_time(&Some(q.since), "since") {
+        Ok(Some(ms)) => ms,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let until_ms = match parse_time(&q.until, "until") {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let request = crate::route::reroute::RerouteRequest {
+        since_ms,
+        until_ms,
+        template: q.template,
+    };
+    let report =
+        crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
+    axum::Json(report).into_response()
 }
 
 /// Query of `POST /admin/reconcile`.

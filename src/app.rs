@@ -128,11 +128,12 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     warn_about_weak_apps(config, &secrets);
     let admin_token = secrets.admin_token.clone().map(Arc::new);
 
+    let cipher = JournalCipher::from_config(&config.journal)?;
     let path = config.store.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+    let sealer = cipher.sealer();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path, sealer))
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
-    let cipher = JournalCipher::from_config(&config.journal)?;
     let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
     let counts = store.journal_counts()?;
     tracing::info!(

@@ -223,7 +223,18 @@ fn diag(
 fn toml_files(dir: &Path, out: &mut Vec<Diagnostic>) -> Vec<(PathBuf, String)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A folder that is not there is a mistake (a wrong working directory, a
+            // container without its mounts), never "nothing configured": every approval
+            // would be acknowledged as "no mapping".
+            out.push(Diagnostic {
+                file: dir.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: "folder does not exist; create it (an empty folder means none configured) or point catalog.mappings_dir / catalog.connectors_dir at it (relative paths are relative to the configuration file)".into(),
+            });
+            return Vec::new();
+        }
         Err(e) => {
             out.push(Diagnostic {
                 file: dir.to_path_buf(),
@@ -239,6 +250,12 @@ fn toml_files(dir: &Path, out: &mut Vec<Diagnostic>) -> Vec<(PathBuf, String)> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    if files.is_empty() {
+        tracing::warn!(
+            folder = %dir.display(),
+            "catalog folder has no .toml files: nothing will be forwarded from it; add files or check the path"
+        );
+    }
     files
         .into_iter()
         .filter_map(|p| match std::fs::read_to_string(&p) {
@@ -263,7 +280,7 @@ fn stem(p: &Path) -> String {
 }
 
 /// Loads and validates `mappings_dir/*.toml` and `connectors_dir/*.toml`. Returns every
-/// problem at once. Missing directories mean "none configured".
+/// problem at once. A missing folder is an error; an empty one is allowed (with a warning).
 pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut catalog = Catalog::default();
@@ -595,5 +612,24 @@ mod tests {
         assert!(text.contains("b.toml:3:9:"), "{text}");
         assert!(text.contains("c.toml:5:"), "{text}");
         assert_eq!(errors.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_and_an_empty_one_is_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let (m, c) = (d.path().join("mappings"), d.path().join("connectors"));
+        let errors = load(&m, &c).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.message.contains("folder does not exist"))
+        );
+        assert_eq!(errors[0].file, c);
+        assert_eq!(errors[1].file, m);
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::create_dir_all(&c).unwrap();
+        let cat = load(&m, &c).unwrap();
+        assert!(cat.mappings.is_empty() && cat.connectors.is_empty());
     }
 }

@@ -111,9 +111,11 @@ impl Default for ReconcileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogConfig {
-    /// Directory of mapping files.
+    /// Directory of mapping files; relative to the configuration file's folder. It must
+    /// exist (an empty folder means no mappings).
     pub mappings_dir: PathBuf,
-    /// Directory of connector files.
+    /// Directory of connector files; relative to the configuration file's folder. It must
+    /// exist.
     pub connectors_dir: PathBuf,
 }
 
@@ -193,7 +195,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Path of the database file. Relative paths are relative to the working directory.
+    /// Path of the database file. Relative paths are relative to the configuration file's
+    /// folder.
     pub path: PathBuf,
 }
 
@@ -453,6 +456,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The absolute folder of the configuration file `path`.
+fn config_folder(path: &Path) -> Result<PathBuf, ConfigError> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(folder).map_err(|e| {
+        ConfigError::Load(format!(
+            "cannot resolve the folder of {}: {e}",
+            path.display()
+        ))
+    })
+}
+
 /// What can go wrong with configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -491,11 +508,31 @@ impl Config {
         for (key, value) in secrets {
             figment = figment.merge(Serialized::default(&key, value));
         }
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(format!("{}: {e}", path.display())))?;
+        config.resolve_relative_paths(&config_folder(path)?);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes the relative paths of the catalog folders, the store and `file:` journal keys
+    /// relative to `base` (the configuration file's folder), so the bridge finds the same
+    /// files whatever its working directory (a systemd unit, a container, a shell elsewhere).
+    pub fn resolve_relative_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.catalog.mappings_dir);
+        resolve(&mut self.catalog.connectors_dir);
+        resolve(&mut self.store.path);
+        for key in self.journal.keys.values_mut() {
+            if let SecretRef::File(p) = key {
+                resolve(p);
+            }
+        }
     }
 
     /// Parses a TOML string (no environment overrides) and validates it. Used by tests.
@@ -837,5 +874,25 @@ mod tests {
         let e =
             Config::from_toml(&format!("{MINIMAL}\n[server]\nlisten_addr = \"x\"\n")).unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let file = etc.join("bridge.toml");
+        std::fs::write(
+            &file,
+            MINIMAL.to_string() + "[store]\npath = \"data/b.redb\"\n[catalog]\nmappings_dir = \"maps\"\nconnectors_dir = \"/abs/connectors\"\n[journal]\nactive_key = \"k\"\nkeys = { k = \"file:keys/j.key\", lit = \"00\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        let etc = std::path::absolute(&etc).unwrap();
+        assert_eq!(c.store.path, etc.join("data/b.redb"));
+        assert_eq!(c.catalog.mappings_dir, etc.join("maps"));
+        assert_eq!(c.catalog.connectors_dir, PathBuf::from("/abs/connectors"));
+        assert_eq!(c.journal.keys["k"], SecretRef::File(etc.join("keys/j.key")));
+        assert_eq!(c.journal.keys["lit"], SecretRef::Literal("00".into()));
     }
 }

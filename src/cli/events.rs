@@ -75,17 +75,14 @@ pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()>
         );
         Vec::new()
     } else {
-        match Store::open(&config.store.path) {
+        let cipher = JournalCipher::from_config(&config.journal)?;
+        match Store::open(&config.store.path, cipher.sealer()) {
             Ok(store) => {
-                let cipher = if args.payload {
-                    Some(JournalCipher::from_config(&config.journal)?)
-                } else {
-                    None
-                };
+                let cipher = args.payload.then_some(&cipher);
                 store
                     .journal_entries(&filter)?
                     .iter()
-                    .map(|e| EntryView::new(e, cipher.as_ref()))
+                    .map(|e| EntryView::new(e, cipher))
                     .collect::<Result<Vec<_>, _>>()?
             }
             Err(StoreError::Locked { .. }) => from_admin_api(config, &args, since, until).await?,

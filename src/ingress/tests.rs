@@ -75,8 +75,9 @@ async fn a_flood_of_forgeries_is_counted_in_full_and_logged_a_handful_of_times()
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("j.redb")).unwrap();
-    let (journal, writer) = Journal::start(store, JournalCipher::with_key("k", [7; 32]), 64);
+    let cipher = JournalCipher::with_key("k", [7; 32]);
+    let store = Store::open(&dir.path().join("j.redb"), cipher.sealer()).unwrap();
+    let (journal, writer) = Journal::start(store, cipher, 64);
     let router = router(
         vec![endpoint("flood")],
         journal.clone(),

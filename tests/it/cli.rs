@@ -3,14 +3,27 @@
 
 use crate::support::*;
 
-fn shipped_config() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bridge.toml")
+/// The shipped configuration and catalog, laid out in `root` as in the repository, so that
+/// its relative paths (`../data`, `../mappings`) stay inside the test's folder.
+fn shipped_config(root: &std::path::Path) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["config", "mappings", "connectors"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        for file in std::fs::read_dir(repo.join(folder)).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&file, root.join(folder).join(file.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    root.join("config/bridge.toml")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() {
     let cwd = tempfile::tempdir().unwrap();
-    let config = shipped_config();
+    let root = tempfile::tempdir().unwrap();
+    let config = shipped_config(root.path());
     let server = ServeProcess::start(&config, cwd.path());
     let env = [
         ("BRIDGE_SERVER__LISTEN", server.public.as_str()),
@@ -83,7 +96,8 @@ async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() 
 #[test]
 fn check_validates_and_summarises_the_shipped_config() {
     let cwd = tempfile::tempdir().unwrap();
-    let cfg = shipped_config();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = shipped_config(root.path());
     let (ok, out, err) = run_cli(
         &["--config", cfg.to_str().unwrap(), "check"],
         cwd.path(),
@@ -122,7 +136,7 @@ fn check_lists_every_problem_and_fails() {
 #[test]
 fn check_prints_the_demo_credentials_warning_once() {
     let cwd = tempfile::tempdir().unwrap();
-    let cfg = shipped_config();
+    let cfg = shipped_config(cwd.path());
     let (ok, out, err) = run_cli(
         &["--config", cfg.to_str().unwrap(), "check"],
         cwd.path(),
@@ -140,7 +154,7 @@ fn check_prints_the_demo_credentials_warning_once() {
 #[test]
 fn unknown_kinds_are_refused_with_the_list_of_valid_ones() {
     let cwd = tempfile::tempdir().unwrap();
-    let cfg = shipped_config();
+    let cfg = shipped_config(cwd.path());
     let (ok, out, err) = run_cli(
         &[
             "--config",
@@ -269,7 +283,9 @@ async fn queues_and_dead_letters_print_json() {
     )
     .unwrap();
     {
-        let store = wecom_bridge::store::Store::open(&dir.path().join("bridge.redb")).unwrap();
+        let store =
+            wecom_bridge::store::Store::open(&dir.path().join("bridge.redb"), test_sealer())
+                .unwrap();
         let b = EmbeddedBroker::open(
             store,
             EmbeddedOptions {

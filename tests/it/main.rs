@@ -3,11 +3,15 @@
 
 mod support;
 
+mod at_rest;
 mod broker;
 mod cli;
 mod durability;
 mod edge;
 mod ingress;
+mod paths;
 mod pipeline;
+mod reroute;
 mod route;
+mod store_faults;
 mod vectors;
