@@ -5,6 +5,7 @@ mod support;
 
 mod broker;
 mod cli;
+mod deliver;
 mod durability;
 mod ingress;
 mod pipeline;
