@@ -178,8 +178,8 @@ pub fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 }
 
 /// Equality with coercion between strings, numbers and booleans: `"200" == 200`,
-/// `"200.0" == 200`, `"true" == true` (`"TRUE"` too). Arrays, objects and null compare
-/// structurally.
+/// `"200.0" == 200`, `"true" == true` (`"TRUE"` too). Two strings compare as text
+/// (`"00000" != "0"`). Arrays, objects and null compare structurally.
 pub fn coerced_eq(actual: &Value, expected: &Value) -> bool {
     if actual == expected {
         return true;
@@ -193,6 +193,10 @@ pub fn coerced_eq(actual: &Value, expected: &Value) -> bool {
     }
     if actual.is_boolean() || expected.is_boolean() {
         return a.eq_ignore_ascii_case(e);
+    }
+    if actual.is_string() && expected.is_string() {
+        // Two texts compare as texts: YonBIP's "00000" is not "0".
+        return false;
     }
     match (decimal(a), decimal(e)) {
         (Some(x), Some(y)) => x == y,
@@ -250,6 +254,7 @@ pub(crate) fn compile(
 ) -> Predicate {
     let span = p.span();
     let p = p.into_inner();
+    let errors_before = errors.len();
     let mut parts = Vec::new();
     let mut err = |m: String| errors.push((span.clone(), m));
     if let Some(all) = p.all {
@@ -319,6 +324,7 @@ pub(crate) fn compile(
         }
     }
     match parts.len() {
+        0 if errors.len() > errors_before => Predicate::All(Vec::new()),
         0 => {
             errors.push((span, "empty condition: write e.g. `{ status = 200 }` or `{ pointer = \"/code\", eq = 0 }`".into()));
             Predicate::All(Vec::new())

@@ -78,12 +78,12 @@ impl XmlPath {
             match event {
                 Event::Start(ref e) | Event::Empty(ref e) => {
                     let empty = matches!(event, Event::Empty(_));
-                    stack.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+                    stack.push(e.local_name().as_ref().to_owned());
                     if collecting.is_none() && self.matches(&stack) {
                         match &self.attribute {
                             Some(name) => {
                                 for a in e.attributes().flatten() {
-                                    if a.key.local_name().as_ref() == name.as_bytes() {
+                                    if a.key.local_name().as_ref() == name.as_str() {
                                         let v = a.normalized_value(XmlVersion::Implicit1_0).ok()?;
                                         return Some(v.into_owned());
                                     }
