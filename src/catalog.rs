@@ -253,7 +253,12 @@ pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<D
         match crate::deliver::spec::parse(&file, &text, &stem(&file)) {
             Ok(spec) => {
                 if catalog.connectors.iter().any(|c| c.name == spec.name) {
-                    errors.push(diag(&file, &text, None, format!("connector name `{}` is used twice", spec.name)));
+                    errors.push(diag(
+                        &file,
+                        &text,
+                        None,
+                        format!("connector name `{}` is used twice", spec.name),
+                    ));
                 }
                 catalog.connectors.push(spec);
             }

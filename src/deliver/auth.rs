@@ -234,7 +234,12 @@ impl AuthSpec {
                 if let Err(m) = render(canonical, |_| Some(String::new())) {
                     out.push(format!("auth.canonical: {m}"));
                 }
-                for h in [signature_header, timestamp_header, nonce_header, key_id_header] {
+                for h in [
+                    signature_header,
+                    timestamp_header,
+                    nonce_header,
+                    key_id_header,
+                ] {
                     if reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
                         out.push(format!("auth: `{h}` is not a valid header name"));
                     }
@@ -319,7 +324,8 @@ impl std::fmt::Debug for HmacSigner {
 /// HMAC-SHA256 of `msg` under `key`.
 pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     // HMAC takes keys of any length (RFC 2104 hashes long ones), so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts any key length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
 }
@@ -368,7 +374,10 @@ impl HmacSigner {
             SignatureEncoding::HexBase64 => BASE64.encode(hex::encode(mac)),
         };
         let mut out = vec![
-            (self.signature_header.clone(), format!("{}{sig}", self.signature_prefix)),
+            (
+                self.signature_header.clone(),
+                format!("{}{sig}", self.signature_prefix),
+            ),
             (self.timestamp_header.clone(), ts),
             (self.nonce_header.clone(), nonce),
         ];
@@ -435,7 +444,11 @@ struct TokenAnswer {
 impl OAuth2Client {
     /// A valid token: the cached one, or a new one (one fetch at a time; callers that wait
     /// meanwhile get the fetched token).
-    pub async fn token(&self, http: &reqwest::Client, timeout: Duration) -> Result<Secret, AuthFailure> {
+    pub async fn token(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<Secret, AuthFailure> {
         let mut cache = self.cache.lock().await;
         if let Some(t) = cache.as_ref()
             && t.fresh_until > Instant::now()
@@ -462,7 +475,11 @@ impl OAuth2Client {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    async fn fetch(&self, http: &reqwest::Client, timeout: Duration) -> Result<CachedToken, AuthFailure> {
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<CachedToken, AuthFailure> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
@@ -476,7 +493,10 @@ impl OAuth2Client {
             .post(self.token_url.clone())
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json")
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
         match self.client_auth {
             ClientAuth::Basic => {
                 req = req.basic_auth(&self.client_id, Some(self.client_secret.expose()));
@@ -498,11 +518,13 @@ impl OAuth2Client {
             .map_err(|e| AuthFailure::Unavailable(e.without_url().to_string()))?;
         let parsed: Option<TokenAnswer> = serde_json::from_slice(&body).ok();
         if status >= 500 || status == 429 {
-            metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "server").increment(1);
+            metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "server")
+                .increment(1);
             return Err(AuthFailure::Unavailable(format!("HTTP {status}")));
         }
         let Some(t) = parsed else {
-            metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "refused").increment(1);
+            metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "refused")
+                .increment(1);
             return Err(AuthFailure::Refused(format!(
                 "HTTP {status}, not a token answer: {}",
                 super::classify::excerpt(&body)
@@ -514,7 +536,9 @@ impl OAuth2Client {
                     .expires_in
                     .as_ref()
                     .and_then(|v| super::predicate::scalar_text(v)?.parse::<f64>().ok())
-                    .map_or(Duration::from_secs(3600), |s| Duration::from_secs_f64(s.max(0.0)));
+                    .map_or(Duration::from_secs(3600), |s| {
+                        Duration::from_secs_f64(s.max(0.0))
+                    });
                 let early = self.refresh_early.min(lifetime);
                 Ok(CachedToken {
                     value: Secret::new(token),
@@ -584,9 +608,10 @@ impl Auth {
                     BASE64.encode(format!("{username}:{}", pw.expose()))
                 )))
             }
-            AuthSpec::Bearer { token } => {
-                Auth::Header(Secret::new(format!("Bearer {}", resolve("token", token)?.expose())))
-            }
+            AuthSpec::Bearer { token } => Auth::Header(Secret::new(format!(
+                "Bearer {}",
+                resolve("token", token)?.expose()
+            ))),
             AuthSpec::ApiKey {
                 name,
                 value,

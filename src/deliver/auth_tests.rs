@@ -1,6 +1,12 @@
 use super::*;
 
-fn signer(secret: &str, canonical: &str, timestamp: TimestampUnit, nonce: NonceSource, encoding: SignatureEncoding) -> HmacSigner {
+fn signer(
+    secret: &str,
+    canonical: &str,
+    timestamp: TimestampUnit,
+    nonce: NonceSource,
+    encoding: SignatureEncoding,
+) -> HmacSigner {
     let spec = AuthSpec::HmacSha256 {
         secret: SecretRef::Literal(secret.into()),
         key_id: None,
@@ -72,7 +78,13 @@ fn kingdee_kd_signature_vector() {
         SignatureEncoding::HexBase64,
     );
     let url = url::Url::parse("https://erp.example/x").unwrap();
-    let h = s.headers(&SigningInput { method: "POST", url: &url, body: b"", now_ms: 0, random_nonce: "n" });
+    let h = s.headers(&SigningInput {
+        method: "POST",
+        url: &url,
+        body: b"",
+        now_ms: 0,
+        random_nonce: "n",
+    });
     assert_eq!(
         header(&h, "X-Api-Signature"),
         "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA=="
@@ -89,9 +101,19 @@ fn yonbip_signature_vector() {
         NonceSource::Random,
         SignatureEncoding::Base64,
     );
-    let url = url::Url::parse("https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken").unwrap();
-    let h = s.headers(&SigningInput { method: "GET", url: &url, body: b"", now_ms: 1_568_098_531_823, random_nonce: "n" });
-    assert_eq!(header(&h, "X-Api-Signature"), "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg=");
+    let url = url::Url::parse("https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken")
+        .unwrap();
+    let h = s.headers(&SigningInput {
+        method: "GET",
+        url: &url,
+        body: b"",
+        now_ms: 1_568_098_531_823,
+        random_nonce: "n",
+    });
+    assert_eq!(
+        header(&h, "X-Api-Signature"),
+        "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg="
+    );
 }
 
 #[test]
@@ -104,7 +126,13 @@ fn every_placeholder_is_filled_and_hex_is_lower_case() {
         SignatureEncoding::Hex,
     );
     let url = url::Url::parse("http://t.example:8080/v1/vouchers?b=2&a=1").unwrap();
-    let input = SigningInput { method: "POST", url: &url, body: b"abc", now_ms: 42, random_nonce: "r4nd" };
+    let input = SigningInput {
+        method: "POST",
+        url: &url,
+        body: b"abc",
+        now_ms: 42,
+        random_nonce: "r4nd",
+    };
     let (canonical, _, _) = s.canonical_string(&input);
     assert_eq!(
         canonical,
@@ -116,9 +144,13 @@ fn every_placeholder_is_filled_and_hex_is_lower_case() {
 
 #[test]
 fn literal_secrets_and_bad_templates_are_refused_at_load() {
-    let bearer = AuthSpec::Bearer { token: SecretRef::Literal("abc".into()) };
+    let bearer = AuthSpec::Bearer {
+        token: SecretRef::Literal("abc".into()),
+    };
     assert!(bearer.problems()[0].contains("by reference"));
-    let ok = AuthSpec::Bearer { token: SecretRef::Env("FINANCE_TOKEN".into()) };
+    let ok = AuthSpec::Bearer {
+        token: SecretRef::Env("FINANCE_TOKEN".into()),
+    };
     assert!(ok.problems().is_empty());
     let hmac = AuthSpec::HmacSha256 {
         secret: SecretRef::Env("K".into()),
@@ -140,10 +172,23 @@ fn literal_secrets_and_bad_templates_are_refused_at_load() {
 
 #[test]
 fn debug_never_prints_secrets() {
-    let basic = Auth::build(&AuthSpec::Basic { username: "u".into(), password: SecretRef::Literal("hunter2".into()) }).unwrap();
+    let basic = Auth::build(&AuthSpec::Basic {
+        username: "u".into(),
+        password: SecretRef::Literal("hunter2".into()),
+    })
+    .unwrap();
     let text = format!("{basic:?}");
-    assert!(!text.contains("hunter2") && !text.contains(&BASE64.encode("u:hunter2")), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains(&BASE64.encode("u:hunter2")),
+        "{text}"
+    );
     assert!(basic.static_secrets().contains(&BASE64.encode("u:hunter2")));
-    let s = signer("s3cret-key", "{method}", TimestampUnit::UnixSeconds, NonceSource::Random, SignatureEncoding::Hex);
+    let s = signer(
+        "s3cret-key",
+        "{method}",
+        TimestampUnit::UnixSeconds,
+        NonceSource::Random,
+        SignatureEncoding::Hex,
+    );
     assert!(!format!("{s:?}").contains("s3cret-key"));
 }

@@ -141,7 +141,10 @@ mod tests {
     fn opens_after_n_consecutive_failures_probes_after_cool_down_and_closes_on_success() {
         let t0 = Instant::now();
         let cool = Duration::from_secs(30);
-        let mut c = Circuit::new(CircuitConfig { failures: 3, cool_down: cool });
+        let mut c = Circuit::new(CircuitConfig {
+            failures: 3,
+            cool_down: cool,
+        });
         c.record(&retryable(), t0);
         c.record(&retryable(), t0);
         assert_eq!(c.state(), CircuitState::Closed { failures: 2 });
@@ -149,7 +152,10 @@ mod tests {
         c.record(&retryable(), t0);
         assert_eq!(c.state(), CircuitState::Open { until: t0 + cool });
         assert_eq!(c.gauge(), 2.0);
-        assert_eq!(c.permit(t0 + Duration::from_secs(29)), Permission::WaitUntil(t0 + cool));
+        assert_eq!(
+            c.permit(t0 + Duration::from_secs(29)),
+            Permission::WaitUntil(t0 + cool)
+        );
         assert_eq!(c.permit(t0 + cool), Permission::Probe);
         // Only one probe at a time.
         assert!(matches!(c.permit(t0 + cool), Permission::WaitUntil(_)));
@@ -162,7 +168,10 @@ mod tests {
     fn a_failed_probe_opens_it_again_for_a_full_cool_down() {
         let t0 = Instant::now();
         let cool = Duration::from_secs(10);
-        let mut c = Circuit::new(CircuitConfig { failures: 1, cool_down: cool });
+        let mut c = Circuit::new(CircuitConfig {
+            failures: 1,
+            cool_down: cool,
+        });
         c.record(&retryable(), t0);
         let t1 = t0 + cool;
         assert_eq!(c.permit(t1), Permission::Probe);
@@ -173,9 +182,17 @@ mod tests {
     #[test]
     fn answers_that_show_the_target_is_up_reset_the_count() {
         let t0 = Instant::now();
-        let mut c = Circuit::new(CircuitConfig { failures: 2, cool_down: Duration::from_secs(1) });
+        let mut c = Circuit::new(CircuitConfig {
+            failures: 2,
+            cool_down: Duration::from_secs(1),
+        });
         c.record(&retryable(), t0);
-        c.record(&Verdict::Permanent { reason: "HTTP 422".into() }, t0);
+        c.record(
+            &Verdict::Permanent {
+                reason: "HTTP 422".into(),
+            },
+            t0,
+        );
         c.record(&retryable(), t0);
         assert_eq!(c.state(), CircuitState::Closed { failures: 1 });
         c.record(&Verdict::Duplicate, t0);

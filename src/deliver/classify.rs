@@ -83,8 +83,15 @@ pub fn parse_body(content_type: Option<&str>, bytes: &[u8], truncated: bool) -> 
             why: format!("the answer is longer than {} bytes", bytes.len()),
         };
     }
-    let lower_head: String = trimmed.chars().take(64).collect::<String>().to_ascii_lowercase();
-    if ct.contains("html") || lower_head.starts_with("<!doctype html") || lower_head.starts_with("<html") {
+    let lower_head: String = trimmed
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if ct.contains("html")
+        || lower_head.starts_with("<!doctype html")
+        || lower_head.starts_with("<html")
+    {
         return Body::Unparsed {
             why: "the answer is an HTML page".into(),
         };
@@ -123,12 +130,20 @@ pub fn retry_after(headers: &[(String, String)], now: jiff::Timestamp) -> Option
     let at = jiff::fmt::rfc2822::DateTimeParser::new()
         .parse_timestamp(value)
         .ok()?;
-    let wait = at.as_millisecond().saturating_sub(now.as_millisecond()).max(0);
+    let wait = at
+        .as_millisecond()
+        .saturating_sub(now.as_millisecond())
+        .max(0);
     Some(Duration::from_millis(wait.unsigned_abs()))
 }
 
 /// Classifies an answer. `raw` is the body as received (for excerpts).
-pub fn classify(rules: &AnswerRules, answer: &AnswerView<'_>, raw: &[u8], now: jiff::Timestamp) -> Verdict {
+pub fn classify(
+    rules: &AnswerRules,
+    answer: &AnswerView<'_>,
+    raw: &[u8],
+    now: jiff::Timestamp,
+) -> Verdict {
     let understood = !matches!(answer.body, Body::Unparsed { .. });
     if understood {
         if rules.success.holds(answer) {

@@ -12,12 +12,30 @@ fn rules(extra: &str) -> AnswerRules {
         .answers
 }
 
-fn run(rules: &AnswerRules, status: u16, headers: &[(&str, &str)], content_type: &str, body: &str) -> Verdict {
-    let mut h: Vec<(String, String)> = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+fn run(
+    rules: &AnswerRules,
+    status: u16,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &str,
+) -> Verdict {
+    let mut h: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
     h.push(("content-type".into(), content_type.into()));
     let parsed = parse_body(Some(content_type), body.as_bytes(), false);
-    let view = AnswerView { status, headers: &h, body: &parsed };
-    classify(rules, &view, body.as_bytes(), jiff::Timestamp::from_second(NOW).unwrap())
+    let view = AnswerView {
+        status,
+        headers: &h,
+        body: &parsed,
+    };
+    classify(
+        rules,
+        &view,
+        body.as_bytes(),
+        jiff::Timestamp::from_second(NOW).unwrap(),
+    )
 }
 
 fn retryable_after(v: &Verdict) -> Option<Duration> {
@@ -52,12 +70,16 @@ eq = "FBillNo"
     let ok = r#"{"Result":{"ResponseStatus":{"IsSuccess":true,"Errors":[],"SuccessEntitys":[{"Id":100029,"Number":"FKSQ000004","DIndex":0}],"SuccessMessages":[],"MsgCode":0},"Id":100029,"Number":"FKSQ000004","NeedReturnData":[{}]}}"#;
     let required = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"FStockId","Message":"单据体“明细信息”第1行字段“仓库”是必填项"}]},"Id":""}}"#;
     let dup = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"FBillNo","Message":"违反字段唯一性要求：编码唯一。[test5]在当前系统中已经被使用。","DIndex":0}],"SuccessEntitys":[],"SuccessMessages":[],"MsgCode":11}}}"#;
-    let template = r#"{"Result":{"ResponseStatus":{"IsSuccess":"true","ErrorCode":"","MsgCode":""}}}"#;
+    let template =
+        r#"{"Result":{"ResponseStatus":{"IsSuccess":"true","ErrorCode":"","MsgCode":""}}}"#;
     assert_eq!(run(&r, 200, &[], JSON, ok), Verdict::Delivered);
     assert_eq!(run(&r, 200, &[], JSON, template), Verdict::Delivered);
     assert_eq!(run(&r, 200, &[], JSON, dup), Verdict::Duplicate);
     let reason = permanent_reason(run(&r, 200, &[], JSON, required));
-    assert!(reason.contains("success condition does not hold") && reason.contains("“仓库”是必填项"), "{reason}");
+    assert!(
+        reason.contains("success condition does not hold") && reason.contains("“仓库”是必填项"),
+        "{reason}"
+    );
 }
 
 /// PROTOCOLS.md §2.1: YonBIP's `code` is "200" or 200; business failures are HTTP 200.
@@ -76,16 +98,55 @@ pointer = "/code"
 in = ["310032", "310039", "310042", "310046", "310504", "202"]
 "#,
     );
-    assert_eq!(run(&r, 200, &[], JSON, r#"{"code":"200","message":"OK","data":{"voucherId":"2A45"}}"#), Verdict::Delivered);
-    assert_eq!(run(&r, 200, &[], JSON, r#"{"code":200,"message":"OK","data":{}}"#), Verdict::Delivered);
-    assert_eq!(run(&r, 200, &[], JSON, r#"{"code":100004,"data":{"id":7}}"#), Verdict::Duplicate);
-    let busy = run(&r, 200, &[], JSON, r#"{"code":"310046","message":"API调用超过限制"}"#);
+    assert_eq!(
+        run(
+            &r,
+            200,
+            &[],
+            JSON,
+            r#"{"code":"200","message":"OK","data":{"voucherId":"2A45"}}"#
+        ),
+        Verdict::Delivered
+    );
+    assert_eq!(
+        run(
+            &r,
+            200,
+            &[],
+            JSON,
+            r#"{"code":200,"message":"OK","data":{}}"#
+        ),
+        Verdict::Delivered
+    );
+    assert_eq!(
+        run(&r, 200, &[], JSON, r#"{"code":100004,"data":{"id":7}}"#),
+        Verdict::Duplicate
+    );
+    let busy = run(
+        &r,
+        200,
+        &[],
+        JSON,
+        r#"{"code":"310046","message":"API调用超过限制"}"#,
+    );
     assert_eq!(retryable_after(&busy), None);
-    let reason = permanent_reason(run(&r, 200, &[], JSON, r#"{"code":"404","message":"凭证保存不成功,账簿code不能为空！","data":{}}"#));
-    assert_eq!(reason, "HTTP 200, the success condition does not hold: 404; 凭证保存不成功,账簿code不能为空！");
+    let reason = permanent_reason(run(
+        &r,
+        200,
+        &[],
+        JSON,
+        r#"{"code":"404","message":"凭证保存不成功,账簿code不能为空！","data":{}}"#,
+    ));
+    assert_eq!(
+        reason,
+        "HTTP 200, the success condition does not hold: 404; 凭证保存不成功,账簿code不能为空！"
+    );
     // One YonBIP endpoint answers text/plain: not understood, never success.
     let reason = permanent_reason(run(&r, 200, &[], "text/plain", "非法token"));
-    assert!(reason.contains("neither JSON nor XML: 非法token"), "{reason}");
+    assert!(
+        reason.contains("neither JSON nor XML: 非法token"),
+        "{reason}"
+    );
 }
 
 /// The finance stand-in's answers, including "200 with an error code".
@@ -103,44 +164,113 @@ pointer = "/code"
 eq = "ALREADY_EXISTS"
 "#,
     );
-    assert_eq!(run(&r, 201, &[], JSON, r#"{"code":0,"message":"ok","data":{"voucher_no":"JZ-000001"}}"#), Verdict::Delivered);
-    assert_eq!(run(&r, 201, &[], JSON, r#"{"code":"0"}"#), Verdict::Delivered);
-    assert_eq!(run(&r, 409, &[], JSON, r#"{"code":"ALREADY_EXISTS","message":"单据编号 EXP-1 已存在"}"#), Verdict::Duplicate);
     assert_eq!(
-        permanent_reason(run(&r, 200, &[], JSON, r#"{"code":"E1001","message":"科目 6602 已停用","data":null}"#)),
+        run(
+            &r,
+            201,
+            &[],
+            JSON,
+            r#"{"code":0,"message":"ok","data":{"voucher_no":"JZ-000001"}}"#
+        ),
+        Verdict::Delivered
+    );
+    assert_eq!(
+        run(&r, 201, &[], JSON, r#"{"code":"0"}"#),
+        Verdict::Delivered
+    );
+    assert_eq!(
+        run(
+            &r,
+            409,
+            &[],
+            JSON,
+            r#"{"code":"ALREADY_EXISTS","message":"单据编号 EXP-1 已存在"}"#
+        ),
+        Verdict::Duplicate
+    );
+    assert_eq!(
+        permanent_reason(run(
+            &r,
+            200,
+            &[],
+            JSON,
+            r#"{"code":"E1001","message":"科目 6602 已停用","data":null}"#
+        )),
         "HTTP 200, the success condition does not hold: E1001; 科目 6602 已停用"
     );
     assert_eq!(
-        permanent_reason(run(&r, 422, &[], JSON, r#"{"code":"VALIDATION","message":"借贷不平衡"}"#)),
+        permanent_reason(run(
+            &r,
+            422,
+            &[],
+            JSON,
+            r#"{"code":"VALIDATION","message":"借贷不平衡"}"#
+        )),
         "HTTP 422, refused: VALIDATION; 借贷不平衡"
     );
     // A 409 that is not the target's duplicate answer is a refusal, not a duplicate.
-    assert!(matches!(run(&r, 409, &[], JSON, r#"{"code":"CONFLICT"}"#), Verdict::Permanent { .. }));
+    assert!(matches!(
+        run(&r, 409, &[], JSON, r#"{"code":"CONFLICT"}"#),
+        Verdict::Permanent { .. }
+    ));
 }
 
 #[test]
 fn rate_limits_and_server_errors_are_retryable_honouring_retry_after() {
     let r = rules("");
-    assert_eq!(retryable_after(&run(&r, 429, &[("Retry-After", "7")], JSON, "{}")), Some(Duration::from_secs(7)));
-    let date = jiff::Timestamp::from_second(NOW + 120).unwrap().strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    assert_eq!(retryable_after(&run(&r, 429, &[("Retry-After", &date)], JSON, "{}")), Some(Duration::from_secs(120)));
-    let past = jiff::Timestamp::from_second(NOW - 5).unwrap().strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
-    assert_eq!(retryable_after(&run(&r, 429, &[("Retry-After", &past)], JSON, "{}")), Some(Duration::ZERO));
-    assert_eq!(retryable_after(&run(&r, 429, &[("Retry-After", "soon")], JSON, "{}")), None);
-    assert_eq!(retryable_after(&run(&r, 503, &[("Retry-After", "30")], JSON, "{}")), Some(Duration::from_secs(30)));
-    assert_eq!(retryable_after(&run(&r, 500, &[], JSON, r#"{"code":"INTERNAL"}"#)), None);
+    assert_eq!(
+        retryable_after(&run(&r, 429, &[("Retry-After", "7")], JSON, "{}")),
+        Some(Duration::from_secs(7))
+    );
+    let date = jiff::Timestamp::from_second(NOW + 120)
+        .unwrap()
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    assert_eq!(
+        retryable_after(&run(&r, 429, &[("Retry-After", &date)], JSON, "{}")),
+        Some(Duration::from_secs(120))
+    );
+    let past = jiff::Timestamp::from_second(NOW - 5)
+        .unwrap()
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    assert_eq!(
+        retryable_after(&run(&r, 429, &[("Retry-After", &past)], JSON, "{}")),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        retryable_after(&run(&r, 429, &[("Retry-After", "soon")], JSON, "{}")),
+        None
+    );
+    assert_eq!(
+        retryable_after(&run(&r, 503, &[("Retry-After", "30")], JSON, "{}")),
+        Some(Duration::from_secs(30))
+    );
+    assert_eq!(
+        retryable_after(&run(&r, 500, &[], JSON, r#"{"code":"INTERNAL"}"#)),
+        None
+    );
     assert_eq!(retryable_after(&run(&r, 408, &[], JSON, "")), None);
     // Kingdee's public gateway uses the non-standard 519.
-    assert_eq!(retryable_after(&run(&r, 519, &[], JSON, r#"{"errcode":4006}"#)), None);
+    assert_eq!(
+        retryable_after(&run(&r, 519, &[], JSON, r#"{"errcode":4006}"#)),
+        None
+    );
 }
 
 #[test]
 fn answers_we_do_not_understand_are_never_success() {
     let r = rules("");
     let html = "<html><body><h1>502 Bad Gateway</h1></body></html>";
-    assert!(matches!(run(&r, 502, &[], "text/html", html), Verdict::Retryable { .. }));
+    assert!(matches!(
+        run(&r, 502, &[], "text/html", html),
+        Verdict::Retryable { .. }
+    ));
     let reason = permanent_reason(run(&r, 200, &[], "text/html", html));
-    assert!(reason.contains("not understood") && reason.contains("502 Bad Gateway"), "{reason}");
+    assert!(
+        reason.contains("not understood") && reason.contains("502 Bad Gateway"),
+        "{reason}"
+    );
     let truncated = r#"{"code":0,"data":{"voucher_no":"JZ"#;
     let reason = permanent_reason(run(&r, 200, &[], JSON, truncated));
     assert!(reason.contains("invalid JSON"), "{reason}");
@@ -148,7 +278,9 @@ fn answers_we_do_not_understand_are_never_success() {
     assert_eq!(run(&r, 204, &[], "", ""), Verdict::Delivered);
     assert_eq!(
         parse_body(None, b"x".repeat(10).as_slice(), true),
-        Body::Unparsed { why: "the answer is longer than 10 bytes".into() }
+        Body::Unparsed {
+            why: "the answer is longer than 10 bytes".into()
+        }
     );
 }
 
@@ -170,19 +302,33 @@ eq = "101"
     let bad = r#"<ufinterface roottag="return"><item succeed="1" dsc="科目不存在"/></ufinterface>"#;
     assert_eq!(run(&r, 200, &[], "text/xml", ok), Verdict::Delivered);
     assert_eq!(run(&r, 200, &[], "text/xml", dup), Verdict::Duplicate);
-    assert_eq!(permanent_reason(run(&r, 200, &[], "text/xml", bad)), "HTTP 200, the success condition does not hold: 科目不存在");
+    assert_eq!(
+        permanent_reason(run(&r, 200, &[], "text/xml", bad)),
+        "HTTP 200, the success condition does not hold: 科目不存在"
+    );
 }
 
 #[test]
 fn transport_failures_are_retryable() {
     for f in [
-        TransportFailure::Timeout { after: Duration::from_millis(250) },
-        TransportFailure::Connect { detail: "connection refused".into() },
-        TransportFailure::Interrupted { detail: "reset".into() },
+        TransportFailure::Timeout {
+            after: Duration::from_millis(250),
+        },
+        TransportFailure::Connect {
+            detail: "connection refused".into(),
+        },
+        TransportFailure::Interrupted {
+            detail: "reset".into(),
+        },
     ] {
-        assert!(matches!(transport_verdict(&f), Verdict::Retryable { after: None, .. }));
+        assert!(matches!(
+            transport_verdict(&f),
+            Verdict::Retryable { after: None, .. }
+        ));
     }
-    let Verdict::Retryable { reason, .. } = transport_verdict(&TransportFailure::Timeout { after: Duration::from_millis(250) }) else {
+    let Verdict::Retryable { reason, .. } = transport_verdict(&TransportFailure::Timeout {
+        after: Duration::from_millis(250),
+    }) else {
         unreachable!()
     };
     assert_eq!(reason, "no answer within 250 ms (timeout)");

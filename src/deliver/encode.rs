@@ -70,7 +70,9 @@ pub enum EncodeError {
     #[error("the document must be a JSON object for a {0} body")]
     NotAnObject(&'static str),
     /// A form body holds only scalars and lists of scalars.
-    #[error("form field `{0}` is an object; a form body holds only flat values (change the mapping or use encoding = \"json\")")]
+    #[error(
+        "form field `{0}` is an object; a form body holds only flat values (change the mapping or use encoding = \"json\")"
+    )]
     NotFlat(String),
     /// A key cannot be an XML name.
     #[error("`{0}` cannot be an XML element or attribute name")]
@@ -165,16 +167,15 @@ fn encode_form(doc: &Value) -> Result<Vec<u8>, EncodeError> {
 
 fn is_xml_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
         && chars.all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
 type XmlWriter = Writer<Vec<u8>>;
 
 fn write(w: &mut XmlWriter, e: Event<'_>) -> Result<(), EncodeError> {
-    w.write_event(e).map_err(|e| EncodeError::Write(e.to_string()))
+    w.write_event(e)
+        .map_err(|e| EncodeError::Write(e.to_string()))
 }
 
 fn encode_xml(spec: &BodySpec, doc: &Value) -> Result<Vec<u8>, EncodeError> {
@@ -183,7 +184,10 @@ fn encode_xml(spec: &BodySpec, doc: &Value) -> Result<Vec<u8>, EncodeError> {
     let root = spec.root.as_deref().unwrap_or("document");
     let mut w = Writer::new(Vec::new());
     if spec.declaration {
-        write(&mut w, Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+        write(
+            &mut w,
+            Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)),
+        )?;
     }
     if let Some(env) = spec.envelope {
         let mut start = BytesStart::new("soap:Envelope");
@@ -315,7 +319,11 @@ mod tests {
         assert_eq!(spec.content_type(), "text/xml; charset=utf-8");
         let written = xml(&spec, json!({"v:No": "1"}));
         let p = super::super::xml_path::XmlPath::parse("/Envelope/Body/SaveVoucher/No").unwrap();
-        assert_eq!(p.find(&written).as_deref(), Some("1"), "the encoder's output reads back");
+        assert_eq!(
+            p.find(&written).as_deref(),
+            Some("1"),
+            "the encoder's output reads back"
+        );
     }
 
     #[test]
@@ -328,9 +336,26 @@ mod tests {
             encode(&xml_spec(), &json!({"a b": 1})),
             Err(EncodeError::BadName("a b".into()))
         );
-        assert_eq!(encode(&xml_spec(), &json!([1])), Err(EncodeError::NotAnObject("XML")));
-        assert!(!BodySpec { root: None, ..xml_spec() }.problems().is_empty());
-        assert!(!BodySpec { root: Some("x".into()), ..BodySpec::json() }.problems().is_empty());
+        assert_eq!(
+            encode(&xml_spec(), &json!([1])),
+            Err(EncodeError::NotAnObject("XML"))
+        );
+        assert!(
+            !BodySpec {
+                root: None,
+                ..xml_spec()
+            }
+            .problems()
+            .is_empty()
+        );
+        assert!(
+            !BodySpec {
+                root: Some("x".into()),
+                ..BodySpec::json()
+            }
+            .problems()
+            .is_empty()
+        );
         assert!(xml_spec().problems().is_empty());
     }
 
@@ -354,6 +379,9 @@ mod tests {
     #[test]
     fn json_is_the_document() {
         let doc = json!({"amount": "1280.50", "中文": "费用"});
-        assert_eq!(encode(&BodySpec::json(), &doc).unwrap(), serde_json::to_vec(&doc).unwrap());
+        assert_eq!(
+            encode(&BodySpec::json(), &doc).unwrap(),
+            serde_json::to_vec(&doc).unwrap()
+        );
     }
 }

@@ -123,7 +123,8 @@ impl Connector {
                 detail: e.to_string(),
             })?;
         let secrets = auth.static_secrets();
-        let mut secret_query: Vec<String> = auth.secret_query().map(str::to_owned).into_iter().collect();
+        let mut secret_query: Vec<String> =
+            auth.secret_query().map(str::to_owned).into_iter().collect();
         secret_query.extend(["access_token", "token", "sign", "signature"].map(String::from));
         let redactor = Redactor::new(
             secrets,
@@ -195,7 +196,9 @@ impl Connector {
                     hint = "fix the document, mapping or connector, then replay the dead letter",
                     "delivery refused"
                 ),
-                _ => tracing::debug!(connector = %self.spec.name, business_key = out.business_key, verdict = verdict.as_str(), "delivery attempt"),
+                _ => {
+                    tracing::debug!(connector = %self.spec.name, business_key = out.business_key, verdict = verdict.as_str(), "delivery attempt")
+                }
             }
             Attempt {
                 verdict,
@@ -218,14 +221,24 @@ impl Connector {
                     "the document has no `{field}`, which carries the business key to the target; the mapping must fill it (e.g. with `{}`)",
                     out.business_key
                 );
-                return finish(Verdict::Permanent { reason }, request, None, BTreeMap::new());
+                return finish(
+                    Verdict::Permanent { reason },
+                    request,
+                    None,
+                    BTreeMap::new(),
+                );
             }
         }
         let body = match encode(&self.spec.body, out.document) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 let reason = format!("cannot encode the document: {e}");
-                return finish(Verdict::Permanent { reason }, request, None, BTreeMap::new());
+                return finish(
+                    Verdict::Permanent { reason },
+                    request,
+                    None,
+                    BTreeMap::new(),
+                );
             }
         };
         if self.spec.dry_run {
@@ -261,7 +274,12 @@ impl Connector {
             headers: &answer.headers,
             body: &parsed,
         };
-        let verdict = classify(&self.spec.answers, &view, &answer.body, jiff::Timestamp::now());
+        let verdict = classify(
+            &self.spec.answers,
+            &view,
+            &answer.body,
+            jiff::Timestamp::now(),
+        );
         let mut captured = BTreeMap::new();
         if verdict.is_delivered() {
             for (name, at) in &self.spec.capture {
@@ -310,34 +328,40 @@ impl Connector {
                 value,
                 location,
             } => match location {
-                super::auth::KeyLocation::Header => headers.push((name.clone(), value.expose().to_owned())),
+                super::auth::KeyLocation::Header => {
+                    headers.push((name.clone(), value.expose().to_owned()))
+                }
                 super::auth::KeyLocation::Query => {
                     url.query_pairs_mut().append_pair(name, value.expose());
                 }
             },
-            Auth::OAuth2(client) => match client.token(&self.http, self.spec.timeouts.total).await {
-                Ok(t) => {
-                    headers.push(("Authorization".into(), format!("Bearer {}", t.expose())));
-                    token = Some(t);
+            Auth::OAuth2(client) => {
+                match client.token(&self.http, self.spec.timeouts.total).await {
+                    Ok(t) => {
+                        headers.push(("Authorization".into(), format!("Bearer {}", t.expose())));
+                        token = Some(t);
+                    }
+                    Err(e) => {
+                        let verdict = match &e {
+                            AuthFailure::Unavailable(_) => Verdict::Retryable {
+                                after: None,
+                                reason: e.to_string(),
+                            },
+                            AuthFailure::Refused(_) => Verdict::Permanent {
+                                reason: format!(
+                                    "{e}; check auth.client_id and auth.client_secret, then replay"
+                                ),
+                            },
+                        };
+                        return Exchange {
+                            url,
+                            headers,
+                            token,
+                            outcome: Err(verdict),
+                        };
+                    }
                 }
-                Err(e) => {
-                    let verdict = match &e {
-                        AuthFailure::Unavailable(_) => Verdict::Retryable {
-                            after: None,
-                            reason: e.to_string(),
-                        },
-                        AuthFailure::Refused(_) => Verdict::Permanent {
-                            reason: format!("{e}; check auth.client_id and auth.client_secret, then replay"),
-                        },
-                    };
-                    return Exchange {
-                        url,
-                        headers,
-                        token,
-                        outcome: Err(verdict),
-                    };
-                }
-            },
+            }
             Auth::Hmac(signer) => {
                 let nonce = hex::encode(rand::random::<[u8; 16]>());
                 headers.extend(signer.headers(&SigningInput {
@@ -388,7 +412,12 @@ impl Connector {
         let headers = resp
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let mut body = Vec::new();
         let mut truncated = false;
@@ -413,7 +442,11 @@ impl Connector {
 /// connector's schedule, or the target's `Retry-After` when that is longer; `None` when the job
 /// should not be retried (not retryable, or no attempt left: dead-letter). The broker rounds
 /// the wait up to one of its tiers.
-pub fn next_delay(spec: &ConnectorSpec, verdict: &Verdict, attempts_so_far: u32) -> Option<Duration> {
+pub fn next_delay(
+    spec: &ConnectorSpec,
+    verdict: &Verdict,
+    attempts_so_far: u32,
+) -> Option<Duration> {
     let scheduled = spec.retry.delay_after(attempts_so_far)?;
     match verdict {
         Verdict::Retryable { after, .. } => Some(after.map_or(scheduled, |a| a.max(scheduled))),

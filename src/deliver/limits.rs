@@ -104,7 +104,10 @@ mod tests {
         let a = limits.acquire().await;
         let _b = limits.acquire().await;
         assert_eq!(limits.available(), 0);
-        assert!(limits.acquire().now_or_never().is_none(), "a third request waits");
+        assert!(
+            limits.acquire().now_or_never().is_none(),
+            "a third request waits"
+        );
         drop(a);
         assert_eq!(limits.available(), 1);
     }

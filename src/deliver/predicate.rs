@@ -235,7 +235,9 @@ pub(crate) fn toml_to_json(v: &toml::Value) -> Value {
     match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_json).collect()),
@@ -261,13 +263,20 @@ pub(crate) fn compile(
         if all.is_empty() {
             err("`all = []` is always true; list at least one condition".into());
         }
-        parts.push(Predicate::All(all.into_iter().map(|x| compile(x, errors)).collect()));
+        parts.push(Predicate::All(
+            all.into_iter().map(|x| compile(x, errors)).collect(),
+        ));
     }
     if let Some(any) = p.any {
         if any.is_empty() {
-            errors.push((span.clone(), "`any = []` is never true; list at least one condition".into()));
+            errors.push((
+                span.clone(),
+                "`any = []` is never true; list at least one condition".into(),
+            ));
         }
-        parts.push(Predicate::Any(any.into_iter().map(|x| compile(x, errors)).collect()));
+        parts.push(Predicate::Any(
+            any.into_iter().map(|x| compile(x, errors)).collect(),
+        ));
     }
     let mut err = |m: String| errors.push((span.clone(), m));
     if let Some(s) = p.status {
@@ -279,7 +288,9 @@ pub(crate) fn compile(
     let locators: Vec<Locator> = [
         p.pointer.map(|s| {
             if !(s.is_empty() || s.starts_with('/')) {
-                err(format!("JSON pointer `{s}` must start with `/` (RFC 6901), e.g. `/data/code`"));
+                err(format!(
+                    "JSON pointer `{s}` must start with `/` (RFC 6901), e.g. `/data/code`"
+                ));
             }
             Locator::Pointer(s)
         }),
@@ -342,9 +353,7 @@ fn status_ranges(v: &toml::Value) -> Result<Vec<StatusRange>, String> {
                 Ok(StatusRange { low: s, high: s })
             }
             toml::Value::String(s)
-                if s.len() == 3
-                    && s.ends_with("xx")
-                    && matches!(s.as_bytes()[0], b'1'..=b'5') =>
+                if s.len() == 3 && s.ends_with("xx") && matches!(s.as_bytes()[0], b'1'..=b'5') =>
             {
                 let base = u16::from(s.as_bytes()[0] - b'0') * 100;
                 Ok(StatusRange {
@@ -415,9 +424,18 @@ mod tests {
     #[test]
     fn kingdee_is_success_as_boolean_or_string() {
         let p = parse("p = { pointer = \"/Result/ResponseStatus/IsSuccess\", eq = true }").unwrap();
-        let real = json_answer(200, json!({"Result":{"ResponseStatus":{"IsSuccess":true,"Errors":[]}}}));
-        let doc_template = json_answer(200, json!({"Result":{"ResponseStatus":{"IsSuccess":"true"}}}));
-        let failed = json_answer(200, json!({"Result":{"ResponseStatus":{"IsSuccess":false}}}));
+        let real = json_answer(
+            200,
+            json!({"Result":{"ResponseStatus":{"IsSuccess":true,"Errors":[]}}}),
+        );
+        let doc_template = json_answer(
+            200,
+            json!({"Result":{"ResponseStatus":{"IsSuccess":"true"}}}),
+        );
+        let failed = json_answer(
+            200,
+            json!({"Result":{"ResponseStatus":{"IsSuccess":false}}}),
+        );
         let missing = json_answer(200, json!({"Result":{}}));
         assert!(holds(&p, &real));
         assert!(holds(&p, &doc_template));
@@ -431,10 +449,22 @@ mod tests {
             "p = { status = \"2xx\", all = [{ pointer = \"/code\", eq = \"200\" }, { any = [{ pointer = \"/data/failCount\", exists = false }, { pointer = \"/data/failCount\", eq = 0 }] }] }",
         )
         .unwrap();
-        assert!(holds(&p, &json_answer(200, json!({"code":"200","data":{}}))));
-        assert!(holds(&p, &json_answer(200, json!({"code":200,"data":{"failCount":0}}))));
-        assert!(!holds(&p, &json_answer(200, json!({"code":200,"data":{"failCount":2}}))));
-        assert!(!holds(&p, &json_answer(200, json!({"code":"404","message":"凭证保存不成功"}))));
+        assert!(holds(
+            &p,
+            &json_answer(200, json!({"code":"200","data":{}}))
+        ));
+        assert!(holds(
+            &p,
+            &json_answer(200, json!({"code":200,"data":{"failCount":0}}))
+        ));
+        assert!(!holds(
+            &p,
+            &json_answer(200, json!({"code":200,"data":{"failCount":2}}))
+        ));
+        assert!(!holds(
+            &p,
+            &json_answer(200, json!({"code":"404","message":"凭证保存不成功"}))
+        ));
         assert!(!holds(&p, &json_answer(500, json!({"code":"200"}))));
     }
 
@@ -443,18 +473,27 @@ mod tests {
         let ne = parse("p = { pointer = \"/errcode\", ne = \"0\" }").unwrap();
         assert!(holds(&ne, &json_answer(200, json!({"errcode": 40001}))));
         assert!(!holds(&ne, &json_answer(200, json!({"errcode": 0}))));
-        assert!(!holds(&ne, &json_answer(200, json!({}))), "ne fails on a missing value");
+        assert!(
+            !holds(&ne, &json_answer(200, json!({}))),
+            "ne fails on a missing value"
+        );
         let one_of = parse("p = { pointer = \"/code\", in = [310032, \"310039\", 999] }").unwrap();
         assert!(holds(&one_of, &json_answer(200, json!({"code": "310032"}))));
         assert!(holds(&one_of, &json_answer(200, json!({"code": 310039}))));
-        assert!(!holds(&one_of, &json_answer(200, json!({"code": "310037"}))));
+        assert!(!holds(
+            &one_of,
+            &json_answer(200, json!({"code": "310037"}))
+        ));
         let kingdee_dup = parse(
             "p = { pointer = \"/Result/ResponseStatus/Errors/0/Message\", starts_with = \"违反字段唯一性要求\", ends_with = \"已经被使用。\" }",
         )
         .unwrap();
         assert!(holds(
             &kingdee_dup,
-            &json_answer(200, json!({"Result":{"ResponseStatus":{"Errors":[{"FieldName":"FBillNo","Message":"违反字段唯一性要求：编码唯一。[test5]在当前系统中已经被使用。"}]}}}))
+            &json_answer(
+                200,
+                json!({"Result":{"ResponseStatus":{"Errors":[{"FieldName":"FBillNo","Message":"违反字段唯一性要求：编码唯一。[test5]在当前系统中已经被使用。"}]}}})
+            )
         ));
         let header = parse("p = { header = \"Retry-After\", exists = true }").unwrap();
         assert!(holds(&header, &json_answer(200, json!({}))));
@@ -472,7 +511,13 @@ mod tests {
     #[test]
     fn xml_path_test_on_an_xml_answer() {
         let p = parse("p = { xpath = \"//item/@succeed\", eq = 0 }").unwrap();
-        let ok = (200, Body::Xml(r#"<ufinterface roottag="return"><item succeed="0" dsc="ok"/></ufinterface>"#.into()));
+        let ok = (
+            200,
+            Body::Xml(
+                r#"<ufinterface roottag="return"><item succeed="0" dsc="ok"/></ufinterface>"#
+                    .into(),
+            ),
+        );
         let dup = (200, Body::Xml(r#"<ufinterface><item key="p1" succeed="101" dsc="客户编码已经存在，不可重复！"/></ufinterface>"#.into()));
         assert!(holds(&p, &ok));
         assert!(!holds(&p, &dup));

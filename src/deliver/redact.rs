@@ -46,7 +46,10 @@ impl Redactor {
         fields: Vec<String>,
         limit: usize,
     ) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= MIN_SCRUB_LEN).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.len() >= MIN_SCRUB_LEN)
+            .collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -62,7 +65,12 @@ impl Redactor {
     /// Masks every known secret value in `text`, plus `extra` (e.g. the current token).
     pub(crate) fn scrub(&self, text: &str, extra: &[&str]) -> String {
         let mut out = text.to_owned();
-        for s in self.secrets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        for s in self
+            .secrets
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+        {
             if s.len() >= MIN_SCRUB_LEN && out.contains(s) {
                 out = out.replace(s, MASK);
             }
@@ -70,13 +78,25 @@ impl Redactor {
         out
     }
 
-    pub(crate) fn headers(&self, headers: &[(String, String)], extra: &[&str]) -> Vec<(String, String)> {
+    pub(crate) fn headers(
+        &self,
+        headers: &[(String, String)],
+        extra: &[&str],
+    ) -> Vec<(String, String)> {
         headers
             .iter()
             .map(|(n, v)| {
                 let lower = n.to_ascii_lowercase();
-                let secret = SECRET_HEADERS.contains(&lower.as_str()) || self.secret_headers.contains(&lower);
-                (n.clone(), if secret { MASK.to_owned() } else { self.scrub(v, extra) })
+                let secret = SECRET_HEADERS.contains(&lower.as_str())
+                    || self.secret_headers.contains(&lower);
+                (
+                    n.clone(),
+                    if secret {
+                        MASK.to_owned()
+                    } else {
+                        self.scrub(v, extra)
+                    },
+                )
             })
             .collect()
     }
@@ -162,12 +182,21 @@ mod tests {
         assert_eq!(h[2].1, "has *** inside");
         assert_eq!(h[3].1, MASK);
         let u = url::Url::parse("https://user:pw@t.example/v?api_key=k1&x=ab").unwrap();
-        assert_eq!(r().url(&u, &[]), "https://user@t.example/v?api_key=***&x=ab");
+        assert_eq!(
+            r().url(&u, &[]),
+            "https://user@t.example/v?api_key=***&x=ab"
+        );
         assert_eq!(
             r().document(&json!({"payee": {"account": "6222", "name": "张三"}})),
             json!({"payee": {"account": "***", "name": "张三"}})
         );
-        assert_eq!(r().body("0123456789abc".as_bytes(), &[]), ("0123456789".into(), true));
-        assert_eq!(r().body("一二三四".as_bytes(), &[]), ("一二三".into(), true));
+        assert_eq!(
+            r().body("0123456789abc".as_bytes(), &[]),
+            ("0123456789".into(), true)
+        );
+        assert_eq!(
+            r().body("一二三四".as_bytes(), &[]),
+            ("一二三".into(), true)
+        );
     }
 }

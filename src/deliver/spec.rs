@@ -246,7 +246,11 @@ pub const DEFAULT_RECORD_BODY_LIMIT: usize = 16 * 1024;
 
 /// Parses and validates one connector file. `default_name` is used when the file sets no
 /// `name` (the catalog passes the file stem).
-pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpec, Vec<Diagnostic>> {
+pub fn parse(
+    file: &Path,
+    text: &str,
+    default_name: &str,
+) -> Result<ConnectorSpec, Vec<Diagnostic>> {
     let f: ConnectorFile = match toml::from_str(text) {
         Ok(f) => f,
         Err(e) => return Err(vec![diag(file, text, e.span(), e.message().to_string())]),
@@ -299,11 +303,25 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             at(value.span(), format!("`{name}` is not a valid header name"));
         } else if reqwest::header::HeaderValue::from_str(value.get_ref()).is_err() {
-            at(value.span(), format!("the value of header `{name}` has characters a header cannot carry"));
-        } else if matches!(lower.as_str(), "authorization" | "cookie" | "proxy-authorization") {
-            at(value.span(), format!("do not write `{name}` as a static header: secrets go in [auth], by reference"));
+            at(
+                value.span(),
+                format!("the value of header `{name}` has characters a header cannot carry"),
+            );
+        } else if matches!(
+            lower.as_str(),
+            "authorization" | "cookie" | "proxy-authorization"
+        ) {
+            at(
+                value.span(),
+                format!(
+                    "do not write `{name}` as a static header: secrets go in [auth], by reference"
+                ),
+            );
         } else if lower == "content-type" || lower == "content-length" {
-            at(value.span(), format!("`{name}` is set from [body]; remove it from [headers]"));
+            at(
+                value.span(),
+                format!("`{name}` is set from [body]; remove it from [headers]"),
+            );
         }
         headers.push((name, value.into_inner()));
     }
@@ -322,7 +340,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
                 at(span.clone(), "timeouts must be above 0 ms".into());
             }
             if connect > total {
-                at(span, "timeouts.connect_ms must not exceed timeouts.total_ms".into());
+                at(
+                    span,
+                    "timeouts.connect_ms must not exceed timeouts.total_ms".into(),
+                );
             }
             Timeouts { connect, total }
         }
@@ -340,7 +361,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
     let rate_per_sec = f.rate_per_sec.map(|r| {
         let v = *r.get_ref();
         if !(v.is_finite() && v > 0.0 && v <= 1_000_000.0) {
-            at(r.span(), "rate_per_sec must be above 0 (e.g. 0.5 for one request every two seconds)".into());
+            at(
+                r.span(),
+                "rate_per_sec must be above 0 (e.g. 0.5 for one request every two seconds)".into(),
+            );
         }
         v
     });
@@ -363,7 +387,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             let span = i.span();
             let i = i.into_inner();
             if i.header.is_none() && i.field.is_none() {
-                at(span.clone(), "[idempotency] needs `header` and/or `field`".into());
+                at(
+                    span.clone(),
+                    "[idempotency] needs `header` and/or `field`".into(),
+                );
             }
             if let Some(h) = &i.header
                 && reqwest::header::HeaderName::from_bytes(h.as_bytes()).is_err()
@@ -373,7 +400,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             if let Some(p) = &i.field
                 && !p.starts_with('/')
             {
-                at(span, format!("idempotency.field `{p}` must be a JSON pointer, e.g. `/document_no`"));
+                at(
+                    span,
+                    format!("idempotency.field `{p}` must be a JSON pointer, e.g. `/document_no`"),
+                );
             }
             Idempotency {
                 header: i.header,
@@ -384,7 +414,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
 
     let mut pred_errs = Vec::new();
     let success = f.success.map_or(
-        Predicate::Status(vec![StatusRange { low: 200, high: 299 }]),
+        Predicate::Status(vec![StatusRange {
+            low: 200,
+            high: 299,
+        }]),
         |p| predicate::compile(p, &mut pred_errs),
     );
     let duplicate = f.duplicate.map(|p| predicate::compile(p, &mut pred_errs));
@@ -399,7 +432,12 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             return Some(Locator::Header(h.trim().to_owned()));
         }
         if !s.starts_with('/') {
-            at(span, format!("{what} `{s}` must be a JSON pointer (`/data/voucher_no`), an XML path (`//item/@dsc`) or `header:Name`"));
+            at(
+                span,
+                format!(
+                    "{what} `{s}` must be a JSON pointer (`/data/voucher_no`), an XML path (`//item/@dsc`) or `header:Name`"
+                ),
+            );
             return None;
         }
         // Read as a JSON pointer in JSON answers and as an XML path in XML ones (both_ways).
@@ -423,7 +461,13 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
         if r.get_ref().starts_with('/') {
             redact.push(r.into_inner());
         } else {
-            at(r.span(), format!("redact entry `{}` must be a JSON pointer, e.g. `/payee/bank_account`", r.get_ref()));
+            at(
+                r.span(),
+                format!(
+                    "redact entry `{}` must be a JSON pointer, e.g. `/payee/bank_account`",
+                    r.get_ref()
+                ),
+            );
         }
     }
 
@@ -437,14 +481,21 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             let span = r.span();
             let r = r.into_inner();
             if r.schedule_secs.is_empty() || r.schedule_secs.contains(&0) {
-                at(span.clone(), "retry.schedule_secs must list delays above 0 s (broker retry tiers)".into());
+                at(
+                    span.clone(),
+                    "retry.schedule_secs must list delays above 0 s (broker retry tiers)".into(),
+                );
             }
             let max_attempts = r.max_attempts.unwrap_or(r.schedule_secs.len() as u32 + 1);
             if max_attempts == 0 {
                 at(span.clone(), "retry.max_attempts must be at least 1".into());
             }
             RetrySpec {
-                schedule: r.schedule_secs.into_iter().map(Duration::from_secs).collect(),
+                schedule: r
+                    .schedule_secs
+                    .into_iter()
+                    .map(Duration::from_secs)
+                    .collect(),
                 max_attempts,
                 position: crate::catalog::position(text, span.start),
             }
@@ -457,7 +508,10 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             let span = c.span();
             let c = c.into_inner();
             if c.failures == 0 || c.cool_down_secs == 0 {
-                at(span, "circuit.failures and circuit.cool_down_secs must be above 0".into());
+                at(
+                    span,
+                    "circuit.failures and circuit.cool_down_secs must be above 0".into(),
+                );
             }
             CircuitConfig {
                 failures: c.failures,
@@ -465,7 +519,9 @@ pub fn parse(file: &Path, text: &str, default_name: &str) -> Result<ConnectorSpe
             }
         }
     };
-    let record_body_limit = f.record.map_or(DEFAULT_RECORD_BODY_LIMIT, |r| r.body_limit_bytes);
+    let record_body_limit = f
+        .record
+        .map_or(DEFAULT_RECORD_BODY_LIMIT, |r| r.body_limit_bytes);
 
     if !errs.is_empty() {
         return Err(errs

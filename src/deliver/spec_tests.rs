@@ -18,8 +18,15 @@ fn the_shipped_finance_connector_parses() {
     assert_eq!(spec.idempotency.field.as_deref(), Some("/document_no"));
     assert_eq!(spec.concurrency, 8);
     assert_eq!(spec.timeouts.total, Duration::from_secs(10));
-    assert!(matches!(spec.auth, AuthSpec::Oauth2ClientCredentials { .. }));
-    assert!(spec.capture.iter().any(|(n, l)| n == "voucher_no" && *l == Locator::Pointer("/data/voucher_no".into())));
+    assert!(matches!(
+        spec.auth,
+        AuthSpec::Oauth2ClientCredentials { .. }
+    ));
+    assert!(
+        spec.capture
+            .iter()
+            .any(|(n, l)| n == "voucher_no" && *l == Locator::Pointer("/data/voucher_no".into()))
+    );
     assert_eq!(spec.retry.max_attempts, 8);
     assert!(check_retry_tiers(&[spec], &[5, 30, 120, 600, 3600]).is_empty());
 }
@@ -32,7 +39,13 @@ fn a_minimal_connector_gets_safe_defaults() {
     assert_eq!(spec.body, BodySpec::json());
     assert_eq!(spec.auth, AuthSpec::None);
     assert_eq!(spec.concurrency, DEFAULT_CONCURRENCY);
-    assert_eq!(spec.answers.success, Predicate::Status(vec![StatusRange { low: 200, high: 299 }]));
+    assert_eq!(
+        spec.answers.success,
+        Predicate::Status(vec![StatusRange {
+            low: 200,
+            high: 299
+        }])
+    );
     assert!(!spec.dry_run);
     assert_eq!(spec.retry.delay_after(1), Some(Duration::from_secs(5)));
     assert_eq!(spec.retry.delay_after(5), Some(Duration::from_secs(3600)));
@@ -62,7 +75,11 @@ voucher_id = "//item/@u8voucher_id"
     .unwrap();
     assert_eq!(spec.body.encoding, Encoding::Xml);
     assert_eq!(spec.body.attributes[0], ("billtype".into(), "gl".into()));
-    assert!(spec.capture.iter().any(|(n, l)| n == "voucher_id" && matches!(l, Locator::Xml(_))));
+    assert!(
+        spec.capture
+            .iter()
+            .any(|(n, l)| n == "voucher_id" && matches!(l, Locator::Xml(_)))
+    );
 }
 
 #[test]
@@ -104,18 +121,31 @@ schedule_secs = []
 
 #[test]
 fn unknown_keys_and_kinds_are_refused_with_a_position() {
-    let e = parse_str("kind = \"http\"\nurl = \"https://x.example\"\ntimeout_ms = 5\n").unwrap_err();
-    assert!(e[0].starts_with("connectors/t.toml:3:1: unknown field `timeout_ms`"), "{e:?}");
+    let e =
+        parse_str("kind = \"http\"\nurl = \"https://x.example\"\ntimeout_ms = 5\n").unwrap_err();
+    assert!(
+        e[0].starts_with("connectors/t.toml:3:1: unknown field `timeout_ms`"),
+        "{e:?}"
+    );
     let e = parse_str("kind = \"soap\"\nurl = \"https://x.example\"\n").unwrap_err();
-    assert!(e[0].contains("1:8: unknown variant `soap`, expected `http`"), "{e:?}");
+    assert!(
+        e[0].contains("1:8: unknown variant `soap`, expected `http`"),
+        "{e:?}"
+    );
     let e = parse_str("kind = \"http\"\nurl = \"https://x.example\"\n[auth]\nkind = \"basic\"\nusername = \"u\"\npassword = \"env:P\"\npasword = \"x\"\n").unwrap_err();
     assert!(e[0].contains("unknown field `pasword`"), "{e:?}");
 }
 
 #[test]
 fn retry_delays_must_be_broker_tiers() {
-    let spec = parse_str("kind = \"http\"\nurl = \"https://x.example\"\n\n[retry]\nschedule_secs = [5, 45]\n").unwrap();
+    let spec = parse_str(
+        "kind = \"http\"\nurl = \"https://x.example\"\n\n[retry]\nschedule_secs = [5, 45]\n",
+    )
+    .unwrap();
     let d = check_retry_tiers(&[spec], &[5, 30, 120]);
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].to_string(), "connectors/t.toml:4:1: retry delay 45 s is not a broker retry tier (broker.retry_tiers_secs = [5, 30, 120]); use one of those or add the tier");
+    assert_eq!(
+        d[0].to_string(),
+        "connectors/t.toml:4:1: retry delay 45 s is not a broker retry tier (broker.retry_tiers_secs = [5, 30, 120]); use one of those or add the tier"
+    );
 }

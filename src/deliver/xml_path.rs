@@ -6,8 +6,8 @@
 //! name, so `soap:Envelope` matches `Envelope`. Owns parsing and evaluating such paths; must not
 //! do anything else with XML (building requests is `encode`).
 
-use quick_xml::{Reader, XmlVersion};
 use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
 
 /// A parsed XML path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,10 @@ impl XmlPath {
         if attribute.as_deref() == Some("") {
             return Err(format!("XML path `{text}` names no attribute after `@`"));
         }
-        if let Some(bad) = steps.iter().find(|s| s.contains(['@', '[', ']', '*', '(', ' '])) {
+        if let Some(bad) = steps
+            .iter()
+            .find(|s| s.contains(['@', '[', ']', '*', '(', ' ']))
+        {
             return Err(format!(
                 "XML path step `{bad}` is not supported: use element names, `//` only at the start and `@attr` only at the end"
             ));
@@ -60,7 +63,8 @@ impl XmlPath {
 
     fn matches(&self, stack: &[String]) -> bool {
         if self.anywhere {
-            stack.len() >= self.steps.len() && stack[stack.len() - self.steps.len()..] == self.steps[..]
+            stack.len() >= self.steps.len()
+                && stack[stack.len() - self.steps.len()..] == self.steps[..]
         } else {
             stack == self.steps.as_slice()
         }
@@ -181,11 +185,20 @@ mod tests {
     fn attributes_and_text_anywhere_and_from_the_root() {
         let p = |s: &str| XmlPath::parse(s).unwrap();
         assert_eq!(p("//item/@succeed").find(U8).as_deref(), Some("0"));
-        assert_eq!(p("/ufinterface/item/@dsc").find(U8).as_deref(), Some("凭证已成功保存"));
-        assert_eq!(p("/ufinterface/@roottag").find(U8).as_deref(), Some("return"));
+        assert_eq!(
+            p("/ufinterface/item/@dsc").find(U8).as_deref(),
+            Some("凭证已成功保存")
+        );
+        assert_eq!(
+            p("/ufinterface/@roottag").find(U8).as_deref(),
+            Some("return")
+        );
         assert_eq!(p("/item/@succeed").find(U8), None);
         assert_eq!(p("//sendresult/resultcode").find(NC).as_deref(), Some("1"));
-        assert_eq!(p("//resultdescription").find(NC).as_deref(), Some("单据 <1> 成功"));
+        assert_eq!(
+            p("//resultdescription").find(NC).as_deref(),
+            Some("单据 <1> 成功")
+        );
         assert_eq!(p("//billpk").find(NC).as_deref(), Some(""));
         assert_eq!(p("//missing").find(NC), None);
     }

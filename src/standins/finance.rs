@@ -147,7 +147,9 @@ impl FinanceStandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the finance stand-in to 127.0.0.1");
-        let addr = listener.local_addr().expect("local address of the finance stand-in");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the finance stand-in");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async {
@@ -213,11 +215,10 @@ impl FinanceStandIn {
     /// Answers HTTP 200 with this business error code and message for `document_no`
     /// (nothing is committed), like targets that report failure in the body.
     pub fn refuse_with_code(&self, document_no: &str, code: &str, message: &str) {
-        self.lock()
-            .0
-            .faults
-            .refuse_with_code
-            .insert(document_no.to_owned(), (code.to_owned(), message.to_owned()));
+        self.lock().0.faults.refuse_with_code.insert(
+            document_no.to_owned(),
+            (code.to_owned(), message.to_owned()),
+        );
     }
 
     /// Stops refusing any document with a code (the operator fixed the cause at the target).
@@ -329,7 +330,10 @@ fn validate(doc: &Value) -> Result<String, String> {
         .filter(|s| !s.trim().is_empty())
         .ok_or("document_no is required (单据编号不能为空)")?;
     if let Some(lines) = doc.get("lines") {
-        let lines = lines.as_array().filter(|l| !l.is_empty()).ok_or("lines must be a non-empty array")?;
+        let lines = lines
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .ok_or("lines must be a non-empty array")?;
         let (mut debit, mut credit) = (Decimal::ZERO, Decimal::ZERO);
         for (i, l) in lines.iter().enumerate() {
             let d = amount(l.get("debit")).ok_or(format!("lines[{i}].debit is not an amount"))?;
@@ -363,7 +367,14 @@ async fn create_voucher(State(state): State<Shared>, headers: HeaderMap, body: B
             *c += 1;
             *c
         });
-        let (outcome, response, delay) = decide(st, tokens.as_ref(), &headers, doc.as_ref(), key.as_deref(), n);
+        let (outcome, response, delay) = decide(
+            st,
+            tokens.as_ref(),
+            &headers,
+            doc.as_ref(),
+            key.as_deref(),
+            n,
+        );
         st.requests.push(ReceivedRequest {
             document_no,
             idempotency_key: key,
@@ -388,18 +399,28 @@ fn decide(
     let f = &st.faults;
     if f.outage {
         let page = "<html><head><title>503 Service Temporarily Unavailable</title></head><body><center><h1>503 Service Temporarily Unavailable</h1></center><hr><center>nginx</center></body></html>";
-        let r = (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "text/html")], page).into_response();
+        let r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            page,
+        )
+            .into_response();
         return (Outcome::Outage, r, None);
     }
     if let Some(t) = tokens {
-        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if let Err(p) = t.check(auth) {
             let message = match p {
                 TokenProblem::Missing => "missing bearer token",
                 TokenProblem::Unknown => "invalid access token",
                 TokenProblem::Expired => "access token expired",
             };
-            let mut r = answer(StatusCode::UNAUTHORIZED, json!({"code": "UNAUTHORIZED", "message": message}));
+            let mut r = answer(
+                StatusCode::UNAUTHORIZED,
+                json!({"code": "UNAUTHORIZED", "message": message}),
+            );
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -408,30 +429,45 @@ fn decide(
         }
     }
     let Some(doc) = doc else {
-        let r = answer(StatusCode::BAD_REQUEST, json!({"code": "BAD_REQUEST", "message": "body is not JSON"}));
+        let r = answer(
+            StatusCode::BAD_REQUEST,
+            json!({"code": "BAD_REQUEST", "message": "body is not JSON"}),
+        );
         return (Outcome::Invalid, r, None);
     };
     let document_no = match validate(doc) {
         Ok(no) => no,
         Err(m) => {
-            let r = answer(StatusCode::UNPROCESSABLE_ENTITY, json!({"code": "VALIDATION", "message": m}));
+            let r = answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"code": "VALIDATION", "message": m}),
+            );
             return (Outcome::Invalid, r, None);
         }
     };
     let seed = f.seed;
     if hits(f.rate_limited_percent, seed, "429", &document_no, n) {
-        let mut r = answer(StatusCode::TOO_MANY_REQUESTS, json!({"code": "RATE_LIMITED", "message": "too many requests"}));
+        let mut r = answer(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"code": "RATE_LIMITED", "message": "too many requests"}),
+        );
         if let Ok(v) = header::HeaderValue::from_str(&f.retry_after) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
         return (Outcome::RateLimited, r, None);
     }
     if hits(f.server_error_percent, seed, "500", &document_no, n) {
-        let r = answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"code": "INTERNAL", "message": "internal error"}));
+        let r = answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"code": "INTERNAL", "message": "internal error"}),
+        );
         return (Outcome::ServerError, r, None);
     }
     if let Some((code, message)) = f.refuse_with_code.get(&document_no) {
-        let r = answer(StatusCode::OK, json!({"code": code, "message": message, "data": null}));
+        let r = answer(
+            StatusCode::OK,
+            json!({"code": code, "message": message, "data": null}),
+        );
         return (Outcome::RefusedWithCode, r, None);
     }
     let existing = key
@@ -448,11 +484,18 @@ fn decide(
         );
         return (Outcome::Duplicate, r, None);
     }
-    let then_500 = hits(f.commit_then_500_percent, seed, "commit-500", &document_no, n);
+    let then_500 = hits(
+        f.commit_then_500_percent,
+        seed,
+        "commit-500",
+        &document_no,
+        n,
+    );
     let slow = hits(f.slow_percent, seed, "slow", &document_no, n).then_some(f.slow_delay);
     let voucher_id = st.vouchers.len() as u64 + 1;
     let voucher_no = format!("JZ-{voucher_id:06}");
-    st.by_document.insert(document_no.clone(), st.vouchers.len());
+    st.by_document
+        .insert(document_no.clone(), st.vouchers.len());
     if let Some(k) = key {
         st.by_key.insert(k.to_owned(), st.vouchers.len());
     }
@@ -464,7 +507,10 @@ fn decide(
         document: doc.clone(),
     });
     if then_500 {
-        let r = answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"code": "INTERNAL", "message": "internal error"}));
+        let r = answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"code": "INTERNAL", "message": "internal error"}),
+        );
         return (Outcome::CommittedThen500, r, None);
     }
     let r = answer(
@@ -487,7 +533,10 @@ mod tests {
             .filter(|i| hits(10, 7, "500", &format!("EXP-{i}"), 1))
             .count();
         assert!((60..=140).contains(&hit), "{hit}");
-        assert_eq!(hits(10, 7, "500", "EXP-1", 1), hits(10, 7, "500", "EXP-1", 1));
+        assert_eq!(
+            hits(10, 7, "500", "EXP-1", 1),
+            hits(10, 7, "500", "EXP-1", 1)
+        );
         assert!(!hits(0, 7, "500", "EXP-1", 1));
         assert!(hits(100, 7, "500", "EXP-1", 1));
     }
@@ -498,6 +547,10 @@ mod tests {
         assert_eq!(validate(&ok), Ok("EXP-1".into()));
         let off = json!({"document_no": "EXP-1", "lines": [{"debit": "1280.50", "credit": "0"}, {"debit": "0", "credit": "1280.49"}]});
         assert!(validate(&off).unwrap_err().contains("借贷不平衡"));
-        assert!(validate(&json!({"lines": []})).unwrap_err().contains("document_no"));
+        assert!(
+            validate(&json!({"lines": []}))
+                .unwrap_err()
+                .contains("document_no")
+        );
     }
 }

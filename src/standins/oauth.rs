@@ -101,7 +101,9 @@ impl OAuthStandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the OAuth stand-in to 127.0.0.1");
-        let addr = listener.local_addr().expect("local address of the OAuth stand-in");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the OAuth stand-in");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async {
@@ -200,24 +202,44 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())));
-    let creds = from_basic.or_else(|| Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone())));
+    let creds = from_basic.or_else(|| {
+        Some((
+            form.get("client_id")?.clone(),
+            form.get("client_secret")?.clone(),
+        ))
+    });
     let known = creds
         .as_ref()
         .is_some_and(|(id, secret)| st.clients.get(id) == Some(secret));
     if !known {
         st.refused += 1;
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         st.refused += 1;
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only client_credentials is supported",
+        );
     }
     st.counter += 1;
-    let access_token = format!("at-{}-{}", st.counter, hex::encode(rand::random::<[u8; 12]>()));
+    let access_token = format!(
+        "at-{}-{}",
+        st.counter,
+        hex::encode(rand::random::<[u8; 12]>())
+    );
     let ttl = st.ttl_secs;
-    st.issued
-        .insert(access_token.clone(), Instant::now() + Duration::from_secs(ttl));
-    let mut answer = json!({"access_token": access_token, "token_type": "Bearer", "expires_in": ttl});
+    st.issued.insert(
+        access_token.clone(),
+        Instant::now() + Duration::from_secs(ttl),
+    );
+    let mut answer =
+        json!({"access_token": access_token, "token_type": "Bearer", "expires_in": ttl});
     if let Some(scope) = form.get("scope") {
         answer["scope"] = json!(scope);
     }

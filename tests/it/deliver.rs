@@ -23,8 +23,16 @@ impl Target {
         oauth.add_client("wecom-bridge", CLIENT_SECRET);
         let finance = FinanceStandIn::start(Some(oauth.authority())).await;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("client_secret"), format!("{CLIENT_SECRET}\n")).unwrap();
-        Target { oauth, finance, dir }
+        std::fs::write(
+            dir.path().join("client_secret"),
+            format!("{CLIENT_SECRET}\n"),
+        )
+        .unwrap();
+        Target {
+            oauth,
+            finance,
+            dir,
+        }
     }
 
     /// The shipped `connectors/finance.toml`, pointed at the stand-ins, with `edits`
@@ -34,7 +42,10 @@ impl Target {
         let mut text = std::fs::read_to_string(&shipped).unwrap();
         let secret = format!("file:{}", self.dir.path().join("client_secret").display());
         for (from, to) in [
-            ("env:FINANCE_VOUCHER_URL", self.finance.vouchers_url().as_str()),
+            (
+                "env:FINANCE_VOUCHER_URL",
+                self.finance.vouchers_url().as_str(),
+            ),
             ("env:FINANCE_TOKEN_URL", self.oauth.token_url().as_str()),
             ("env:FINANCE_CLIENT_SECRET", secret.as_str()),
         ]
@@ -90,9 +101,17 @@ async fn delivers_once_captures_the_voucher_number_and_reuses_the_token() {
     assert_eq!(b.verdict, Verdict::Delivered);
     let vouchers = t.finance.vouchers();
     assert_eq!(vouchers.len(), 2);
-    assert_eq!(vouchers[0].document["lines"][0]["debit"], json!("1280.50"), "amounts arrive exact");
+    assert_eq!(
+        vouchers[0].document["lines"][0]["debit"],
+        json!("1280.50"),
+        "amounts arrive exact"
+    );
     assert_eq!(vouchers[0].idempotency_key.as_deref(), Some("job_1"));
-    assert_eq!(t.oauth.token_requests(), 1, "the token is cached until it expires");
+    assert_eq!(
+        t.oauth.token_requests(),
+        1,
+        "the token is cached until it expires"
+    );
     t.stop().await;
 }
 
@@ -100,10 +119,17 @@ async fn delivers_once_captures_the_voucher_number_and_reuses_the_token() {
 async fn a_document_already_booked_is_a_duplicate_by_key_or_by_document_number() {
     let t = Target::start().await;
     let c = t.connector(&[]);
-    assert_eq!(send(&c, &voucher("EXP-SP010"), "job_a").await.verdict, Verdict::Delivered);
+    assert_eq!(
+        send(&c, &voucher("EXP-SP010"), "job_a").await.verdict,
+        Verdict::Delivered
+    );
     let same_key = send(&c, &voucher("EXP-SP010"), "job_a").await;
     assert_eq!(same_key.verdict, Verdict::Duplicate);
-    assert_eq!(same_key.captured["voucher_no"], json!("JZ-000001"), "the duplicate answer names the voucher");
+    assert_eq!(
+        same_key.captured["voucher_no"],
+        json!("JZ-000001"),
+        "the duplicate answer names the voucher"
+    );
     let other_key = send(&c, &voucher("EXP-SP010"), "job_other").await;
     assert_eq!(other_key.verdict, Verdict::Duplicate);
     assert_eq!(t.finance.voucher_count(), 1);
@@ -117,13 +143,20 @@ async fn server_errors_and_a_lost_reply_are_retryable_and_the_retry_is_a_duplica
     let c = t.connector(&[]);
     t.finance.set_server_error_percent(100);
     let a = send(&c, &voucher("EXP-SP020"), "job_20").await;
-    assert!(matches!(&a.verdict, Verdict::Retryable { reason, .. } if reason.starts_with("HTTP 500")), "{a:?}");
+    assert!(
+        matches!(&a.verdict, Verdict::Retryable { reason, .. } if reason.starts_with("HTTP 500")),
+        "{a:?}"
+    );
     assert_eq!(t.finance.voucher_count(), 0);
     t.finance.set_server_error_percent(0);
     t.finance.set_commit_then_500_percent(100);
     let b = send(&c, &voucher("EXP-SP020"), "job_20").await;
     assert!(matches!(b.verdict, Verdict::Retryable { .. }), "{b:?}");
-    assert_eq!(t.finance.voucher_count(), 1, "committed, then the reply was lost");
+    assert_eq!(
+        t.finance.voucher_count(),
+        1,
+        "committed, then the reply was lost"
+    );
     t.finance.set_commit_then_500_percent(0);
     let c2 = send(&c, &voucher("EXP-SP020"), "job_20").await;
     assert_eq!(c2.verdict, Verdict::Duplicate);
@@ -141,28 +174,44 @@ async fn rate_limited_answers_are_retryable_after_the_targets_wait() {
     match &a.verdict {
         Verdict::Retryable { after, reason } => {
             assert_eq!(*after, Some(Duration::from_secs(7)));
-            assert!(reason.contains("429") && reason.contains("RATE_LIMITED"), "{reason}");
+            assert!(
+                reason.contains("429") && reason.contains("RATE_LIMITED"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
     let next = wecom_bridge::deliver::http::next_delay(c.spec(), &a.verdict, 1);
-    assert_eq!(next, Some(Duration::from_secs(7)), "Retry-After beats the shorter 5 s tier");
+    assert_eq!(
+        next,
+        Some(Duration::from_secs(7)),
+        "Retry-After beats the shorter 5 s tier"
+    );
     t.stop().await;
 }
 
 #[tokio::test]
 async fn no_answer_within_the_timeout_is_retryable_and_the_retry_is_a_duplicate() {
     let t = Target::start().await;
-    let c = t.connector(&[("total_ms = 10000", "total_ms = 300"), ("connect_ms = 2000", "connect_ms = 300")]);
-    t.finance.set_slow(100, Duration::from_secs(5));
+    let c = t.connector(&[
+        ("total_ms = 10000", "total_ms = 300"),
+        ("connect_ms = 2000", "connect_ms = 300"),
+    ]);
+    t.finance.set_slow(100, Duration::from_secs(2));
     let a = send(&c, &voucher("EXP-SP040"), "job_40").await;
     assert_eq!(
         a.verdict,
-        Verdict::Retryable { after: None, reason: "no answer within 300 ms (timeout)".into() }
+        Verdict::Retryable {
+            after: None,
+            reason: "no answer within 300 ms (timeout)".into()
+        }
     );
     assert!(a.response.is_none());
     t.finance.set_slow(0, Duration::ZERO);
-    assert_eq!(send(&c, &voucher("EXP-SP040"), "job_40").await.verdict, Verdict::Duplicate);
+    assert_eq!(
+        send(&c, &voucher("EXP-SP040"), "job_40").await.verdict,
+        Verdict::Duplicate
+    );
     assert_eq!(t.finance.vouchers_for("EXP-SP040"), 1);
     t.stop().await;
 }
@@ -171,15 +220,21 @@ async fn no_answer_within_the_timeout_is_retryable_and_the_retry_is_a_duplicate(
 async fn two_hundred_with_an_error_code_is_permanent_with_the_targets_message() {
     let t = Target::start().await;
     let c = t.connector(&[]);
-    t.finance.refuse_with_code("EXP-SP050", "E1001", "科目 6602 已停用");
+    t.finance
+        .refuse_with_code("EXP-SP050", "E1001", "科目 6602 已停用");
     let a = send(&c, &voucher("EXP-SP050"), "job_50").await;
     assert_eq!(
         a.verdict,
-        Verdict::Permanent { reason: "HTTP 200, the success condition does not hold: E1001; 科目 6602 已停用".into() }
+        Verdict::Permanent {
+            reason: "HTTP 200, the success condition does not hold: E1001; 科目 6602 已停用".into()
+        }
     );
     assert!(a.captured.is_empty());
     t.finance.accept_all_documents();
-    assert_eq!(send(&c, &voucher("EXP-SP050"), "job_50").await.verdict, Verdict::Delivered);
+    assert_eq!(
+        send(&c, &voucher("EXP-SP050"), "job_50").await.verdict,
+        Verdict::Delivered
+    );
     t.stop().await;
 }
 
@@ -222,8 +277,14 @@ async fn credentials_the_token_endpoint_refuses_are_permanent() {
     std::fs::write(t.dir.path().join("client_secret"), "wrong-secret").unwrap();
     let c = t.connector(&[]);
     let a = send(&c, &voucher("EXP-SP090"), "job_90").await;
-    assert!(matches!(&a.verdict, Verdict::Permanent { reason } if reason.contains("invalid_client")), "{a:?}");
-    assert!(t.finance.requests().is_empty(), "nothing reached the target");
+    assert!(
+        matches!(&a.verdict, Verdict::Permanent { reason } if reason.contains("invalid_client")),
+        "{a:?}"
+    );
+    assert!(
+        t.finance.requests().is_empty(),
+        "nothing reached the target"
+    );
     t.stop().await;
 }
 
@@ -235,12 +296,32 @@ async fn secrets_and_redacted_fields_never_reach_the_record() {
         let a = send(&c, &voucher(&format!("EXP-SP10{i}")), "job_100").await;
         let recorded = serde_json::to_string(&a).unwrap();
         assert!(!recorded.contains(CLIENT_SECRET), "{recorded}");
-        assert!(!recorded.contains("Bearer at-") && !recorded.contains("\"at-"), "{recorded}");
-        assert!(!recorded.contains("6222020200112233445"), "configured field: {recorded}");
-        let auth = a.request.headers.iter().find(|(n, _)| n == "Authorization").unwrap();
+        assert!(
+            !recorded.contains("Bearer at-") && !recorded.contains("\"at-"),
+            "{recorded}"
+        );
+        assert!(
+            !recorded.contains("6222020200112233445"),
+            "configured field: {recorded}"
+        );
+        let auth = a
+            .request
+            .headers
+            .iter()
+            .find(|(n, _)| n == "Authorization")
+            .unwrap();
         assert_eq!(auth.1, "***");
-        assert!(a.request.body.contains("\"bank_account\":\"***\""), "{}", a.request.body);
-        assert!(a.request.headers.iter().any(|(n, v)| n == "Idempotency-Key" && v == "job_100"));
+        assert!(
+            a.request.body.contains("\"bank_account\":\"***\""),
+            "{}",
+            a.request.body
+        );
+        assert!(
+            a.request
+                .headers
+                .iter()
+                .any(|(n, v)| n == "Idempotency-Key" && v == "job_100")
+        );
     }
     // An API key in the query is masked in the recorded URL.
     let plain = FinanceStandIn::start(None).await;
@@ -254,7 +335,11 @@ async fn secrets_and_redacted_fields_never_reach_the_record() {
     let c = Connector::build(spec).unwrap();
     let a = send(&c, &voucher("EXP-SP110"), "job_110").await;
     assert_eq!(a.verdict, Verdict::Delivered);
-    assert!(a.request.url.ends_with("/api/v1/vouchers?api_key=***"), "{}", a.request.url);
+    assert!(
+        a.request.url.ends_with("/api/v1/vouchers?api_key=***"),
+        "{}",
+        a.request.url
+    );
     assert!(!serde_json::to_string(&a).unwrap().contains("ak-0123456789"));
     plain.stop().await;
     t.stop().await;
@@ -271,7 +356,10 @@ async fn an_outage_is_retryable_and_a_closed_port_too() {
         "{a:?}"
     );
     t.finance.set_outage(false);
-    assert_eq!(send(&c, &voucher("EXP-SP120"), "job_120").await.verdict, Verdict::Delivered);
+    assert_eq!(
+        send(&c, &voucher("EXP-SP120"), "job_120").await.verdict,
+        Verdict::Delivered
+    );
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -282,8 +370,16 @@ async fn an_outage_is_retryable_and_a_closed_port_too() {
         "down",
     )
     .unwrap();
-    let a = send(&Connector::build(spec).unwrap(), &voucher("EXP-SP121"), "job_121").await;
-    assert!(matches!(&a.verdict, Verdict::Retryable { reason, .. } if reason.starts_with("cannot connect")), "{a:?}");
+    let a = send(
+        &Connector::build(spec).unwrap(),
+        &voucher("EXP-SP121"),
+        "job_121",
+    )
+    .await;
+    assert!(
+        matches!(&a.verdict, Verdict::Retryable { reason, .. } if reason.starts_with("cannot connect")),
+        "{a:?}"
+    );
     t.stop().await;
 }
 
@@ -293,14 +389,24 @@ async fn pilot_mode_and_a_document_without_its_business_key_send_nothing() {
     let pilot = t.connector(&[("method = \"POST\"", "method = \"POST\"\ndry_run = true")]);
     let a = send(&pilot, &voucher("EXP-SP130"), "job_130").await;
     assert_eq!(a.verdict, Verdict::DryRun);
-    assert!(a.request.body.contains("EXP-SP130"), "the record shows what would have been sent");
+    assert!(
+        a.request.body.contains("EXP-SP130"),
+        "the record shows what would have been sent"
+    );
     let live = t.connector(&[]);
     let mut doc = voucher("EXP-SP131");
     doc.as_object_mut().unwrap().remove("document_no");
     let b = live
-        .send(&Outgoing { document: &doc, idempotency_key: "job_131", business_key: "EXP-SP131" })
+        .send(&Outgoing {
+            document: &doc,
+            idempotency_key: "job_131",
+            business_key: "EXP-SP131",
+        })
         .await;
-    assert!(matches!(&b.verdict, Verdict::Permanent { reason } if reason.contains("`/document_no`")), "{b:?}");
+    assert!(
+        matches!(&b.verdict, Verdict::Permanent { reason } if reason.contains("`/document_no`")),
+        "{b:?}"
+    );
     assert!(t.finance.requests().is_empty());
     t.stop().await;
 }
