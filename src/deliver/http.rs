@@ -91,12 +91,9 @@ impl Connector {
     /// Resolves the secrets of `spec` and builds its HTTP client.
     pub fn build(spec: ConnectorSpec) -> Result<Connector, BuildError> {
         let name = spec.name.clone();
-        let raw_url = spec.url.resolve().map_err(|e| BuildError::Secret {
+        let raw_url = spec.url.resolve().map_err(|e| BuildError::Url {
             connector: name.clone(),
-            source: ResolveError {
-                field: "url",
-                detail: e.to_string(),
-            },
+            detail: format!("cannot be read: {e}"),
         })?;
         let url = url::Url::parse(raw_url.expose().trim()).map_err(|e| BuildError::Url {
             connector: name.clone(),

@@ -131,3 +131,63 @@ pub struct RecordedResponse {
     /// Whether the body was cut at the cap.
     pub body_truncated: bool,
 }
+
+/// Builds every connector of the catalog (resolving their secrets), keyed by name. Returns
+/// every failure at once, so an operator fixes all missing secrets in one pass.
+pub fn build_all(
+    specs: &[ConnectorSpec],
+) -> Result<BTreeMap<String, std::sync::Arc<Connector>>, Vec<BuildError>> {
+    let mut built = BTreeMap::new();
+    let mut errors = Vec::new();
+    for spec in specs {
+        match Connector::build(spec.clone()) {
+            Ok(c) => {
+                built.insert(spec.name.clone(), std::sync::Arc::new(c));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(built)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn building_reports_every_missing_secret_by_name_and_never_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("present");
+        std::fs::write(&present, "pw-value-1234\n").unwrap();
+        let missing = dir.path().join("missing");
+        let specs: Vec<ConnectorSpec> = [
+            ("ok", format!("kind = \"http\"\nurl = \"http://t.example/a\"\n[auth]\nkind = \"basic\"\nusername = \"u\"\npassword = \"file:{}\"\n", present.display())),
+            ("nosecret", format!("kind = \"http\"\nurl = \"http://t.example/b\"\n[auth]\nkind = \"bearer\"\ntoken = \"file:{}\"\n", missing.display())),
+            ("nourl", format!("kind = \"http\"\nurl = \"file:{}\"\n", missing.display())),
+        ]
+        .iter()
+        .map(|(name, text)| spec::parse(Path::new(name), text, name).unwrap())
+        .collect();
+        let errors = build_all(&specs).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text[0].starts_with(
+                "connector `nosecret`: auth.token: secret could not be read: cannot read"
+            ),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("connector `nourl`: url cannot be read:"),
+            "{text:?}"
+        );
+        let ok = build_all(&specs[..1]).unwrap();
+        assert!(!format!("{:?}", ok["ok"]).contains("pw-value-1234"));
+    }
+}
