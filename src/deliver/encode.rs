@@ -384,4 +384,19 @@ mod tests {
             serde_json::to_vec(&doc).unwrap()
         );
     }
+
+    proptest::proptest! {
+        /// Whatever text the document holds, the XML written reads back to the same text
+        /// (escaping is right), element by element.
+        #[test]
+        fn prop_xml_text_reads_back(values in proptest::collection::btree_map("[a-z][a-z0-9_]{0,8}", "[^\\x00-\\x1f\\x7f]{0,24}", 1..6)) {
+            let doc = Value::Object(values.iter().map(|(k, v)| (k.clone(), json!(v))).collect());
+            let written = xml(&xml_spec(), doc);
+            for (k, v) in &values {
+                let p = super::super::xml_path::XmlPath::parse(&format!("/ufinterface/{k}")).unwrap();
+                let found = p.find(&written);
+                proptest::prop_assert_eq!(found.as_deref(), Some(v.as_str()), "{}", written);
+            }
+        }
+    }
 }

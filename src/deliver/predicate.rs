@@ -544,4 +544,20 @@ mod tests {
         let unknown = parse("p = { pointr = \"/a\", eq = 1 }").unwrap_err();
         assert!(unknown[0].contains("unknown field `pointr`"), "{unknown:?}");
     }
+
+    proptest::proptest! {
+        /// Coercion is symmetric, and a number equals its own text.
+        #[test]
+        fn prop_coercion_is_symmetric(n in proptest::num::i64::ANY, m in proptest::num::i64::ANY, s in "[0-9a-z.]{0,6}") {
+            let texts = [json!(n), json!(n.to_string()), json!(m), json!(s), json!(true), json!("TRUE")];
+            for a in &texts {
+                for b in &texts {
+                    proptest::prop_assert_eq!(coerced_eq(a, b), coerced_eq(b, a), "{} vs {}", a, b);
+                }
+            }
+            proptest::prop_assert!(coerced_eq(&json!(n), &json!(n.to_string())));
+            let with_cents = format!("{n}.00");
+            proptest::prop_assert!(coerced_eq(&json!(with_cents), &json!(n)));
+        }
+    }
 }
