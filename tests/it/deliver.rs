@@ -410,3 +410,79 @@ async fn pilot_mode_and_a_document_without_its_business_key_send_nothing() {
     assert!(t.finance.requests().is_empty());
     t.stop().await;
 }
+
+/// What a plain echo target received.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String, Vec<u8>)>>>;
+
+/// A target that records each request (headers, path and query, body) and answers 200 `{}`.
+async fn echo_target() -> (String, Received) {
+    let seen: Received = Default::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/signed/{*rest}",
+        axum::routing::post(
+            move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let kept = kept.clone();
+                async move {
+                    kept.lock()
+                        .unwrap()
+                        .push((headers, uri.to_string(), body.to_vec()));
+                    "{}"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn hmac_signatures_cover_the_request_as_sent_and_stay_out_of_the_record() {
+    use sha2::Digest as _;
+    let (base, seen) = echo_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "hmac-signing-key-42").unwrap();
+    let text = format!(
+        r#"kind = "http"
+url = "{base}/signed/v1/vouchers?tenant=t1"
+[auth]
+kind = "hmac_sha256"
+secret = "file:{}"
+key_id = "bridge-1"
+canonical = "{{method}}\n{{path}}\n{{query}}\n{{timestamp}}\n{{nonce}}\n{{body_sha256}}"
+encoding = "base64"
+signature_prefix = "HMAC-SHA256 "
+"#,
+        dir.path().join("key").display()
+    );
+    let spec = spec::parse(Path::new("connectors/signed.toml"), &text, "signed").unwrap();
+    let c = Connector::build(spec).unwrap();
+    let a = send(&c, &voucher("EXP-SP140"), "job_140").await;
+    assert_eq!(a.verdict, Verdict::Delivered, "{a:?}");
+    let (headers, uri, body) = seen.lock().unwrap().remove(0);
+    let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+    let canonical = format!(
+        "POST\n/signed/v1/vouchers\ntenant=t1\n{}\n{}\n{}",
+        h("x-timestamp"),
+        h("x-nonce"),
+        hex::encode(sha2::Sha256::digest(&body))
+    );
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(
+        wecom_bridge::deliver::auth::hmac_sha256(b"hmac-signing-key-42", canonical.as_bytes()),
+    );
+    assert_eq!(uri, "/signed/v1/vouchers?tenant=t1");
+    assert_eq!(h("x-signature"), format!("HMAC-SHA256 {expected}"));
+    assert_eq!(h("x-key-id"), "bridge-1");
+    assert_eq!(h("x-nonce").len(), 32);
+    let recorded = a
+        .request
+        .headers
+        .iter()
+        .find(|(n, _)| n == "X-Signature")
+        .unwrap();
+    assert_eq!(recorded.1, "***");
+    assert!(!serde_json::to_string(&a).unwrap().contains(&expected));
+}
