@@ -5,6 +5,7 @@
 //! with `--json`, for scripts (one JSON object per line).
 
 pub mod events;
+pub mod mapping;
 pub mod queues;
 pub mod reconcile;
 pub mod simulate;
@@ -53,6 +54,8 @@ pub enum Command {
     Replay(queues::ReplayArgs),
     /// Ask WeCom which forms were approved and inject those whose callbacks never arrived.
     Reconcile(reconcile::ReconcileArgs),
+    /// Try mappings on samples (`mapping test`) and measure them (`mapping bench`).
+    Mapping(mapping::MappingArgs),
 }
 
 /// Runs a parsed command line.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
+        Command::Mapping(args) => mapping::run(&config, args),
     }
 }
 
@@ -127,8 +131,9 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
+    let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
     let catalog =
-        crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
+        crate::catalog::load_in_zone(&config.catalog.mappings_dir, &config.catalog.connectors_dir, &zone)
             .map_err(|errors| {
                 anyhow::anyhow!(
                     "mappings/connectors are invalid:\n  {}",

@@ -1,0 +1,3 @@
+//! Unit tests of the mapping engine.
+use super::*;
+
