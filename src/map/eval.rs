@@ -28,6 +28,7 @@ pub(super) struct Run<'m, 'i> {
 struct State<'i> {
     vars: Vars,
     items: Vec<Item<'i>>,
+    sh: Arc<funcs::Shared>,
 }
 
 fn refusal(code: &str, field: &str, message: String) -> Refusal {
@@ -84,7 +85,7 @@ impl<'m, 'i> Run<'m, 'i> {
             }
             vars.push((Arc::from("input"), v));
         }
-        Ok(Run { m, input, ctx, st: State { vars, items: Vec::new() } })
+        Ok(Run { m, input, ctx, st: State { vars, items: Vec::new(), sh: Arc::clone(&m.shared) } })
     }
 
     /// Evaluates the `[let]` bindings in file order.
@@ -110,7 +111,7 @@ impl<'m, 'i> Run<'m, 'i> {
     }
 
     pub(super) fn condition(&mut self, cond: &Expr) -> Result<bool, Refusal> {
-        match cond.eval(&self.st.vars, &self.ctx) {
+        match cond.eval(&self.st.vars, &self.ctx, &self.st.sh) {
             Ok(Cel::Bool(b)) => Ok(b),
             Ok(other) => Err(refusal("condition_not_bool", "match.condition", format!("the condition gave a {}, not a bool (mapping {})", funcs::type_name(&other), cond.at))),
             Err(e) => Err(from_exec(&e, "match.condition", &cond.at)),
@@ -133,7 +134,7 @@ impl<'m, 'i> Run<'m, 'i> {
             }
             for (i, a) in self.m.asserts.iter().enumerate() {
                 let field = format!("assert[{i}]");
-                match a.check.eval(&self.st.vars, &self.ctx) {
+                match a.check.eval(&self.st.vars, &self.ctx, &self.st.sh) {
                     Ok(Cel::Bool(true)) => {}
                     Ok(Cel::Bool(false)) => {
                         let msg = leaf_json(self.input, &mut self.st, &self.ctx, &a.message, &field)?;
@@ -172,7 +173,7 @@ fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Re
 }
 
 fn eval_expr(st: &State<'_>, ctx: &cel::Context<'_, 'static>, e: &Expr, field: &str) -> Result<Cel, Refusal> {
-    e.eval(&st.vars, ctx).map_err(|x| from_exec(&x, field, &e.at))
+    e.eval(&st.vars, ctx, &st.sh).map_err(|x| from_exec(&x, field, &e.at))
 }
 
 fn leaf_json<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'static>, l: &Leaf, field: &str) -> Result<Value, Refusal> {
@@ -293,7 +294,7 @@ fn generate<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'st
         }
         st.items.push(item);
         let keep = match &g.when {
-            Some(w) => match w.eval(&st.vars, &child) {
+            Some(w) => match w.eval(&st.vars, &child, &st.sh) {
                 Ok(Cel::Bool(b)) => Ok(b),
                 Ok(other) => Err(refusal("condition_not_bool", &f, format!("`when` gave a {}, not a bool (mapping {})", funcs::type_name(&other), w.at))),
                 Err(e) => Err(from_exec(&e, &f, &w.at)),

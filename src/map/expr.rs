@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
-use cel::objects::{Key, Map as CelMap};
+use cel::objects::{Key, KeyRef, Map as CelMap};
 use cel::{ExecutionError, Program, Value};
 
 use super::funcs::{self, CEL_STANDARD, FUNCTIONS};
@@ -68,10 +68,77 @@ pub struct Expr {
 
 #[derive(Debug)]
 enum Kind {
-    /// `name` or `name.field.field`: read directly.
-    Var(Vec<String>),
+    /// Variables, fields, literals and calls of our functions over those: evaluated directly.
+    Direct(Direct),
     /// Anything else: the CEL interpreter.
     Cel(Program),
+}
+
+/// The part of CEL evaluated without the interpreter (same results, no conversions).
+#[derive(Debug)]
+enum Direct {
+    /// `name` or `name.field.field`.
+    Var(Vec<String>),
+    /// A string, int, bool or null literal.
+    Lit(Value),
+    /// One of our functions over direct arguments.
+    Call(&'static str, Vec<Direct>),
+}
+
+fn direct(e: &IdedExpr) -> Option<Direct> {
+    match &e.expr {
+        Ast::Ident(name) => Some(Direct::Var(vec![name.clone()])),
+        Ast::Select(s) if !s.test => match direct(&s.operand)? {
+            Direct::Var(mut parts) => {
+                parts.push(s.field.clone());
+                Some(Direct::Var(parts))
+            }
+            _ => None,
+        },
+        Ast::Literal(LiteralValue::String(t)) => Some(Direct::Lit(Value::String(Arc::new(t.inner().to_owned())))),
+        Ast::Literal(LiteralValue::Int(i)) => Some(Direct::Lit(Value::Int(*i.inner()))),
+        Ast::Literal(LiteralValue::Boolean(b)) => Some(Direct::Lit(Value::Bool(*b.inner()))),
+        Ast::Literal(LiteralValue::Null) => Some(Direct::Lit(Value::Null)),
+        Ast::Call(c) if c.target.is_none() => {
+            let spec = funcs::spec(&c.func_name)?;
+            let args = c.args.iter().map(direct).collect::<Option<Vec<_>>>()?;
+            Some(Direct::Call(spec.name, args))
+        }
+        _ => None,
+    }
+}
+
+impl Direct {
+    fn vars(&self, out: &mut Vec<String>) {
+        match self {
+            Direct::Var(parts) => out.push(parts[0].clone()),
+            Direct::Lit(_) => {}
+            Direct::Call(_, args) => args.iter().for_each(|a| a.vars(out)),
+        }
+    }
+
+    fn eval(&self, vars: &Vars, sh: &funcs::Shared) -> Result<Value, ExecutionError> {
+        match self {
+            Direct::Var(parts) => {
+                let Some((_, v)) = vars.iter().rev().find(|(n, _)| **n == *parts[0]) else {
+                    return Err(ExecutionError::undeclared_reference(&parts[0]));
+                };
+                let mut cur = v;
+                for p in &parts[1..] {
+                    cur = match cur {
+                        Value::Map(m) => m.get(&KeyRef::String(p.as_str())).ok_or_else(|| ExecutionError::no_such_key(p))?,
+                        _ => return Err(ExecutionError::no_such_key(p)),
+                    };
+                }
+                Ok(cur.clone())
+            }
+            Direct::Lit(v) => Ok(v.clone()),
+            Direct::Call(name, args) => {
+                let args = args.iter().map(|a| a.eval(vars, sh)).collect::<Result<Vec<_>, _>>()?;
+                funcs::call(sh, name, &args)
+            }
+        }
+    }
 }
 
 /// What names an expression may use.
@@ -103,16 +170,6 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
-fn is_simple(src: &str) -> Option<Vec<String>> {
-    let parts: Vec<&str> = src.trim().split('.').collect();
-    let ident = |p: &str| {
-        let mut cs = p.chars();
-        cs.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    const RESERVED: &[&str] = &["true", "false", "null", "in"];
-    (parts.iter().all(|p| ident(p)) && !RESERVED.contains(&parts[0])).then(|| parts.iter().map(|p| (*p).to_owned()).collect())
-}
-
 /// Compiles and checks `src`. Every problem is pushed to `diags`; `None` if there was one.
 pub fn compile(src: &str, pos: SrcPos<'_>, names: &Names<'_>, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
     let before = diags.len();
@@ -132,8 +189,8 @@ pub fn compile(src: &str, pos: SrcPos<'_>, names: &Names<'_>, diags: &mut Vec<Di
     if diags.len() > before {
         return None;
     }
-    let kind = match is_simple(src) {
-        Some(parts) => Kind::Var(parts),
+    let kind = match direct(program.expression()) {
+        Some(d) => Kind::Direct(d),
         None => Kind::Cel(program),
     };
     Some(Expr { src: src.to_owned(), at: pos.label(), kind })
@@ -233,20 +290,21 @@ fn arity(min: usize, max: usize) -> String {
 pub type Vars = Vec<(Arc<str>, Value)>;
 
 impl Expr {
-    /// The variables this expression reads through the interpreter (empty for direct reads).
+    /// The variables this expression reads through the interpreter (empty for direct ones).
     pub fn cel_vars(&self) -> Vec<String> {
         match &self.kind {
-            Kind::Var(_) => Vec::new(),
+            Kind::Direct(_) => Vec::new(),
             Kind::Cel(p) => p.references().variables().into_iter().map(str::to_owned).collect(),
         }
     }
 
-    /// The variable a direct read starts from (`None` for interpreted expressions).
-    pub fn root(&self) -> Option<&str> {
-        match &self.kind {
-            Kind::Var(parts) => parts.first().map(String::as_str),
-            Kind::Cel(_) => None,
+    /// The variables a directly evaluated expression reads (empty for interpreted ones).
+    pub fn direct_vars(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Kind::Direct(d) = &self.kind {
+            d.vars(&mut out);
         }
+        out
     }
 
     /// Evaluates the expression.
@@ -254,21 +312,9 @@ impl Expr {
     /// # Errors
     ///
     /// The interpreter's error, or a function's refusal (see [`funcs::decode`]).
-    pub fn eval(&self, vars: &Vars, ctx: &cel::Context<'_, 'static>) -> Result<Value, ExecutionError> {
+    pub fn eval(&self, vars: &Vars, ctx: &cel::Context<'_, 'static>, sh: &funcs::Shared) -> Result<Value, ExecutionError> {
         match &self.kind {
-            Kind::Var(parts) => {
-                let Some((_, v)) = vars.iter().rev().find(|(n, _)| **n == *parts[0]) else {
-                    return Err(ExecutionError::undeclared_reference(&parts[0]));
-                };
-                let mut cur = v.clone();
-                for p in &parts[1..] {
-                    cur = match &cur {
-                        Value::Map(m) => m.map.get(&Key::String(Arc::new(p.clone()))).cloned().ok_or_else(|| ExecutionError::no_such_key(p))?,
-                        _ => return Err(ExecutionError::no_such_key(p)),
-                    };
-                }
-                Ok(cur)
-            }
+            Kind::Direct(d) => d.eval(vars, sh),
             Kind::Cel(p) => p.execute(ctx),
         }
     }

@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::objects::{Key, Map as CelMap};
+use cel::objects::{Key, KeyRef, Map as CelMap};
 use cel::{ExecutionError, Value};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -280,7 +280,7 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
         }
         "get" => {
             let found = match &a[0] {
-                Value::Map(m) => m.map.get(&key(name, &a[1])?).cloned(),
+                Value::Map(m) => m.get(&key(name, &a[1])?).cloned(),
                 Value::List(l) => usize::try_from(int(name, &a[1], "index")?).ok().and_then(|i| l.get(i).cloned()),
                 Value::Null => None,
                 other => return Err(refusal(name, "bad_argument", format!("cannot look into a {}", type_name(other)))),
@@ -546,7 +546,7 @@ fn key(name: &str, v: &Value) -> Result<Key, ExecutionError> {
 
 fn field_of(name: &str, row: &Value, field: &str, i: usize) -> Result<Value, ExecutionError> {
     match row {
-        Value::Map(m) => Ok(m.map.get(&Key::String(Arc::new(field.to_owned()))).cloned().unwrap_or(Value::Null)),
+        Value::Map(m) => Ok(m.get(&KeyRef::String(field)).cloned().unwrap_or(Value::Null)),
         other => Err(refusal(name, "bad_argument", format!("list[{i}] is a {}, not a map", type_name(other)))),
     }
 }

@@ -142,7 +142,7 @@ impl<'a> Compiler<'a> {
         let names = Names { vars: &self.scope, tables: &self.tables };
         let e = expr::compile(src, pos, &names, &mut self.diags)?;
         self.cel_vars.extend(e.cel_vars());
-        self.var_roots.extend(e.root().map(str::to_owned));
+        self.var_roots.extend(e.direct_vars());
         Some(e)
     }
 
@@ -395,9 +395,9 @@ fn reads(n: &Node, var: &str) -> bool {
 
 /// Every variable name a node's expressions read (interpreted or direct).
 pub fn refs(n: &Node, out: &mut HashSet<String>) {
-    let mut expr = |e: &Expr, out: &mut HashSet<String>| {
+    let expr = |e: &Expr, out: &mut HashSet<String>| {
         out.extend(e.cel_vars());
-        out.extend(e.root().map(str::to_owned));
+        out.extend(e.direct_vars());
     };
     match n {
         Node::Leaf(l) => leaf_refs(l, out),
@@ -416,7 +416,7 @@ pub fn refs(n: &Node, out: &mut HashSet<String>) {
 fn leaf_refs(l: &Leaf, out: &mut HashSet<String>) {
     let expr = |e: &Expr, out: &mut HashSet<String>| {
         out.extend(e.cel_vars());
-        out.extend(e.root().map(str::to_owned));
+        out.extend(e.direct_vars());
     };
     match l {
         Leaf::Expr(e) => expr(e, out),
