@@ -205,24 +205,27 @@ fn offset_to_line_col(src: &str, offset: usize) -> (usize, usize) {
 
 #[allow(clippy::too_many_arguments)]
 fn check(e: &IdedExpr, p: &Program, src: &str, pos: SrcPos<'_>, names: &Names<'_>, bound: &mut Vec<String>, diags: &mut Vec<Diagnostic>) {
-    let here = |id: u64| {
-        let off = p.source_info().offset_for(id).map_or(0, |(s, _)| s as usize);
-        offset_to_line_col(src, off)
-    };
+    let offset = |id: u64| p.source_info().offset_for(id).map_or(0, |(s, _)| s as usize);
+    let here = |id: u64| offset_to_line_col(src, offset(id));
     match &e.expr {
         Ast::Call(call) => {
             let name = call.func_name.as_str();
             let is_ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
             if is_ident {
                 let argc = call.args.len() + usize::from(call.target.is_some());
-                let (l, c) = here(e.id);
+                // CEL places a call at its `(`; point at the function's name instead.
+                let paren = offset(e.id);
+                let n = name.chars().count();
+                let named = paren >= n && src.chars().skip(paren - n).take(n).eq(name.chars());
+                let (l, c) = offset_to_line_col(src, if named { paren - n } else { paren });
                 if let Some(spec) = funcs::spec(name) {
                     if argc < spec.min || argc > spec.max {
                         diags.push(pos.diag(l, c, format!("`{name}` takes {} argument(s), {argc} given; usage: {}", arity(spec.min, spec.max), spec.sig)));
                     }
                     if name == "lookup" {
-                        if let Some(IdedExpr { expr: Ast::Literal(LiteralValue::String(t)), .. }) = call.args.first() {
+                        if let Some(IdedExpr { expr: Ast::Literal(LiteralValue::String(t)), id }) = call.args.first() {
                             let t = t.inner().to_string();
+                            let (l, c) = here(*id);
                             if !names.tables.contains(&t) {
                                 let hint = closest(&t, names.tables.iter().map(String::as_str)).map(|c| format!(" did you mean `{c}`?")).unwrap_or_default();
                                 diags.push(pos.diag(l, c, format!("unknown table `{t}`; declare it under [tables.{t}] with a file.{hint}")));

@@ -74,7 +74,7 @@ fn shipped(name: &str) -> CompiledMapping {
 #[test]
 fn leaves_paths_templates_constants_and_expressions() {
     let m = mapping(&format!(
-        "{HEAD}key = \"x:${{$.sp_no}}\"\n[let]\nsp = \"$.sp_no\"\n[document]\na = \"$.sp_no\"\nb = \"EXP-${{sp}}\"\nc = \"CNY\"\nd = \"=size(sp)\"\ne = 7\nf = {{ const = \"=not an expression\" }}\ng = \"$.form_by_title['没有'].text\"\n"
+        "key = \"x:${{$.sp_no}}\"\n{HEAD}[let]\nsp = \"$.sp_no\"\n[document]\na = \"$.sp_no\"\nb = \"EXP-${{sp}}\"\nc = \"CNY\"\nd = \"=size(sp)\"\ne = 7\nf = {{ const = \"=not an expression\" }}\ng = \"$.form_by_title['没有'].text\"\n"
     ));
     let input = claim(&[], "0", "2025-06-04T07:12:00+08:00");
     let doc = run(&m, &input).expect("maps");
@@ -237,15 +237,15 @@ fn syntax_errors_unknown_names_and_floats_are_caught_at_load() {
     assert!(e.contains("m.toml:6:") && e.contains("expression syntax"), "{e}");
     assert!(e.contains("m.toml:7:7: unknown name `nope`"), "{e}");
     assert!(e.contains("m.toml:9:5: floats are not allowed"), "{e}");
-    let e = errors(&format!("{HEAD}documnet = {{}}\n"));
-    assert!(e.contains("m.toml:5:12: unknown key `documnet`"), "{e}");
+    let e = errors(&format!("documnet = {{}}\n{HEAD}"));
+    assert!(e.contains("m.toml:1:12: unknown key `documnet`"), "{e}");
 }
 
 #[test]
 fn a_missing_table_file_and_an_unknown_table_are_caught_at_load() {
     let e = errors(&format!("{HEAD}[tables.accounts]\nfile = \"tables/nowhere.csv\"\n[document]\nx = \"=lookup('acounts', 'a')\"\n"));
     assert!(e.contains("m.toml:5:1: table `accounts`: cannot read") && e.contains("nowhere.csv"), "{e}");
-    assert!(e.contains("m.toml:8:7: unknown table `acounts`") && e.contains("did you mean `accounts`?"), "{e}");
+    assert!(e.contains("m.toml:8:14: unknown table `acounts`") && e.contains("did you mean `accounts`?"), "{e}");
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn a_missing_code_table_entry_refuses_with_the_declared_code() {
     let m = compile_in(d.path(), &text, EventFamily::Approval).unwrap_or_else(|e| panic!("{}", render(&e)));
     let r = run(&m, &claim(&[], "0", "2025-06-04")).expect_err("miss");
     assert_eq!(r.code, "unknown_category");
-    assert!(r.message.contains("`娱乐费` is not in table `a`") && r.message.contains("m.toml:9:6"), "{}", r.message);
+    assert!(r.message.contains("`娱乐费` is not in table `a`") && r.message.contains("m.toml:9:7"), "{}", r.message);
     assert_eq!(r.field.as_deref(), Some("document.x"));
 }
 
@@ -283,7 +283,7 @@ fn an_unbalanced_voucher_is_refused_whole() {
     let m = compile_in(d.path(), &broken, EventFamily::Approval).unwrap_or_else(|e| panic!("{}", render(&e)));
     let r = run(&m, &claim(&[("交通费", "10.00"), ("餐费", "5.00")], "15.00", "2025-06-04T07:00:00+08:00")).expect_err("unbalanced");
     assert_eq!(r.code, "unbalanced");
-    assert!(r.message.contains("debits 25.00 do not equal credits 10.00") && r.message.contains("m.toml:"), "{}", r.message);
+    assert!(r.message.contains("debits 15.00 do not equal credits 10.00") && r.message.contains("m.toml:"), "{}", r.message);
     assert_eq!(r.field.as_deref(), Some("assert[1]"));
 }
 
