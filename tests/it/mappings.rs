@@ -64,7 +64,7 @@ fn every_shipped_mapping_loads_and_passes_its_cases() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    assert!(ran >= 30, "only {ran} cases ran");
+    assert!(ran >= 28, "only {ran} cases ran");
 }
 
 #[test]
@@ -162,7 +162,7 @@ fn check_refuses_a_broken_mapping_with_every_diagnostic() {
     let (ok, out, err) = run_cli(&["--config", cfg.to_str().unwrap(), "check"], &root(), &[]);
     assert!(!ok, "{out}");
     for needle in [
-        "broken.toml:7:25: path",
+        "broken.toml:7:26: path",
         "did you mean `amount`?",
         "broken.toml:8:7: unknown function `dec_ad`",
         "broken.toml:9:7: `money` takes 1 argument(s), 0 given",
