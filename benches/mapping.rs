@@ -36,14 +36,19 @@ fn bench(c: &mut Criterion) {
     let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     let input = cases::prepare_input(&raw, &zone).unwrap();
     assert_eq!(
-        input["form_by_title"]["费用明细"]["rows_by_title"].as_array().unwrap().len(),
+        input["form_by_title"]["费用明细"]["rows_by_title"]
+            .as_array()
+            .unwrap()
+            .len(),
         10
     );
     map::run(&m, &input).unwrap();
 
     let mut g = c.benchmark_group("mapping");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("object", |b| b.iter(|| map::run(&m, black_box(&input)).unwrap()));
+    g.bench_function("object", |b| {
+        b.iter(|| map::run(&m, black_box(&input)).unwrap())
+    });
     g.bench_function("bytes", |b| {
         b.iter(|| {
             let raw: serde_json::Value = serde_json::from_slice(black_box(&bytes)).unwrap();

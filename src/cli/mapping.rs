@@ -63,12 +63,25 @@ pub struct BenchArgs {
 }
 
 fn zone(config: &Config) -> anyhow::Result<TimeZone> {
-    TimeZone::get(&config.wecom.time_zone).with_context(|| format!("wecom.time_zone `{}`", config.wecom.time_zone))
+    TimeZone::get(&config.wecom.time_zone)
+        .with_context(|| format!("wecom.time_zone `{}`", config.wecom.time_zone))
 }
 
 fn catalog(config: &Config, tz: &TimeZone) -> anyhow::Result<Catalog> {
-    crate::catalog::load_in_zone(&config.catalog.mappings_dir, &config.catalog.connectors_dir, tz).map_err(|errors| {
-        anyhow::anyhow!("mappings/connectors are invalid:\n  {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))
+    crate::catalog::load_in_zone(
+        &config.catalog.mappings_dir,
+        &config.catalog.connectors_dir,
+        tz,
+    )
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            "mappings/connectors are invalid:\n  {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
     })
 }
 
@@ -76,8 +89,21 @@ fn find<'a>(cat: &'a Catalog, wanted: &str) -> anyhow::Result<&'a Mapping> {
     let as_path = Path::new(wanted);
     cat.mappings
         .iter()
-        .find(|m| m.name == wanted || m.file == as_path || (as_path.is_file() && m.file.canonicalize().ok() == as_path.canonicalize().ok()))
-        .with_context(|| format!("no mapping `{wanted}`; known: {}", cat.mappings.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")))
+        .find(|m| {
+            m.name == wanted
+                || m.file == as_path
+                || (as_path.is_file() && m.file.canonicalize().ok() == as_path.canonicalize().ok())
+        })
+        .with_context(|| {
+            format!(
+                "no mapping `{wanted}`; known: {}",
+                cat.mappings
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
 }
 
 /// Runs `mapping …`.
@@ -98,7 +124,9 @@ fn test(cat: &Catalog, tz: &TimeZone, t: TestArgs) -> anyhow::Result<()> {
     if t.all {
         return test_all(cat, tz);
     }
-    let Some(name) = t.mapping.as_deref() else { bail!("name a mapping, or pass --all") };
+    let Some(name) = t.mapping.as_deref() else {
+        bail!("name a mapping, or pass --all")
+    };
     let m = find(cat, name)?;
     if let Some(file) = t.sample {
         let input = cases::read_input(&file, tz).map_err(|e| anyhow::anyhow!(e))?;
@@ -107,15 +135,24 @@ fn test(cat: &Catalog, tz: &TimeZone, t: TestArgs) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 Ok(())
             }
-            Err(r) => bail!("refused: {}: {}{}", r.code, r.message, r.field.map(|f| format!(" [field {f}]")).unwrap_or_default()),
+            Err(r) => bail!(
+                "refused: {}: {}{}",
+                r.code,
+                r.message,
+                r.field.map(|f| format!(" [field {f}]")).unwrap_or_default()
+            ),
         };
     }
-    let Some(dir) = t.samples else { bail!("pass --sample <file>, --samples <dir> or --all") };
+    let Some(dir) = t.samples else {
+        bail!("pass --sample <file>, --samples <dir> or --all")
+    };
     let files = cases::inputs(&dir).with_context(|| format!("reading {}", dir.display()))?;
     let (mut ok, mut refused) = (0usize, 0usize);
     for file in &files {
         let shown = file.display().to_string();
-        let line = match cases::read_input(file, tz).and_then(|v| crate::map::run(&m.compiled, &v).map_err(|r| format!("{}: {}", r.code, r.message))) {
+        let line = match cases::read_input(file, tz).and_then(|v| {
+            crate::map::run(&m.compiled, &v).map_err(|r| format!("{}: {}", r.code, r.message))
+        }) {
             Ok(doc) => {
                 ok += 1;
                 json!({ "input": shown, "document": doc })
@@ -127,7 +164,11 @@ fn test(cat: &Catalog, tz: &TimeZone, t: TestArgs) -> anyhow::Result<()> {
         };
         println!("{line}");
     }
-    eprintln!("mapping {}: {} input(s), {ok} document(s), {refused} refused or unreadable", m.name, files.len());
+    eprintln!(
+        "mapping {}: {} input(s), {ok} document(s), {refused} refused or unreadable",
+        m.name,
+        files.len()
+    );
     Ok(())
 }
 
@@ -136,10 +177,16 @@ fn test_all(cat: &Catalog, tz: &TimeZone) -> anyhow::Result<()> {
     for m in &cat.mappings {
         let dir = cases::cases_dir(&m.file);
         if !dir.is_dir() {
-            eprintln!("mapping {}: no cases ({} does not exist)", m.name, dir.display());
+            eprintln!(
+                "mapping {}: no cases ({} does not exist)",
+                m.name,
+                dir.display()
+            );
             continue;
         }
-        for c in cases::run_cases(&m.compiled, &dir, tz).with_context(|| format!("reading {}", dir.display()))? {
+        for c in cases::run_cases(&m.compiled, &dir, tz)
+            .with_context(|| format!("reading {}", dir.display()))?
+        {
             match c.failure {
                 None => {
                     pass += 1;
@@ -161,7 +208,8 @@ fn test_all(cat: &Catalog, tz: &TimeZone) -> anyhow::Result<()> {
 
 fn bench(cat: &Catalog, tz: &TimeZone, b: &BenchArgs) -> anyhow::Result<()> {
     let m = find(cat, &b.mapping)?;
-    let files = cases::inputs(&b.samples).with_context(|| format!("reading {}", b.samples.display()))?;
+    let files =
+        cases::inputs(&b.samples).with_context(|| format!("reading {}", b.samples.display()))?;
     let mut inputs = Vec::new();
     for f in &files {
         inputs.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
@@ -198,14 +246,21 @@ fn bench(cat: &Catalog, tz: &TimeZone, b: &BenchArgs) -> anyhow::Result<()> {
             "output_bytes": out_bytes,
         })
     );
-    eprintln!("mapping {}: {:.0} documents/s, {:.2} µs per document (one thread, bytes → bytes)", m.name, rate, 1e6 / rate);
+    eprintln!(
+        "mapping {}: {:.0} documents/s, {:.2} µs per document (one thread, bytes → bytes)",
+        m.name,
+        rate,
+        1e6 / rate
+    );
     Ok(())
 }
 
 /// Bytes in, bytes out: parse, normalise, map, serialise.
 fn one(m: &Mapping, tz: &TimeZone, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let input = cases::prepare_input(&raw, tz)?;
-    let doc = crate::map::run(&m.compiled, &input).map_err(|r| format!("{}: {}", r.code, r.message))?;
+    let doc =
+        crate::map::run(&m.compiled, &input).map_err(|r| format!("{}: {}", r.code, r.message))?;
     serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }

@@ -23,15 +23,23 @@ use super::{CompiledMapping, run};
 pub fn prepare_input(raw: &Value, tz: &TimeZone) -> Result<Value, String> {
     let info = match raw.get("info") {
         Some(info) if raw.get("errcode").is_some() || info.get("apply_data").is_some() => {
-            if let Some(code) = raw.get("errcode").and_then(Value::as_i64).filter(|c| *c != 0) {
-                return Err(format!("the sample is a WeCom error response (errcode {code})"));
+            if let Some(code) = raw
+                .get("errcode")
+                .and_then(Value::as_i64)
+                .filter(|c| *c != 0)
+            {
+                return Err(format!(
+                    "the sample is a WeCom error response (errcode {code})"
+                ));
             }
             info
         }
         _ if raw.get("apply_data").is_some() && raw.get("sp_no").is_some() => raw,
         _ => return Ok(raw.clone()),
     };
-    crate::wecom::approval::normalise(info, tz).map(|i| i.to_document()).map_err(|e| format!("cannot normalise the approval detail: {e}"))
+    crate::wecom::approval::normalise(info, tz)
+        .map(|i| i.to_document())
+        .map_err(|e| format!("cannot normalise the approval detail: {e}"))
 }
 
 /// Reads and prepares an input file.
@@ -41,7 +49,8 @@ pub fn prepare_input(raw: &Value, tz: &TimeZone) -> Result<Value, String> {
 /// Unreadable file, invalid JSON, or a failed normalisation, as text naming the file.
 pub fn read_input(path: &Path, tz: &TimeZone) -> Result<Value, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let raw: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let raw: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     prepare_input(&raw, tz).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -56,7 +65,10 @@ pub struct CaseResult {
 
 /// The `<name>.cases/` folder of a mapping file.
 pub fn cases_dir(mapping_file: &Path) -> PathBuf {
-    let stem = mapping_file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = mapping_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     mapping_file.with_file_name(format!("{stem}.cases"))
 }
 
@@ -69,7 +81,10 @@ pub fn inputs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             n.ends_with(".json") && !n.ends_with(".expected.json")
         })
         .collect();
@@ -82,7 +97,11 @@ pub fn inputs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// # Errors
 ///
 /// The folder cannot be read.
-pub fn run_cases(m: &CompiledMapping, dir: &Path, tz: &TimeZone) -> std::io::Result<Vec<CaseResult>> {
+pub fn run_cases(
+    m: &CompiledMapping,
+    dir: &Path,
+    tz: &TimeZone,
+) -> std::io::Result<Vec<CaseResult>> {
     let mut out = Vec::new();
     for input in inputs(dir)? {
         let base = input.with_extension("");
@@ -93,11 +112,22 @@ pub fn run_cases(m: &CompiledMapping, dir: &Path, tz: &TimeZone) -> std::io::Res
             Ok(value) => {
                 let actual = run(m, &value);
                 if expected_refusal.exists() {
-                    let want = std::fs::read_to_string(&expected_refusal)?.lines().next().unwrap_or("").trim().to_owned();
+                    let want = std::fs::read_to_string(&expected_refusal)?
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
                     match actual {
                         Err(r) if r.code == want => None,
-                        Err(r) => Some(format!("expected refusal `{want}`, got refusal `{}: {}`", r.code, r.message)),
-                        Ok(doc) => Some(format!("expected refusal `{want}`, got a document:\n{}", pretty(&doc))),
+                        Err(r) => Some(format!(
+                            "expected refusal `{want}`, got refusal `{}: {}`",
+                            r.code, r.message
+                        )),
+                        Ok(doc) => Some(format!(
+                            "expected refusal `{want}`, got a document:\n{}",
+                            pretty(&doc)
+                        )),
                     }
                 } else if expected_doc.exists() {
                     let text = std::fs::read_to_string(&expected_doc)?;
@@ -106,11 +136,18 @@ pub fn run_cases(m: &CompiledMapping, dir: &Path, tz: &TimeZone) -> std::io::Res
                         Ok(want) => match actual {
                             Ok(doc) if doc == want => None,
                             Ok(doc) => Some(diff(&want, &doc)),
-                            Err(r) => Some(format!("expected a document, got refusal `{}: {}`", r.code, r.message)),
+                            Err(r) => Some(format!(
+                                "expected a document, got refusal `{}: {}`",
+                                r.code, r.message
+                            )),
                         },
                     }
                 } else {
-                    Some(format!("no {} or {} beside the input", expected_doc.display(), expected_refusal.display()))
+                    Some(format!(
+                        "no {} or {} beside the input",
+                        expected_doc.display(),
+                        expected_refusal.display()
+                    ))
                 }
             }
         };

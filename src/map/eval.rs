@@ -32,7 +32,11 @@ struct State<'i> {
 }
 
 fn refusal(code: &str, field: &str, message: String) -> Refusal {
-    Refusal { code: code.to_owned(), message: format!("{field}: {message}"), field: Some(field.to_owned()) }
+    Refusal {
+        code: code.to_owned(),
+        message: format!("{field}: {message}"),
+        field: Some(field.to_owned()),
+    }
 }
 
 fn from_exec(e: &ExecutionError, field: &str, at: &str) -> Refusal {
@@ -40,10 +44,16 @@ fn from_exec(e: &ExecutionError, field: &str, at: &str) -> Refusal {
         return refusal(&code, field, format!("{msg} (mapping {at})"));
     }
     let (code, text) = match e {
-        ExecutionError::NoSuchKey(k) => ("missing_field", format!("no field `{k}`; use get(map, key) for optional fields")),
+        ExecutionError::NoSuchKey(k) => (
+            "missing_field",
+            format!("no field `{k}`; use get(map, key) for optional fields"),
+        ),
         ExecutionError::DivisionByZero(_) => ("division_by_zero", "division by zero".to_owned()),
         ExecutionError::NoSuchOverload(o) => ("expression_failed", o.to_string()),
-        ExecutionError::UnexpectedType { got, want } => ("expression_failed", format!("got a {got}, expected a {want}")),
+        ExecutionError::UnexpectedType { got, want } => (
+            "expression_failed",
+            format!("got a {got}, expected a {want}"),
+        ),
         other => {
             // Interpreter messages can quote values; keep them short.
             let t: String = other.to_string().chars().take(160).collect();
@@ -59,10 +69,18 @@ fn bounds(v: &Value) -> Result<(), Refusal> {
     while let Some((v, depth)) = stack.pop() {
         nodes += 1;
         if depth > MAX_INPUT_DEPTH {
-            return Err(refusal("input_too_deep", "input", format!("nested deeper than {MAX_INPUT_DEPTH} levels")));
+            return Err(refusal(
+                "input_too_deep",
+                "input",
+                format!("nested deeper than {MAX_INPUT_DEPTH} levels"),
+            ));
         }
         if nodes > MAX_INPUT_NODES {
-            return Err(refusal("input_too_large", "input", format!("more than {MAX_INPUT_NODES} values")));
+            return Err(refusal(
+                "input_too_large",
+                "input",
+                format!("more than {MAX_INPUT_NODES} values"),
+            ));
         }
         match v {
             Value::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
@@ -85,7 +103,16 @@ impl<'m, 'i> Run<'m, 'i> {
             }
             vars.push((Arc::from("input"), v));
         }
-        Ok(Run { m, input, ctx, st: State { vars, items: Vec::new(), sh: Arc::clone(&m.shared) } })
+        Ok(Run {
+            m,
+            input,
+            ctx,
+            st: State {
+                vars,
+                items: Vec::new(),
+                sh: Arc::clone(&m.shared),
+            },
+        })
     }
 
     /// Evaluates the `[let]` bindings in file order.
@@ -106,14 +133,27 @@ impl<'m, 'i> Run<'m, 'i> {
         match v {
             Value::String(s) if !s.is_empty() => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
-            _ => Err(refusal("missing_key", "key", "the business key came out empty; check the `key` template and the fields it reads".into())),
+            _ => Err(refusal(
+                "missing_key",
+                "key",
+                "the business key came out empty; check the `key` template and the fields it reads"
+                    .into(),
+            )),
         }
     }
 
     pub(super) fn condition(&mut self, cond: &Expr) -> Result<bool, Refusal> {
         match cond.eval(&self.st.vars, &self.ctx, &self.st.sh) {
             Ok(Cel::Bool(b)) => Ok(b),
-            Ok(other) => Err(refusal("condition_not_bool", "match.condition", format!("the condition gave a {}, not a bool (mapping {})", funcs::type_name(&other), cond.at))),
+            Ok(other) => Err(refusal(
+                "condition_not_bool",
+                "match.condition",
+                format!(
+                    "the condition gave a {}, not a bool (mapping {})",
+                    funcs::type_name(&other),
+                    cond.at
+                ),
+            )),
             Err(e) => Err(from_exec(&e, "match.condition", &cond.at)),
         }
     }
@@ -137,14 +177,29 @@ impl<'m, 'i> Run<'m, 'i> {
                 match a.check.eval(&self.st.vars, &self.ctx, &self.st.sh) {
                     Ok(Cel::Bool(true)) => {}
                     Ok(Cel::Bool(false)) => {
-                        let msg = leaf_json(self.input, &mut self.st, &self.ctx, &a.message, &field)?;
+                        let msg =
+                            leaf_json(self.input, &mut self.st, &self.ctx, &a.message, &field)?;
                         let msg = match msg {
                             Value::String(s) => s,
                             other => other.to_string(),
                         };
-                        return Err(Refusal { code: a.code.clone(), message: format!("{msg} (assert at {})", a.check.at), field: Some(field) });
+                        return Err(Refusal {
+                            code: a.code.clone(),
+                            message: format!("{msg} (assert at {})", a.check.at),
+                            field: Some(field),
+                        });
                     }
-                    Ok(other) => return Err(refusal("assert_not_bool", &field, format!("the check gave a {}, not a bool (mapping {})", funcs::type_name(&other), a.check.at))),
+                    Ok(other) => {
+                        return Err(refusal(
+                            "assert_not_bool",
+                            &field,
+                            format!(
+                                "the check gave a {}, not a bool (mapping {})",
+                                funcs::type_name(&other),
+                                a.check.at
+                            ),
+                        ));
+                    }
                     Err(e) => return Err(from_exec(&e, &field, &a.check.at)),
                 }
             }
@@ -158,7 +213,9 @@ fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Re
         match st.items.last() {
             Some(Item::Json(v)) => std::borrow::Cow::Borrowed(*v),
             Some(Item::Owned(v)) => std::borrow::Cow::Borrowed(v),
-            Some(Item::Cel(v)) => std::borrow::Cow::Owned(to_json(v).map_err(|e| refusal("expression_failed", "item", e))?),
+            Some(Item::Cel(v)) => std::borrow::Cow::Owned(
+                to_json(v).map_err(|e| refusal("expression_failed", "item", e))?,
+            ),
             None => return Ok(Value::Null),
         }
     } else {
@@ -172,11 +229,23 @@ fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Re
     })
 }
 
-fn eval_expr(st: &State<'_>, ctx: &cel::Context<'_, 'static>, e: &Expr, field: &str) -> Result<Cel, Refusal> {
-    e.eval(&st.vars, ctx, &st.sh).map_err(|x| from_exec(&x, field, &e.at))
+fn eval_expr(
+    st: &State<'_>,
+    ctx: &cel::Context<'_, 'static>,
+    e: &Expr,
+    field: &str,
+) -> Result<Cel, Refusal> {
+    e.eval(&st.vars, ctx, &st.sh)
+        .map_err(|x| from_exec(&x, field, &e.at))
 }
 
-fn leaf_json<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'static>, l: &Leaf, field: &str) -> Result<Value, Refusal> {
+fn leaf_json<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    l: &Leaf,
+    field: &str,
+) -> Result<Value, Refusal> {
     match l {
         Leaf::Const(v) => Ok(v.clone()),
         Leaf::Path(p) => query(input, st, p),
@@ -192,7 +261,9 @@ fn leaf_json<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 's
                     Piece::Path(p) => scalar_into(&query(input, st, p)?, field, &mut out)?,
                     Piece::Expr(e) => {
                         let v = eval_expr(st, ctx, e, field)?;
-                        let v = to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))?;
+                        let v = to_json(&v).map_err(|m| {
+                            refusal("bad_value", field, format!("{m} (mapping {})", e.at))
+                        })?;
                         scalar_into(&v, field, &mut out)?;
                     }
                 }
@@ -208,22 +279,43 @@ fn scalar_into(v: &Value, field: &str, out: &mut String) -> Result<(), Refusal> 
         Value::String(s) => out.push_str(s),
         Value::Number(n) => out.push_str(&n.to_string()),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        _ => return Err(refusal("bad_value", field, "a template piece gave a list or an object; select a single value".into())),
+        _ => {
+            return Err(refusal(
+                "bad_value",
+                field,
+                "a template piece gave a list or an object; select a single value".into(),
+            ));
+        }
     }
     Ok(())
 }
 
-fn node_cel<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'static>, n: &Node, field: &str) -> Result<Cel, Refusal> {
+fn node_cel<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    n: &Node,
+    field: &str,
+) -> Result<Cel, Refusal> {
     match n {
         Node::Leaf(Leaf::Expr(e)) => eval_expr(st, ctx, e, field),
-        Node::Leaf(Leaf::Path(p)) if !p.relative && p.singular => {
-            Ok(p.path.query(input).into_iter().next().map_or(Cel::Null, from_json))
-        }
+        Node::Leaf(Leaf::Path(p)) if !p.relative && p.singular => Ok(p
+            .path
+            .query(input)
+            .into_iter()
+            .next()
+            .map_or(Cel::Null, from_json)),
         other => Ok(from_json(&node_json(input, st, ctx, other, field)?)),
     }
 }
 
-fn node_json<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'static>, n: &Node, field: &str) -> Result<Value, Refusal> {
+fn node_json<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    n: &Node,
+    field: &str,
+) -> Result<Value, Refusal> {
     match n {
         Node::Leaf(l) => leaf_json(input, st, ctx, l, field),
         Node::Object(fields) => {
@@ -253,7 +345,14 @@ fn node_json<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 's
     }
 }
 
-fn generate<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'static>, g: &Gen, field: &str, out: &mut Vec<Value>) -> Result<(), Refusal> {
+fn generate<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    g: &Gen,
+    field: &str,
+    out: &mut Vec<Value>,
+) -> Result<(), Refusal> {
     let source: Vec<Item<'i>> = match &g.source {
         Leaf::Path(p) if !p.relative => {
             let nodes = p.path.query(input);
@@ -261,7 +360,13 @@ fn generate<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'st
                 match nodes.into_iter().next() {
                     Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
                     None | Some(Value::Null) => Vec::new(),
-                    Some(_) => return Err(refusal("not_a_list", field, format!("for_each must select a list (mapping {})", g.at))),
+                    Some(_) => {
+                        return Err(refusal(
+                            "not_a_list",
+                            field,
+                            format!("for_each must select a list (mapping {})", g.at),
+                        ));
+                    }
                 }
             } else {
                 nodes.into_iter().map(Item::Json).collect()
@@ -270,12 +375,28 @@ fn generate<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'st
         Leaf::Path(p) => match query(input, st, p)? {
             Value::Array(a) => a.into_iter().map(Item::Owned).collect(),
             Value::Null => Vec::new(),
-            _ => return Err(refusal("not_a_list", field, format!("for_each must select a list (mapping {})", g.at))),
+            _ => {
+                return Err(refusal(
+                    "not_a_list",
+                    field,
+                    format!("for_each must select a list (mapping {})", g.at),
+                ));
+            }
         },
         Leaf::Expr(e) => match eval_expr(st, ctx, e, field)? {
             Cel::List(l) => l.iter().cloned().map(Item::Cel).collect(),
             Cel::Null => Vec::new(),
-            other => return Err(refusal("not_a_list", field, format!("for_each gave a {}, not a list (mapping {})", funcs::type_name(&other), g.at))),
+            other => {
+                return Err(refusal(
+                    "not_a_list",
+                    field,
+                    format!(
+                        "for_each gave a {}, not a list (mapping {})",
+                        funcs::type_name(&other),
+                        g.at
+                    ),
+                ));
+            }
         },
         Leaf::Const(_) | Leaf::Template(_) => Vec::new(),
     };
@@ -296,7 +417,15 @@ fn generate<'i>(input: &'i Value, st: &mut State<'i>, ctx: &cel::Context<'_, 'st
         let keep = match &g.when {
             Some(w) => match w.eval(&st.vars, &child, &st.sh) {
                 Ok(Cel::Bool(b)) => Ok(b),
-                Ok(other) => Err(refusal("condition_not_bool", &f, format!("`when` gave a {}, not a bool (mapping {})", funcs::type_name(&other), w.at))),
+                Ok(other) => Err(refusal(
+                    "condition_not_bool",
+                    &f,
+                    format!(
+                        "`when` gave a {}, not a bool (mapping {})",
+                        funcs::type_name(&other),
+                        w.at
+                    ),
+                )),
                 Err(e) => Err(from_exec(&e, &f, &w.at)),
             },
             None => Ok(true),

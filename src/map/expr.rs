@@ -95,7 +95,9 @@ fn direct(e: &IdedExpr) -> Option<Direct> {
             }
             _ => None,
         },
-        Ast::Literal(LiteralValue::String(t)) => Some(Direct::Lit(Value::String(Arc::new(t.inner().to_owned())))),
+        Ast::Literal(LiteralValue::String(t)) => {
+            Some(Direct::Lit(Value::String(Arc::new(t.inner().to_owned()))))
+        }
         Ast::Literal(LiteralValue::Int(i)) => Some(Direct::Lit(Value::Int(*i.inner()))),
         Ast::Literal(LiteralValue::Boolean(b)) => Some(Direct::Lit(Value::Bool(*b.inner()))),
         Ast::Literal(LiteralValue::Null) => Some(Direct::Lit(Value::Null)),
@@ -126,7 +128,9 @@ impl Direct {
                 let mut cur = v;
                 for p in &parts[1..] {
                     cur = match cur {
-                        Value::Map(m) => m.get(&KeyRef::String(p.as_str())).ok_or_else(|| ExecutionError::no_such_key(p))?,
+                        Value::Map(m) => m
+                            .get(&KeyRef::String(p.as_str()))
+                            .ok_or_else(|| ExecutionError::no_such_key(p))?,
                         _ => return Err(ExecutionError::no_such_key(p)),
                     };
                 }
@@ -134,7 +138,10 @@ impl Direct {
             }
             Direct::Lit(v) => Ok(v.clone()),
             Direct::Call(name, args) => {
-                let args = args.iter().map(|a| a.eval(vars, sh)).collect::<Result<Vec<_>, _>>()?;
+                let args = args
+                    .iter()
+                    .map(|a| a.eval(vars, sh))
+                    .collect::<Result<Vec<_>, _>>()?;
                 funcs::call(sh, name, &args)
             }
         }
@@ -157,7 +164,11 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
@@ -171,7 +182,12 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 }
 
 /// Compiles and checks `src`. Every problem is pushed to `diags`; `None` if there was one.
-pub fn compile(src: &str, pos: SrcPos<'_>, names: &Names<'_>, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
+pub fn compile(
+    src: &str,
+    pos: SrcPos<'_>,
+    names: &Names<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Expr> {
     let before = diags.len();
     let program = match Program::compile(src) {
         Ok(p) => p,
@@ -185,7 +201,15 @@ pub fn compile(src: &str, pos: SrcPos<'_>, names: &Names<'_>, diags: &mut Vec<Di
         }
     };
     let mut bound: Vec<String> = Vec::new();
-    check(program.expression(), &program, src, pos, names, &mut bound, diags);
+    check(
+        program.expression(),
+        &program,
+        src,
+        pos,
+        names,
+        &mut bound,
+        diags,
+    );
     if diags.len() > before {
         return None;
     }
@@ -193,7 +217,11 @@ pub fn compile(src: &str, pos: SrcPos<'_>, names: &Names<'_>, diags: &mut Vec<Di
         Some(d) => Kind::Direct(d),
         None => Kind::Cel(program),
     };
-    Some(Expr { src: src.to_owned(), at: pos.label(), kind })
+    Some(Expr {
+        src: src.to_owned(),
+        at: pos.label(),
+        kind,
+    })
 }
 
 fn offset_to_line_col(src: &str, offset: usize) -> (usize, usize) {
@@ -204,8 +232,20 @@ fn offset_to_line_col(src: &str, offset: usize) -> (usize, usize) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check(e: &IdedExpr, p: &Program, src: &str, pos: SrcPos<'_>, names: &Names<'_>, bound: &mut Vec<String>, diags: &mut Vec<Diagnostic>) {
-    let offset = |id: u64| p.source_info().offset_for(id).map_or(0, |(s, _)| s as usize);
+fn check(
+    e: &IdedExpr,
+    p: &Program,
+    src: &str,
+    pos: SrcPos<'_>,
+    names: &Names<'_>,
+    bound: &mut Vec<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let offset = |id: u64| {
+        p.source_info()
+            .offset_for(id)
+            .map_or(0, |(s, _)| s as usize)
+    };
     let here = |id: u64| offset_to_line_col(src, offset(id));
     match &e.expr {
         Ast::Call(call) => {
@@ -220,21 +260,40 @@ fn check(e: &IdedExpr, p: &Program, src: &str, pos: SrcPos<'_>, names: &Names<'_
                 let (l, c) = offset_to_line_col(src, if named { paren - n } else { paren });
                 if let Some(spec) = funcs::spec(name) {
                     if argc < spec.min || argc > spec.max {
-                        diags.push(pos.diag(l, c, format!("`{name}` takes {} argument(s), {argc} given; usage: {}", arity(spec.min, spec.max), spec.sig)));
+                        diags.push(pos.diag(
+                            l,
+                            c,
+                            format!(
+                                "`{name}` takes {} argument(s), {argc} given; usage: {}",
+                                arity(spec.min, spec.max),
+                                spec.sig
+                            ),
+                        ));
                     }
                     if name == "lookup" {
-                        if let Some(IdedExpr { expr: Ast::Literal(LiteralValue::String(t)), id }) = call.args.first() {
+                        if let Some(IdedExpr {
+                            expr: Ast::Literal(LiteralValue::String(t)),
+                            id,
+                        }) = call.args.first()
+                        {
                             let t = t.inner().to_string();
                             let (l, c) = here(*id);
                             if !names.tables.contains(&t) {
-                                let hint = closest(&t, names.tables.iter().map(String::as_str)).map(|c| format!(" did you mean `{c}`?")).unwrap_or_default();
+                                let hint = closest(&t, names.tables.iter().map(String::as_str))
+                                    .map(|c| format!(" did you mean `{c}`?"))
+                                    .unwrap_or_default();
                                 diags.push(pos.diag(l, c, format!("unknown table `{t}`; declare it under [tables.{t}] with a file.{hint}")));
                             }
                         }
                     }
                 } else if !CEL_STANDARD.contains(&name) {
-                    let all = FUNCTIONS.iter().map(|s| s.name).chain(CEL_STANDARD.iter().copied());
-                    let hint = closest(name, all).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+                    let all = FUNCTIONS
+                        .iter()
+                        .map(|s| s.name)
+                        .chain(CEL_STANDARD.iter().copied());
+                    let hint = closest(name, all)
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default();
                     diags.push(pos.diag(l, c, format!("unknown function `{name}`; {hint}see docs/mappings.md for the functions a mapping may call")));
                 }
             }
@@ -259,19 +318,45 @@ fn check(e: &IdedExpr, p: &Program, src: &str, pos: SrcPos<'_>, names: &Names<'_
         Ast::Ident(name) => {
             if !names.vars.iter().any(|v| v == name) && !bound.iter().any(|v| v == name) {
                 let (l, c) = here(e.id);
-                let hint = closest(name, names.vars.iter().map(String::as_str)).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-                diags.push(pos.diag(l, c, format!("unknown name `{name}`; {hint}names in scope: {}", names.vars.join(", "))));
+                let hint = closest(name, names.vars.iter().map(String::as_str))
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                diags.push(pos.diag(
+                    l,
+                    c,
+                    format!(
+                        "unknown name `{name}`; {hint}names in scope: {}",
+                        names.vars.join(", ")
+                    ),
+                ));
             }
         }
-        Ast::List(l) => l.elements.iter().for_each(|x| check(x, p, src, pos, names, bound, diags)),
-        Ast::Map(m) => m.entries.iter().for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
-        Ast::Struct(s) => s.entries.iter().for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
+        Ast::List(l) => l
+            .elements
+            .iter()
+            .for_each(|x| check(x, p, src, pos, names, bound, diags)),
+        Ast::Map(m) => m
+            .entries
+            .iter()
+            .for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
+        Ast::Struct(s) => s
+            .entries
+            .iter()
+            .for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
         Ast::Select(s) => check(&s.operand, p, src, pos, names, bound, diags),
         Ast::Literal(_) | Ast::Unspecified => {}
     }
 }
 
-fn entry(e: &EntryExpr, p: &Program, src: &str, pos: SrcPos<'_>, names: &Names<'_>, bound: &mut Vec<String>, diags: &mut Vec<Diagnostic>) {
+fn entry(
+    e: &EntryExpr,
+    p: &Program,
+    src: &str,
+    pos: SrcPos<'_>,
+    names: &Names<'_>,
+    bound: &mut Vec<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
     match e {
         EntryExpr::MapEntry(m) => {
             check(&m.key, p, src, pos, names, bound, diags);
@@ -297,7 +382,12 @@ impl Expr {
     pub fn cel_vars(&self) -> Vec<String> {
         match &self.kind {
             Kind::Direct(_) => Vec::new(),
-            Kind::Cel(p) => p.references().variables().into_iter().map(str::to_owned).collect(),
+            Kind::Cel(p) => p
+                .references()
+                .variables()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
         }
     }
 
@@ -315,7 +405,12 @@ impl Expr {
     /// # Errors
     ///
     /// The interpreter's error, or a function's refusal (see [`funcs::decode`]).
-    pub fn eval(&self, vars: &Vars, ctx: &cel::Context<'_, 'static>, sh: &funcs::Shared) -> Result<Value, ExecutionError> {
+    pub fn eval(
+        &self,
+        vars: &Vars,
+        ctx: &cel::Context<'_, 'static>,
+        sh: &funcs::Shared,
+    ) -> Result<Value, ExecutionError> {
         match &self.kind {
             Kind::Direct(d) => d.eval(vars, sh),
             Kind::Cel(p) => p.execute(ctx),
@@ -337,7 +432,10 @@ pub fn from_json(v: &serde_json::Value) -> Value {
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
         serde_json::Value::Array(a) => Value::List(Arc::new(a.iter().map(from_json).collect())),
         serde_json::Value::Object(o) => {
-            let m: HashMap<Key, Value> = o.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v))).collect();
+            let m: HashMap<Key, Value> = o
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v)))
+                .collect();
             Value::Map(CelMap { map: Arc::new(m) })
         }
     }

@@ -95,7 +95,12 @@ pub const FUNCTIONS: &[FnSpec] = &[
     f("sort_by", 2, 2, "sort_by(list, field)"),
     f("pluck", 2, 2, "pluck(list, field)"),
     f("sum_by", 2, 2, "sum_by(list, field)"),
-    f("group_sum", 3, 3, "group_sum(list, key_field, amount_field)"),
+    f(
+        "group_sum",
+        3,
+        3,
+        "group_sum(list, key_field, amount_field)",
+    ),
 ];
 
 /// CEL's own functions and macros that a mapping may call (checked at load like ours).
@@ -158,13 +163,19 @@ type R = Result<Value, ExecutionError>;
 /// # Errors
 ///
 /// A [`cel::DeclarationError`] if a name clashes with CEL's standard library (a bug here).
-pub fn register(ctx: &mut cel::Context<'static, 'static>, shared: &Arc<Shared>) -> Result<(), cel::DeclarationError> {
+pub fn register(
+    ctx: &mut cel::Context<'static, 'static>,
+    shared: &Arc<Shared>,
+) -> Result<(), cel::DeclarationError> {
     for spec in FUNCTIONS {
         let name = spec.name;
         let shared = Arc::clone(shared);
-        ctx.add_function(name, move |cel::extractors::Arguments(args): cel::extractors::Arguments| -> R {
-            call(&shared, name, &args)
-        })?;
+        ctx.add_function(
+            name,
+            move |cel::extractors::Arguments(args): cel::extractors::Arguments| -> R {
+                call(&shared, name, &args)
+            },
+        )?;
     }
     Ok(())
 }
@@ -175,12 +186,22 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
         return Err(ExecutionError::undeclared_reference(name));
     };
     if a.len() < spec.min || a.len() > spec.max {
-        return Err(refusal(name, "wrong_arity", format!("expected {}", spec.sig)));
+        return Err(refusal(
+            name,
+            "wrong_arity",
+            format!("expected {}", spec.sig),
+        ));
     }
     match name {
         "dec" => Ok(dec_str(dec(name, &a[0], "x")?)),
-        "dec_add" => checked(name, dec(name, &a[0], "a")?.checked_add(dec(name, &a[1], "b")?)),
-        "dec_sub" => checked(name, dec(name, &a[0], "a")?.checked_sub(dec(name, &a[1], "b")?)),
+        "dec_add" => checked(
+            name,
+            dec(name, &a[0], "a")?.checked_add(dec(name, &a[1], "b")?),
+        ),
+        "dec_sub" => checked(
+            name,
+            dec(name, &a[0], "a")?.checked_sub(dec(name, &a[1], "b")?),
+        ),
         "dec_mul" => {
             let p = dec(name, &a[0], "a")?.checked_mul(dec(name, &a[1], "b")?);
             let p = p.ok_or_else(|| refusal(name, "overflow", "the product is too large"))?;
@@ -197,12 +218,16 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
         }
         "dec_round" => Ok(dec_str(round(name, dec(name, &a[0], "x")?, &a[1], &a[2])?)),
         "dec_neg" => Ok(dec_str(-dec(name, &a[0], "x")?)),
-        "dec_cmp" => Ok(Value::Int(match dec(name, &a[0], "a")?.cmp(&dec(name, &a[1], "b")?) {
-            Ordering::Less => -1,
-            Ordering::Equal => 0,
-            Ordering::Greater => 1,
-        })),
-        "dec_eq" => Ok(Value::Bool(dec(name, &a[0], "a")? == dec(name, &a[1], "b")?)),
+        "dec_cmp" => Ok(Value::Int(
+            match dec(name, &a[0], "a")?.cmp(&dec(name, &a[1], "b")?) {
+                Ordering::Less => -1,
+                Ordering::Equal => 0,
+                Ordering::Greater => 1,
+            },
+        )),
+        "dec_eq" => Ok(Value::Bool(
+            dec(name, &a[0], "a")? == dec(name, &a[1], "b")?,
+        )),
         "dec_sum" => {
             let items = list(name, &a[0], "list")?;
             let mut sum = Decimal::ZERO;
@@ -214,32 +239,47 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
         "money" => Ok(money_str(money(name, &a[0], "x")?)),
         "to_cents" => {
             let m = money(name, &a[0], "x")?;
-            let cents = m.checked_mul(Decimal::ONE_HUNDRED).and_then(|c| i64::try_from(c).ok());
-            cents.map(Value::Int).ok_or_else(|| refusal(name, "overflow", "too many cents for an int"))
+            let cents = m
+                .checked_mul(Decimal::ONE_HUNDRED)
+                .and_then(|c| i64::try_from(c).ok());
+            cents
+                .map(Value::Int)
+                .ok_or_else(|| refusal(name, "overflow", "too many cents for an int"))
         }
         "fixed" => {
             let x = dec(name, &a[0], "x")?;
             let places = places(name, &a[1])?;
             if x.normalize().scale() > places {
-                return Err(refusal(name, "precision", format!("the value has more than {places} decimals; round it first with dec_round")));
+                return Err(refusal(
+                    name,
+                    "precision",
+                    format!(
+                        "the value has more than {places} decimals; round it first with dec_round"
+                    ),
+                ));
             }
             let mut x = x;
             x.rescale(places);
             Ok(Value::String(Arc::new(x.to_string())))
         }
-        "thousands" => Ok(Value::String(Arc::new(thousands(&dec(name, &a[0], "x")?.to_string())))),
-        "date" | "format_time" | "parse_time" | "to_zone" | "from_unix" | "unix" | "month_start" | "month_end" | "period" | "days_between" => {
-            time::call(&sh.zone, name, a)
-        }
+        "thousands" => Ok(Value::String(Arc::new(thousands(
+            &dec(name, &a[0], "x")?.to_string(),
+        )))),
+        "date" | "format_time" | "parse_time" | "to_zone" | "from_unix" | "unix"
+        | "month_start" | "month_end" | "period" | "days_between" => time::call(&sh.zone, name, a),
         "trim" => Ok(s(text(name, &a[0], "s")?.trim())),
         "upper" => Ok(s(&text(name, &a[0], "s")?.to_uppercase())),
         "lower" => Ok(s(&text(name, &a[0], "s")?.to_lowercase())),
-        "replace" => Ok(s(&text(name, &a[0], "s")?.replace(text(name, &a[1], "from")?, text(name, &a[2], "to")?))),
+        "replace" => Ok(s(
+            &text(name, &a[0], "s")?.replace(text(name, &a[1], "from")?, text(name, &a[2], "to")?)
+        )),
         "substr" => {
             let t = text(name, &a[0], "s")?;
-            let start = usize::try_from(int(name, &a[1], "start")?).map_err(|_| refusal(name, "bad_argument", "start is negative"))?;
+            let start = usize::try_from(int(name, &a[1], "start")?)
+                .map_err(|_| refusal(name, "bad_argument", "start is negative"))?;
             let len = match a.get(2) {
-                Some(l) => usize::try_from(int(name, l, "length")?).map_err(|_| refusal(name, "bad_argument", "length is negative"))?,
+                Some(l) => usize::try_from(int(name, l, "length")?)
+                    .map_err(|_| refusal(name, "bad_argument", "length is negative"))?,
                 None => usize::MAX,
             };
             Ok(s(&t.chars().skip(start).take(len).collect::<String>()))
@@ -250,14 +290,28 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
             let fill = text(name, &a[2], "fill")?;
             let mut fc = fill.chars();
             let (Some(fill), None) = (fc.next(), fc.next()) else {
-                return Err(refusal(name, "bad_argument", "fill must be exactly one character"));
+                return Err(refusal(
+                    name,
+                    "bad_argument",
+                    "fill must be exactly one character",
+                ));
             };
             if !(0..=MAX_PAD).contains(&width) {
-                return Err(refusal(name, "bad_argument", format!("width must be 0 to {MAX_PAD}")));
+                return Err(refusal(
+                    name,
+                    "bad_argument",
+                    format!("width must be 0 to {MAX_PAD}"),
+                ));
             }
             let n = t.chars().count();
-            let pad: String = std::iter::repeat_n(fill, usize::try_from(width).unwrap_or(0).saturating_sub(n)).collect();
-            Ok(s(&if name == "pad_left" { pad + t } else { format!("{t}{pad}") }))
+            let pad: String =
+                std::iter::repeat_n(fill, usize::try_from(width).unwrap_or(0).saturating_sub(n))
+                    .collect();
+            Ok(s(&if name == "pad_left" {
+                pad + t
+            } else {
+                format!("{t}{pad}")
+            }))
         }
         "concat" => {
             let mut out = String::new();
@@ -281,26 +335,50 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
         "get" => {
             let found = match &a[0] {
                 Value::Map(m) => m.get(&key(name, &a[1])?).cloned(),
-                Value::List(l) => usize::try_from(int(name, &a[1], "index")?).ok().and_then(|i| l.get(i).cloned()),
+                Value::List(l) => usize::try_from(int(name, &a[1], "index")?)
+                    .ok()
+                    .and_then(|i| l.get(i).cloned()),
                 Value::Null => None,
-                other => return Err(refusal(name, "bad_argument", format!("cannot look into a {}", type_name(other)))),
+                other => {
+                    return Err(refusal(
+                        name,
+                        "bad_argument",
+                        format!("cannot look into a {}", type_name(other)),
+                    ));
+                }
             };
             Ok(match found {
                 Some(v) if !is_empty(&v) => v,
                 _ => a.get(2).cloned().unwrap_or(Value::Null),
             })
         }
-        "default" => Ok(if is_empty(&a[0]) { a[1].clone() } else { a[0].clone() }),
-        "coalesce" => Ok(a.iter().find(|x| !is_empty(x)).cloned().unwrap_or(Value::Null)),
+        "default" => Ok(if is_empty(&a[0]) {
+            a[1].clone()
+        } else {
+            a[0].clone()
+        }),
+        "coalesce" => Ok(a
+            .iter()
+            .find(|x| !is_empty(x))
+            .cloned()
+            .unwrap_or(Value::Null)),
         "required" => {
             let what = text(name, &a[1], "name")?;
             if is_empty(&a[0]) {
-                Err(refusal(name, "missing_field", format!("`{what}` is required but empty or absent")))
+                Err(refusal(
+                    name,
+                    "missing_field",
+                    format!("`{what}` is required but empty or absent"),
+                ))
             } else {
                 Ok(a[0].clone())
             }
         }
-        "refuse" => Err(refusal(name, text(name, &a[0], "code")?, text(name, &a[1], "message")?)),
+        "refuse" => Err(refusal(
+            name,
+            text(name, &a[0], "code")?,
+            text(name, &a[1], "message")?,
+        )),
         "lookup" => {
             let table = text(name, &a[0], "table")?;
             let k = match &a[1] {
@@ -328,14 +406,24 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
                 })
             });
             if failed.is_some() {
-                return Err(refusal(name, "bad_argument", format!("the values of `{field}` cannot be compared")));
+                return Err(refusal(
+                    name,
+                    "bad_argument",
+                    format!("the values of `{field}` cannot be compared"),
+                ));
             }
-            Ok(Value::List(Arc::new(items.into_iter().map(|(_, v)| v).collect())))
+            Ok(Value::List(Arc::new(
+                items.into_iter().map(|(_, v)| v).collect(),
+            )))
         }
         "pluck" => {
             let field = text(name, &a[1], "field")?;
             let items = list(name, &a[0], "list")?;
-            let out: Result<Vec<Value>, _> = items.iter().enumerate().map(|(i, x)| field_of(name, x, field, i)).collect();
+            let out: Result<Vec<Value>, _> = items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| field_of(name, x, field, i))
+                .collect();
             Ok(Value::List(Arc::new(out?)))
         }
         "sum_by" => {
@@ -364,10 +452,29 @@ fn group_sum(name: &str, a: &[Value]) -> R {
             Value::String(s) => s.as_str().to_owned(),
             Value::Int(n) => n.to_string(),
             Value::UInt(n) => n.to_string(),
-            Value::Null => return Err(refusal(name, "missing_field", format!("list[{i}].{key_field} is empty"))),
-            other => return Err(refusal(name, "bad_argument", format!("list[{i}].{key_field} is a {}, not a string", type_name(other)))),
+            Value::Null => {
+                return Err(refusal(
+                    name,
+                    "missing_field",
+                    format!("list[{i}].{key_field} is empty"),
+                ));
+            }
+            other => {
+                return Err(refusal(
+                    name,
+                    "bad_argument",
+                    format!(
+                        "list[{i}].{key_field} is a {}, not a string",
+                        type_name(other)
+                    ),
+                ));
+            }
         };
-        let amount = money(name, &field_of(name, row, amount_field, i)?, &format!("list[{i}].{amount_field}"))?;
+        let amount = money(
+            name,
+            &field_of(name, row, amount_field, i)?,
+            &format!("list[{i}].{amount_field}"),
+        )?;
         match groups.iter_mut().find(|(g, _, _)| *g == k) {
             Some(g) => {
                 g.1 = add(name, g.1, amount)?;
@@ -406,11 +513,13 @@ pub fn money_str(d: Decimal) -> Value {
 }
 
 fn checked(name: &str, d: Option<Decimal>) -> R {
-    d.map(dec_str).ok_or_else(|| refusal(name, "overflow", "the result is too large"))
+    d.map(dec_str)
+        .ok_or_else(|| refusal(name, "overflow", "the result is too large"))
 }
 
 fn add(name: &str, a: Decimal, b: Decimal) -> Result<Decimal, ExecutionError> {
-    a.checked_add(b).ok_or_else(|| refusal(name, "overflow", "the sum is too large"))
+    a.checked_add(b)
+        .ok_or_else(|| refusal(name, "overflow", "the sum is too large"))
 }
 
 /// CEL's name for a value's type, for messages (never the value itself).
@@ -434,13 +543,31 @@ pub fn type_name(v: &Value) -> &'static str {
 pub fn dec(name: &str, v: &Value, what: &str) -> Result<Decimal, ExecutionError> {
     match v {
         Value::String(t) => parse_decimal(t.trim()).ok_or_else(|| {
-            refusal(name, "bad_amount", format!("{what} is not a decimal number"))
+            refusal(
+                name,
+                "bad_amount",
+                format!("{what} is not a decimal number"),
+            )
         }),
         Value::Int(i) => Ok(Decimal::from(*i)),
         Value::UInt(u) => Ok(Decimal::from(*u)),
-        Value::Null => Err(refusal(name, "missing_amount", format!("{what} is empty or absent"))),
-        Value::Float(_) => Err(refusal(name, "inexact_amount", format!("{what} is a double, which is not exact; write amounts as strings, e.g. '12.50'"))),
-        other => Err(refusal(name, "bad_amount", format!("{what} is a {}, not a decimal", type_name(other)))),
+        Value::Null => Err(refusal(
+            name,
+            "missing_amount",
+            format!("{what} is empty or absent"),
+        )),
+        Value::Float(_) => Err(refusal(
+            name,
+            "inexact_amount",
+            format!(
+                "{what} is a double, which is not exact; write amounts as strings, e.g. '12.50'"
+            ),
+        )),
+        other => Err(refusal(
+            name,
+            "bad_amount",
+            format!("{what} is a {}, not a decimal", type_name(other)),
+        )),
     }
 }
 
@@ -463,17 +590,29 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
 pub fn money(name: &str, v: &Value, what: &str) -> Result<Decimal, ExecutionError> {
     let d = dec(name, v, what)?;
     if d.normalize().scale() > 2 {
-        return Err(refusal(name, "amount_precision", format!("{what} has more than two decimals")));
+        return Err(refusal(
+            name,
+            "amount_precision",
+            format!("{what} has more than two decimals"),
+        ));
     }
     Ok(d)
 }
 
 fn places(name: &str, v: &Value) -> Result<u32, ExecutionError> {
     let p = int(name, v, "places")?;
-    u32::try_from(p).ok().filter(|p| *p <= 28).ok_or_else(|| refusal(name, "bad_argument", "places must be 0 to 28"))
+    u32::try_from(p)
+        .ok()
+        .filter(|p| *p <= 28)
+        .ok_or_else(|| refusal(name, "bad_argument", "places must be 0 to 28"))
 }
 
-fn round(name: &str, x: Decimal, places_v: &Value, mode: &Value) -> Result<Decimal, ExecutionError> {
+fn round(
+    name: &str,
+    x: Decimal,
+    places_v: &Value,
+    mode: &Value,
+) -> Result<Decimal, ExecutionError> {
     let p = places(name, places_v)?;
     let strategy = match text(name, mode, "mode")? {
         "half_up" => RoundingStrategy::MidpointAwayFromZero,
@@ -483,7 +622,15 @@ fn round(name: &str, x: Decimal, places_v: &Value, mode: &Value) -> Result<Decim
         "up" => RoundingStrategy::AwayFromZero,
         "floor" => RoundingStrategy::ToNegativeInfinity,
         "ceiling" => RoundingStrategy::ToPositiveInfinity,
-        other => return Err(refusal(name, "bad_argument", format!("unknown rounding mode `{other}`; use half_up, half_even, half_down, down, up, floor or ceiling"))),
+        other => {
+            return Err(refusal(
+                name,
+                "bad_argument",
+                format!(
+                    "unknown rounding mode `{other}`; use half_up, half_even, half_down, down, up, floor or ceiling"
+                ),
+            ));
+        }
     };
     let mut r = x.round_dp_with_strategy(p, strategy);
     r.rescale(p);
@@ -492,7 +639,9 @@ fn round(name: &str, x: Decimal, places_v: &Value, mode: &Value) -> Result<Decim
 
 fn thousands(plain: &str) -> String {
     let (sign, rest) = plain.strip_prefix('-').map_or(("", plain), |r| ("-", r));
-    let (int_part, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    let (int_part, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
     let mut out = String::from(sign);
     for (i, c) in int_part.chars().enumerate() {
         if i > 0 && (int_part.len() - i) % 3 == 0 {
@@ -511,7 +660,11 @@ fn thousands(plain: &str) -> String {
 pub fn text<'a>(name: &str, v: &'a Value, what: &str) -> Result<&'a str, ExecutionError> {
     match v {
         Value::String(t) => Ok(t.as_str()),
-        other => Err(refusal(name, "bad_argument", format!("{what} is a {}, not a string", type_name(other)))),
+        other => Err(refusal(
+            name,
+            "bad_argument",
+            format!("{what} is a {}, not a string", type_name(other)),
+        )),
     }
 }
 
@@ -519,18 +672,35 @@ pub fn text<'a>(name: &str, v: &'a Value, what: &str) -> Result<&'a str, Executi
 pub fn int(name: &str, v: &Value, what: &str) -> Result<i64, ExecutionError> {
     match v {
         Value::Int(i) => Ok(*i),
-        Value::UInt(u) => i64::try_from(*u).map_err(|_| refusal(name, "overflow", format!("{what} is too large"))),
-        Value::String(t) => t.trim().parse().map_err(|_| refusal(name, "bad_argument", format!("{what} is not an integer"))),
-        other => Err(refusal(name, "bad_argument", format!("{what} is a {}, not an int", type_name(other)))),
+        Value::UInt(u) => {
+            i64::try_from(*u).map_err(|_| refusal(name, "overflow", format!("{what} is too large")))
+        }
+        Value::String(t) => t
+            .trim()
+            .parse()
+            .map_err(|_| refusal(name, "bad_argument", format!("{what} is not an integer"))),
+        other => Err(refusal(
+            name,
+            "bad_argument",
+            format!("{what} is a {}, not an int", type_name(other)),
+        )),
     }
 }
 
 fn list<'a>(name: &str, v: &'a Value, what: &str) -> Result<&'a [Value], ExecutionError> {
     match v {
         Value::List(l) if l.len() <= MAX_LIST => Ok(l.as_slice()),
-        Value::List(_) => Err(refusal(name, "too_large", format!("{what} has more than {MAX_LIST} elements"))),
+        Value::List(_) => Err(refusal(
+            name,
+            "too_large",
+            format!("{what} has more than {MAX_LIST} elements"),
+        )),
         Value::Null => Ok(&[]),
-        other => Err(refusal(name, "bad_argument", format!("{what} is a {}, not a list", type_name(other)))),
+        other => Err(refusal(
+            name,
+            "bad_argument",
+            format!("{what} is a {}, not a list", type_name(other)),
+        )),
     }
 }
 
@@ -540,14 +710,25 @@ fn key(name: &str, v: &Value) -> Result<Key, ExecutionError> {
         Value::Int(i) => Ok(Key::Int(*i)),
         Value::UInt(u) => Ok(Key::Uint(*u)),
         Value::Bool(b) => Ok(Key::Bool(*b)),
-        other => Err(refusal(name, "bad_argument", format!("a {} cannot be a map key", type_name(other)))),
+        other => Err(refusal(
+            name,
+            "bad_argument",
+            format!("a {} cannot be a map key", type_name(other)),
+        )),
     }
 }
 
 fn field_of(name: &str, row: &Value, field: &str, i: usize) -> Result<Value, ExecutionError> {
     match row {
-        Value::Map(m) => Ok(m.get(&KeyRef::String(field)).cloned().unwrap_or(Value::Null)),
-        other => Err(refusal(name, "bad_argument", format!("list[{i}] is a {}, not a map", type_name(other)))),
+        Value::Map(m) => Ok(m
+            .get(&KeyRef::String(field))
+            .cloned()
+            .unwrap_or(Value::Null)),
+        other => Err(refusal(
+            name,
+            "bad_argument",
+            format!("list[{i}] is a {}, not a map", type_name(other)),
+        )),
     }
 }
 
@@ -565,7 +746,16 @@ fn scalar_text(name: &str, v: &Value, what: &str, out: &mut String) -> Result<()
             let _ = write!(out, "{b}");
         }
         Value::Null => {}
-        other => return Err(refusal(name, "bad_argument", format!("{what} is a {}; only strings, ints and bools are joined", type_name(other)))),
+        other => {
+            return Err(refusal(
+                name,
+                "bad_argument",
+                format!(
+                    "{what} is a {}; only strings, ints and bools are joined",
+                    type_name(other)
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -583,12 +773,10 @@ pub fn is_empty(v: &Value) -> bool {
 
 fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     match (a, b) {
-        (Value::String(x), Value::String(y)) => {
-            match (parse_decimal(x), parse_decimal(y)) {
-                (Some(dx), Some(dy)) => Some(dx.cmp(&dy)),
-                _ => Some(x.cmp(y)),
-            }
-        }
+        (Value::String(x), Value::String(y)) => match (parse_decimal(x), parse_decimal(y)) {
+            (Some(dx), Some(dy)) => Some(dx.cmp(&dy)),
+            _ => Some(x.cmp(y)),
+        },
         (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
         (Value::Null, Value::Null) => Some(Ordering::Equal),
         (Value::Null, _) => Some(Ordering::Less),

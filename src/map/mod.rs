@@ -125,7 +125,17 @@ fn input_shape(event: EventFamily) -> shape::Shape {
 }
 
 /// Keys a mapping file may have at its top level.
-const TOP_KEYS: &[&str] = &["name", "connector", "match", "key", "tables", "let", "document", "assert", "cases"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "connector",
+    "match",
+    "key",
+    "tables",
+    "let",
+    "document",
+    "assert",
+    "cases",
+];
 
 /// Compiles a mapping file: parses, checks and indexes everything (paths, expressions, code
 /// tables) so that [`run`] does no parsing and no I/O.
@@ -135,8 +145,15 @@ const TOP_KEYS: &[&str] = &["name", "connector", "match", "key", "tables", "let"
 /// Every problem at once, each with `file:line:col` and a hint.
 pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnostic>> {
     let doc = toml_edit::ImDocument::parse(src.text).map_err(|e| {
-        let (line, col) = e.span().map_or((0, 0), |s| spec::position(src.text, s.start));
-        vec![Diagnostic { file: src.file.to_path_buf(), line, col, message: e.message().trim().to_owned() }]
+        let (line, col) = e
+            .span()
+            .map_or((0, 0), |s| spec::position(src.text, s.start));
+        vec![Diagnostic {
+            file: src.file.to_path_buf(),
+            line,
+            col,
+            message: e.message().trim().to_owned(),
+        }]
     })?;
     let top = doc.as_table();
     let mut c = Compiler {
@@ -152,7 +169,10 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
     };
     for (k, item) in top.iter() {
         if !TOP_KEYS.contains(&k) {
-            c.at(item.span(), format!("unknown key `{k}`; a mapping has {}", TOP_KEYS.join(", ")));
+            c.at(
+                item.span(),
+                format!("unknown key `{k}`; a mapping has {}", TOP_KEYS.join(", ")),
+            );
         }
     }
 
@@ -171,20 +191,29 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
         None => Some(default_key(src)),
     };
 
-    let condition = top.get("match").and_then(|m| m.get("condition")).and_then(|cond| match cond.as_str() {
-        Some(s) => {
-            let skip = usize::from(s.starts_with('='));
-            c.expr(&s[skip..], cond.span(), skip)
-        }
-        None => {
-            c.at(cond.span(), "`condition` is a CEL expression in a string".into());
-            None
-        }
-    });
+    let condition = top
+        .get("match")
+        .and_then(|m| m.get("condition"))
+        .and_then(|cond| match cond.as_str() {
+            Some(s) => {
+                let skip = usize::from(s.starts_with('='));
+                c.expr(&s[skip..], cond.span(), skip)
+            }
+            None => {
+                c.at(
+                    cond.span(),
+                    "`condition` is a CEL expression in a string".into(),
+                );
+                None
+            }
+        });
 
     let document = top.get("document").and_then(|d| {
         if d.as_table_like().is_none() {
-            c.at(d.span(), "`document` is a table: the skeleton of the target's document".into());
+            c.at(
+                d.span(),
+                "`document` is a table: the skeleton of the target's document".into(),
+            );
             return None;
         }
         c.node(d)
@@ -196,9 +225,19 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
     if !c.diags.is_empty() {
         return Err(c.diags);
     }
-    let shared = Arc::new(funcs::Shared { tables, zone: src.zone.clone() });
+    let shared = Arc::new(funcs::Shared {
+        tables,
+        zone: src.zone.clone(),
+    });
     let mut root = cel::Context::default();
-    funcs::register(&mut root, &shared).map_err(|e| vec![Diagnostic { file: src.file.to_path_buf(), line: 0, col: 0, message: format!("internal: {e}") }])?;
+    funcs::register(&mut root, &shared).map_err(|e| {
+        vec![Diagnostic {
+            file: src.file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: format!("internal: {e}"),
+        }]
+    })?;
     Ok(CompiledMapping {
         name: src.name.to_owned(),
         file: src.file.to_path_buf(),
@@ -209,7 +248,10 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
         lets,
         document,
         asserts,
-        match_pos: top.get("match").and_then(Item::span).map_or((0, 0), |s| spec::position(src.text, s.start)),
+        match_pos: top
+            .get("match")
+            .and_then(Item::span)
+            .map_or((0, 0), |s| spec::position(src.text, s.start)),
         lets_read_input: c.var_roots.contains("input"),
         asserts_read_doc: c.var_roots.contains("doc") || c.cel_vars.contains("doc"),
         cel_vars: c.cel_vars,
@@ -225,7 +267,11 @@ fn default_key(src: &MappingSource<'_>) -> Leaf {
     match serde_json_path::JsonPath::parse(&format!("$.{field}")) {
         Ok(path) => Leaf::Template(vec![
             spec::Piece::Lit(format!("{}:", src.name)),
-            spec::Piece::Path(spec::PathLeaf { path, relative: false, singular: true }),
+            spec::Piece::Path(spec::PathLeaf {
+                path,
+                relative: false,
+                singular: true,
+            }),
         ]),
         Err(_) => Leaf::Const(Value::Null),
     }
@@ -241,7 +287,12 @@ fn compile_lets(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<(Arc<str>, Nod
     };
     let names: Vec<String> = t.iter().map(|(k, _)| k.to_owned()).collect();
     c.scope.extend(names.iter().cloned());
-    let mut pending: Vec<(Arc<str>, Node, HashSet<String>, Option<std::ops::Range<usize>>)> = Vec::new();
+    let mut pending: Vec<(
+        Arc<str>,
+        Node,
+        HashSet<String>,
+        Option<std::ops::Range<usize>>,
+    )> = Vec::new();
     for (name, item) in t.iter() {
         if let Some(n) = c.node(item) {
             let mut refs = HashSet::new();
@@ -253,7 +304,9 @@ fn compile_lets(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<(Arc<str>, Nod
     let mut done: Vec<(Arc<str>, Node)> = Vec::new();
     let mut defined: HashSet<String> = HashSet::new();
     while !pending.is_empty() {
-        let ready = pending.iter().position(|(_, _, refs, _)| refs.iter().all(|r| defined.contains(r)));
+        let ready = pending
+            .iter()
+            .position(|(_, _, refs, _)| refs.iter().all(|r| defined.contains(r)));
         match ready {
             Some(i) => {
                 let (name, node, _, _) = pending.remove(i);
@@ -275,7 +328,10 @@ fn compile_tables(c: &mut Compiler<'_>, item: Option<&Item>, base: &Path) -> Tab
     let mut out = Tables::default();
     let Some(item) = item else { return out };
     let Some(t) = item.as_table_like() else {
-        c.at(item.span(), "`tables` is a table of code tables: [tables.<name>] file = \"tables/x.csv\"".into());
+        c.at(
+            item.span(),
+            "`tables` is a table of code tables: [tables.<name>] file = \"tables/x.csv\"".into(),
+        );
         return out;
     };
     for (name, decl) in t.iter() {
@@ -283,25 +339,44 @@ fn compile_tables(c: &mut Compiler<'_>, item: Option<&Item>, base: &Path) -> Tab
         let span = decl.span();
         let get = |k: &str| decl.get(k).and_then(Item::as_str).map(str::to_owned);
         let Some(file) = get("file") else {
-            c.at(span, format!("table `{name}` needs `file = \"tables/<file>.csv\"` (or .toml)"));
+            c.at(
+                span,
+                format!("table `{name}` needs `file = \"tables/<file>.csv\"` (or .toml)"),
+            );
             continue;
         };
         let miss = match get("on_miss").as_deref() {
-            None | Some("refuse") => Miss::Refuse(get("code").unwrap_or_else(|| format!("unknown_{name}"))),
+            None | Some("refuse") => {
+                Miss::Refuse(get("code").unwrap_or_else(|| format!("unknown_{name}")))
+            }
             Some("default") => match get("default") {
                 Some(d) => Miss::Default(d),
                 None => {
-                    c.at(span, format!("table `{name}`: on_miss = \"default\" needs `default = \"…\"`"));
+                    c.at(
+                        span,
+                        format!("table `{name}`: on_miss = \"default\" needs `default = \"…\"`"),
+                    );
                     continue;
                 }
             },
             Some("pass") => Miss::Pass,
             Some(other) => {
-                c.at(decl.get("on_miss").and_then(Item::span), format!("table `{name}`: on_miss `{other}` is not one of refuse, default, pass"));
+                c.at(
+                    decl.get("on_miss").and_then(Item::span),
+                    format!(
+                        "table `{name}`: on_miss `{other}` is not one of refuse, default, pass"
+                    ),
+                );
                 continue;
             }
         };
-        let decl_s = TableDecl { name: name.to_owned(), file, key: get("key"), value: get("value"), miss };
+        let decl_s = TableDecl {
+            name: name.to_owned(),
+            file,
+            key: get("key"),
+            value: get("value"),
+            miss,
+        };
         let (line, col) = span.map_or((0, 0), |s| spec::position(c.text, s.start));
         match tables::load(&decl_s, base, (c.file, line, col)) {
             Ok(t) => {
@@ -317,7 +392,10 @@ fn compile_asserts(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<Assert> {
     let mut out = Vec::new();
     let Some(item) = item else { return out };
     let Some(list) = item.as_array_of_tables() else {
-        c.at(item.span(), "asserts are written [[assert]] with check, code and message".into());
+        c.at(
+            item.span(),
+            "asserts are written [[assert]] with check, code and message".into(),
+        );
         return out;
     };
     for t in list.iter() {
@@ -331,20 +409,30 @@ fn compile_asserts(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<Assert> {
                 None => None,
             },
             None => {
-                c.at(span.clone(), "an [[assert]] needs `check`, a CEL expression that must be true".into());
+                c.at(
+                    span.clone(),
+                    "an [[assert]] needs `check`, a CEL expression that must be true".into(),
+                );
                 None
             }
         };
         let code = t.get("code").and_then(Item::as_str).map(str::to_owned);
         if code.is_none() {
-            c.at(span.clone(), "an [[assert]] needs `code`, the refusal code (e.g. total_mismatch)".into());
+            c.at(
+                span.clone(),
+                "an [[assert]] needs `code`, the refusal code (e.g. total_mismatch)".into(),
+            );
         }
         let message = match t.get("message") {
             Some(m) => m.as_str().and_then(|s| c.leaf_str(s, m.span())),
             None => Some(Leaf::Const(Value::String("assertion failed".into()))),
         };
         if let (Some(check), Some(code), Some(message)) = (check, code, message) {
-            out.push(Assert { check, code, message });
+            out.push(Assert {
+                check,
+                code,
+                message,
+            });
         }
     }
     out
@@ -356,14 +444,29 @@ pub fn overlaps(mappings: &[crate::catalog::Mapping]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (i, b) in mappings.iter().enumerate() {
         for a in &mappings[..i] {
-            if a.connector != b.connector || a.rule.event != EventFamily::Approval || b.rule.event != EventFamily::Approval {
+            if a.connector != b.connector
+                || a.rule.event != EventFamily::Approval
+                || b.rule.event != EventFamily::Approval
+            {
                 continue;
             }
             if a.compiled.condition.is_some() || b.compiled.condition.is_some() {
                 continue;
             }
-            let Some(action) = a.rule.actions.iter().find(|x| b.rule.actions.contains(x)) else { continue };
-            let template = a.rule.template_ids.iter().find(|t| b.rule.template_ids.contains(t)).or_else(|| a.rule.template_names.iter().find(|t| b.rule.template_names.contains(t)));
+            let Some(action) = a.rule.actions.iter().find(|x| b.rule.actions.contains(x)) else {
+                continue;
+            };
+            let template = a
+                .rule
+                .template_ids
+                .iter()
+                .find(|t| b.rule.template_ids.contains(t))
+                .or_else(|| {
+                    a.rule
+                        .template_names
+                        .iter()
+                        .find(|t| b.rule.template_names.contains(t))
+                });
             if let Some(t) = template {
                 let (line, col) = b.compiled.match_pos;
                 out.push(Diagnostic {
@@ -405,7 +508,9 @@ impl CompiledMapping {
     ///
     /// A [`Refusal`] when the condition cannot be evaluated or is not a bool.
     pub fn condition(&self, input: &Value) -> Result<bool, Refusal> {
-        let Some(cond) = &self.condition else { return Ok(true) };
+        let Some(cond) = &self.condition else {
+            return Ok(true);
+        };
         let mut run = eval::Run::new(self, input)?;
         run.lets()?;
         run.condition(cond)

@@ -38,18 +38,44 @@ const BOOL: Shape = Shape::Scalar("boolean");
 
 /// The normalised approval instance.
 pub fn approval() -> Shape {
-    let approver = obj(vec![("user_id", STR), ("status", INT), ("speech", STR), ("time", STR), ("media_ids", arr(STR))]);
+    let approver = obj(vec![
+        ("user_id", STR),
+        ("status", INT),
+        ("speech", STR),
+        ("time", STR),
+        ("media_ids", arr(STR)),
+    ]);
     obj(vec![
         ("sp_no", STR),
         ("sp_name", STR),
         ("template_id", STR),
         ("status", INT),
         ("status_name", STR),
-        ("applicant", obj(vec![("user_id", STR), ("department", STR), ("batch", BOOL)])),
+        (
+            "applicant",
+            obj(vec![("user_id", STR), ("department", STR), ("batch", BOOL)]),
+        ),
         ("apply_time", STR),
         ("apply_timestamp", INT),
-        ("approval_nodes", arr(obj(vec![("node_type", INT), ("status", INT), ("approve_rel", INT), ("approvers", arr(approver))]))),
-        ("comments", arr(obj(vec![("user_id", STR), ("time", STR), ("content", STR), ("comment_id", STR), ("media_ids", arr(STR))]))),
+        (
+            "approval_nodes",
+            arr(obj(vec![
+                ("node_type", INT),
+                ("status", INT),
+                ("approve_rel", INT),
+                ("approvers", arr(approver)),
+            ])),
+        ),
+        (
+            "comments",
+            arr(obj(vec![
+                ("user_id", STR),
+                ("time", STR),
+                ("content", STR),
+                ("comment_id", STR),
+                ("media_ids", arr(STR)),
+            ])),
+        ),
         ("notifyers", arr(STR)),
         ("form", obj(vec![("controls", arr(Shape::Control))])),
         ("form_by_id", Shape::Map(Box::new(Shape::FormValue))),
@@ -58,13 +84,25 @@ pub fn approval() -> Shape {
 }
 
 fn control_fields() -> Vec<(&'static str, Shape)> {
-    vec![("id", STR), ("title", STR), ("control", STR), ("hidden", BOOL), ("value", Shape::FormValue)]
+    vec![
+        ("id", STR),
+        ("title", STR),
+        ("control", STR),
+        ("hidden", BOOL),
+        ("value", Shape::FormValue),
+    ]
 }
 
 /// Every field any form value type may have (the union; a field of another type is `null`).
 fn form_value_fields() -> Vec<(&'static str, Shape)> {
     let day_item = obj(vec![("date", STR), ("at", STR), ("duration_secs", INT)]);
-    let related = obj(vec![("sp_no", STR), ("template_name", STR), ("status", INT), ("name", STR), ("create_time", STR)]);
+    let related = obj(vec![
+        ("sp_no", STR),
+        ("template_name", STR),
+        ("status", INT),
+        ("name", STR),
+        ("create_time", STR),
+    ]);
     vec![
         ("type", STR),
         ("text", STR),
@@ -178,8 +216,13 @@ pub fn check(path: &str, shape: &Shape) -> Result<Shape, PathProblem> {
                 };
                 let inner: String = chars[i + 1..close].iter().collect();
                 let inner = inner.trim();
-                let quoted = (inner.starts_with('\'') && inner.ends_with('\'')) || (inner.starts_with('"') && inner.ends_with('"'));
-                if quoted && inner.len() >= 2 && !inner.contains('\\') && !inner[1..inner.len() - 1].contains(['\'', '"', ',']) {
+                let quoted = (inner.starts_with('\'') && inner.ends_with('\''))
+                    || (inner.starts_with('"') && inner.ends_with('"'));
+                if quoted
+                    && inner.len() >= 2
+                    && !inner.contains('\\')
+                    && !inner[1..inner.len() - 1].contains(['\'', '"', ','])
+                {
                     cur = field(&cur, &inner[1..inner.len() - 1], start)?;
                 } else if inner == "*" || inner.starts_with('?') || inner.contains(':') {
                     cur = wildcard(&cur);
@@ -187,7 +230,13 @@ pub fn check(path: &str, shape: &Shape) -> Result<Shape, PathProblem> {
                     cur = match cur {
                         Shape::Array(s) => s.expand(),
                         other => {
-                            return Err(PathProblem { at: start, message: format!("`[{inner}]` indexes a list, but this is {}", other.describe()) });
+                            return Err(PathProblem {
+                                at: start,
+                                message: format!(
+                                    "`[{inner}]` indexes a list, but this is {}",
+                                    other.describe()
+                                ),
+                            });
                         }
                     };
                 } else {
@@ -216,24 +265,55 @@ fn field(s: &Shape, name: &str, at: usize) -> Result<Shape, PathProblem> {
             Some((_, f)) => Ok(f.expand()),
             None => {
                 let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-                let hint = super::expr::closest(name, known.iter().copied()).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-                Err(PathProblem { at, message: format!("no field `{name}` here; {hint}known fields: {}", known.join(", ")) })
+                let hint = super::expr::closest(name, known.iter().copied())
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                Err(PathProblem {
+                    at,
+                    message: format!(
+                        "no field `{name}` here; {hint}known fields: {}",
+                        known.join(", ")
+                    ),
+                })
             }
         },
-        Shape::Array(_) => Err(PathProblem { at, message: format!("`{name}` is looked up in a list; select elements first with [*] or [0]") }),
-        other => Err(PathProblem { at, message: format!("`{name}` is looked up in {}, which has no fields", other.describe()) }),
+        Shape::Array(_) => Err(PathProblem {
+            at,
+            message: format!(
+                "`{name}` is looked up in a list; select elements first with [*] or [0]"
+            ),
+        }),
+        other => Err(PathProblem {
+            at,
+            message: format!(
+                "`{name}` is looked up in {}, which has no fields",
+                other.describe()
+            ),
+        }),
     }
 }
 
 /// The JSON Schema (draft 2020-12) of the approval input.
 pub fn approval_schema() -> Value {
     let mut defs = Map::new();
-    defs.insert("form_value".into(), schema(&Shape::Object(form_value_fields()), false));
-    defs.insert("control".into(), schema(&Shape::Object(control_fields()), true));
+    defs.insert(
+        "form_value".into(),
+        schema(&Shape::Object(form_value_fields()), false),
+    );
+    defs.insert(
+        "control".into(),
+        schema(&Shape::Object(control_fields()), true),
+    );
     let mut root = schema(&approval(), true);
     if let Value::Object(m) = &mut root {
-        m.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
-        m.insert("title".into(), json!("wecom-bridge mapping input: a normalised approval instance"));
+        m.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
+        m.insert(
+            "title".into(),
+            json!("wecom-bridge mapping input: a normalised approval instance"),
+        );
         m.insert("description".into(), json!("Generated from src/map/shape.rs (which a test keeps in step with ApprovalInstance::to_document). Form values have a `type` tag; fields of other types are absent."));
         m.insert("$defs".into(), Value::Object(defs));
     }
@@ -253,8 +333,12 @@ fn schema(s: &Shape, required: bool) -> Value {
         Shape::FormValue => json!({ "$ref": "#/$defs/form_value" }),
         Shape::Control => json!({ "$ref": "#/$defs/control" }),
         Shape::Object(fields) => {
-            let props: Map<String, Value> = fields.iter().map(|(n, f)| ((*n).to_owned(), schema(f, true))).collect();
-            let mut o = json!({ "type": "object", "properties": props, "additionalProperties": false });
+            let props: Map<String, Value> = fields
+                .iter()
+                .map(|(n, f)| ((*n).to_owned(), schema(f, true)))
+                .collect();
+            let mut o =
+                json!({ "type": "object", "properties": props, "additionalProperties": false });
             if required {
                 o["required"] = json!(fields.iter().map(|(n, _)| *n).collect::<Vec<_>>());
             }
@@ -268,8 +352,12 @@ pub fn violations(value: &Value, shape: &Shape, at: &str, out: &mut Vec<String>)
     match (shape.expand(), value) {
         (Shape::Any, _) | (_, Value::Null) => {}
         (Shape::Scalar(_), v) if !v.is_object() && !v.is_array() => {}
-        (Shape::Array(e), Value::Array(items)) => items.iter().for_each(|x| violations(x, &e, &format!("{at}[*]"), out)),
-        (Shape::Map(e), Value::Object(m)) => m.values().for_each(|x| violations(x, &e, &format!("{at}.*"), out)),
+        (Shape::Array(e), Value::Array(items)) => items
+            .iter()
+            .for_each(|x| violations(x, &e, &format!("{at}[*]"), out)),
+        (Shape::Map(e), Value::Object(m)) => m
+            .values()
+            .for_each(|x| violations(x, &e, &format!("{at}.*"), out)),
         (Shape::Object(fields), Value::Object(m)) => {
             for (k, v) in m {
                 match fields.iter().find(|(n, _)| n == k) {

@@ -17,10 +17,16 @@ use crate::catalog::Diagnostic;
 /// 1-based (line, column) of a byte offset.
 pub fn position(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
-    let offset = (0..=offset).rev().find(|o| text.is_char_boundary(*o)).unwrap_or(0);
+    let offset = (0..=offset)
+        .rev()
+        .find(|o| text.is_char_boundary(*o))
+        .unwrap_or(0);
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.chars().count(), |i| before[i + 1..].chars().count()) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
+        + 1;
     (line, col)
 }
 
@@ -128,18 +134,29 @@ impl<'a> Compiler<'a> {
     fn content_pos(&self, span: Option<Range<usize>>, skip_chars: usize) -> SrcPos<'a> {
         let start = span.map_or(0, |s| s.start);
         let rest = &self.text[start.min(self.text.len())..];
-        let mut quote = if rest.starts_with("\"\"\"") || rest.starts_with("'''") { 3 } else { 1 };
+        let mut quote = if rest.starts_with("\"\"\"") || rest.starts_with("'''") {
+            3
+        } else {
+            1
+        };
         if quote == 3 && rest[3..].starts_with('\n') {
             quote += 1;
         }
         let (line, col) = position(self.text, start + quote);
-        SrcPos { file: self.file, line, col: col + skip_chars }
+        SrcPos {
+            file: self.file,
+            line,
+            col: col + skip_chars,
+        }
     }
 
     /// Compiles an expression written at `span` (after `skip` characters of prefix).
     pub fn expr(&mut self, src: &str, span: Option<Range<usize>>, skip: usize) -> Option<Expr> {
         let pos = self.content_pos(span, skip);
-        let names = Names { vars: &self.scope, tables: &self.tables };
+        let names = Names {
+            vars: &self.scope,
+            tables: &self.tables,
+        };
         let e = expr::compile(src, pos, &names, &mut self.diags)?;
         self.cel_vars.extend(e.cel_vars());
         self.var_roots.extend(e.direct_vars());
@@ -151,7 +168,8 @@ impl<'a> Compiler<'a> {
         if let Some(src) = s.strip_prefix('=') {
             return self.expr(src, span, 1).map(Leaf::Expr);
         }
-        let is_path = |p: char| s.starts_with(p) && (s.len() == 1 || s[1..].starts_with(['.', '[']));
+        let is_path =
+            |p: char| s.starts_with(p) && (s.len() == 1 || s[1..].starts_with(['.', '[']));
         if is_path('$') || is_path('@') {
             return self.path(s, span).map(Leaf::Path);
         }
@@ -168,7 +186,11 @@ impl<'a> Compiler<'a> {
 
     fn path_at(&mut self, s: &str, pos: SrcPos<'a>) -> Option<PathLeaf> {
         let relative = s.starts_with('@');
-        let text = if relative { format!("${}", &s[1..]) } else { s.to_owned() };
+        let text = if relative {
+            format!("${}", &s[1..])
+        } else {
+            s.to_owned()
+        };
         let path = match JsonPath::parse(&text) {
             Ok(p) => p,
             Err(e) => {
@@ -177,7 +199,11 @@ impl<'a> Compiler<'a> {
                 return None;
             }
         };
-        let shape = if relative { self.item_shapes.last().cloned().unwrap_or(Shape::Any) } else { self.shape.clone() };
+        let shape = if relative {
+            self.item_shapes.last().cloned().unwrap_or(Shape::Any)
+        } else {
+            self.shape.clone()
+        };
         if relative && self.item_shapes.is_empty() {
             let (l, c) = pos.within(1, 1);
             self.diags.push(Diagnostic { file: self.file.to_path_buf(), line: l, col: c, message: "`@` paths are relative to a for_each item and are only allowed inside one; use `$` for the input".into() });
@@ -185,11 +211,24 @@ impl<'a> Compiler<'a> {
         }
         if let Err(p) = shape::check(&text, &shape) {
             let (l, c) = pos.within(1, p.at + 1);
-            self.diags.push(Diagnostic { file: self.file.to_path_buf(), line: l, col: c, message: format!("path `{s}` cannot match the input: {}", p.message) });
+            self.diags.push(Diagnostic {
+                file: self.file.to_path_buf(),
+                line: l,
+                col: c,
+                message: format!("path `{s}` cannot match the input: {}", p.message),
+            });
             return None;
         }
-        let singular = !(text.contains('*') || text.contains("..") || text.contains('?') || text.contains(':') || text.contains(','));
-        Some(PathLeaf { path, relative, singular })
+        let singular = !(text.contains('*')
+            || text.contains("..")
+            || text.contains('?')
+            || text.contains(':')
+            || text.contains(','));
+        Some(PathLeaf {
+            path,
+            relative,
+            singular,
+        })
     }
 
     /// The shape of what a path leaf selects (one element for a wildcard path).
@@ -214,12 +253,17 @@ impl<'a> Compiler<'a> {
             let after = &rest[open + 2..];
             let Some(close) = after.find('}') else {
                 let pos = self.content_pos(span.clone(), consumed + rest[..open].chars().count());
-                self.diags.push(pos.diag(1, 1, "template: `${` is not closed by `}`".into()));
+                self.diags
+                    .push(pos.diag(1, 1, "template: `${` is not closed by `}`".into()));
                 return None;
             };
             let skip = consumed + rest[..open].chars().count() + 2;
             let inner = after[..close].trim();
-            if inner.starts_with("$.") || inner.starts_with("$[") || inner.starts_with("@.") || inner.starts_with("@[") {
+            if inner.starts_with("$.")
+                || inner.starts_with("$[")
+                || inner.starts_with("@.")
+                || inner.starts_with("@[")
+            {
                 let pos = self.content_pos(span.clone(), skip);
                 match self.path_at(inner, pos) {
                     Some(p) => pieces.push(Piece::Path(p)),
@@ -269,7 +313,9 @@ impl<'a> Compiler<'a> {
                 self.at(v.span(), "floats are not allowed in a mapping (they are not exact); write amounts as strings, e.g. \"0.10\"".into());
                 None
             }
-            TV::Datetime(d) => Some(Node::Leaf(Leaf::Const(serde_json::Value::String(d.value().to_string())))),
+            TV::Datetime(d) => Some(Node::Leaf(Leaf::Const(serde_json::Value::String(
+                d.value().to_string(),
+            )))),
             TV::Array(a) => {
                 let mut out = Vec::new();
                 let mut ok = true;
@@ -289,7 +335,9 @@ impl<'a> Compiler<'a> {
         if let Some(c) = t.get("const") {
             if t.len() == 1 {
                 return match c.as_value() {
-                    Some(TV::String(s)) => Some(Node::Leaf(Leaf::Const(serde_json::Value::String(s.value().to_owned())))),
+                    Some(TV::String(s)) => Some(Node::Leaf(Leaf::Const(
+                        serde_json::Value::String(s.value().to_owned()),
+                    ))),
                     _ => {
                         self.at(c.span().or(span), "`const` takes a string".into());
                         None
@@ -311,7 +359,11 @@ impl<'a> Compiler<'a> {
         ok.then_some(Node::Object(fields))
     }
 
-    fn generator(&mut self, t: &dyn toml_edit::TableLike, span: Option<Range<usize>>) -> Option<Gen> {
+    fn generator(
+        &mut self,
+        t: &dyn toml_edit::TableLike,
+        span: Option<Range<usize>>,
+    ) -> Option<Gen> {
         for (k, item) in t.iter() {
             if !["for_each", "as", "when", "item"].contains(&k) {
                 self.at(item.span().or(span.clone()), format!("unknown key `{k}` in a for_each table; it takes for_each, as, when and item"));
@@ -320,20 +372,36 @@ impl<'a> Compiler<'a> {
         }
         let src_item = t.get("for_each")?;
         let Some(src) = src_item.as_str() else {
-            self.at(src_item.span(), "`for_each` takes a path or an expression giving a list".into());
+            self.at(
+                src_item.span(),
+                "`for_each` takes a path or an expression giving a list".into(),
+            );
             return None;
         };
         let source = self.leaf_str(src, src_item.span())?;
         if matches!(source, Leaf::Const(_) | Leaf::Template(_)) {
-            self.at(src_item.span(), "`for_each` takes a path ($…, @…) or an expression (=…) giving a list".into());
+            self.at(
+                src_item.span(),
+                "`for_each` takes a path ($…, @…) or an expression (=…) giving a list".into(),
+            );
             return None;
         }
         let var: Arc<str> = match t.get("as") {
             None => Arc::from("it"),
             Some(a) => match a.as_str() {
-                Some(n) if n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => Arc::from(n),
+                Some(n)
+                    if n.chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Arc::from(n)
+                }
                 _ => {
-                    self.at(a.span(), "`as` takes a variable name (letters, digits, _)".into());
+                    self.at(
+                        a.span(),
+                        "`as` takes a variable name (letters, digits, _)".into(),
+                    );
                     return None;
                 }
             },
@@ -341,7 +409,15 @@ impl<'a> Compiler<'a> {
         let elem = match &source {
             Leaf::Path(p) => {
                 let sh = self.path_shape(src);
-                if p.singular { if let Shape::Array(e) = sh { *e } else { Shape::Any } } else { sh }
+                if p.singular {
+                    if let Shape::Array(e) = sh {
+                        *e
+                    } else {
+                        Shape::Any
+                    }
+                } else {
+                    sh
+                }
             }
             _ => Shape::Any,
         };
@@ -351,7 +427,11 @@ impl<'a> Compiler<'a> {
         let when = match t.get("when") {
             Some(w) => match w.as_str() {
                 Some(s) => {
-                    let e = self.expr(s.strip_prefix('=').unwrap_or(s), w.span(), usize::from(s.starts_with('=')));
+                    let e = self.expr(
+                        s.strip_prefix('=').unwrap_or(s),
+                        w.span(),
+                        usize::from(s.starts_with('=')),
+                    );
                     used |= e.as_ref().is_some_and(|e| e.src.contains(&*var));
                     e
                 }
@@ -365,7 +445,10 @@ impl<'a> Compiler<'a> {
         let item = match t.get("item") {
             Some(i) => self.node(i),
             None => {
-                self.at(span.clone(), "a for_each table needs an `item` (the skeleton of one element)".into());
+                self.at(
+                    span.clone(),
+                    "a for_each table needs an `item` (the skeleton of one element)".into(),
+                );
                 None
             }
         };
@@ -373,23 +456,43 @@ impl<'a> Compiler<'a> {
         self.item_shapes.pop();
         // Conservative: bind the variable when any expression inside names it.
         let var_used = used || item.as_ref().is_some_and(|n| reads(n, &var));
-        Some(Gen { source, var, var_used, when, item: item?, at: format!("{}:{}:{}", self.file.display(), span.as_ref().map_or(0, |s| position(self.text, s.start).0), span.as_ref().map_or(0, |s| position(self.text, s.start).1)) })
+        Some(Gen {
+            source,
+            var,
+            var_used,
+            when,
+            item: item?,
+            at: format!(
+                "{}:{}:{}",
+                self.file.display(),
+                span.as_ref().map_or(0, |s| position(self.text, s.start).0),
+                span.as_ref().map_or(0, |s| position(self.text, s.start).1)
+            ),
+        })
     }
 }
 
 /// Whether a node's expressions mention `var` (a conservative textual check).
 fn reads(n: &Node, var: &str) -> bool {
-    let mentions = |e: &Expr| e.src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == var);
+    let mentions = |e: &Expr| {
+        e.src
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .any(|w| w == var)
+    };
     let leaf = |l: &Leaf| match l {
         Leaf::Expr(e) => mentions(e),
-        Leaf::Template(ps) => ps.iter().any(|p| matches!(p, Piece::Expr(e) if mentions(e))),
+        Leaf::Template(ps) => ps
+            .iter()
+            .any(|p| matches!(p, Piece::Expr(e) if mentions(e))),
         _ => false,
     };
     match n {
         Node::Leaf(l) => leaf(l),
         Node::Object(f) => f.iter().any(|(_, n)| reads(n, var)),
         Node::Array(a) => a.iter().any(|n| reads(n, var)),
-        Node::Gen(g) => leaf(&g.source) || g.when.as_ref().is_some_and(mentions) || reads(&g.item, var),
+        Node::Gen(g) => {
+            leaf(&g.source) || g.when.as_ref().is_some_and(mentions) || reads(&g.item, var)
+        }
     }
 }
 

@@ -68,7 +68,11 @@ fn d(file: &Path, line: usize, col: usize, message: String) -> Diagnostic {
 
 /// Loads and indexes one table. `at` is the declaration's position in the mapping file, used
 /// when the file itself cannot be read.
-pub fn load(decl: &TableDecl, base: &Path, at: (&Path, usize, usize)) -> Result<Table, Vec<Diagnostic>> {
+pub fn load(
+    decl: &TableDecl,
+    base: &Path,
+    at: (&Path, usize, usize),
+) -> Result<Table, Vec<Diagnostic>> {
     let path: PathBuf = base.join(&decl.file);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         vec![d(at.0, at.1, at.2, format!("table `{}`: cannot read {}: {e}; hint: paths are relative to the mappings folder ({})", decl.name, path.display(), base.display()))]
@@ -78,14 +82,46 @@ pub fn load(decl: &TableDecl, base: &Path, at: (&Path, usize, usize)) -> Result<
     } else if decl.file.ends_with(".toml") {
         read_toml(&path, &text)?
     } else {
-        return Err(vec![d(at.0, at.1, at.2, format!("table `{}`: `{}` is neither .csv nor .toml", decl.name, decl.file))]);
+        return Err(vec![d(
+            at.0,
+            at.1,
+            at.2,
+            format!(
+                "table `{}`: `{}` is neither .csv nor .toml",
+                decl.name, decl.file
+            ),
+        )]);
     };
     let key_col = match &decl.key {
-        Some(k) => columns.iter().position(|c| c == k).ok_or_else(|| vec![d(at.0, at.1, at.2, format!("table `{}`: no column `{k}` in {} (columns: {})", decl.name, path.display(), columns.join(", ")))])?,
+        Some(k) => columns.iter().position(|c| c == k).ok_or_else(|| {
+            vec![d(
+                at.0,
+                at.1,
+                at.2,
+                format!(
+                    "table `{}`: no column `{k}` in {} (columns: {})",
+                    decl.name,
+                    path.display(),
+                    columns.join(", ")
+                ),
+            )]
+        })?,
         None => 0,
     };
     let value_column = match &decl.value {
-        Some(v) => columns.iter().position(|c| c == v).ok_or_else(|| vec![d(at.0, at.1, at.2, format!("table `{}`: no column `{v}` in {} (columns: {})", decl.name, path.display(), columns.join(", ")))])?,
+        Some(v) => columns.iter().position(|c| c == v).ok_or_else(|| {
+            vec![d(
+                at.0,
+                at.1,
+                at.2,
+                format!(
+                    "table `{}`: no column `{v}` in {} (columns: {})",
+                    decl.name,
+                    path.display(),
+                    columns.join(", ")
+                ),
+            )]
+        })?,
         None => usize::from(columns.len() > 1 && key_col == 0),
     };
     let mut rows = HashMap::with_capacity(raw_rows.len());
@@ -93,11 +129,25 @@ pub fn load(decl: &TableDecl, base: &Path, at: (&Path, usize, usize)) -> Result<
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for (line, cells) in raw_rows {
         let Some(k) = cells.get(key_col).cloned() else {
-            errors.push(d(&path, line, 1, format!("row has {} cells; the key column is number {}", cells.len(), key_col + 1)));
+            errors.push(d(
+                &path,
+                line,
+                1,
+                format!(
+                    "row has {} cells; the key column is number {}",
+                    cells.len(),
+                    key_col + 1
+                ),
+            ));
             continue;
         };
         if let Some(prev) = first_line.get(&k) {
-            errors.push(d(&path, line, 1, format!("duplicate key `{k}` (first on line {prev}); each key may appear once")));
+            errors.push(d(
+                &path,
+                line,
+                1,
+                format!("duplicate key `{k}` (first on line {prev}); each key may appear once"),
+            ));
             continue;
         }
         first_line.insert(k.clone(), line);
@@ -118,7 +168,10 @@ pub fn load(decl: &TableDecl, base: &Path, at: (&Path, usize, usize)) -> Result<
 type Rows = Vec<(usize, Vec<String>)>;
 
 fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnostic>> {
-    let mut r = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let columns: Vec<String> = r
         .headers()
         .map_err(|e| vec![d(path, 1, 1, format!("cannot read the header row: {e}"))])?
@@ -130,33 +183,54 @@ fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnost
     for rec in r.records() {
         match rec {
             Ok(rec) => {
-                let line = rec.position().map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                let line = rec
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
                 if rec.len() != columns.len() {
-                    errors.push(d(path, line, 1, format!("row has {} cells, the header has {}", rec.len(), columns.len())));
+                    errors.push(d(
+                        path,
+                        line,
+                        1,
+                        format!(
+                            "row has {} cells, the header has {}",
+                            rec.len(),
+                            columns.len()
+                        ),
+                    ));
                     continue;
                 }
                 rows.push((line, rec.iter().map(str::to_owned).collect()));
             }
             Err(e) => {
-                let line = e.position().map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
+                let line = e
+                    .position()
+                    .map_or(0, |p| usize::try_from(p.line()).unwrap_or(0));
                 errors.push(d(path, line, 1, format!("unreadable row: {e}")));
             }
         }
     }
-    if errors.is_empty() { Ok((columns, rows)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok((columns, rows))
+    } else {
+        Err(errors)
+    }
 }
 
 /// TOML tables: `key = "value"` or `key = { column = "...", ... }`, one entry per key.
 fn read_toml(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnostic>> {
     let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
-        let (line, col) = e.span().map_or((0, 0), |s| super::spec::position(text, s.start));
+        let (line, col) = e
+            .span()
+            .map_or((0, 0), |s| super::spec::position(text, s.start));
         vec![d(path, line, col, e.message().trim().to_owned())]
     })?;
     let mut columns = vec!["key".to_owned()];
     let mut entries: Vec<(usize, String, Vec<(String, String)>)> = Vec::new();
     let mut errors = Vec::new();
     for (k, item) in doc.as_table().iter() {
-        let line = item.span().map_or(0, |s| super::spec::position(text, s.start).0);
+        let line = item
+            .span()
+            .map_or(0, |s| super::spec::position(text, s.start).0);
         let mut cells = Vec::new();
         if let Some(v) = item.as_str() {
             cells.push(("value".to_owned(), v.to_owned()));
@@ -164,11 +238,21 @@ fn read_toml(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnos
             for (c, v) in t.iter() {
                 match v.as_str() {
                     Some(v) => cells.push((c.to_owned(), v.to_owned())),
-                    None => errors.push(d(path, line, 1, format!("`{k}.{c}`: table cells are strings"))),
+                    None => errors.push(d(
+                        path,
+                        line,
+                        1,
+                        format!("`{k}.{c}`: table cells are strings"),
+                    )),
                 }
             }
         } else {
-            errors.push(d(path, line, 1, format!("`{k}`: an entry is a string or a table of strings")));
+            errors.push(d(
+                path,
+                line,
+                1,
+                format!("`{k}`: an entry is a string or a table of strings"),
+            ));
         }
         for (c, _) in &cells {
             if !columns.contains(c) {
@@ -185,7 +269,13 @@ fn read_toml(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnos
         .map(|(line, k, cells)| {
             let mut row = vec![k];
             for c in &columns[1..] {
-                row.push(cells.iter().find(|(n, _)| n == c).map(|(_, v)| v.clone()).unwrap_or_default());
+                row.push(
+                    cells
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default(),
+                );
             }
             (line, row)
         })
@@ -195,19 +285,40 @@ fn read_toml(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnos
 
 impl Tables {
     /// Looks `key` up in `table`, returning `column` (or the table's value column).
-    pub fn lookup(&self, table: &str, key: &str, column: Option<&str>) -> Result<Value, ExecutionError> {
+    pub fn lookup(
+        &self,
+        table: &str,
+        key: &str,
+        column: Option<&str>,
+    ) -> Result<Value, ExecutionError> {
         const F: &str = "lookup";
         let Some(t) = self.0.get(table) else {
-            return Err(refusal(F, "unknown_table", format!("no table `{table}` is declared")));
+            return Err(refusal(
+                F,
+                "unknown_table",
+                format!("no table `{table}` is declared"),
+            ));
         };
         let col = match column {
-            Some(c) => t.columns.iter().position(|x| x == c).ok_or_else(|| refusal(F, "unknown_column", format!("table `{table}` has no column `{c}`")))?,
+            Some(c) => t.columns.iter().position(|x| x == c).ok_or_else(|| {
+                refusal(
+                    F,
+                    "unknown_column",
+                    format!("table `{table}` has no column `{c}`"),
+                )
+            })?,
             None => t.value_column,
         };
         match t.rows.get(key) {
-            Some(row) => Ok(row.get(col).map_or(Value::Null, |v| Value::String(Arc::clone(v)))),
+            Some(row) => Ok(row
+                .get(col)
+                .map_or(Value::Null, |v| Value::String(Arc::clone(v)))),
             None => match &t.miss {
-                Miss::Refuse(code) => Err(refusal(F, code, format!("`{key}` is not in table `{table}`; add it to the table file"))),
+                Miss::Refuse(code) => Err(refusal(
+                    F,
+                    code,
+                    format!("`{key}` is not in table `{table}`; add it to the table file"),
+                )),
                 Miss::Default(v) => Ok(Value::String(Arc::new(v.clone()))),
                 Miss::Pass => Ok(Value::String(Arc::new(key.to_owned()))),
             },

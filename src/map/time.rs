@@ -30,16 +30,32 @@ fn rfc3339(z: &Zoned) -> String {
 
 fn zone_arg(name: &str, v: &Value) -> Result<TimeZone, ExecutionError> {
     let z = text(name, v, "zone")?;
-    TimeZone::get(z).map_err(|_| refusal(name, "bad_zone", format!("`{z}` is not a known IANA time zone (e.g. Asia/Shanghai)")))
+    TimeZone::get(z).map_err(|_| {
+        refusal(
+            name,
+            "bad_zone",
+            format!("`{z}` is not a known IANA time zone (e.g. Asia/Shanghai)"),
+        )
+    })
 }
 
 /// Reads a time argument as an instant in `zone`.
 fn instant(name: &str, v: &Value, zone: &TimeZone, what: &str) -> Result<Zoned, ExecutionError> {
-    let bad = || refusal(name, "bad_time", format!("{what} is not a time (unix seconds, RFC 3339, YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD)"));
+    let bad = || {
+        refusal(
+            name,
+            "bad_time",
+            format!(
+                "{what} is not a time (unix seconds, RFC 3339, YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD)"
+            ),
+        )
+    };
     match v {
         Value::Int(_) | Value::UInt(_) => {
             let secs = int(name, v, what)?;
-            Timestamp::from_second(secs).map(|t| t.to_zoned(zone.clone())).map_err(|_| bad())
+            Timestamp::from_second(secs)
+                .map(|t| t.to_zoned(zone.clone()))
+                .map_err(|_| bad())
         }
         Value::String(t) => {
             let t = t.trim();
@@ -54,8 +70,16 @@ fn instant(name: &str, v: &Value, zone: &TimeZone, what: &str) -> Result<Zoned, 
             }
             Err(bad())
         }
-        Value::Null => Err(refusal(name, "missing_time", format!("{what} is empty or absent"))),
-        other => Err(refusal(name, "bad_time", format!("{what} is a {}, not a time", type_name(other)))),
+        Value::Null => Err(refusal(
+            name,
+            "missing_time",
+            format!("{what} is empty or absent"),
+        )),
+        other => Err(refusal(
+            name,
+            "bad_time",
+            format!("{what} is a {}, not a time", type_name(other)),
+        )),
     }
 }
 
@@ -76,30 +100,57 @@ pub fn call(corp: &TimeZone, name: &str, a: &[Value]) -> R {
             };
             let z = instant(name, &a[0], &zone, "t")?;
             let pattern = text(name, &a[1], "pattern")?;
-            strtime::format(pattern, &z).map(s).map_err(|e| refusal(name, "bad_pattern", format!("pattern `{pattern}`: {e}")))
+            strtime::format(pattern, &z)
+                .map(s)
+                .map_err(|e| refusal(name, "bad_pattern", format!("pattern `{pattern}`: {e}")))
         }
         "parse_time" => {
             let t = text(name, &a[0], "text")?;
             let pattern = text(name, &a[1], "pattern")?;
-            let bad = |e: jiff::Error| refusal(name, "bad_time", format!("text does not match `{pattern}`: {e}"));
+            let bad = |e: jiff::Error| {
+                refusal(
+                    name,
+                    "bad_time",
+                    format!("text does not match `{pattern}`: {e}"),
+                )
+            };
             let tm = strtime::parse(pattern, t).map_err(bad)?;
             let z = match tm.to_zoned() {
                 Ok(z) => z,
                 Err(_) => match tm.to_datetime() {
                     Ok(dt) => dt.to_zoned(corp.clone()).map_err(bad)?,
-                    Err(_) => tm.to_date().map_err(bad)?.to_zoned(corp.clone()).map_err(bad)?,
+                    Err(_) => tm
+                        .to_date()
+                        .map_err(bad)?
+                        .to_zoned(corp.clone())
+                        .map_err(bad)?,
                 },
             };
             Ok(s(rfc3339(&z)))
         }
         "to_zone" => {
             let zone = zone_arg(name, &a[1])?;
-            Ok(s(rfc3339(&instant(name, &a[0], corp, "t")?.with_time_zone(zone))))
+            Ok(s(rfc3339(
+                &instant(name, &a[0], corp, "t")?.with_time_zone(zone),
+            )))
         }
-        "from_unix" => Ok(s(rfc3339(&instant(name, &Value::Int(int(name, &a[0], "seconds")?), corp, "seconds")?))),
-        "unix" => Ok(Value::Int(instant(name, &a[0], corp, "t")?.timestamp().as_second())),
-        "month_start" => Ok(s(instant(name, &a[0], corp, "t")?.date().first_of_month().to_string())),
-        "month_end" => Ok(s(instant(name, &a[0], corp, "t")?.date().last_of_month().to_string())),
+        "from_unix" => Ok(s(rfc3339(&instant(
+            name,
+            &Value::Int(int(name, &a[0], "seconds")?),
+            corp,
+            "seconds",
+        )?))),
+        "unix" => Ok(Value::Int(
+            instant(name, &a[0], corp, "t")?.timestamp().as_second(),
+        )),
+        "month_start" => Ok(s(instant(name, &a[0], corp, "t")?
+            .date()
+            .first_of_month()
+            .to_string())),
+        "month_end" => Ok(s(instant(name, &a[0], corp, "t")?
+            .date()
+            .last_of_month()
+            .to_string())),
         "period" => {
             let d = instant(name, &a[0], corp, "t")?.date();
             Ok(s(format!("{:04}-{:02}", d.year(), d.month())))

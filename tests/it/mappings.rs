@@ -23,9 +23,15 @@ fn config_with_mappings(dir: &Path, mappings: &Path) -> PathBuf {
         )
         .replace(
             "connectors_dir = \"connectors\"",
-            &format!("connectors_dir = {:?}", root().join("connectors").display().to_string()),
+            &format!(
+                "connectors_dir = {:?}",
+                root().join("connectors").display().to_string()
+            ),
         );
-    assert_ne!(text, shipped, "the shipped config has a [catalog] section to redirect");
+    assert_ne!(
+        text, shipped,
+        "the shipped config has a [catalog] section to redirect"
+    );
     let path = dir.join("bridge.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -47,13 +53,30 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn every_shipped_mapping_loads_and_passes_its_cases() {
     let cat = wecom_bridge::catalog::load(&root().join("mappings"), &root().join("connectors"))
-        .unwrap_or_else(|e| panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")));
-    assert!(cat.mappings.len() >= 9, "{:?}", cat.mappings.iter().map(|m| &m.name).collect::<Vec<_>>());
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}",
+                e.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+    assert!(
+        cat.mappings.len() >= 9,
+        "{:?}",
+        cat.mappings.iter().map(|m| &m.name).collect::<Vec<_>>()
+    );
     let mut ran = 0;
     let mut failures = Vec::new();
     for m in &cat.mappings {
         let dir = wecom_bridge::map::cases::cases_dir(&m.file);
-        assert!(dir.is_dir(), "mapping {} has no cases folder {}", m.name, dir.display());
+        assert!(
+            dir.is_dir(),
+            "mapping {} has no cases folder {}",
+            m.name,
+            dir.display()
+        );
         let results = wecom_bridge::map::cases::run_cases(&m.compiled, &dir, &zone()).unwrap();
         assert!(!results.is_empty(), "{} has no cases", dir.display());
         for r in results {
@@ -70,52 +93,108 @@ fn every_shipped_mapping_loads_and_passes_its_cases() {
 #[test]
 fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
     let (ok, out, err) = run_cli(
-        &["--config", "config/bridge.toml", "mapping", "test", "expense-voucher", "--sample", "mappings/expense-voucher.cases/basic-morning.json"],
+        &[
+            "--config",
+            "config/bridge.toml",
+            "mapping",
+            "test",
+            "expense-voucher",
+            "--sample",
+            "mappings/expense-voucher.cases/basic-morning.json",
+        ],
         &root(),
         &[],
     );
     assert!(ok, "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let want: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("mappings/expense-voucher.cases/basic-morning.expected.json")).unwrap(),
+        &std::fs::read_to_string(
+            root().join("mappings/expense-voucher.cases/basic-morning.expected.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(doc, want);
 
     let (ok, out, err) = run_cli(
-        &["--config", "config/bridge.toml", "mapping", "test", "expense-voucher", "--sample", "mappings/expense-voucher.cases/total-mismatch.json"],
+        &[
+            "--config",
+            "config/bridge.toml",
+            "mapping",
+            "test",
+            "expense-voucher",
+            "--sample",
+            "mappings/expense-voucher.cases/total-mismatch.json",
+        ],
         &root(),
         &[],
     );
     assert!(!ok, "{out}");
-    assert!(err.contains("refused: total_mismatch") && err.contains("assert[0]"), "{err}");
+    assert!(
+        err.contains("refused: total_mismatch") && err.contains("assert[0]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn mapping_test_samples_prints_one_json_line_per_input_and_a_summary() {
     let (ok, out, err) = run_cli(
-        &["--config", "config/bridge.toml", "mapping", "test", "expense-voucher", "--samples", "mappings/expense-voucher.cases"],
+        &[
+            "--config",
+            "config/bridge.toml",
+            "mapping",
+            "test",
+            "expense-voucher",
+            "--samples",
+            "mappings/expense-voucher.cases",
+        ],
         &root(),
         &[],
     );
     assert!(ok, "{out}{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let inputs = wecom_bridge::map::cases::inputs(&root().join("mappings/expense-voucher.cases")).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs =
+        wecom_bridge::map::cases::inputs(&root().join("mappings/expense-voucher.cases")).unwrap();
     assert_eq!(lines.len(), inputs.len());
     let refused: Vec<_> = lines.iter().filter(|l| l.get("error").is_some()).collect();
     assert_eq!(refused.len(), 4, "{out}");
     assert!(
-        refused.iter().any(|l| l["input"].as_str().unwrap().ends_with("unknown-category.json")
-            && l["error"].as_str().unwrap().starts_with("unknown_category: ")),
+        refused.iter().any(|l| l["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("unknown-category.json")
+            && l["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("unknown_category: ")),
         "{out}"
     );
-    assert!(lines.iter().filter(|l| l.get("document").is_some()).all(|l| l["document"]["voucher_no"].is_string()));
-    assert!(err.contains(&format!("{} input(s), {} document(s), 4 refused", inputs.len(), inputs.len() - 4)), "{err}");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.get("document").is_some())
+            .all(|l| l["document"]["voucher_no"].is_string())
+    );
+    assert!(
+        err.contains(&format!(
+            "{} input(s), {} document(s), 4 refused",
+            inputs.len(),
+            inputs.len() - 4
+        )),
+        "{err}"
+    );
 }
 
 #[test]
 fn mapping_test_all_passes_and_shows_a_diff_on_a_mismatch() {
-    let (ok, out, err) = run_cli(&["--config", "config/bridge.toml", "mapping", "test", "--all"], &root(), &[]);
+    let (ok, out, err) = run_cli(
+        &["--config", "config/bridge.toml", "mapping", "test", "--all"],
+        &root(),
+        &[],
+    );
     assert!(ok, "{out}{err}");
     assert!(err.contains(" passed, 0 failed"), "{err}");
 
@@ -123,20 +202,49 @@ fn mapping_test_all_passes_and_shows_a_diff_on_a_mismatch() {
     let mappings = t.path().join("mappings");
     copy_dir(&root().join("mappings"), &mappings);
     let expected = mappings.join("expense-voucher.cases/basic-morning.expected.json");
-    let text = std::fs::read_to_string(&expected).unwrap().replacen("\"6602.01\"", "\"6602.99\"", 1);
+    let text =
+        std::fs::read_to_string(&expected)
+            .unwrap()
+            .replacen("\"6602.01\"", "\"6602.99\"", 1);
     std::fs::write(&expected, text).unwrap();
     let cfg = config_with_mappings(t.path(), &mappings);
-    let (ok, out, err) = run_cli(&["--config", cfg.to_str().unwrap(), "mapping", "test", "--all"], &root(), &[]);
+    let (ok, out, err) = run_cli(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "mapping",
+            "test",
+            "--all",
+        ],
+        &root(),
+        &[],
+    );
     assert!(!ok, "{out}");
-    assert!(out.contains("FAIL  expense-voucher") && out.contains("basic-morning.json"), "{out}");
-    assert!(out.contains("$.lines[0].account: expected \"6602.99\", got \"6602.01\""), "{out}");
+    assert!(
+        out.contains("FAIL  expense-voucher") && out.contains("basic-morning.json"),
+        "{out}"
+    );
+    assert!(
+        out.contains("$.lines[0].account: expected \"6602.99\", got \"6602.01\""),
+        "{out}"
+    );
     assert!(err.contains("1 failed"), "{err}");
 }
 
 #[test]
 fn mapping_bench_reports_documents_per_second() {
     let (ok, out, err) = run_cli(
-        &["--config", "config/bridge.toml", "mapping", "bench", "expense-voucher", "--samples", "samples/approvals", "--seconds", "0.3"],
+        &[
+            "--config",
+            "config/bridge.toml",
+            "mapping",
+            "bench",
+            "expense-voucher",
+            "--samples",
+            "samples/approvals",
+            "--seconds",
+            "0.3",
+        ],
         &root(),
         &[],
     );
