@@ -270,11 +270,12 @@ fn check(
                             ),
                         ));
                     }
-                    if name == "lookup" {
-                        if let Some(IdedExpr {
+                    if name == "lookup"
+                        && let Some(IdedExpr {
                             expr: Ast::Literal(LiteralValue::String(t)),
                             id,
                         }) = call.args.first()
+                    {
                         {
                             let t = t.inner().to_string();
                             let (l, c) = here(*id);

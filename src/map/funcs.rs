@@ -139,10 +139,10 @@ pub fn refusal(function: &str, code: &str, message: impl std::fmt::Display) -> E
 
 /// Splits a function error built by [`refusal`] into `(code, message)`.
 pub fn decode(err: &ExecutionError) -> Option<(String, String)> {
-    if let ExecutionError::FunctionError { function, message } = err {
-        if let Some((code, msg)) = message.split_once(CODE_SEP) {
-            return Some((code.to_owned(), format!("{function}: {msg}")));
-        }
+    if let ExecutionError::FunctionError { function, message } = err
+        && let Some((code, msg)) = message.split_once(CODE_SEP)
+    {
+        return Some((code.to_owned(), format!("{function}: {msg}")));
     }
     None
 }

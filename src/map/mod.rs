@@ -277,6 +277,14 @@ fn default_key(src: &MappingSource<'_>) -> Leaf {
     }
 }
 
+/// A compiled binding waiting for the bindings it reads: name, node, reads, position.
+type PendingLet = (
+    Arc<str>,
+    Node,
+    HashSet<String>,
+    Option<std::ops::Range<usize>>,
+);
+
 /// Compiles `[let]`: every binding sees every other; they run in dependency order, and a
 /// cycle is an error.
 fn compile_lets(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<(Arc<str>, Node)> {
@@ -287,12 +295,7 @@ fn compile_lets(c: &mut Compiler<'_>, item: Option<&Item>) -> Vec<(Arc<str>, Nod
     };
     let names: Vec<String> = t.iter().map(|(k, _)| k.to_owned()).collect();
     c.scope.extend(names.iter().cloned());
-    let mut pending: Vec<(
-        Arc<str>,
-        Node,
-        HashSet<String>,
-        Option<std::ops::Range<usize>>,
-    )> = Vec::new();
+    let mut pending: Vec<PendingLet> = Vec::new();
     for (name, item) in t.iter() {
         if let Some(n) = c.node(item) {
             let mut refs = HashSet::new();

@@ -233,9 +233,9 @@ impl<'a> Compiler<'a> {
 
     /// The shape of what a path leaf selects (one element for a wildcard path).
     pub fn path_shape(&self, s: &str) -> Shape {
-        if s.starts_with('@') {
+        if let Some(rest) = s.strip_prefix('@') {
             let base = self.item_shapes.last().cloned().unwrap_or(Shape::Any);
-            shape::check(&format!("${}", &s[1..]), &base).unwrap_or(Shape::Any)
+            shape::check(&format!("${rest}"), &base).unwrap_or(Shape::Any)
         } else {
             shape::check(s, &self.shape).unwrap_or(Shape::Any)
         }
@@ -252,7 +252,7 @@ impl<'a> Compiler<'a> {
             }
             let after = &rest[open + 2..];
             let Some(close) = after.find('}') else {
-                let pos = self.content_pos(span.clone(), consumed + rest[..open].chars().count());
+                let pos = self.content_pos(span, consumed + rest[..open].chars().count());
                 self.diags
                     .push(pos.diag(1, 1, "template: `${` is not closed by `}`".into()));
                 return None;
@@ -332,8 +332,10 @@ impl<'a> Compiler<'a> {
     }
 
     fn table(&mut self, t: &dyn toml_edit::TableLike, span: Option<Range<usize>>) -> Option<Node> {
-        if let Some(c) = t.get("const") {
-            if t.len() == 1 {
+        if let Some(c) = t.get("const")
+            && t.len() == 1
+        {
+            {
                 return match c.as_value() {
                     Some(TV::String(s)) => Some(Node::Leaf(Leaf::Const(
                         serde_json::Value::String(s.value().to_owned()),
@@ -366,7 +368,7 @@ impl<'a> Compiler<'a> {
     ) -> Option<Gen> {
         for (k, item) in t.iter() {
             if !["for_each", "as", "when", "item"].contains(&k) {
-                self.at(item.span().or(span.clone()), format!("unknown key `{k}` in a for_each table; it takes for_each, as, when and item"));
+                self.at(item.span().or(span), format!("unknown key `{k}` in a for_each table; it takes for_each, as, when and item"));
                 return None;
             }
         }

@@ -167,6 +167,9 @@ pub fn load(
 
 type Rows = Vec<(usize, Vec<String>)>;
 
+/// One TOML table entry: line, key, (column, cell) pairs.
+type TomlEntry = (usize, String, Vec<(String, String)>);
+
 fn read_csv(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnostic>> {
     let mut r = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -225,7 +228,7 @@ fn read_toml(path: &Path, text: &str) -> Result<(Vec<String>, Rows), Vec<Diagnos
         vec![d(path, line, col, e.message().trim().to_owned())]
     })?;
     let mut columns = vec!["key".to_owned()];
-    let mut entries: Vec<(usize, String, Vec<(String, String)>)> = Vec::new();
+    let mut entries: Vec<TomlEntry> = Vec::new();
     let mut errors = Vec::new();
     for (k, item) in doc.as_table().iter() {
         let line = item

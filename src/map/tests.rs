@@ -581,7 +581,7 @@ proptest! {
         let total: rust_decimal::Decimal = rows.iter().map(|(_, a)| a.parse::<rust_decimal::Decimal>().expect("generated decimal")).sum();
         let total = format!("{total:.2}");
         let rows: Vec<(&str, &str)> = rows.iter().map(|(c, a)| (CATS[*c], a.as_str())).collect();
-        let doc = run(&shipped_voucher(), &claim(&rows, &total, "2025-06-04T07:00:00+08:00")).expect("maps");
+        let doc = run(shipped_voucher(), &claim(&rows, &total, "2025-06-04T07:00:00+08:00")).expect("maps");
         let lines = doc["lines"].as_array().expect("lines");
         let mut debits = rust_decimal::Decimal::ZERO;
         for l in lines {
@@ -593,7 +593,7 @@ proptest! {
             debits += l["debit"].as_str().expect("string").parse::<rust_decimal::Decimal>().expect("decimal");
         }
         let credit = lines.last().expect("credit line")["credit"].as_str().expect("string").to_owned();
-        prop_assert_eq!(format!("{debits:.2}"), credit.clone());
+        prop_assert_eq!(&format!("{debits:.2}"), &credit);
         prop_assert_eq!(credit, total);
     }
 }
