@@ -2,12 +2,16 @@
 //! diagnostic with `file:line:col` before anything runs.
 //!
 //! This is the routing half of the mapping format: which events a mapping matches (`[match]`)
-//! and which connector it feeds. The document-building half (`[document]`) belongs to the
-//! mapping engine and is kept here as raw TOML until that engine compiles it. Connector files
-//! are parsed and validated by [`crate::deliver::spec`]; the catalog only collects them.
+//! and which connector it feeds. The document-building half (`[document]`, `[let]`,
+//! `[tables]`, `[[assert]]`, `key`, `[match] condition`) is compiled by the mapping engine
+//! ([`crate::map::compile`]) at load, and its diagnostics join these. Connector
+//! files are parsed and validated by [`crate::deliver::spec`]; the catalog only collects them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::map::CompiledMapping;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -101,8 +105,10 @@ pub struct Mapping {
     pub connector: String,
     /// Which events it takes.
     pub rule: MatchRule,
-    /// The `[document]` table, for the mapping engine.
+    /// The `[document]` table as written.
     pub document: Option<toml::Table>,
+    /// The compiled mapping (document, key, condition), ready to run.
+    pub compiled: Arc<CompiledMapping>,
 }
 
 /// What an event looks like to the route table.
@@ -152,6 +158,19 @@ struct MappingFile {
     #[serde(rename = "match")]
     matches: Spanned<MatchFile>,
     document: Option<toml::Table>,
+    // The rest of the mapping language is read by `crate::map::compile`.
+    #[serde(default)]
+    #[allow(dead_code)]
+    key: Option<toml::Value>,
+    #[serde(default, rename = "let")]
+    #[allow(dead_code)]
+    lets: Option<toml::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    tables: Option<toml::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    assert: Option<toml::Value>,
     /// Test cases beside the mapping (used by `mapping test`).
     #[serde(default)]
     #[allow(dead_code)]
@@ -172,6 +191,10 @@ struct MatchFile {
     change_types: Vec<String>,
     #[serde(default)]
     apps: Vec<String>,
+    /// A CEL condition, compiled by the mapping engine.
+    #[serde(default)]
+    #[allow(dead_code)]
+    condition: Option<String>,
 }
 
 /// 1-based line and column of a byte offset in `text`.
@@ -260,9 +283,21 @@ fn stem(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Loads and validates `mappings_dir/*.toml` and `connectors_dir/*.toml`. Returns every
-/// problem at once. A missing folder is an error; an empty one is allowed (with a warning).
+/// [`load_in_zone`] with the default corp zone, `Asia/Shanghai`.
 pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<Diagnostic>> {
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
+    load_in_zone(mappings_dir, connectors_dir, &zone)
+}
+
+/// Loads and validates `mappings_dir/*.toml` and `connectors_dir/*.toml`, compiling every
+/// mapping with `zone` (the corp's, `wecom.time_zone`) as the default for date functions.
+/// Returns every problem at once. A missing folder is an error; an empty one is allowed (with
+/// a warning).
+pub fn load_in_zone(
+    mappings_dir: &Path,
+    connectors_dir: &Path,
+    zone: &jiff::tz::TimeZone,
+) -> Result<Catalog, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut catalog = Catalog::default();
 
@@ -357,7 +392,22 @@ pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<D
                 format!("mapping name `{name}` is used twice"),
             ));
         }
+        let compiled = match crate::map::compile(&crate::map::MappingSource {
+            name: &name,
+            file: &file,
+            text: &text,
+            event: mf.event,
+            base_dir: mappings_dir,
+            zone,
+        }) {
+            Ok(c) => Arc::new(c),
+            Err(d) => {
+                errors.extend(d);
+                continue;
+            }
+        };
         catalog.mappings.push(Mapping {
+            compiled,
             name,
             file,
             connector,
@@ -372,6 +422,7 @@ pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<D
             document: m.document,
         });
     }
+    errors.extend(crate::map::overlaps(&catalog.mappings));
     if errors.is_empty() {
         catalog.mappings.sort_by(|a, b| a.name.cmp(&b.name));
         catalog.connectors.sort_by(|a, b| a.name.cmp(&b.name));

@@ -5,6 +5,7 @@
 //! with `--json`, for scripts (one JSON object per line).
 
 pub mod events;
+pub mod mapping;
 pub mod queues;
 pub mod reconcile;
 pub mod reroute;
@@ -57,6 +58,8 @@ pub enum Command {
     /// Route again, from the journal, approval events that matched no mapping (after adding
     /// one); forms already forwarded are not sent twice.
     Reroute(reroute::RerouteArgs),
+    /// Try mappings on samples (`mapping test`) and measure them (`mapping bench`).
+    Mapping(mapping::MappingArgs),
 }
 
 /// Runs a parsed command line.
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
         Command::Reroute(args) => rt.block_on(reroute::run(&config, args)),
+        Command::Mapping(args) => mapping::run(&config, args),
     }
 }
 
@@ -132,18 +136,22 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    let catalog =
-        crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
-            .map_err(|errors| {
-                anyhow::anyhow!(
-                    "mappings/connectors are invalid:\n  {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n  ")
-                )
-            })?;
+    let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
+    let catalog = crate::catalog::load_in_zone(
+        &config.catalog.mappings_dir,
+        &config.catalog.connectors_dir,
+        &zone,
+    )
+    .map_err(|errors| {
+        anyhow::anyhow!(
+            "mappings/connectors are invalid:\n  {}",
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )
+    })?;
     println!("configuration {} is valid", path.display());
     println!("  callbacks   http://{}", config.server.listen);
     for e in &endpoints {

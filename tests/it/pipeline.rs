@@ -16,7 +16,7 @@ fn approval(n: usize) -> String {
     include_str!("../../samples/approval-approved.xml")
         .replace("wx5823bf96d3bd56c7", CORP_ID)
         // a leave request: no shipped mapping routes it, so the route stage records and acks
-        .replace("费用报销", "请假")
+        .replace("费用报销", "外出") // a template no shipped mapping takes
         .replace("202506050012", &format!("2026{n:08}"))
 }
 

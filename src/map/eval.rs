@@ -1,0 +1,443 @@
+//! Running a compiled mapping on one input: bindings, document, asserts. Pure and bounded.
+
+use std::sync::Arc;
+
+use cel::{ExecutionError, Value as Cel};
+use serde_json::Value;
+
+use super::expr::{Expr, Vars, from_json, to_json};
+use super::funcs;
+use super::spec::{Gen, Leaf, Node, PathLeaf, Piece};
+use super::{CompiledMapping, MAX_INPUT_DEPTH, MAX_INPUT_NODES, Refusal};
+
+/// The current `for_each` element.
+enum Item<'i> {
+    Json(&'i Value),
+    Owned(Value),
+    Cel(Cel),
+}
+
+/// The state of one run.
+pub(super) struct Run<'m, 'i> {
+    m: &'m CompiledMapping,
+    input: &'i Value,
+    ctx: cel::Context<'m, 'static>,
+    st: State<'i>,
+}
+
+struct State<'i> {
+    vars: Vars,
+    items: Vec<Item<'i>>,
+    sh: Arc<funcs::Shared>,
+}
+
+fn refusal(code: &str, field: &str, message: String) -> Refusal {
+    Refusal {
+        code: code.to_owned(),
+        message: format!("{field}: {message}"),
+        field: Some(field.to_owned()),
+    }
+}
+
+fn from_exec(e: &ExecutionError, field: &str, at: &str) -> Refusal {
+    if let Some((code, msg)) = funcs::decode(e) {
+        return refusal(&code, field, format!("{msg} (mapping {at})"));
+    }
+    let (code, text) = match e {
+        ExecutionError::NoSuchKey(k) => (
+            "missing_field",
+            format!("no field `{k}`; use get(map, key) for optional fields"),
+        ),
+        ExecutionError::DivisionByZero(_) => ("division_by_zero", "division by zero".to_owned()),
+        ExecutionError::NoSuchOverload(o) => ("expression_failed", o.to_string()),
+        ExecutionError::UnexpectedType { got, want } => (
+            "expression_failed",
+            format!("got a {got}, expected a {want}"),
+        ),
+        other => {
+            // Interpreter messages can quote values; keep them short.
+            let t: String = other.to_string().chars().take(160).collect();
+            ("expression_failed", t)
+        }
+    };
+    refusal(code, field, format!("{text} (mapping {at})"))
+}
+
+fn bounds(v: &Value) -> Result<(), Refusal> {
+    let mut stack = vec![(v, 1usize)];
+    let mut nodes = 0usize;
+    while let Some((v, depth)) = stack.pop() {
+        nodes += 1;
+        if depth > MAX_INPUT_DEPTH {
+            return Err(refusal(
+                "input_too_deep",
+                "input",
+                format!("nested deeper than {MAX_INPUT_DEPTH} levels"),
+            ));
+        }
+        if nodes > MAX_INPUT_NODES {
+            return Err(refusal(
+                "input_too_large",
+                "input",
+                format!("more than {MAX_INPUT_NODES} values"),
+            ));
+        }
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, depth + 1))),
+            Value::Object(o) => stack.extend(o.values().map(|x| (x, depth + 1))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl<'m, 'i> Run<'m, 'i> {
+    pub(super) fn new(m: &'m CompiledMapping, input: &'i Value) -> Result<Self, Refusal> {
+        bounds(input)?;
+        let mut ctx = m.root.new_inner_scope();
+        let mut vars = Vars::new();
+        if m.cel_vars.contains("input") || m.lets_read_input {
+            let v = from_json(input);
+            if m.cel_vars.contains("input") {
+                ctx.add_variable_from_value("input", v.clone());
+            }
+            vars.push((Arc::from("input"), v));
+        }
+        Ok(Run {
+            m,
+            input,
+            ctx,
+            st: State {
+                vars,
+                items: Vec::new(),
+                sh: Arc::clone(&m.shared),
+            },
+        })
+    }
+
+    /// Evaluates the `[let]` bindings in file order.
+    pub(super) fn lets(&mut self) -> Result<(), Refusal> {
+        for (name, node) in &self.m.lets {
+            let field = format!("let.{name}");
+            let v = node_cel(self.input, &mut self.st, &self.ctx, node, &field)?;
+            if self.m.cel_vars.contains(&**name) {
+                self.ctx.add_variable_from_value(&**name, v.clone());
+            }
+            self.st.vars.push((Arc::clone(name), v));
+        }
+        Ok(())
+    }
+
+    pub(super) fn key(&mut self) -> Result<String, Refusal> {
+        let v = leaf_json(self.input, &mut self.st, &self.ctx, &self.m.key, "key")?;
+        match v {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(refusal(
+                "missing_key",
+                "key",
+                "the business key came out empty; check the `key` template and the fields it reads"
+                    .into(),
+            )),
+        }
+    }
+
+    pub(super) fn condition(&mut self, cond: &Expr) -> Result<bool, Refusal> {
+        match cond.eval(&self.st.vars, &self.ctx, &self.st.sh) {
+            Ok(Cel::Bool(b)) => Ok(b),
+            Ok(other) => Err(refusal(
+                "condition_not_bool",
+                "match.condition",
+                format!(
+                    "the condition gave a {}, not a bool (mapping {})",
+                    funcs::type_name(&other),
+                    cond.at
+                ),
+            )),
+            Err(e) => Err(from_exec(&e, "match.condition", &cond.at)),
+        }
+    }
+
+    /// Builds the document and checks the asserts.
+    pub(super) fn finish(mut self) -> Result<Value, Refusal> {
+        let doc = match &self.m.document {
+            Some(n) => node_json(self.input, &mut self.st, &self.ctx, n, "document")?,
+            None => self.input.clone(),
+        };
+        if !self.m.asserts.is_empty() {
+            if self.m.asserts_read_doc {
+                let d = from_json(&doc);
+                if self.m.cel_vars.contains("doc") {
+                    self.ctx.add_variable_from_value("doc", d.clone());
+                }
+                self.st.vars.push((Arc::from("doc"), d));
+            }
+            for (i, a) in self.m.asserts.iter().enumerate() {
+                let field = format!("assert[{i}]");
+                match a.check.eval(&self.st.vars, &self.ctx, &self.st.sh) {
+                    Ok(Cel::Bool(true)) => {}
+                    Ok(Cel::Bool(false)) => {
+                        let msg =
+                            leaf_json(self.input, &mut self.st, &self.ctx, &a.message, &field)?;
+                        let msg = match msg {
+                            Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        return Err(Refusal {
+                            code: a.code.clone(),
+                            message: format!("{msg} (assert at {})", a.check.at),
+                            field: Some(field),
+                        });
+                    }
+                    Ok(other) => {
+                        return Err(refusal(
+                            "assert_not_bool",
+                            &field,
+                            format!(
+                                "the check gave a {}, not a bool (mapping {})",
+                                funcs::type_name(&other),
+                                a.check.at
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(from_exec(&e, &field, &a.check.at)),
+                }
+            }
+        }
+        Ok(doc)
+    }
+}
+
+fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Refusal> {
+    let base: std::borrow::Cow<'_, Value> = if p.relative {
+        match st.items.last() {
+            Some(Item::Json(v)) => std::borrow::Cow::Borrowed(*v),
+            Some(Item::Owned(v)) => std::borrow::Cow::Borrowed(v),
+            Some(Item::Cel(v)) => std::borrow::Cow::Owned(
+                to_json(v).map_err(|e| refusal("expression_failed", "item", e))?,
+            ),
+            None => return Ok(Value::Null),
+        }
+    } else {
+        std::borrow::Cow::Borrowed(input)
+    };
+    let nodes = p.path.query(&base);
+    Ok(if p.singular {
+        nodes.into_iter().next().cloned().unwrap_or(Value::Null)
+    } else {
+        Value::Array(nodes.into_iter().cloned().collect())
+    })
+}
+
+fn eval_expr(
+    st: &State<'_>,
+    ctx: &cel::Context<'_, 'static>,
+    e: &Expr,
+    field: &str,
+) -> Result<Cel, Refusal> {
+    e.eval(&st.vars, ctx, &st.sh)
+        .map_err(|x| from_exec(&x, field, &e.at))
+}
+
+fn leaf_json<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    l: &Leaf,
+    field: &str,
+) -> Result<Value, Refusal> {
+    match l {
+        Leaf::Const(v) => Ok(v.clone()),
+        Leaf::Path(p) => query(input, st, p),
+        Leaf::Expr(e) => {
+            let v = eval_expr(st, ctx, e, field)?;
+            to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
+        }
+        Leaf::Template(pieces) => {
+            let mut out = String::new();
+            for p in pieces {
+                match p {
+                    Piece::Lit(s) => out.push_str(s),
+                    Piece::Path(p) => scalar_into(&query(input, st, p)?, field, &mut out)?,
+                    Piece::Expr(e) => {
+                        let v = eval_expr(st, ctx, e, field)?;
+                        let v = to_json(&v).map_err(|m| {
+                            refusal("bad_value", field, format!("{m} (mapping {})", e.at))
+                        })?;
+                        scalar_into(&v, field, &mut out)?;
+                    }
+                }
+            }
+            Ok(Value::String(out))
+        }
+    }
+}
+
+fn scalar_into(v: &Value, field: &str, out: &mut String) -> Result<(), Refusal> {
+    match v {
+        Value::Null => {}
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        _ => {
+            return Err(refusal(
+                "bad_value",
+                field,
+                "a template piece gave a list or an object; select a single value".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn node_cel<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    n: &Node,
+    field: &str,
+) -> Result<Cel, Refusal> {
+    match n {
+        Node::Leaf(Leaf::Expr(e)) => eval_expr(st, ctx, e, field),
+        Node::Leaf(Leaf::Path(p)) if !p.relative && p.singular => Ok(p
+            .path
+            .query(input)
+            .into_iter()
+            .next()
+            .map_or(Cel::Null, from_json)),
+        other => Ok(from_json(&node_json(input, st, ctx, other, field)?)),
+    }
+}
+
+fn node_json<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    n: &Node,
+    field: &str,
+) -> Result<Value, Refusal> {
+    match n {
+        Node::Leaf(l) => leaf_json(input, st, ctx, l, field),
+        Node::Object(fields) => {
+            let mut out = serde_json::Map::new();
+            for (k, n) in fields {
+                let v = node_json(input, st, ctx, n, &format!("{field}.{k}"))?;
+                out.insert(k.clone(), v);
+            }
+            Ok(Value::Object(out))
+        }
+        Node::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, n) in items.iter().enumerate() {
+                let f = format!("{field}[{i}]");
+                match n {
+                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out)?,
+                    other => out.push(node_json(input, st, ctx, other, &f)?),
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        Node::Gen(g) => {
+            let mut out = Vec::new();
+            generate(input, st, ctx, g, field, &mut out)?;
+            Ok(Value::Array(out))
+        }
+    }
+}
+
+fn generate<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    g: &Gen,
+    field: &str,
+    out: &mut Vec<Value>,
+) -> Result<(), Refusal> {
+    let source: Vec<Item<'i>> = match &g.source {
+        Leaf::Path(p) if !p.relative => {
+            let nodes = p.path.query(input);
+            if p.singular {
+                match nodes.into_iter().next() {
+                    Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(_) => {
+                        return Err(refusal(
+                            "not_a_list",
+                            field,
+                            format!("for_each must select a list (mapping {})", g.at),
+                        ));
+                    }
+                }
+            } else {
+                nodes.into_iter().map(Item::Json).collect()
+            }
+        }
+        Leaf::Path(p) => match query(input, st, p)? {
+            Value::Array(a) => a.into_iter().map(Item::Owned).collect(),
+            Value::Null => Vec::new(),
+            _ => {
+                return Err(refusal(
+                    "not_a_list",
+                    field,
+                    format!("for_each must select a list (mapping {})", g.at),
+                ));
+            }
+        },
+        Leaf::Expr(e) => match eval_expr(st, ctx, e, field)? {
+            Cel::List(l) => l.iter().cloned().map(Item::Cel).collect(),
+            Cel::Null => Vec::new(),
+            other => {
+                return Err(refusal(
+                    "not_a_list",
+                    field,
+                    format!(
+                        "for_each gave a {}, not a list (mapping {})",
+                        funcs::type_name(&other),
+                        g.at
+                    ),
+                ));
+            }
+        },
+        Leaf::Const(_) | Leaf::Template(_) => Vec::new(),
+    };
+    let bind_cel = st.vars.len();
+    for (i, item) in source.into_iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let mut child = ctx.new_inner_scope();
+        if g.var_used {
+            let v = match &item {
+                Item::Json(j) => from_json(j),
+                Item::Owned(j) => from_json(j),
+                Item::Cel(c) => c.clone(),
+            };
+            child.add_variable_from_value(&*g.var, v.clone());
+            st.vars.push((Arc::clone(&g.var), v));
+        }
+        st.items.push(item);
+        let keep = match &g.when {
+            Some(w) => match w.eval(&st.vars, &child, &st.sh) {
+                Ok(Cel::Bool(b)) => Ok(b),
+                Ok(other) => Err(refusal(
+                    "condition_not_bool",
+                    &f,
+                    format!(
+                        "`when` gave a {}, not a bool (mapping {})",
+                        funcs::type_name(&other),
+                        w.at
+                    ),
+                )),
+                Err(e) => Err(from_exec(&e, &f, &w.at)),
+            },
+            None => Ok(true),
+        };
+        let r = match keep {
+            Ok(true) => node_json(input, st, &child, &g.item, &f).map(|v| out.push(v)),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        st.items.pop();
+        st.vars.truncate(bind_cel);
+        r?;
+    }
+    Ok(())
+}
