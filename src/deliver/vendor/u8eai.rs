@@ -6,9 +6,10 @@
 //!
 //! Must NOT: send requests. The JSON → XML rule is generic: object keys become elements,
 //! keys starting with `@` become attributes, `#text` becomes text, arrays repeat the element.
-//! Sibling order is the JSON object's key order, which is sorted by name while serde_json
-//! is built without `preserve_order`; whether EAI cares about element order is
-//! [unconfirmed] (the public clients build the XML in template order).
+//! Sibling order: serde_json (built without `preserve_order`) sorts object keys, so an
+//! object may carry `"#order": ["voucher_head", "voucher_body"]` naming the children to
+//! write first, in that order; the rest follow by name. Whether EAI cares about element
+//! order is [unconfirmed]; the public clients write the template's order, so do we.
 //!
 //! Unconfirmed: the transport (some sites call the `U8SrvTrans` COM object instead of HTTP);
 //! the full list of `succeed` codes beyond `0` and `101`.
@@ -68,7 +69,7 @@ pub fn envelope(root: &Root, body: &Value) -> Result<Vec<u8>, U8Error> {
         ("codeexchanged", root.codeexchanged.as_str()),
     ]);
     w.write_event(Event::Start(start))?;
-    for (name, value) in children {
+    for (name, value) in ordered(children) {
         write_value(&mut w, name, value)?;
     }
     w.write_event(Event::End(BytesEnd::new("ufinterface")))?;
@@ -84,6 +85,26 @@ fn kind(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// The element children of an object: first those named in `#order`, then the rest by
+/// name; attributes (`@…`), `#text` and `#order` are not children.
+fn ordered(map: &serde_json::Map<String, Value>) -> Vec<(&str, &Value)> {
+    let first: Vec<&str> = map
+        .get("#order")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut out: Vec<(&str, &Value)> = first
+        .iter()
+        .filter_map(|name| map.get_key_value(*name).map(|(k, v)| (k.as_str(), v)))
+        .collect();
+    for (k, v) in map {
+        if !k.starts_with('@') && !k.starts_with('#') && !first.contains(&k.as_str()) {
+            out.push((k.as_str(), v));
+        }
+    }
+    out
 }
 
 fn scalar(v: &Value) -> Cow<'_, str> {
@@ -109,12 +130,11 @@ fn write_value(w: &mut quick_xml::Writer<Vec<u8>>, name: &str, value: &Value) ->
                 }
             }
             w.write_event(Event::Start(start))?;
-            for (k, v) in map {
-                if k == "#text" {
-                    w.write_event(Event::Text(BytesText::new(&scalar(v))))?;
-                } else if !k.starts_with('@') {
-                    write_value(w, k, v)?;
-                }
+            if let Some(text) = map.get("#text") {
+                w.write_event(Event::Text(BytesText::new(&scalar(text))))?;
+            }
+            for (k, v) in ordered(map) {
+                write_value(w, k, v)?;
             }
             w.write_event(Event::End(BytesEnd::new(name)))?;
         }
@@ -238,12 +258,13 @@ mod tests {
 
     #[test]
     fn envelope_has_root_attributes_and_nested_items() {
-        let body = json!({"voucher": {"voucher_head": {"voucher_type": "记", "fiscal_year": 2026, "reserve2": "SP<1>"},
+        let body = json!({"voucher": {"#order": ["voucher_head", "voucher_body"],
+            "voucher_head": {"#order": ["voucher_type"], "voucher_type": "记", "fiscal_year": 2026, "reserve2": "SP<1>"},
             "voucher_body": {"entry": [{"entry_id": 1, "auxiliary_accounting": {"item": [{"@name": "dept_id", "#text": "01"}]}}, {"entry_id": 2}]}}});
         let xml = String::from_utf8(envelope(&root(), &body).unwrap()).unwrap();
         assert!(xml.starts_with(r#"<?xml version="1.0" encoding="UTF-8"?><ufinterface roottag="voucher" billtype="gl" sender="999" receiver="u8" proc="add" codeexchanged="N">"#), "{xml}");
-        assert!(xml.contains("<fiscal_year>2026</fiscal_year><reserve2>SP&lt;1&gt;</reserve2><voucher_type>记</voucher_type>"), "{xml}");
-        assert!(xml.contains(r#"<entry><entry_id>1</entry_id><auxiliary_accounting><item name="dept_id">01</item></auxiliary_accounting></entry><entry><entry_id>2</entry_id></entry>"#), "{xml}");
+        assert!(xml.contains("<voucher><voucher_head><voucher_type>记</voucher_type><fiscal_year>2026</fiscal_year><reserve2>SP&lt;1&gt;</reserve2></voucher_head><voucher_body>"), "{xml}");
+        assert!(xml.contains(r#"<entry><auxiliary_accounting><item name="dept_id">01</item></auxiliary_accounting><entry_id>1</entry_id></entry><entry><entry_id>2</entry_id></entry>"#), "{xml}");
         assert!(envelope(&root(), &json!([1])).is_err());
     }
 
