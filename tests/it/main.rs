@@ -11,3 +11,4 @@ mod ingress;
 mod pipeline;
 mod route;
 mod vectors;
+mod vendors;
