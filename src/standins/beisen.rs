@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::vendor_server::{Answer, Recorded, Server};
-use crate::deliver::vendor::beisen::{ASYNC_RESULT_PATH, REQUEST_ID_HEADER, TOKEN_PATH, VACATION_PATH};
+use crate::deliver::vendor::beisen::{
+    ASYNC_RESULT_PATH, REQUEST_ID_HEADER, TOKEN_PATH, VACATION_PATH,
+};
 
 /// State of the Beisen stand-in.
 #[derive(Debug, Default)]
@@ -49,12 +51,16 @@ pub async fn start(state: BeisenState) -> BeisenStandIn {
 
 fn handle(s: &mut BeisenState, req: &Recorded) -> Answer {
     if req.path == TOKEN_PATH {
-        let form: HashMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+        let form: HashMap<String, String> =
+            form_urlencoded::parse(&req.body).into_owned().collect();
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
         if get("tenant_id") != s.app.1 {
             return Answer::json(400, &json!({"error": "invalid_tenantid"}));
         }
-        if get("app_id") != s.app.0 || get("secret") != s.app.2 || get("grant_type") != "client_credentials" {
+        if get("app_id") != s.app.0
+            || get("secret") != s.app.2
+            || get("grant_type") != "client_credentials"
+        {
             return Answer::json(400, &json!({"error": "invalid_client"}));
         }
         s.next += 1;
@@ -66,18 +72,28 @@ fn handle(s: &mut BeisenState, req: &Recorded) -> Answer {
     let Some(auth) = req.header("authorization") else {
         return Answer::json(400, &json!({"message": "Authorization header is empty"}));
     };
-    if !auth.strip_prefix("Bearer ").is_some_and(|t| s.tokens.contains(t)) {
+    if !auth
+        .strip_prefix("Bearer ")
+        .is_some_and(|t| s.tokens.contains(t))
+    {
         return Answer::json(401, &json!({"message": "un-authorized"}));
     }
     if s.throttle_next > 0 {
         s.throttle_next -= 1;
-        return Answer::json(429, &json!({"message": "API calls quota exceeded"})).with_header("Retry-After", "1");
+        return Answer::json(429, &json!({"message": "API calls quota exceeded"}))
+            .with_header("Retry-After", "1");
     }
     match req.path.as_str() {
         VACATION_PATH => {
             let records = req.json().and_then(|v| v.get("VacationRecords").cloned());
-            let Some(Value::Array(records)) = records.filter(|r| r.as_array().is_some_and(|a| !a.is_empty() && a.len() <= 1000)) else {
-                return Answer::json(200, &json!({"Code": 417, "Message": "VacationRecords 必须为1到1000条"}));
+            let Some(Value::Array(records)) = records.filter(|r| {
+                r.as_array()
+                    .is_some_and(|a| !a.is_empty() && a.len() <= 1000)
+            }) else {
+                return Answer::json(
+                    200,
+                    &json!({"Code": 417, "Message": "VacationRecords 必须为1到1000条"}),
+                );
             };
             let unknown: Vec<String> = records
                 .iter()
@@ -94,15 +110,23 @@ fn handle(s: &mut BeisenState, req: &Recorded) -> Answer {
                 json!({"state": "Fail", "message": format!("员工不存在：{}", unknown.join(","))})
             };
             s.jobs.insert(request_id.clone(), (0, result));
-            Answer::json(200, &json!({"Code": 200, "Message": null})).with_header(REQUEST_ID_HEADER, request_id)
+            Answer::json(200, &json!({"Code": 200, "Message": null}))
+                .with_header(REQUEST_ID_HEADER, request_id)
         }
         ASYNC_RESULT_PATH => {
             let id = req.query_param("requestId").unwrap_or_default();
             match s.jobs.get_mut(&id) {
-                None => Answer::json(200, &json!({"code": "417", "message": "requestId不存在", "data": null})),
+                None => Answer::json(
+                    200,
+                    &json!({"code": "417", "message": "requestId不存在", "data": null}),
+                ),
                 Some((polls, result)) => {
                     *polls += 1;
-                    let data = if *polls == 1 { json!({"state": "Running", "message": null}) } else { result.clone() };
+                    let data = if *polls == 1 {
+                        json!({"state": "Running", "message": null})
+                    } else {
+                        result.clone()
+                    };
                     Answer::json(200, &json!({"code": "200", "message": null, "data": data}))
                 }
             }

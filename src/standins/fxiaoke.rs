@@ -69,7 +69,10 @@ pub async fn start(state: FxiaokeState) -> FxiaokeStandIn {
 }
 
 fn err(code: i64, message: &str) -> Answer {
-    Answer::json(200, &json!({"errorCode": code, "errorMessage": message, "traceId": "E-O.standin"}))
+    Answer::json(
+        200,
+        &json!({"errorCode": code, "errorMessage": message, "traceId": "E-O.standin"}),
+    )
 }
 
 fn handle(s: &mut FxiaokeState, req: &Recorded) -> Answer {
@@ -86,12 +89,21 @@ fn handle(s: &mut FxiaokeState, req: &Recorded) -> Answer {
             }
             let token = format!("fx-token-{}", s.token_times.len());
             s.tokens.insert(token.clone());
-            Answer::json(200, &json!({"accessToken": token, "expiresIn": 7084, "ea": s.ea, "errorCode": 0, "errorMessage": "success", "traceId": "E-O.standin"}))
+            Answer::json(
+                200,
+                &json!({"accessToken": token, "expiresIn": 7084, "ea": s.ea, "errorCode": 0, "errorMessage": "success", "traceId": "E-O.standin"}),
+            )
         }
         CREATE_PATH => {
-            let bearer = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
+            let bearer = req
+                .header("authorization")
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or_default();
             if !s.tokens.contains(bearer) || req.header("x-fs-ea") != Some(s.ea.as_str()) {
-                return err(20016, "the cropId,cropAccessToken or authorization is error");
+                return err(
+                    20016,
+                    "the cropId,cropAccessToken or authorization is error",
+                );
             }
             if req.header("x-fs-userid").is_none_or(str::is_empty) {
                 return err(10006, "the parameter x-fs-userid is missing or illegal");
@@ -104,9 +116,15 @@ fn handle(s: &mut FxiaokeState, req: &Recorded) -> Answer {
                 let (code, message) = s.reject_next.remove(0);
                 return err(code, &message);
             }
-            let data = body.pointer("/data/object_data").cloned().unwrap_or(Value::Null);
+            let data = body
+                .pointer("/data/object_data")
+                .cloned()
+                .unwrap_or(Value::Null);
             s.created.push(data);
-            Answer::json(200, &json!({"traceId": "E-O.standin", "errorDescription": "success", "dataId": format!("68fa{:08}", s.created.len()), "errorMessage": "OK", "errorCode": 0}))
+            Answer::json(
+                200,
+                &json!({"traceId": "E-O.standin", "errorDescription": "success", "dataId": format!("68fa{:08}", s.created.len()), "errorMessage": "OK", "errorCode": 0}),
+            )
         }
         _ => err(404, "not found"),
     }

@@ -84,7 +84,8 @@ impl KingdeeState {
     }
 
     fn clock(&self) -> i64 {
-        self.now.unwrap_or_else(|| jiff::Timestamp::now().as_second())
+        self.now
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second())
     }
 }
 
@@ -109,12 +110,18 @@ fn failure(errors: Vec<Value>, msg_code: i64) -> Answer {
 }
 
 fn session_lost() -> Answer {
-    failure(vec![json!({"FieldName": null, "Message": SESSION_LOST, "DIndex": 0})], 1)
+    failure(
+        vec![json!({"FieldName": null, "Message": SESSION_LOST, "DIndex": 0})],
+        1,
+    )
 }
 
 fn gateway(code: i64, description: &str) -> Answer {
-    Answer::json(519, &json!({"errcode": code, "description": description, "description_cn": description}))
-        .with_header("X-Api-Requestid", "standin-1")
+    Answer::json(
+        519,
+        &json!({"errcode": code, "description": description, "description_cn": description}),
+    )
+    .with_header("X-Api-Requestid", "standin-1")
 }
 
 fn handle(s: &mut KingdeeState, req: &Recorded) -> Answer {
@@ -139,10 +146,16 @@ fn handle(s: &mut KingdeeState, req: &Recorded) -> Answer {
     }
     if s.throttle_next > 0 {
         s.throttle_next -= 1;
-        return failure(vec![json!({"FieldName": "", "Message": "调用限制", "DIndex": 0})], 14);
+        return failure(
+            vec![json!({"FieldName": "", "Message": "调用限制", "DIndex": 0})],
+            14,
+        );
     }
     let Some((form_id, data)) = envelope(&body) else {
-        return failure(vec![json!({"FieldName": "", "Message": "参数错误", "DIndex": 0})], 8);
+        return failure(
+            vec![json!({"FieldName": "", "Message": "参数错误", "DIndex": 0})],
+            8,
+        );
     };
     match service {
         "DynamicFormService.Save" => save(s, &form_id, &data),
@@ -154,7 +167,10 @@ fn handle(s: &mut KingdeeState, req: &Recorded) -> Answer {
 
 fn authenticate(s: &KingdeeState, req: &Recorded) -> Option<Answer> {
     if let Some(app_key) = req.header("X-Kd-Appkey") {
-        let Some(ts) = req.header("x-api-timestamp").and_then(|t| t.parse::<i64>().ok()) else {
+        let Some(ts) = req
+            .header("x-api-timestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+        else {
             return Some(gateway(4006, "X-Api-TimeStamp is invalid"));
         };
         if req.header("X-Api-ClientID").unwrap_or_default().is_empty() {
@@ -163,14 +179,19 @@ fn authenticate(s: &KingdeeState, req: &Recorded) -> Option<Answer> {
         if (s.clock() - ts).abs() > s.tolerance_secs {
             return Some(gateway(4006, "X-Api-TimeStamp is invalid"));
         }
-        let Ok(expected) = kingdee::signed_headers(&s.creds, &req.path, ts, DEFAULT_SECRET_SEED) else {
+        let Ok(expected) = kingdee::signed_headers(&s.creds, &req.path, ts, DEFAULT_SECRET_SEED)
+        else {
             return Some(session_lost());
         };
         let ok = app_key == s.creds.app_id
-            && expected.iter().all(|(name, value)| req.header(name) == Some(value.as_str()));
+            && expected
+                .iter()
+                .all(|(name, value)| req.header(name) == Some(value.as_str()));
         return (!ok).then(session_lost);
     }
-    let id = req.cookie(SESSION_COOKIE).or_else(|| req.header(SESSION_COOKIE).map(str::to_owned));
+    let id = req
+        .cookie(SESSION_COOKIE)
+        .or_else(|| req.header(SESSION_COOKIE).map(str::to_owned));
     match id {
         Some(id) if s.sessions.contains(&id) => None,
         _ => Some(session_lost()),
@@ -179,26 +200,41 @@ fn authenticate(s: &KingdeeState, req: &Recorded) -> Option<Answer> {
 
 fn login(s: &mut KingdeeState, service: &str, body: &Value) -> Answer {
     let p: Vec<String> = match body.get("parameters").and_then(Value::as_array) {
-        Some(a) => a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
+        Some(a) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect(),
         None => ["acctID", "username", "password", "lcid"]
             .iter()
-            .map(|k| body.get(*k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default())
+            .map(|k| {
+                body.get(*k)
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .unwrap_or_default()
+            })
             .collect(),
     };
     let c = &s.creds;
     let arg = |i: usize| p.get(i).map(String::as_str).unwrap_or_default();
     let ok = match service {
-        "AuthService.ValidateUser" => arg(0) == c.acct_id && arg(1) == c.user && arg(2) == s.password,
+        "AuthService.ValidateUser" => {
+            arg(0) == c.acct_id && arg(1) == c.user && arg(2) == s.password
+        }
         "AuthService.LoginByAppSecret" => {
             arg(0) == c.acct_id && arg(1) == c.user && arg(2) == c.app_id && arg(3) == c.app_secret
         }
         _ => {
             let ts = arg(3).parse::<i64>().unwrap_or(i64::MIN);
-            arg(0) == c.acct_id && arg(1) == c.user && arg(2) == c.app_id && arg(4) == kingdee::login_sign(c, ts)
+            arg(0) == c.acct_id
+                && arg(1) == c.user
+                && arg(2) == c.app_id
+                && arg(4) == kingdee::login_sign(c, ts)
         }
     };
     if !ok {
-        return Answer::json(200, &json!({"Message": "用户名或密码错误！", "MessageCode": "", "LoginResultType": 0, "Context": null, "KDSVCSessionId": null, "IsSuccessByAPI": false}));
+        return Answer::json(
+            200,
+            &json!({"Message": "用户名或密码错误！", "MessageCode": "", "LoginResultType": 0, "Context": null, "KDSVCSessionId": null, "IsSuccessByAPI": false}),
+        );
     }
     let id = format!("standin-session-{}", s.next_session);
     s.next_session += 1;
@@ -213,7 +249,10 @@ fn envelope(body: &Value) -> Option<(String, Value)> {
     let (form, data) = match body.get("parameters").and_then(Value::as_array) {
         Some(p) => (p.first()?.as_str()?.to_owned(), p.get(1)?.clone()),
         None => (
-            body.get("formid").or_else(|| body.get("FormId"))?.as_str()?.to_owned(),
+            body.get("formid")
+                .or_else(|| body.get("FormId"))?
+                .as_str()?
+                .to_owned(),
             body.get("data")?.clone(),
         ),
     };
@@ -226,7 +265,10 @@ fn envelope(body: &Value) -> Option<(String, Value)> {
 
 fn save(s: &mut KingdeeState, form_id: &str, data: &Value) -> Answer {
     let Some(model) = data.get("Model").filter(|m| m.is_object()) else {
-        return failure(vec![json!({"FieldName": "", "Message": "Model 不能为空", "DIndex": 0})], 8);
+        return failure(
+            vec![json!({"FieldName": "", "Message": "Model 不能为空", "DIndex": 0})],
+            8,
+        );
     };
     let missing: Vec<Value> = s
         .required
@@ -246,19 +288,40 @@ fn save(s: &mut KingdeeState, form_id: &str, data: &Value) -> Answer {
     let key = (form_id.to_owned(), number.clone());
     if s.bills.contains_key(&key) {
         let message = format!("违反字段唯一性要求：编码唯一。[{number}]在当前系统中已经被使用。");
-        return failure(vec![json!({"FieldName": "FBillNo", "Message": message, "DIndex": 0})], 11);
+        return failure(
+            vec![json!({"FieldName": "FBillNo", "Message": message, "DIndex": 0})],
+            11,
+        );
     }
     s.next_id += 1;
-    s.bills.insert(key, Bill { id, status: 'A', model: model.clone() });
+    s.bills.insert(
+        key,
+        Bill {
+            id,
+            status: 'A',
+            model: model.clone(),
+        },
+    );
     status_answer(
         json!({"IsSuccess": true, "Errors": [], "SuccessEntitys": [{"Id": id, "Number": number, "DIndex": 0}], "SuccessMessages": [], "MsgCode": 0}),
         json!({"Id": id, "Number": number, "NeedReturnData": [{}]}),
     )
 }
 
-fn transition(s: &mut KingdeeState, form_id: &str, data: &Value, from: char, to: char, verb: &str) -> Answer {
+fn transition(
+    s: &mut KingdeeState,
+    form_id: &str,
+    data: &Value,
+    from: char,
+    to: char,
+    verb: &str,
+) -> Answer {
     let numbers: Vec<String> = match (data.get("Numbers"), data.get("Ids")) {
-        (Some(Value::Array(n)), _) => n.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        (Some(Value::Array(n)), _) => n
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         (_, Some(Value::String(ids))) => {
             let ids: Vec<&str> = ids.split(',').map(str::trim).collect();
             s.bills
@@ -270,7 +333,10 @@ fn transition(s: &mut KingdeeState, form_id: &str, data: &Value, from: char, to:
         _ => Vec::new(),
     };
     if numbers.is_empty() {
-        return failure(vec![json!({"FieldName": "", "Message": "单据标识为空", "DIndex": 0})], 5);
+        return failure(
+            vec![json!({"FieldName": "", "Message": "单据标识为空", "DIndex": 0})],
+            5,
+        );
     }
     let mut errors = Vec::new();
     let mut done = Vec::new();
@@ -286,7 +352,10 @@ fn transition(s: &mut KingdeeState, form_id: &str, data: &Value, from: char, to:
         }
     }
     if errors.is_empty() {
-        status_answer(json!({"IsSuccess": true, "Errors": [], "SuccessEntitys": done, "SuccessMessages": [], "MsgCode": 0}), json!({}))
+        status_answer(
+            json!({"IsSuccess": true, "Errors": [], "SuccessEntitys": done, "SuccessMessages": [], "MsgCode": 0}),
+            json!({}),
+        )
     } else {
         status_answer(
             json!({"ErrorCode": 500, "IsSuccess": false, "Errors": errors, "SuccessEntitys": done, "SuccessMessages": [], "MsgCode": 11}),

@@ -54,59 +54,103 @@ pub async fn start(state: SalesforceState) -> SalesforceStandIn {
 }
 
 fn error(status: u16, code: &str, message: &str, fields: &[&str]) -> Answer {
-    Answer::json(status, &json!([{"message": message, "errorCode": code, "fields": fields}]))
+    Answer::json(
+        status,
+        &json!([{"message": message, "errorCode": code, "fields": fields}]),
+    )
 }
 
 fn handle(s: &mut SalesforceState, req: &Recorded) -> Answer {
     if req.path == TOKEN_PATH {
-        let form: HashMap<String, String> = form_urlencoded::parse(&req.body).into_owned().collect();
+        let form: HashMap<String, String> =
+            form_urlencoded::parse(&req.body).into_owned().collect();
         let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
-        if get("grant_type") != "client_credentials" || get("client_id") != s.client.0 || get("client_secret") != s.client.1 {
-            return Answer::json(400, &json!({"error": "invalid_client", "error_description": "Invalid client credentials"}));
+        if get("grant_type") != "client_credentials"
+            || get("client_id") != s.client.0
+            || get("client_secret") != s.client.1
+        {
+            return Answer::json(
+                400,
+                &json!({"error": "invalid_client", "error_description": "Invalid client credentials"}),
+            );
         }
         s.next += 1;
         let token = format!("00Dstandin!AR8.{}", s.next);
         s.tokens.insert(token.clone());
-        return Answer::json(200, &json!({"access_token": token, "signature": "x", "token_format": "opaque", "instance_url": s.base_url, "id": "https://login.salesforce.com/id/00D/005", "token_type": "Bearer", "issued_at": "1700000000000"}));
+        return Answer::json(
+            200,
+            &json!({"access_token": token, "signature": "x", "token_format": "opaque", "instance_url": s.base_url, "id": "https://login.salesforce.com/id/00D/005", "token_type": "Bearer", "issued_at": "1700000000000"}),
+        );
     }
-    let bearer = req.header("authorization").and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
+    let bearer = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
     if !s.tokens.contains(bearer) {
         return error(401, "INVALID_SESSION_ID", "Session expired or invalid", &[]);
     }
     if s.throttle_next > 0 {
         s.throttle_next -= 1;
-        return error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", &[]);
+        return error(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+            &[],
+        );
     }
     let parts: Vec<&str> = req.path.trim_end_matches('/').split('/').collect();
     // ["", "services", "data", v, "sobjects", Object, (Field, value)?]
     if parts.len() < 6 || parts[1] != "services" || parts[4] != "sobjects" {
-        return error(404, "NOT_FOUND", "The requested resource does not exist", &[]);
+        return error(
+            404,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+            &[],
+        );
     }
     let object = parts[5];
     let body = req.json().unwrap_or(Value::Null);
     match (req.method.as_str(), parts.len()) {
         ("PATCH", 8) => {
-            let value = form_urlencoded::parse(format!("v={}", parts[7]).as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+            let value = form_urlencoded::parse(format!("v={}", parts[7]).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
             let key = format!("{object}/{}/{value}", parts[6]);
             if let Some(existing) = s.records.get_mut(&key) {
                 let id = existing["Id"].clone();
                 if let (Some(e), Some(b)) = (existing.as_object_mut(), body.as_object()) {
                     e.extend(b.clone());
                 }
-                return Answer::json(200, &json!({"id": id, "success": true, "errors": [], "created": false}));
+                return Answer::json(
+                    200,
+                    &json!({"id": id, "success": true, "errors": [], "created": false}),
+                );
             }
             create(s, object, key, body)
         }
         ("POST", 6) => {
             let unique = body.get(&s.unique_field).cloned().unwrap_or(Value::Null);
-            let key = format!("{object}/{}/{}", s.unique_field, unique.as_str().unwrap_or_default());
+            let key = format!(
+                "{object}/{}/{}",
+                s.unique_field,
+                unique.as_str().unwrap_or_default()
+            );
             if !unique.is_null() {
                 if let Some(existing) = s.records.get(&key) {
-                    let msg = format!("duplicate value found: {} duplicates value on record with id: {}", s.unique_field, existing["Id"].as_str().unwrap_or_default());
+                    let msg = format!(
+                        "duplicate value found: {} duplicates value on record with id: {}",
+                        s.unique_field,
+                        existing["Id"].as_str().unwrap_or_default()
+                    );
                     return error(400, "DUPLICATE_VALUE", &msg, &[]);
                 }
             }
-            let key = if unique.is_null() { format!("{object}/#{}", s.next + 1) } else { key };
+            let key = if unique.is_null() {
+                format!("{object}/#{}", s.next + 1)
+            } else {
+                key
+            };
             create(s, object, key, body)
         }
         _ => error(405, "METHOD_NOT_ALLOWED", "HTTP Method not allowed", &[]),
@@ -115,7 +159,12 @@ fn handle(s: &mut SalesforceState, req: &Recorded) -> Answer {
 
 fn create(s: &mut SalesforceState, object: &str, key: String, mut body: Value) -> Answer {
     if object == "Account" && body.get("Name").is_none_or(Value::is_null) {
-        return error(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [Name]", &["Name"]);
+        return error(
+            400,
+            "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [Name]",
+            &["Name"],
+        );
     }
     s.next += 1;
     let id = format!("001D0000{:010}", s.next);
@@ -123,5 +172,8 @@ fn create(s: &mut SalesforceState, object: &str, key: String, mut body: Value) -
         b.insert("Id".into(), Value::String(id.clone()));
     }
     s.records.insert(key, body);
-    Answer::json(201, &json!({"id": id, "success": true, "errors": [], "created": true}))
+    Answer::json(
+        201,
+        &json!({"id": id, "success": true, "errors": [], "created": true}),
+    )
 }

@@ -39,8 +39,14 @@ fn escape(text: &str) -> String {
 }
 
 fn reply(s: &U8State, item_attrs: &str) -> Answer {
-    let (decl, body) = if s.answer_gbk { ("GBK", true) } else { ("UTF-8", false) };
-    let text = format!(r#"<?xml version="1.0" encoding="{decl}"?><ufinterface roottag="return" receiver="u8" sender="standin"><item {item_attrs}/></ufinterface>"#);
+    let (decl, body) = if s.answer_gbk {
+        ("GBK", true)
+    } else {
+        ("UTF-8", false)
+    };
+    let text = format!(
+        r#"<?xml version="1.0" encoding="{decl}"?><ufinterface roottag="return" receiver="u8" sender="standin"><item {item_attrs}/></ufinterface>"#
+    );
     if body {
         let bytes = encoding_rs::GBK.encode(&text).0.into_owned();
         Answer::raw(200, "text/xml; charset=GBK", bytes)
@@ -75,11 +81,19 @@ fn handle(s: &mut U8State, req: &Recorded) -> Answer {
             }
             Ok(Event::Text(t)) => {
                 let v = t.xml_content(quick_xml::XmlVersion::Implicit1_0);
-                fields.entry(current.clone()).or_insert_with(|| v.into_owned());
+                fields
+                    .entry(current.clone())
+                    .or_insert_with(|| v.into_owned());
             }
             Ok(Event::Eof) => break,
             Err(e) => {
-                return reply(s, &format!(r#"succeed="2" dsc="{}""#, escape(&format!("XML格式错误：{e}"))));
+                return reply(
+                    s,
+                    &format!(
+                        r#"succeed="2" dsc="{}""#,
+                        escape(&format!("XML格式错误：{e}"))
+                    ),
+                );
             }
             Ok(_) => {}
         }
@@ -92,10 +106,20 @@ fn handle(s: &mut U8State, req: &Recorded) -> Answer {
         return reply(s, r#"succeed="2" dsc="ufinterface缺少roottag或proc属性""#);
     }
     if !s.senders.iter().any(|x| x == attr("sender")) {
-        return reply(s, &format!(r#"succeed="3" dsc="{}""#, escape(&format!("发送方{}未注册", attr("sender")))));
+        return reply(
+            s,
+            &format!(
+                r#"succeed="3" dsc="{}""#,
+                escape(&format!("发送方{}未注册", attr("sender")))
+            ),
+        );
     }
     let voucher = attr("roottag") == "voucher";
-    if voucher && fields.get("account_code").is_none_or(|c| c.trim().is_empty()) {
+    if voucher
+        && fields
+            .get("account_code")
+            .is_none_or(|c| c.trim().is_empty())
+    {
         return reply(s, r#"succeed="1" dsc="科目编码不能为空""#);
     }
     let key = fields
@@ -103,8 +127,18 @@ fn handle(s: &mut U8State, req: &Recorded) -> Answer {
         .cloned()
         .unwrap_or_default();
     if let Some(existing) = s.keys.get(&key).filter(|_| !key.is_empty()) {
-        let dsc = if voucher { "凭证已经存在，不可重复！" } else { "编码已经存在，不可重复！" };
-        return reply(s, &format!(r#"key="{}" succeed="101" dsc="{dsc}" u8key="{existing}""#, escape(&key)));
+        let dsc = if voucher {
+            "凭证已经存在，不可重复！"
+        } else {
+            "编码已经存在，不可重复！"
+        };
+        return reply(
+            s,
+            &format!(
+                r#"key="{}" succeed="101" dsc="{dsc}" u8key="{existing}""#,
+                escape(&key)
+            ),
+        );
     }
     s.next += 1;
     if !key.is_empty() {
@@ -112,8 +146,22 @@ fn handle(s: &mut U8State, req: &Recorded) -> Answer {
     }
     if voucher {
         let period = fields.get("accounting_period").cloned().unwrap_or_default();
-        reply(s, &format!(r#"accounting_period="{p}" voucher_type="记" voucher_id="{n}" entry_id="" succeed="0" dsc="凭证已成功保存" u8accounting_period="{p}" u8voucher_id="{n}""#, p = escape(&period), n = s.next))
+        reply(
+            s,
+            &format!(
+                r#"accounting_period="{p}" voucher_type="记" voucher_id="{n}" entry_id="" succeed="0" dsc="凭证已成功保存" u8accounting_period="{p}" u8voucher_id="{n}""#,
+                p = escape(&period),
+                n = s.next
+            ),
+        )
     } else {
-        reply(s, &format!(r#"key="{}" succeed="0" dsc="ok" u8key="{}""#, escape(&key), s.next))
+        reply(
+            s,
+            &format!(
+                r#"key="{}" succeed="0" dsc="ok" u8key="{}""#,
+                escape(&key),
+                s.next
+            ),
+        )
     }
 }

@@ -38,7 +38,10 @@ impl Recorded {
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A decoded query parameter.
@@ -96,7 +99,12 @@ impl Answer {
     /// A raw answer.
     #[must_use]
     pub fn raw(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Answer {
-        Answer { status, headers: Vec::new(), content_type, body: body.into() }
+        Answer {
+            status,
+            headers: Vec::new(),
+            content_type,
+            body: body.into(),
+        }
     }
 
     /// Adds a header.
@@ -138,7 +146,9 @@ pub struct Server<S> {
 
 impl<S> std::fmt::Debug for Server<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -154,11 +164,15 @@ impl<S: Send + 'static> Server<S> {
             recorded: Mutex::new(Vec::new()),
             flight: Mutex::new(Flight::default()),
         });
-        let router = Router::new().fallback(serve::<S>).with_state(Arc::clone(&inner));
+        let router = Router::new()
+            .fallback(serve::<S>)
+            .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a vendor stand-in to 127.0.0.1");
-        let addr = listener.local_addr().expect("local address of a vendor stand-in");
+        let addr = listener
+            .local_addr()
+            .expect("local address of a vendor stand-in");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(async {
@@ -168,7 +182,12 @@ impl<S: Send + 'static> Server<S> {
                 tracing::warn!(%error, hint = "a test stand-in stopped; the test using it will fail", "stand-in server error");
             }
         });
-        Server { inner, addr, shutdown: Some(tx), task }
+        Server {
+            inner,
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -191,7 +210,10 @@ impl<S: Send + 'static> Server<S> {
     /// How many requests were received on `path`.
     #[must_use]
     pub fn count(&self, path: &str) -> usize {
-        lock(&self.inner.recorded).iter().filter(|r| r.path == path).count()
+        lock(&self.inner.recorded)
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
     }
 
     /// The most requests on `path` that were in flight at the same time.
@@ -203,7 +225,9 @@ impl<S: Send + 'static> Server<S> {
     /// Holds every answer on `path` for `latency` (models a slow endpoint so overlapping
     /// requests can be detected).
     pub fn set_latency(&self, path: &str, latency: Duration) {
-        lock(&self.inner.flight).latency.insert(path.to_owned(), latency);
+        lock(&self.inner.flight)
+            .latency
+            .insert(path.to_owned(), latency);
     }
 
     /// Stops the server.
@@ -228,7 +252,12 @@ async fn serve<S: Send + 'static>(
         query: uri.query().unwrap_or_default().to_owned(),
         headers: headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     };

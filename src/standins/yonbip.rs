@@ -53,10 +53,16 @@ fn code(code: &str, message: &str) -> Answer {
 
 fn handle(s: &mut YonbipState, req: &Recorded) -> Answer {
     match (req.method.as_str(), req.path.as_str()) {
-        ("GET", GATEWAY_PATH) => Answer::json(200, &json!({"code": "00000", "message": "成功！", "data": {"gatewayUrl": s.base_url, "tokenUrl": s.base_url}})),
+        ("GET", GATEWAY_PATH) => Answer::json(
+            200,
+            &json!({"code": "00000", "message": "成功！", "data": {"gatewayUrl": s.base_url, "tokenUrl": s.base_url}}),
+        ),
         ("GET", TOKEN_PATH) => token(s, req),
         ("POST", ADD_VOUCHER_PATH) => add_voucher(s, req),
-        _ => Answer::json(404, &json!({"code": "310404", "message": format!("网关上没有注册此API[{}]", req.path)})),
+        _ => Answer::json(
+            404,
+            &json!({"code": "310404", "message": format!("网关上没有注册此API[{}]", req.path)}),
+        ),
     }
 }
 
@@ -65,14 +71,22 @@ fn token(s: &mut YonbipState, req: &Recorded) -> Answer {
     let Some(secret) = s.apps.get(&app_key) else {
         return code("10018", "应用不存在或appKey已停用");
     };
-    let ts = req.query_param("timestamp").and_then(|t| t.parse::<i64>().ok()).unwrap_or(i64::MIN);
-    if req.query_param("signature").as_deref() != Some(token_signature(&app_key, secret, ts).as_str()) {
+    let ts = req
+        .query_param("timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .unwrap_or(i64::MIN);
+    if req.query_param("signature").as_deref()
+        != Some(token_signature(&app_key, secret, ts).as_str())
+    {
         return code("10019", "签名校验失败");
     }
     s.next += 1;
     let token = format!("yonbip-token-{}", s.next);
     s.tokens.insert(token.clone());
-    Answer::json(200, &json!({"code": "00000", "message": "成功！", "data": {"access_token": token, "expire": 7200}}))
+    Answer::json(
+        200,
+        &json!({"code": "00000", "message": "成功！", "data": {"access_token": token, "expire": 7200}}),
+    )
 }
 
 fn add_voucher(s: &mut YonbipState, req: &Recorded) -> Answer {
@@ -86,18 +100,36 @@ fn add_voucher(s: &mut YonbipState, req: &Recorded) -> Answer {
         return code("310046", "API调用频率超过限制");
     }
     let body = req.json().unwrap_or(Value::Null);
-    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     if text("accbookCode").is_empty() {
-        return Answer::json(200, &json!({"code": "404", "message": "凭证保存不成功,账簿code不能为空！", "data": {}}));
+        return Answer::json(
+            200,
+            &json!({"code": "404", "message": "凭证保存不成功,账簿code不能为空！", "data": {}}),
+        );
     }
     let business_id = text("businessId");
-    if let Some(id) = s.by_business_id.get(&business_id).filter(|_| !business_id.is_empty()) {
-        return Answer::json(200, &json!({"code": "100004", "message": "重复提交，该请求已处理", "data": {"id": id}}));
+    if let Some(id) = s
+        .by_business_id
+        .get(&business_id)
+        .filter(|_| !business_id.is_empty())
+    {
+        return Answer::json(
+            200,
+            &json!({"code": "100004", "message": "重复提交，该请求已处理", "data": {"id": id}}),
+        );
     }
     s.next += 1;
     let voucher_id = format!("2A4556F6-{:08}", s.next);
     if !business_id.is_empty() {
         s.by_business_id.insert(business_id, voucher_id.clone());
     }
-    Answer::json(200, &json!({"code": "200", "message": "OK", "data": {"voucherId": voucher_id, "voucherStatus": "01", "period": text("period"), "billCode": s.next}}))
+    Answer::json(
+        200,
+        &json!({"code": "200", "message": "OK", "data": {"voucherId": voucher_id, "voucherStatus": "01", "period": text("period"), "billCode": s.next}}),
+    )
 }

@@ -69,18 +69,29 @@ pub fn parse_token(status: u16, body: &[u8]) -> Result<String, BeisenError> {
         excerpt: super::excerpt(body),
     })?;
     if let Some(error) = v.get("error").and_then(Value::as_str) {
-        return Err(BeisenError::Refused { status, error: error.to_owned() });
+        return Err(BeisenError::Refused {
+            status,
+            error: error.to_owned(),
+        });
     }
     match v.get("access_token").and_then(Value::as_str) {
         Some(t) if status == 200 && !t.is_empty() => Ok(t.to_owned()),
-        _ => Err(BeisenError::Unreadable { status, excerpt: super::excerpt(body) }),
+        _ => Err(BeisenError::Unreadable {
+            status,
+            excerpt: super::excerpt(body),
+        }),
     }
 }
 
 /// Classifies the synchronous answer of a push. Success carries the async request id
 /// (from the header) as `captured.id`: it is only "accepted", poll with [`classify_state`].
 #[must_use]
-pub fn classify_push(status: u16, request_id: Option<&str>, body: &[u8], retry_after: Option<Duration>) -> Outcome {
+pub fn classify_push(
+    status: u16,
+    request_id: Option<&str>,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> Outcome {
     let v: Option<Value> = serde_json::from_slice(body).ok();
     let message = v
         .as_ref()
@@ -89,20 +100,47 @@ pub fn classify_push(status: u16, request_id: Option<&str>, body: &[u8], retry_a
         .unwrap_or_default()
         .to_owned();
     match status {
-        401 => return Outcome::Reauth { reason: format!("Beisen 401: {message}") },
-        400 if message.contains("Authorization") => return Outcome::Reauth { reason: format!("Beisen 400: {message}") },
-        429 => return Outcome::Retryable { reason: "Beisen 429 rate limit".into(), after: retry_after },
-        403 => return Outcome::Permanent { reason: format!("Beisen 403 (IP not whitelisted?): {message}") },
+        401 => {
+            return Outcome::Reauth {
+                reason: format!("Beisen 401: {message}"),
+            };
+        }
+        400 if message.contains("Authorization") => {
+            return Outcome::Reauth {
+                reason: format!("Beisen 400: {message}"),
+            };
+        }
+        429 => {
+            return Outcome::Retryable {
+                reason: "Beisen 429 rate limit".into(),
+                after: retry_after,
+            };
+        }
+        403 => {
+            return Outcome::Permanent {
+                reason: format!("Beisen 403 (IP not whitelisted?): {message}"),
+            };
+        }
         _ => {}
     }
-    let code = v.as_ref().and_then(|v| v.get("Code").or_else(|| v.get("code"))).and_then(code_str);
+    let code = v
+        .as_ref()
+        .and_then(|v| v.get("Code").or_else(|| v.get("code")))
+        .and_then(code_str);
     match code.as_deref() {
         Some("200") if status == 200 => match request_id {
             Some(id) if !id.is_empty() => Outcome::success(Some(id.to_owned()), None),
-            _ => Outcome::Permanent { reason: format!("Beisen accepted the push but sent no {REQUEST_ID_HEADER}") },
+            _ => Outcome::Permanent {
+                reason: format!("Beisen accepted the push but sent no {REQUEST_ID_HEADER}"),
+            },
         },
-        Some("417" | "400" | "206") => Outcome::Permanent { reason: format!("Beisen code {}: {message}", code.unwrap_or_default()) },
-        Some("500") => Outcome::Retryable { reason: format!("Beisen code 500: {message}"), after: None },
+        Some("417" | "400" | "206") => Outcome::Permanent {
+            reason: format!("Beisen code {}: {message}", code.unwrap_or_default()),
+        },
+        Some("500") => Outcome::Retryable {
+            reason: format!("Beisen code 500: {message}"),
+            after: None,
+        },
         _ => unknown_answer(status, body, "Beisen answer not understood"),
     }
 }
@@ -119,15 +157,33 @@ pub enum BatchState {
 /// Classifies an async result answer (`data.state`, `data.message`).
 #[must_use]
 pub fn classify_state(status: u16, body: &[u8]) -> BatchState {
-    let Some(data) = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("data").cloned()) else {
-        return BatchState::Done(unknown_answer(status, body, "Beisen async result not understood"));
+    let Some(data) = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("data").cloned())
+    else {
+        return BatchState::Done(unknown_answer(
+            status,
+            body,
+            "Beisen async result not understood",
+        ));
     };
-    let message = data.get("message").and_then(Value::as_str).unwrap_or_default();
-    match data.get("state").and_then(Value::as_str).unwrap_or_default() {
+    let message = data
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match data
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+    {
         s @ ("Running" | "Overtime") => BatchState::Pending(s.to_owned()),
         "AllSuccess" => BatchState::Done(Outcome::success(None, None)),
-        "PartialSuccess" => BatchState::Done(Outcome::Permanent { reason: format!("Beisen PartialSuccess: {message}") }),
-        "Fail" => BatchState::Done(Outcome::Permanent { reason: format!("Beisen Fail: {message}") }),
+        "PartialSuccess" => BatchState::Done(Outcome::Permanent {
+            reason: format!("Beisen PartialSuccess: {message}"),
+        }),
+        "Fail" => BatchState::Done(Outcome::Permanent {
+            reason: format!("Beisen Fail: {message}"),
+        }),
         _ => BatchState::Done(unknown_answer(status, body, "Beisen async state unknown")),
     }
 }
@@ -142,23 +198,65 @@ mod tests {
         assert_eq!(parse_token(200, ok).unwrap(), "5N3w");
         assert_eq!(
             parse_token(400, br#"{"error":"invalid_tenantid"}"#),
-            Err(BeisenError::Refused { status: 400, error: "invalid_tenantid".into() })
+            Err(BeisenError::Refused {
+                status: 400,
+                error: "invalid_tenantid".into()
+            })
         );
-        assert!(matches!(parse_token(502, b"<html>"), Err(BeisenError::Unreadable { .. })));
+        assert!(matches!(
+            parse_token(502, b"<html>"),
+            Err(BeisenError::Unreadable { .. })
+        ));
     }
 
     #[test]
     fn push_and_state() {
-        assert_eq!(classify_push(200, Some("r1"), br#"{"Code":200,"Message":null}"#, None), Outcome::success(Some("r1".into()), None));
-        assert!(matches!(classify_push(200, None, br#"{"Code":200}"#, None), Outcome::Permanent { .. }));
-        assert!(matches!(classify_push(200, None, r#"{"code":"417","message":"员工不存在","data":null}"#.as_bytes(), None), Outcome::Permanent { reason } if reason.contains("员工不存在")));
-        assert!(matches!(classify_push(401, None, br#"{"message":"un-authorized"}"#, None), Outcome::Reauth { .. }));
-        assert!(matches!(classify_push(400, None, br#"{"message":"Authorization header is empty"}"#, None), Outcome::Reauth { .. }));
-        assert!(matches!(classify_push(429, None, b"", Some(Duration::from_secs(2))), Outcome::Retryable { after: Some(_), .. }));
-        assert!(matches!(classify_push(503, None, b"<html>", None), Outcome::Retryable { .. }));
-        assert_eq!(classify_state(200, br#"{"data":{"state":"Running"}}"#), BatchState::Pending("Running".into()));
-        assert_eq!(classify_state(200, br#"{"data":{"state":"Overtime"}}"#), BatchState::Pending("Overtime".into()));
-        assert_eq!(classify_state(200, br#"{"data":{"state":"AllSuccess"}}"#), BatchState::Done(Outcome::success(None, None)));
-        assert!(matches!(classify_state(200, r#"{"data":{"state":"Fail","message":"假期类型不存在"}}"#.as_bytes()), BatchState::Done(Outcome::Permanent { reason }) if reason.contains("假期类型不存在")));
+        assert_eq!(
+            classify_push(200, Some("r1"), br#"{"Code":200,"Message":null}"#, None),
+            Outcome::success(Some("r1".into()), None)
+        );
+        assert!(matches!(
+            classify_push(200, None, br#"{"Code":200}"#, None),
+            Outcome::Permanent { .. }
+        ));
+        assert!(
+            matches!(classify_push(200, None, r#"{"code":"417","message":"员工不存在","data":null}"#.as_bytes(), None), Outcome::Permanent { reason } if reason.contains("员工不存在"))
+        );
+        assert!(matches!(
+            classify_push(401, None, br#"{"message":"un-authorized"}"#, None),
+            Outcome::Reauth { .. }
+        ));
+        assert!(matches!(
+            classify_push(
+                400,
+                None,
+                br#"{"message":"Authorization header is empty"}"#,
+                None
+            ),
+            Outcome::Reauth { .. }
+        ));
+        assert!(matches!(
+            classify_push(429, None, b"", Some(Duration::from_secs(2))),
+            Outcome::Retryable { after: Some(_), .. }
+        ));
+        assert!(matches!(
+            classify_push(503, None, b"<html>", None),
+            Outcome::Retryable { .. }
+        ));
+        assert_eq!(
+            classify_state(200, br#"{"data":{"state":"Running"}}"#),
+            BatchState::Pending("Running".into())
+        );
+        assert_eq!(
+            classify_state(200, br#"{"data":{"state":"Overtime"}}"#),
+            BatchState::Pending("Overtime".into())
+        );
+        assert_eq!(
+            classify_state(200, br#"{"data":{"state":"AllSuccess"}}"#),
+            BatchState::Done(Outcome::success(None, None))
+        );
+        assert!(
+            matches!(classify_state(200, r#"{"data":{"state":"Fail","message":"假期类型不存在"}}"#.as_bytes()), BatchState::Done(Outcome::Permanent { reason }) if reason.contains("假期类型不存在"))
+        );
     }
 }

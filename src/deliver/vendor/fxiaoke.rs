@@ -26,7 +26,9 @@ pub const CREATE_PATH: &str = "/cgi/crm/v2/data/create";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FxiaokeError {
     /// `errorCode != 0`.
-    #[error("FxiaoKe token refused, errorCode {code}: {message}; check appId, appSecret and permanentCode")]
+    #[error(
+        "FxiaoKe token refused, errorCode {code}: {message}; check appId, appSecret and permanentCode"
+    )]
     Refused {
         /// `errorCode`.
         code: String,
@@ -65,16 +67,31 @@ pub struct Token {
 /// # Errors
 /// [`FxiaokeError`].
 pub fn parse_token(status: u16, body: &[u8]) -> Result<Token, FxiaokeError> {
-    let unreadable = || FxiaokeError::Unreadable { status, excerpt: super::excerpt(body) };
+    let unreadable = || FxiaokeError::Unreadable {
+        status,
+        excerpt: super::excerpt(body),
+    };
     let v: Value = serde_json::from_slice(body).map_err(|_| unreadable())?;
-    let code = v.get("errorCode").and_then(code_str).ok_or_else(unreadable)?;
+    let code = v
+        .get("errorCode")
+        .and_then(code_str)
+        .ok_or_else(unreadable)?;
     if code != "0" {
         return Err(FxiaokeError::Refused {
             code,
-            message: v.get("errorMessage").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            message: v
+                .get("errorMessage")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         });
     }
-    let get = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let get = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let access_token = get("accessToken");
     if access_token.is_empty() {
         return Err(unreadable());
@@ -89,7 +106,10 @@ pub fn parse_token(status: u16, body: &[u8]) -> Result<Token, FxiaokeError> {
 /// The create body for an object (e.g. `AccountObj`) with workflows off.
 #[must_use]
 pub fn create_body(object_api_name: &str, mut fields: serde_json::Map<String, Value>) -> Value {
-    fields.insert("dataObjectApiName".into(), Value::String(object_api_name.to_owned()));
+    fields.insert(
+        "dataObjectApiName".into(),
+        Value::String(object_api_name.to_owned()),
+    );
     json!({"triggerApprovalFlow": false, "triggerWorkFlow": false, "data": {"object_data": fields}})
 }
 
@@ -107,12 +127,17 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
     };
     let reason = format!(
         "FxiaoKe errorCode {code}: {}",
-        v.get("errorMessage").and_then(Value::as_str).unwrap_or_default()
+        v.get("errorMessage")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     );
     match code.as_str() {
         "0" => Outcome::success(id_str(v.get("dataId")), None),
         "20016" | "20017" => Outcome::Reauth { reason },
-        "30004" | "14001" => Outcome::Retryable { reason, after: Some(Duration::from_secs(20)) },
+        "30004" | "14001" => Outcome::Retryable {
+            reason,
+            after: Some(Duration::from_secs(20)),
+        },
         _ => Outcome::Permanent { reason },
     }
 }
@@ -126,22 +151,42 @@ mod tests {
         let ok = br#"{"accessToken":"t","expiresIn":7084,"ea":"fxxxx1","errorCode":0,"errorMessage":"success","traceId":"x"}"#;
         assert_eq!(parse_token(200, ok).unwrap().ea, "fxxxx1");
         let bad = br#"{"errorCode":10006,"errorMessage":"the parameter appSecret is missing or illegal"}"#;
-        assert!(matches!(parse_token(200, bad), Err(FxiaokeError::Refused { code, .. }) if code == "10006"));
+        assert!(
+            matches!(parse_token(200, bad), Err(FxiaokeError::Refused { code, .. }) if code == "10006")
+        );
         let mut f = serde_json::Map::new();
         f.insert("name".into(), "上海示例科技有限公司".into());
         let body = create_body("AccountObj", f);
-        assert_eq!(body["data"]["object_data"]["dataObjectApiName"], "AccountObj");
+        assert_eq!(
+            body["data"]["object_data"]["dataObjectApiName"],
+            "AccountObj"
+        );
         assert_eq!(body["triggerApprovalFlow"], false);
     }
 
     #[test]
     fn classify_answers() {
         let ok = br#"{"traceId":"E","errorDescription":"success","dataId":"68fa","errorMessage":"OK","errorCode":0}"#;
-        assert_eq!(classify(200, ok), Outcome::success(Some("68fa".into()), None));
+        assert_eq!(
+            classify(200, ok),
+            Outcome::success(Some("68fa".into()), None)
+        );
         assert!(matches!(classify(200, br#"{"errorCode":20016,"errorMessage":"the cropId,cropAccessToken or authorization is error"}"#), Outcome::Reauth { .. }));
-        assert!(matches!(classify(200, br#"{"errorCode":30004}"#), Outcome::Retryable { .. }));
-        assert!(matches!(classify(200, br#"{"errorCode":30002}"#), Outcome::Permanent { .. }));
-        assert!(matches!(classify(502, b"<html>"), Outcome::Retryable { .. }));
-        assert!(matches!(classify(200, b"{\"errorCo"), Outcome::Permanent { .. }));
+        assert!(matches!(
+            classify(200, br#"{"errorCode":30004}"#),
+            Outcome::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(200, br#"{"errorCode":30002}"#),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(502, b"<html>"),
+            Outcome::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(200, b"{\"errorCo"),
+            Outcome::Permanent { .. }
+        ));
     }
 }

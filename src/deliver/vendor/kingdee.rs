@@ -33,7 +33,9 @@ pub const ASPNET_COOKIE: &str = "ASP.NET_SessionId";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KingdeeError {
     /// The AppID is not `<clientId>_<32 chars>`.
-    #[error("Kingdee AppID {0:?} is not <clientId>_<32 characters>; copy it from 第三方系统登录授权")]
+    #[error(
+        "Kingdee AppID {0:?} is not <clientId>_<32 characters>; copy it from 第三方系统登录授权"
+    )]
     MalformedAppId(String),
     /// The login was refused.
     #[error("Kingdee login refused (LoginResultType {result_type}): {message}")]
@@ -194,7 +196,10 @@ pub fn signed_headers(
         ("X-Api-Auth-Version", "2.0".to_owned()),
         ("x-api-timestamp", ts.to_string()),
         ("x-api-nonce", ts.to_string()),
-        ("x-api-signheaders", "x-api-timestamp,x-api-nonce".to_owned()),
+        (
+            "x-api-signheaders",
+            "x-api-timestamp,x-api-nonce".to_owned(),
+        ),
         ("X-Api-Signature", api_signature(path, ts, &client_sec)),
         ("X-Kd-Appkey", creds.app_id.clone()),
         ("X-Kd-Appdata", b64(data.as_bytes())),
@@ -226,7 +231,9 @@ pub fn login_sign(creds: &Credentials, ts: i64) -> String {
 pub fn login_body(op: Op, creds: &Credentials, password: &str, ts: i64) -> Value {
     let c = creds;
     match op {
-        Op::LoginBySign => json!({"parameters": [c.acct_id, c.user, c.app_id, ts.to_string(), login_sign(c, ts), c.lcid]}),
+        Op::LoginBySign => {
+            json!({"parameters": [c.acct_id, c.user, c.app_id, ts.to_string(), login_sign(c, ts), c.lcid]})
+        }
         Op::ValidateUser => json!({"parameters": [c.acct_id, c.user, password, c.lcid]}),
         _ => json!({"parameters": [c.acct_id, c.user, c.app_id, c.app_secret, c.lcid]}),
     }
@@ -373,8 +380,16 @@ pub fn field_errors(body: &[u8]) -> Vec<FieldError> {
             errors
                 .iter()
                 .map(|e| FieldError {
-                    field: e.get("FieldName").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    message: e.get("Message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    field: e
+                        .get("FieldName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    message: e
+                        .get("Message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                     index: e.get("DIndex").and_then(Value::as_i64),
                 })
                 .collect()
@@ -416,15 +431,22 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
             .get("SuccessEntitys")
             .and_then(Value::as_array)
             .and_then(|a| a.first());
-        let id = id_str(result.and_then(|r| r.get("Id"))).or_else(|| id_str(first.and_then(|f| f.get("Id"))));
+        let id = id_str(result.and_then(|r| r.get("Id")))
+            .or_else(|| id_str(first.and_then(|f| f.get("Id"))));
         let number = id_str(result.and_then(|r| r.get("Number")))
             .or_else(|| id_str(first.and_then(|f| f.get("Number"))));
         return Outcome::success(id, number);
     }
     let errors = field_errors(body);
-    let msg_code = rs.get("MsgCode").and_then(super::code_str).unwrap_or_default();
+    let msg_code = rs
+        .get("MsgCode")
+        .and_then(super::code_str)
+        .unwrap_or_default();
     let reason = if errors.is_empty() {
-        format!("Kingdee refused (MsgCode {msg_code}): {}", super::excerpt(body))
+        format!(
+            "Kingdee refused (MsgCode {msg_code}): {}",
+            super::excerpt(body)
+        )
     } else {
         errors
             .iter()
@@ -458,7 +480,10 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
 
 fn classify_gateway(body: &[u8]) -> Outcome {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let code = v.get("errcode").and_then(super::code_str).unwrap_or_default();
+    let code = v
+        .get("errcode")
+        .and_then(super::code_str)
+        .unwrap_or_default();
     let reason = format!(
         "Kingdee gateway 519 errcode {code}: {}",
         v.get("description")

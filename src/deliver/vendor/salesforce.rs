@@ -18,7 +18,9 @@ pub const TOKEN_PATH: &str = "/services/oauth2/token";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SalesforceError {
     /// OAuth error (`{"error":"invalid_client","error_description":"…"}`).
-    #[error("Salesforce token refused (HTTP {status}): {error}: {description}; check the connected app's client id/secret")]
+    #[error(
+        "Salesforce token refused (HTTP {status}): {error}: {description}; check the connected app's client id/secret"
+    )]
     Refused {
         /// HTTP status.
         status: u16,
@@ -61,14 +63,24 @@ pub struct Token {
 /// # Errors
 /// [`SalesforceError`].
 pub fn parse_token(status: u16, body: &[u8]) -> Result<Token, SalesforceError> {
-    let unreadable = || SalesforceError::Unreadable { status, excerpt: super::excerpt(body) };
+    let unreadable = || SalesforceError::Unreadable {
+        status,
+        excerpt: super::excerpt(body),
+    };
     let v: Value = serde_json::from_slice(body).map_err(|_| unreadable())?;
     let get = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     if let Some(error) = get("error") {
-        return Err(SalesforceError::Refused { status, error, description: get("error_description").unwrap_or_default() });
+        return Err(SalesforceError::Refused {
+            status,
+            error,
+            description: get("error_description").unwrap_or_default(),
+        });
     }
     match (get("access_token"), get("instance_url")) {
-        (Some(access_token), Some(instance_url)) if status == 200 => Ok(Token { access_token, instance_url }),
+        (Some(access_token), Some(instance_url)) if status == 200 => Ok(Token {
+            access_token,
+            instance_url,
+        }),
         _ => Err(unreadable()),
     }
 }
@@ -97,15 +109,26 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
         if status == 204 {
             return Outcome::success(None, None);
         }
-        return match v.as_ref().and_then(|v| v.get("success")).and_then(Value::as_bool) {
+        return match v
+            .as_ref()
+            .and_then(|v| v.get("success"))
+            .and_then(Value::as_bool)
+        {
             Some(true) => Outcome::success(id_str(v.as_ref().and_then(|v| v.get("id"))), None),
-            _ => unknown_answer(status, body, "Salesforce success status without success:true"),
+            _ => unknown_answer(
+                status,
+                body,
+                "Salesforce success status without success:true",
+            ),
         };
     }
     let Some(Value::Array(errors)) = v else {
         return unknown_answer(status, body, "Salesforce error not understood");
     };
-    let codes: Vec<&str> = errors.iter().filter_map(|e| e.get("errorCode").and_then(Value::as_str)).collect();
+    let codes: Vec<&str> = errors
+        .iter()
+        .filter_map(|e| e.get("errorCode").and_then(Value::as_str))
+        .collect();
     let reason = errors
         .iter()
         .map(|e| {
@@ -122,7 +145,10 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
     } else if codes.contains(&"INVALID_SESSION_ID") {
         Outcome::Reauth { reason }
     } else if codes.contains(&"REQUEST_LIMIT_EXCEEDED") || status >= 500 {
-        Outcome::Retryable { reason, after: None }
+        Outcome::Retryable {
+            reason,
+            after: None,
+        }
     } else {
         Outcome::Permanent { reason }
     }
@@ -136,18 +162,47 @@ mod tests {
     fn token_and_path() {
         let ok = br#"{"access_token":"00D!AR8","instance_url":"https://x.my.salesforce.com","token_type":"Bearer"}"#;
         assert_eq!(parse_token(200, ok).unwrap().access_token, "00D!AR8");
-        assert!(matches!(parse_token(400, br#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#), Err(SalesforceError::Refused { .. })));
-        assert_eq!(upsert_path("v60.0", "Account", "ExtId__c", "SP 1/2"), "/services/data/v60.0/sobjects/Account/ExtId__c/SP%201%2F2");
+        assert!(matches!(
+            parse_token(
+                400,
+                br#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#
+            ),
+            Err(SalesforceError::Refused { .. })
+        ));
+        assert_eq!(
+            upsert_path("v60.0", "Account", "ExtId__c", "SP 1/2"),
+            "/services/data/v60.0/sobjects/Account/ExtId__c/SP%201%2F2"
+        );
     }
 
     #[test]
     fn classify_answers() {
-        assert_eq!(classify(201, br#"{"id":"001D000000IqhSLIAZ","errors":[],"success":true}"#), Outcome::success(Some("001D000000IqhSLIAZ".into()), None));
+        assert_eq!(
+            classify(
+                201,
+                br#"{"id":"001D000000IqhSLIAZ","errors":[],"success":true}"#
+            ),
+            Outcome::success(Some("001D000000IqhSLIAZ".into()), None)
+        );
         assert!(matches!(classify(400, br#"[{"message":"duplicate value found: ExtId__c duplicates value on record with id: 001","errorCode":"DUPLICATE_VALUE","fields":[]}]"#), Outcome::Duplicate { .. }));
-        assert!(matches!(classify(401, br#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#), Outcome::Reauth { .. }));
+        assert!(matches!(
+            classify(
+                401,
+                br#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#
+            ),
+            Outcome::Reauth { .. }
+        ));
         assert!(matches!(classify(403, br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#), Outcome::Retryable { .. }));
-        assert!(matches!(classify(400, br#"[{"message":"Required fields are missing: [Name]","errorCode":"REQUIRED_FIELD_MISSING","fields":["Name"]}]"#), Outcome::Permanent { reason } if reason.contains("Required fields")));
-        assert!(matches!(classify(503, b"<html>"), Outcome::Retryable { .. }));
-        assert!(matches!(classify(300, b"[\"/a\",\"/b\"]"), Outcome::Permanent { .. }));
+        assert!(
+            matches!(classify(400, br#"[{"message":"Required fields are missing: [Name]","errorCode":"REQUIRED_FIELD_MISSING","fields":["Name"]}]"#), Outcome::Permanent { reason } if reason.contains("Required fields"))
+        );
+        assert!(matches!(
+            classify(503, b"<html>"),
+            Outcome::Retryable { .. }
+        ));
+        assert!(matches!(
+            classify(300, b"[\"/a\",\"/b\"]"),
+            Outcome::Permanent { .. }
+        ));
     }
 }

@@ -115,7 +115,11 @@ fn scalar(v: &Value) -> Cow<'_, str> {
     }
 }
 
-fn write_value(w: &mut quick_xml::Writer<Vec<u8>>, name: &str, value: &Value) -> std::io::Result<()> {
+fn write_value(
+    w: &mut quick_xml::Writer<Vec<u8>>,
+    name: &str,
+    value: &Value,
+) -> std::io::Result<()> {
     match value {
         Value::Array(items) => {
             for item in items {
@@ -155,7 +159,11 @@ pub fn decode(body: &[u8]) -> String {
     let declared = head
         .split("encoding=")
         .nth(1)
-        .and_then(|rest| rest.trim_start_matches(['"', '\'']).split(['"', '\'']).next())
+        .and_then(|rest| {
+            rest.trim_start_matches(['"', '\''])
+                .split(['"', '\''])
+                .next()
+        })
         .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()));
     let encoding = match declared {
         Some(enc) => enc,
@@ -189,7 +197,8 @@ pub fn reply_items(text: &str) -> Vec<ReplyItem> {
                 let mut item = ReplyItem::default();
                 let mut has_succeed = false;
                 for attr in e.attributes().flatten() {
-                    let Ok(value) = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0) else {
+                    let Ok(value) = attr.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    else {
                         continue;
                     };
                     let value = value.into_owned();
@@ -200,7 +209,9 @@ pub fn reply_items(text: &str) -> Vec<ReplyItem> {
                         }
                         "dsc" => item.dsc = value,
                         "key" => item.key = Some(value),
-                        "u8voucher_id" | "voucher_id" | "u8key" if item.u8_id.is_none() && !value.is_empty() => {
+                        "u8voucher_id" | "voucher_id" | "u8key"
+                            if item.u8_id.is_none() && !value.is_empty() =>
+                        {
                             item.u8_id = Some(value);
                         }
                         _ => {}
@@ -227,16 +238,27 @@ pub fn classify(status: u16, body: &[u8]) -> Outcome {
     let text = decode(body);
     let items = reply_items(&text);
     if items.is_empty() {
-        return unknown_answer(status, text.as_bytes(), "U8 EAI answer has no <item succeed=…>");
+        return unknown_answer(
+            status,
+            text.as_bytes(),
+            "U8 EAI answer has no <item succeed=…>",
+        );
     }
     if let Some(dup) = items.iter().find(|i| i.succeed == "101") {
-        return Outcome::Duplicate { reason: format!("U8 succeed=101: {}", dup.dsc) };
+        return Outcome::Duplicate {
+            reason: format!("U8 succeed=101: {}", dup.dsc),
+        };
     }
     if let Some(bad) = items.iter().find(|i| i.succeed != "0") {
-        return Outcome::Permanent { reason: format!("U8 succeed={}: {}", bad.succeed, bad.dsc) };
+        return Outcome::Permanent {
+            reason: format!("U8 succeed={}: {}", bad.succeed, bad.dsc),
+        };
     }
     let first = &items[0];
-    Outcome::success(first.u8_id.clone(), first.key.clone().or_else(|| first.u8_id.clone()))
+    Outcome::success(
+        first.u8_id.clone(),
+        first.key.clone().or_else(|| first.u8_id.clone()),
+    )
 }
 
 #[cfg(test)]
@@ -273,18 +295,33 @@ mod tests {
         let text = r#"<?xml version="1.0" encoding="GBK"?><ufinterface roottag="return"><item key="p16102" succeed="101" dsc="客户编码已经存在，不可重复！"/></ufinterface>"#;
         let gbk = encoding_rs::GBK.encode(text).0.into_owned();
         assert_eq!(decode(&gbk), text);
-        let undeclared = encoding_rs::GBK.encode("<ufinterface><item succeed=\"0\" dsc=\"凭证已成功保存\"/></ufinterface>").0;
+        let undeclared = encoding_rs::GBK
+            .encode("<ufinterface><item succeed=\"0\" dsc=\"凭证已成功保存\"/></ufinterface>")
+            .0;
         assert!(decode(&undeclared).contains("凭证已成功保存"));
-        assert!(matches!(classify(200, &gbk), Outcome::Duplicate { reason } if reason.contains("客户编码已经存在，不可重复！")));
+        assert!(
+            matches!(classify(200, &gbk), Outcome::Duplicate { reason } if reason.contains("客户编码已经存在，不可重复！"))
+        );
     }
 
     #[test]
     fn classify_answers() {
         let ok = r#"<ufinterface roottag="return"><item accounting_period="5" voucher_type="收" voucher_id="3" entry_id="" succeed="0" dsc="凭证已成功保存" u8accounting_period="5" u8voucher_id="3"/></ufinterface>"#;
-        assert_eq!(classify(200, ok.as_bytes()), Outcome::success(Some("3".into()), Some("3".into())));
+        assert_eq!(
+            classify(200, ok.as_bytes()),
+            Outcome::success(Some("3".into()), Some("3".into()))
+        );
         let bad = r#"<ufinterface roottag="return"><item succeed="1" dsc="科目编码不存在"/></ufinterface>"#;
-        assert!(matches!(classify(200, bad.as_bytes()), Outcome::Permanent { reason } if reason.contains("科目编码不存在")));
-        assert!(matches!(classify(200, b"<html>error</html>"), Outcome::Permanent { .. }));
-        assert!(matches!(classify(500, b"<html>error</html>"), Outcome::Retryable { .. }));
+        assert!(
+            matches!(classify(200, bad.as_bytes()), Outcome::Permanent { reason } if reason.contains("科目编码不存在"))
+        );
+        assert!(matches!(
+            classify(200, b"<html>error</html>"),
+            Outcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify(500, b"<html>error</html>"),
+            Outcome::Retryable { .. }
+        ));
     }
 }

@@ -51,7 +51,10 @@ fn protocols_md_vector_is_reproduced() {
         header(&h, "X-Api-Signature"),
         "YzQ1YjFmZTY4MmNmMTU5ZjlkMTY1ZGE5ZmUwZWUwZTQ1ZmM3YjI5M2VkMTgzNWZjYTQzNTgxMTQxYjI0MmE2MQ=="
     );
-    assert_eq!(header(&h, "X-Kd-Appdata"), "NjJmMWU0YjBhMWIyYzMsaW50ZWdyYXRpb24sMjA1Miww");
+    assert_eq!(
+        header(&h, "X-Kd-Appdata"),
+        "NjJmMWU0YjBhMWIyYzMsaW50ZWdyYXRpb24sMjA1Miww"
+    );
     assert_eq!(
         header(&h, "X-Kd-Signature"),
         "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA=="
@@ -68,7 +71,10 @@ fn second_computed_vector_is_reproduced() {
         header(&h, "X-Api-Signature"),
         "MGJlOGFhMjc3MWM5ZjI3NmM0MTdjZjkzNmQxNzcxZGNhMTE4MDA4MmZkMTI4OTg3NmYzYjAxOWFjZmFkZmNjNg=="
     );
-    assert_eq!(header(&h, "X-Kd-Appdata"), "NWYwYTFiMmMzZDRlNWYs6LSi5Yqh5o6l5Y+jLDIwNTIsMTAw");
+    assert_eq!(
+        header(&h, "X-Kd-Appdata"),
+        "NWYwYTFiMmMzZDRlNWYs6LSi5Yqh5o6l5Y+jLDIwNTIsMTAw"
+    );
     assert_eq!(
         header(&h, "X-Kd-Signature"),
         "MGJjMjFjM2ExY2Y1MDcwYjgyY2Y1ZmNjZGI2MTNmZDgwZDVlNzBiY2VhYjZhNjgxZjVhNTE3MDM3MzliNTUzMw=="
@@ -89,7 +95,12 @@ fn login_sign_vectors() {
 
 #[test]
 fn malformed_app_ids_fail_before_any_request() {
-    for bad in ["no-underscore", "123_short", "_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", "1_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
+    for bad in [
+        "no-underscore",
+        "123_short",
+        "_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+        "1_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+    ] {
         let mut c = vector_creds();
         c.app_id = bad.into();
         assert_eq!(
@@ -107,8 +118,12 @@ fn envelopes_new_and_legacy() {
     assert_eq!(new["formid"], "GL_VOUCHER");
     assert_eq!(new["data"]["Model"]["FBillNo"], "SP1");
     let legacy = envelope("GL_VOUCHER", &data, Envelope::Legacy);
-    let inner: serde_json::Value =
-        serde_json::from_str(legacy["parameters"][1].as_str().expect("nested JSON string")).unwrap();
+    let inner: serde_json::Value = serde_json::from_str(
+        legacy["parameters"][1]
+            .as_str()
+            .expect("nested JSON string"),
+    )
+    .unwrap();
     assert_eq!(legacy["parameters"][0], "GL_VOUCHER");
     assert_eq!(inner, data);
     assert_eq!(numbers_data(&["A1"]), json!({"Numbers": ["A1"]}));
@@ -116,35 +131,66 @@ fn envelopes_new_and_legacy() {
 
 #[test]
 fn login_answers() {
-    let ok = br#"{"Message":null,"LoginResultType":1,"KDSVCSessionId":"body-id","IsSuccessByAPI":true}"#;
-    let s = parse_login(200, ok, ["kdservice-sessionid=cookie-id; Path=/", "ASP.NET_SessionId=asp; Path=/; HttpOnly"]).unwrap();
+    let ok =
+        br#"{"Message":null,"LoginResultType":1,"KDSVCSessionId":"body-id","IsSuccessByAPI":true}"#;
+    let s = parse_login(
+        200,
+        ok,
+        [
+            "kdservice-sessionid=cookie-id; Path=/",
+            "ASP.NET_SessionId=asp; Path=/; HttpOnly",
+        ],
+    )
+    .unwrap();
     assert_eq!(s.id, "cookie-id");
-    assert_eq!(s.cookie_header(), "kdservice-sessionid=cookie-id; ASP.NET_SessionId=asp");
+    assert_eq!(
+        s.cookie_header(),
+        "kdservice-sessionid=cookie-id; ASP.NET_SessionId=asp"
+    );
     let refused = r#"{"Message":"用户名或密码错误！","LoginResultType":0,"KDSVCSessionId":null}"#;
     assert!(matches!(
         parse_login(200, refused.as_bytes(), []),
         Err(KingdeeError::LoginRefused { result_type: 0, .. })
     ));
-    assert!(matches!(parse_login(502, b"<html>", []), Err(KingdeeError::LoginUnreadable { status: 502, .. })));
+    assert!(matches!(
+        parse_login(502, b"<html>", []),
+        Err(KingdeeError::LoginUnreadable { status: 502, .. })
+    ));
 }
 
 #[test]
 fn classify_real_answers() {
     let ok = br#"{"Result":{"ResponseStatus":{"IsSuccess":true,"Errors":[],"SuccessEntitys":[{"Id":100029,"Number":"FKSQ000004","DIndex":0}],"SuccessMessages":[],"MsgCode":0},"Id":100029,"Number":"FKSQ000004","NeedReturnData":[{}]}}"#;
-    assert_eq!(classify(200, ok), Outcome::success(Some("100029".into()), Some("FKSQ000004".into())));
+    assert_eq!(
+        classify(200, ok),
+        Outcome::success(Some("100029".into()), Some("FKSQ000004".into()))
+    );
     let doc_template = br#"{"Result":{"ResponseStatus":{"IsSuccess":"true","SuccessEntitys":[{"Id":"7","Number":"N7"}]},"Id":""}}"#;
-    assert_eq!(classify(200, doc_template), Outcome::success(Some("7".into()), Some("N7".into())));
+    assert_eq!(
+        classify(200, doc_template),
+        Outcome::success(Some("7".into()), Some("N7".into()))
+    );
     let dup = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"FBillNo","Message":"违反字段唯一性要求：编码唯一。[test5]在当前系统中已经被使用。","DIndex":0}],"SuccessEntitys":[],"SuccessMessages":[],"MsgCode":11}}}"#;
-    assert!(matches!(classify(200, dup.as_bytes()), Outcome::Duplicate { reason } if reason.contains("[test5]")));
+    assert!(
+        matches!(classify(200, dup.as_bytes()), Outcome::Duplicate { reason } if reason.contains("[test5]"))
+    );
     let audited = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"","Message":"单据编号为“TK202504030001”的销售出库单，单据已经审核！","DIndex":0}],"MsgCode":11}}}"#;
-    assert!(matches!(classify(200, audited.as_bytes()), Outcome::Duplicate { .. }));
+    assert!(matches!(
+        classify(200, audited.as_bytes()),
+        Outcome::Duplicate { .. }
+    ));
     let field = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"FStockId","Message":"单据体“明细信息”第1行字段“仓库”是必填项"}]},"Id":""}}"#;
     assert_eq!(
         classify(200, field.as_bytes()),
-        Outcome::Permanent { reason: "FStockId: 单据体“明细信息”第1行字段“仓库”是必填项".into() }
+        Outcome::Permanent {
+            reason: "FStockId: 单据体“明细信息”第1行字段“仓库”是必填项".into()
+        }
     );
     let lost = r#"[[{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":null,"Message":"会话信息已丢失，请重新登录","DIndex":0}],"MsgCode":1}}}]]"#;
-    assert!(matches!(classify(200, lost.as_bytes()), Outcome::Reauth { .. }));
+    assert!(matches!(
+        classify(200, lost.as_bytes()),
+        Outcome::Reauth { .. }
+    ));
     let limit = br#"{"Result":{"ResponseStatus":{"IsSuccess":false,"Errors":[],"MsgCode":14}}}"#;
     assert!(matches!(classify(200, limit), Outcome::Retryable { .. }));
 }
@@ -152,10 +198,27 @@ fn classify_real_answers() {
 #[test]
 fn classify_gateway_and_garbage() {
     let skew = r#"{"errcode":4006,"description":"X-Api-TimeStamp is invalid","description_cn":"时间戳无效"}"#.as_bytes();
-    assert!(matches!(classify(519, skew), Outcome::Permanent { reason } if reason.contains("4006")));
-    assert!(matches!(classify(519, br#"{"errcode":9999}"#), Outcome::Retryable { .. }));
-    assert!(matches!(classify(503, b"<html>busy</html>"), Outcome::Retryable { .. }));
-    assert!(matches!(classify(200, b"<html>login</html>"), Outcome::Permanent { .. }));
-    assert!(matches!(classify(200, br#"{"Result":{"ResponseStatus":{"IsSucc"#), Outcome::Permanent { .. }));
-    assert!(matches!(classify(404, b"not found"), Outcome::Permanent { .. }));
+    assert!(
+        matches!(classify(519, skew), Outcome::Permanent { reason } if reason.contains("4006"))
+    );
+    assert!(matches!(
+        classify(519, br#"{"errcode":9999}"#),
+        Outcome::Retryable { .. }
+    ));
+    assert!(matches!(
+        classify(503, b"<html>busy</html>"),
+        Outcome::Retryable { .. }
+    ));
+    assert!(matches!(
+        classify(200, b"<html>login</html>"),
+        Outcome::Permanent { .. }
+    ));
+    assert!(matches!(
+        classify(200, br#"{"Result":{"ResponseStatus":{"IsSucc"#),
+        Outcome::Permanent { .. }
+    ));
+    assert!(matches!(
+        classify(404, b"not found"),
+        Outcome::Permanent { .. }
+    ));
 }
