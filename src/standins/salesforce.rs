@@ -136,15 +136,13 @@ fn handle(s: &mut SalesforceState, req: &Recorded) -> Answer {
                 s.unique_field,
                 unique.as_str().unwrap_or_default()
             );
-            if !unique.is_null() {
-                if let Some(existing) = s.records.get(&key) {
-                    let msg = format!(
-                        "duplicate value found: {} duplicates value on record with id: {}",
-                        s.unique_field,
-                        existing["Id"].as_str().unwrap_or_default()
-                    );
-                    return error(400, "DUPLICATE_VALUE", &msg, &[]);
-                }
+            if let Some(existing) = s.records.get(&key).filter(|_| !unique.is_null()) {
+                let msg = format!(
+                    "duplicate value found: {} duplicates value on record with id: {}",
+                    s.unique_field,
+                    existing["Id"].as_str().unwrap_or_default()
+                );
+                return error(400, "DUPLICATE_VALUE", &msg, &[]);
             }
             let key = if unique.is_null() {
                 format!("{object}/#{}", s.next + 1)
