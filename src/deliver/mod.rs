@@ -22,6 +22,7 @@ pub mod limits;
 pub mod predicate;
 mod redact;
 pub mod spec;
+pub mod vendor;
 pub mod xml_path;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
 //! Test servers that speak the real protocols of systems the bridge cannot reach in a test:
 //! WeCom's server API ([`wecom`]), a finance system's voucher API ([`finance`]) and its OAuth2
-//! token endpoint ([`oauth`]).
+//! token endpoint ([`oauth`]), and the ERP, HR and CRM systems our users run: Kingdee
+//! ([`kingdee`]), Yonyou YonBIP ([`yonbip`]) and U8 EAI ([`u8`]), Beisen ([`beisen`]),
+//! FxiaoKe ([`fxiaoke`]) and Salesforce ([`salesforce`]), on a shared recording server
+//! ([`vendor_server`]).
 //!
 //! Each stand-in answers byte for byte as the real system does on the paths the bridge calls,
 //! including its error codes and limits, and records what it received, so tests drive the real
@@ -9,6 +12,13 @@
 //! NOT be used on a production path, and must NOT simplify the protocol it imitates: where the
 //! real system is awkward, so is the stand-in.
 
+pub mod beisen;
 pub mod finance;
+pub mod fxiaoke;
+pub mod kingdee;
 pub mod oauth;
+pub mod salesforce;
+pub mod u8;
+pub mod vendor_server;
 pub mod wecom;
+pub mod yonbip;

@@ -17,3 +17,4 @@ mod reroute;
 mod route;
 mod store_faults;
 mod vectors;
+mod vendors;
