@@ -9,4 +9,5 @@ mod durability;
 mod ingress;
 mod pipeline;
 mod route;
+mod stage;
 mod vectors;
