@@ -306,3 +306,151 @@ fn frozen_contact_and_customer_jobs_of_both_versions_decode_to_typed_records() {
         assert_eq!(x.follow_users.len(), 1, "{version}");
     }
 }
+
+mod run_loop {
+    //! `stage::run` with a probe handler on the embedded broker: concurrency, every
+    //! disposition, and an undecodable envelope.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    use wecom_bridge::broker::{Body, Broker, Envelope};
+    use wecom_bridge::stage::message::event_envelope;
+    use wecom_bridge::stage::{Disposition, EventId, Handler, Message, RetryPolicy, Shutdown};
+    use wecom_bridge::store::Store;
+
+    use crate::support::eventually;
+
+    /// Holds every message until the test lets it go, and records how many were held at once.
+    struct Probe {
+        current: AtomicUsize,
+        max: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl Handler for Probe {
+        fn stage(&self) -> &'static str {
+            "probe"
+        }
+
+        async fn handle(&self, msg: Message, _attempt: u32) -> Disposition {
+            let now = self.current.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(now, Ordering::SeqCst);
+            let permit = self.gate.acquire().await;
+            self.current.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            let Message::Event { xml, .. } = msg else {
+                return Disposition::park("not an event");
+            };
+            match xml.as_str() {
+                "retry" => Disposition::Retry {
+                    reason: "asked to wait".into(),
+                    hint: Some(Duration::from_secs(45)),
+                },
+                "park" => Disposition::park("operator must look"),
+                _ => Disposition::done("ok"),
+            }
+        }
+    }
+
+    fn event(id: &str, xml: &str) -> Envelope {
+        event_envelope(&EventId::new(id), "test", id, "demo", 1, xml.into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_loop_bounds_concurrency_and_settles_every_disposition() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("stage.redb")).unwrap();
+        let broker = EmbeddedBroker::open(
+            store,
+            EmbeddedOptions {
+                prefetch: 16,
+                lease: Duration::from_secs(60),
+                delivery_limit: 20,
+            },
+        )
+        .await
+        .unwrap();
+        let q = "probe";
+        for i in 0..6 {
+            broker
+                .publish(q, &event(&format!("ok{i}"), "ok"))
+                .await
+                .unwrap();
+        }
+        broker.publish(q, &event("r1", "retry")).await.unwrap();
+        broker.publish(q, &event("p1", "park")).await.unwrap();
+        let unknown = Envelope::new(
+            "x1",
+            "test",
+            "x1",
+            "demo",
+            1,
+            serde_json::json!({"type": "writeback_v9"}),
+        );
+        broker.publish(q, &unknown).await.unwrap();
+        let legacy_garbage = Envelope {
+            v: 1,
+            kind: "delivery_job".into(),
+            body: Body::Legacy("{not json".into()),
+            ..event("x2", "")
+        };
+        broker.publish(q, &legacy_garbage).await.unwrap();
+
+        let probe = Arc::new(Probe {
+            current: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let policy = RetryPolicy::new("stages.probe", &[1], &[1, 60], 5, None).unwrap();
+        let (trigger, shutdown) = Shutdown::channel();
+        let task = tokio::spawn(wecom_bridge::stage::run(
+            broker.clone(),
+            q.to_string(),
+            probe.clone(),
+            policy,
+            3,
+            shutdown,
+        ));
+        eventually(20, "three messages held at once", || async {
+            probe.current.load(Ordering::SeqCst) == 3
+        })
+        .await;
+        probe.gate.add_permits(100);
+        eventually(20, "everything settled", || async {
+            let d = broker.depths(&[q.to_string()]).await.unwrap()[0].clone();
+            d.ready == 0 && d.unacked == 0 && d.delayed == 1 && d.dead == 3
+        })
+        .await;
+        assert_eq!(
+            probe.max.load(Ordering::SeqCst),
+            3,
+            "never more than `concurrency`"
+        );
+        let parked = broker.dead_letters(q, 10).await.unwrap();
+        let reason = |id: &str| {
+            parked
+                .iter()
+                .find(|d| d.envelope.id == id)
+                .map(|d| d.reason.clone())
+                .unwrap_or_else(|| panic!("{id} not parked: {parked:?}"))
+        };
+        assert_eq!(reason("p1"), "operator must look");
+        assert!(
+            reason("x1").starts_with("cannot be decoded: message x1"),
+            "{}",
+            reason("x1")
+        );
+        assert!(
+            reason("x2").contains("cannot be decoded"),
+            "{}",
+            reason("x2")
+        );
+        assert!(parked.iter().all(|d| d.attempts == 1));
+        trigger.stop();
+        task.await.unwrap();
+        broker.close().await;
+    }
+}
