@@ -88,6 +88,38 @@ pub(crate) async fn broker_of(t: &TestBridge) -> AnyBroker {
     panic!("broker did not come up (RabbitMQ running? `rabbitmq-server -detached`)");
 }
 
+/// A catalog of one mapping `mapping` (with this `[match]` body) feeding connector
+/// `connector`; returns it and the `[catalog]` section pointing at it.
+pub(crate) fn one_mapping_catalog(
+    connector: &str,
+    mapping: &str,
+    match_body: &str,
+) -> (tempfile::TempDir, String) {
+    let catalog = tempfile::tempdir().unwrap();
+    let (m, c) = (
+        catalog.path().join("mappings"),
+        catalog.path().join("connectors"),
+    );
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join(format!("{connector}.toml")),
+        "kind = \"http_json\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join(format!("{mapping}.toml")),
+        format!("connector = \"{connector}\"\n[match]\n{match_body}\n"),
+    )
+    .unwrap();
+    let section = format!(
+        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
+        m.display(),
+        c.display()
+    );
+    (catalog, section)
+}
+
 /// Starts a bridge serving app `name` with an API secret, talking to `fake`; `broker_section`
 /// is more configuration (a `[broker]`, `[stages.*]` or `[catalog]` section).
 pub(crate) async fn start_bridge(
@@ -415,37 +447,12 @@ async fn customer_events_route_to_crm_with_the_customer_record() {
         "external_contact": {"external_userid": "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw", "name": "李客户", "type": 1},
         "follow_user": [{"userid": "ZhangSan", "state": "expo2025_booth_b12"}]
     }));
-    let catalog = tempfile::tempdir().unwrap();
-    let (m, c) = (
-        catalog.path().join("mappings"),
-        catalog.path().join("connectors"),
+    let (_catalog, section) = one_mapping_catalog(
+        "crm",
+        "new-customers",
+        "event = \"external_contact\"\nchange_types = [\"add_external_contact\"]",
     );
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::create_dir_all(&c).unwrap();
-    std::fs::write(c.join("crm.toml"), "kind = \"http_json\"\n").unwrap();
-    std::fs::write(m.join("new-customers.toml"),
-        "connector = \"crm\"\n[match]\nevent = \"external_contact\"\nchange_types = [\"add_external_contact\"]\n").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), &[TestApp::new("crm_app")]).replace(
-        "[apps.crm_app]\n",
-        &format!("[apps.crm_app]\nsecret = \"{SECRET}\"\n"),
-    );
-    let toml = format!(
-        "{toml}\n{}\n[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        extra(&fake, ""),
-        m.display(),
-        c.display()
-    );
-    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    let t = TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    };
-    let app = TestApp::new("crm_app");
+    let (t, app) = start_bridge("crm_app", &fake, &section).await;
     let xml = vector("external_contact_add")["expected"]["plaintext"]
         .as_str()
         .unwrap()

@@ -10,7 +10,7 @@ use wecom_bridge::map::input::MapInput;
 use wecom_bridge::store::{QueueOp, Store};
 use wecom_bridge::wecom::fake_wecom::FakeWeCom;
 
-use crate::route::{broker_of, callback, detail, jobs, start_bridge};
+use crate::route::{broker_of, callback, detail, jobs, one_mapping_catalog, start_bridge};
 use crate::support::*;
 
 /// Tiers with a short one (the route schedule's only delay) and one at WeCom's 60 s window.
@@ -152,29 +152,6 @@ async fn rabbitmq_permanent_wecom_error_parks_at_once() {
     permanent_error_parks_at_once("perm_rmq", &rabbit_section_60(&prefix)).await;
 }
 
-/// A catalog with one HR mapping for new members.
-fn hr_catalog() -> (tempfile::TempDir, String) {
-    let catalog = tempfile::tempdir().unwrap();
-    let (m, c) = (
-        catalog.path().join("mappings"),
-        catalog.path().join("connectors"),
-    );
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::create_dir_all(&c).unwrap();
-    std::fs::write(c.join("hr.toml"), "kind = \"http_json\"\n").unwrap();
-    std::fs::write(
-        m.join("new-members.toml"),
-        "connector = \"hr\"\n[match]\nevent = \"contact\"\nchange_types = [\"create_user\"]\n",
-    )
-    .unwrap();
-    let section = format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
-    );
-    (catalog, section)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_change_job_carries_a_snake_case_contact_record() {
     let fake = FakeWeCom::start().await;
@@ -182,7 +159,11 @@ async fn a_contact_change_job_carries_a_snake_case_contact_record() {
         "errcode": 0, "userid": "SunQi", "name": "孙七", "department": [5, 12],
         "mobile": "13800000007", "position": "财务专员", "status": 1
     }));
-    let (_catalog, section) = hr_catalog();
+    let (_catalog, section) = one_mapping_catalog(
+        "hr",
+        "new-members",
+        "event = \"contact\"\nchange_types = [\"create_user\"]",
+    );
     let (t, app) = start_bridge("hr_app", &fake, &section).await;
     let xml = vector("contact_create_user")["expected"]["plaintext"]
         .as_str()
