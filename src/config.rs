@@ -75,6 +75,9 @@ pub struct Config {
 pub struct StagesConfig {
     /// The route stage (consumes the `route` queue).
     pub route: StageConfig,
+    /// The deliver stage (consumes the `deliver.<connector>` queues); a connector's own
+    /// retry settings, where it has them, take precedence.
+    pub deliver: StageConfig,
 }
 
 /// Settings of one queue stage.
@@ -124,6 +127,8 @@ pub struct Validated {
     pub time_zone: jiff::tz::TimeZone,
     /// The route stage's retry policy and concurrency.
     pub route: StagePlan,
+    /// The deliver stage's retry policy and concurrency (per deliver queue).
+    pub deliver: StagePlan,
     /// Per app: the corp id its API calls use.
     pub apps: BTreeMap<String, ValidApp>,
 }
@@ -612,6 +617,7 @@ impl Config {
                 .push("broker.kind = \"rabbitmq\" needs broker.url (e.g. \"env:AMQP_URL\")".into());
         }
         let route = self.stage_plan("stages.route", &self.stages.route, &mut errors);
+        let deliver = self.stage_plan("stages.deliver", &self.stages.deliver, &mut errors);
         let time_zone = match jiff::tz::TimeZone::get(&self.wecom.time_zone) {
             Ok(tz) => Some(tz),
             Err(_) => {
@@ -674,10 +680,11 @@ impl Config {
                 ));
             }
         }
-        match (errors.is_empty(), time_zone, route) {
-            (true, Some(time_zone), Some(route)) => Ok(Validated {
+        match (errors.is_empty(), time_zone, route, deliver) {
+            (true, Some(time_zone), Some(route), Some(deliver)) => Ok(Validated {
                 time_zone,
                 route,
+                deliver,
                 apps,
             }),
             _ => Err(ConfigError::Invalid(errors)),
@@ -889,6 +896,7 @@ mod tests {
             "the first receive-id"
         );
         assert_eq!(v.route.concurrency, 1);
+        assert_eq!(v.deliver.policy.max_attempts(), 12);
         assert_eq!(v.route.policy.max_attempts(), 12);
         assert_eq!(
             v.route.policy.schedule(),
@@ -904,7 +912,7 @@ mod tests {
         let c = Config::from_toml(&ok).unwrap();
         assert_eq!(c.checked().unwrap().route.concurrency, 4);
         let bad = format!(
-            "{MINIMAL}\n[stages.route]\nretry_secs = [5, 45]\nmax_hint_secs = 100\nconcurrency = 0\n"
+            "{MINIMAL}\n[stages.route]\nretry_secs = [5, 45]\nmax_hint_secs = 100\nconcurrency = 0\n[stages.deliver]\nretry_secs = [7]\n"
         );
         let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad) else {
             panic!("expected invalid config");
@@ -914,6 +922,7 @@ mod tests {
             "stages.route.retry_secs: 45 s is not one of broker.retry_tiers_secs [5, 30, 120, 600, 3600]",
             "stages.route.max_hint_secs: 100 s",
             "stages.route.concurrency must be at least 1",
+            "stages.deliver.retry_secs: 7 s is not one of",
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }
