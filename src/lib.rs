@@ -21,6 +21,7 @@ pub mod map;
 pub mod record;
 pub mod route;
 pub mod stage;
+pub mod standins;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;

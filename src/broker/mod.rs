@@ -97,6 +97,22 @@ impl Envelope {
         }
     }
 
+    /// The body as text for operators: a v1 payload as is, a v2 message as JSON.
+    pub fn body_text(&self) -> String {
+        match &self.body {
+            Body::Legacy(p) => p.clone(),
+            Body::Message(m) => m.to_string(),
+        }
+    }
+
+    /// Drops the content (for listings that must not show payloads), keeping the header.
+    pub fn clear_body(&mut self) {
+        self.body = match self.body {
+            Body::Legacy(_) => Body::Legacy(String::new()),
+            Body::Message(_) => Body::Message(serde_json::Value::Null),
+        };
+    }
+
     /// Encodes as JSON bytes, in the envelope's own version (a v1 envelope that is retried
     /// stays v1).
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -19,6 +19,11 @@ impl ShutdownTrigger {
     pub fn handle(&self) -> Shutdown {
         Shutdown(self.0.subscribe())
     }
+
+    /// The raw watch channel (`true` = stop), for code that takes one.
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
 }
 
 /// A clonable handle telling a task when to stop. When the trigger is dropped, the handle

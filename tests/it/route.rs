@@ -7,7 +7,7 @@ use serde_json::Value;
 use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
 use wecom_bridge::map::input::MapInput;
 use wecom_bridge::stage::{DeliveryJob, Message};
-use wecom_bridge::wecom::fake_wecom::FakeWeCom;
+use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
 

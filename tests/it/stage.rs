@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wecom_bridge::broker::AnyBroker;
 use wecom_bridge::map::input::MapInput;
+use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::store::{QueueOp, Store};
-use wecom_bridge::wecom::fake_wecom::FakeWeCom;
 
 use crate::route::{broker_of, callback, detail, jobs, one_mapping_catalog, start_bridge};
 use crate::support::*;
@@ -68,9 +68,11 @@ async fn embedded_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
     let depth = route_depth(&broker).await;
     assert_eq!((depth.ready, depth.dead), (0, 0), "{depth:?}");
     let path = t.config.store.path.clone();
+    let t_config = t.config.clone();
     let _dir = t.stop().await;
     // The broker's not-before time, read from its store once the bridge is stopped.
-    let store = Store::open(&path).unwrap();
+    let cipher = wecom_bridge::journal::JournalCipher::from_config(&t_config.journal).unwrap();
+    let store = Store::open(&path, cipher.sealer()).unwrap();
     let now = jiff::Timestamp::now().as_millisecond();
     let outcome = store
         .queue_apply(
@@ -343,7 +345,11 @@ mod run_loop {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_loop_bounds_concurrency_and_settles_every_disposition() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("stage.redb")).unwrap();
+        let store = Store::open(
+            &dir.path().join("stage.redb"),
+            crate::support::test_sealer(),
+        )
+        .unwrap();
         let broker = EmbeddedBroker::open(
             store,
             EmbeddedOptions {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::wecom::fake_wecom::FakeWeCom;
+use crate::standins::wecom::FakeWeCom;
 
 const CORP: &str = "ww-test-corp";
 const SECRET: &str = "app-secret-123";
