@@ -129,7 +129,7 @@ async fn an_unrouted_approval_and_its_revocation_are_rerouted_once_after_the_map
     std::fs::write(&path, toml).unwrap();
     std::fs::write(
         dir.path().join("connectors/finance.toml"),
-        "kind = \"http_json\"\n",
+        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
     )
     .unwrap();
     let config = Config::load(&path).unwrap();

@@ -104,7 +104,10 @@ pub(crate) fn one_mapping_catalog(
     std::fs::create_dir_all(&c).unwrap();
     std::fs::write(
         c.join(format!("{connector}.toml")),
-        "kind = \"http_json\"\n",
+        format!(
+            "kind = \"http\"\nurl = \"env:{}_URL\"\n",
+            connector.to_uppercase()
+        ),
     )
     .unwrap();
     std::fs::write(
