@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::{Body, Broker, Delivery, ENVELOPE_VERSION, Envelope};
 use wecom_bridge::store::Store;
 
 const MESSAGES: usize = 20_000;
@@ -37,7 +37,9 @@ fn envelope(i: usize) -> Envelope {
         business_key: format!("2025060500{i:06}:2"),
         app: "bench".into(),
         created_at_ms: 1_749_106_583_000,
-        payload: format!("<xml><SpNo>{i}</SpNo><Note><![CDATA[{filler}]]></Note></xml>"),
+        body: Body::Message(
+            serde_json::json!({"type": "event", "xml": format!("<xml><SpNo>{i}</SpNo><Note><![CDATA[{filler}]]></Note></xml>")}),
+        ),
     }
 }
 

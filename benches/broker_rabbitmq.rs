@@ -21,7 +21,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Broker, ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::{Body, Broker, ENVELOPE_VERSION, Envelope};
 
 const MESSAGE_BYTES: usize = 2048;
 
@@ -54,10 +54,11 @@ fn envelope_of_size(id: &str) -> Envelope {
         business_key: "202506050012:2".into(),
         app: "bench".into(),
         created_at_ms: 1_749_106_583_000,
-        payload: String::new(),
+        body: Body::Message(serde_json::json!({"type": "event", "xml": ""})),
     };
     let overhead = env.to_bytes().len();
-    env.payload = "x".repeat(MESSAGE_BYTES.saturating_sub(overhead));
+    let xml = "x".repeat(MESSAGE_BYTES.saturating_sub(overhead));
+    env.body = Body::Message(serde_json::json!({"type": "event", "xml": xml}));
     env
 }
 

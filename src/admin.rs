@@ -312,7 +312,7 @@ async fn dead_letters(
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
         Ok(mut list) => {
             if !q.payload {
-                list.iter_mut().for_each(|d| d.envelope.payload.clear());
+                list.iter_mut().for_each(|d| d.envelope.clear_body());
             }
             ndjson(&list)
         }

@@ -10,15 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, BrokerSlot};
 use crate::broker::{AnyBroker, Broker};
-use crate::config::{Config, ConfigError, ResolvedSecrets};
+use crate::config::{Config, ConfigError, ResolvedSecrets, StagePlan};
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
 use crate::route::RouteContext;
+use crate::stage::{Backoff, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
 use crate::wecom::crypto::CallbackCrypto;
 
@@ -35,23 +35,25 @@ pub enum StartError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// An app's credentials are unusable.
-    #[error("apps.{app}: {reason}")]
+    #[error("apps.{app}: the Token or EncodingAESKey is unusable")]
     App {
         /// App name.
         app: String,
         /// What is wrong.
-        reason: String,
+        #[source]
+        source: crate::wecom::crypto::CryptoError,
     },
     /// Mappings, connectors or the WeCom API settings are unusable.
     #[error(transparent)]
     Route(#[from] crate::route::RouteSetupError),
     /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: String,
         /// The OS error.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -62,7 +64,7 @@ pub struct RunningBridge {
     pub public_addr: SocketAddr,
     /// Where the admin API is served.
     pub admin_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    shutdown: ShutdownTrigger,
     servers: Vec<JoinHandle<()>>,
     pipeline: JoinHandle<()>,
     broker: BrokerSlot,
@@ -79,13 +81,12 @@ pub fn build_endpoints(
     let mut endpoints = Vec::new();
     for (name, app) in &config.apps {
         let s = &secrets.apps[name];
-        let crypto =
-            CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose()).map_err(|e| {
-                StartError::App {
-                    app: name.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let crypto = CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose()).map_err(
+            |source| StartError::App {
+                app: name.clone(),
+                source,
+            },
+        )?;
         endpoints.push(Arc::new(AppEndpoint {
             name: name.clone(),
             config: app.clone(),
@@ -113,15 +114,19 @@ fn warn_about_weak_apps(config: &Config, secrets: &ResolvedSecrets) {
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Starts the bridge: opens the store, starts the journal, binds and serves.
 pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     crate::telemetry::metrics_handle();
+    // Validated once (at load); the typed values are used from here on.
+    let checked = config.checked()?;
     // Secrets are read once here and handed to every stage that needs one.
     let secrets = config.resolve()?;
     let endpoints = build_endpoints(config, &secrets)?;
@@ -152,14 +157,16 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
 
     let public = bind(&config.server.listen).await?;
     let admin_listener = bind(&config.admin.listen).await?;
-    let public_addr = public.local_addr().map_err(|e| StartError::Bind {
+    let public_addr = public.local_addr().map_err(|source| StartError::Bind {
         addr: config.server.listen.clone(),
-        reason: e.to_string(),
+        source,
     })?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| StartError::Bind {
-        addr: config.admin.listen.clone(),
-        reason: e.to_string(),
-    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.admin.listen.clone(),
+            source,
+        })?;
 
     let broker: BrokerSlot = Arc::new(tokio::sync::OnceCell::new());
     let admin_state = AdminState {
@@ -186,8 +193,8 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let guard = admin::guard::AdminGuard::new(&config.admin, admin_addr);
     let admin_router = admin::admin_router(admin_state, guard);
 
-    let (shutdown, rx) = watch::channel(false);
-    let rx_pipeline = rx.clone();
+    let (shutdown, rx_pipeline) = Shutdown::channel();
+
     let limits = ingress::server::ConnectionLimits {
         header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
         max_connections: config.server.max_connections,
@@ -200,7 +207,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
             limits,
             name,
             log_limit.clone(),
-            rx.clone(),
+            shutdown.watch(),
         ))
     };
     let servers = vec![
@@ -213,6 +220,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         store.clone(),
         journal.clone(),
         route.clone(),
+        checked.route.clone(),
         broker.clone(),
         rx_pipeline.clone(),
     ));
@@ -253,7 +261,7 @@ impl RunningBridge {
     /// clients do: the listeners close what is left), lets the journal commit what it holds,
     /// and closes the store.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.stop();
         // Both listeners drain at once, each bounded by the grace period.
         for server in self.servers {
             let _ = server.await;
@@ -279,29 +287,29 @@ async fn run_pipeline(
     store: Store,
     journal: Journal,
     route: Arc<RouteContext>,
+    route_plan: StagePlan,
     slot: BrokerSlot,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
     let broker = loop {
         match AnyBroker::from_config(&cfg, &store).await {
             Ok(b) => break b,
             Err(e) => {
+                let delay = backoff.next_delay();
                 tracing::warn!(kind = ?cfg.kind, error = %e, retry_in_ms = delay.as_millis() as u64,
                     "broker not reachable; callbacks are still accepted and journaled, and will be relayed once it is");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
+                if !shutdown.sleep(delay).await {
+                    return;
                 }
-                delay = (delay * 2).min(Duration::from_secs(15));
             }
         }
     };
     tracing::info!(kind = broker.kind(), "broker ready");
     let _ = slot.set(broker.clone());
     match broker {
-        AnyBroker::Embedded(b) => run_stages(b, journal, route, shutdown).await,
-        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, shutdown).await,
+        AnyBroker::Embedded(b) => run_stages(b, journal, route, route_plan, shutdown).await,
+        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, route_plan, shutdown).await,
     }
 }
 
@@ -309,14 +317,15 @@ async fn run_stages<B: Broker>(
     broker: B,
     journal: Journal,
     ctx: Arc<RouteContext>,
-    shutdown: watch::Receiver<bool>,
+    route_plan: StagePlan,
+    shutdown: Shutdown,
 ) {
     let relay = tokio::spawn(crate::journal::relay::run(
         journal,
         broker.clone(),
         shutdown.clone(),
     ));
-    let route = tokio::spawn(crate::route::run(broker, ctx, shutdown));
+    let route = tokio::spawn(crate::route::run(broker, ctx, route_plan, shutdown));
     let _ = relay.await;
     let _ = route.await;
 }

@@ -13,10 +13,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
+
+use crate::stage::RetryPolicy;
 
 /// The sample credentials published in WeCom's own documentation. They are public, so an
 /// instance that serves them must say so loudly.
@@ -58,6 +61,92 @@ pub struct Config {
     /// WeCom apps served by this instance, keyed by a name of the operator's choosing.
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
+    /// Per-stage retry schedules and concurrency (`[stages.route]`).
+    #[serde(default)]
+    pub stages: StagesConfig,
+    /// What [`Config::validate`] built when the configuration was loaded.
+    #[serde(skip)]
+    checked: Option<Arc<Validated>>,
+}
+
+/// Settings of the queue stages.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagesConfig {
+    /// The route stage (consumes the `route` queue).
+    pub route: StageConfig,
+    /// The deliver stage (consumes the `deliver.<connector>` queues); a connector's own
+    /// retry settings, where it has them, take precedence.
+    pub deliver: StageConfig,
+}
+
+/// Settings of one queue stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Retry delays in seconds by attempt (the last one repeats); each must be one of
+    /// `broker.retry_tiers_secs`. Default: the tiers up to 600 s.
+    #[serde(default)]
+    pub retry_secs: Option<Vec<u64>>,
+    /// Deliveries after which a message is parked.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Longest wait a hint (Retry-After, WeCom's rate-limit window) may ask for; one of the
+    /// tiers. Default: the longest tier.
+    #[serde(default)]
+    pub max_hint_secs: Option<u64>,
+    /// Messages handled at once. The route stage defaults to 1, which keeps the events of
+    /// one form in order on the embedded broker.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self {
+            retry_secs: None,
+            max_attempts: default_max_attempts(),
+            max_hint_secs: None,
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    12
+}
+
+fn default_concurrency() -> usize {
+    1
+}
+
+/// What validation checked and built, for start-up to use without checking again.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The corp's time zone, parsed once.
+    pub time_zone: jiff::tz::TimeZone,
+    /// The route stage's retry policy and concurrency.
+    pub route: StagePlan,
+    /// The deliver stage's retry policy and concurrency (per deliver queue).
+    pub deliver: StagePlan,
+    /// Per app: the corp id its API calls use.
+    pub apps: BTreeMap<String, ValidApp>,
+}
+
+/// A stage's checked settings.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    /// When to retry and when to park.
+    pub policy: RetryPolicy,
+    /// Messages handled at once (at least 1).
+    pub concurrency: usize,
+}
+
+/// An app's checked settings.
+#[derive(Debug, Clone)]
+pub struct ValidApp {
+    /// `corp_id`, or the first receive-id.
+    pub corp_id: String,
 }
 
 /// The WeCom server API.
@@ -512,7 +601,7 @@ impl Config {
             .extract()
             .map_err(|e| ConfigError::Load(format!("{}: {e}", path.display())))?;
         config.resolve_relative_paths(&config_folder(path)?);
-        config.validate()?;
+        config.checked = Some(Arc::new(config.validate()?));
         Ok(config)
     }
 
@@ -537,16 +626,26 @@ impl Config {
 
     /// Parses a TOML string (no environment overrides) and validates it. Used by tests.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = Figment::new()
+        let mut config: Config = Figment::new()
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
-        config.validate()?;
+        config.checked = Some(Arc::new(config.validate()?));
         Ok(config)
     }
 
+    /// The values validation built: those of the load, or (for a configuration built any
+    /// other way) validated now.
+    pub fn checked(&self) -> Result<Arc<Validated>, ConfigError> {
+        match &self.checked {
+            Some(v) => Ok(v.clone()),
+            None => self.validate().map(Arc::new),
+        }
+    }
+
     /// Checks consistency without touching secrets, files or sockets; lists every problem.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Returns the typed values it built (time zone, retry policies, corp ids).
+    pub fn validate(&self) -> Result<Validated, ConfigError> {
         let mut errors = Vec::new();
         if self.server.listen.parse::<SocketAddr>().is_err() {
             errors.push(format!(
@@ -600,15 +699,18 @@ impl Config {
             errors
                 .push("broker.kind = \"rabbitmq\" needs broker.url (e.g. \"env:AMQP_URL\")".into());
         }
-        if self.broker.retry_tiers_secs.is_empty() || self.broker.retry_tiers_secs.contains(&0) {
-            errors.push("broker.retry_tiers_secs must list at least one delay above 0".into());
-        }
-        if jiff::tz::TimeZone::get(&self.wecom.time_zone).is_err() {
-            errors.push(format!(
-                "wecom.time_zone `{}` is not a known IANA time zone (e.g. Asia/Shanghai)",
-                self.wecom.time_zone
-            ));
-        }
+        let route = self.stage_plan("stages.route", &self.stages.route, &mut errors);
+        let deliver = self.stage_plan("stages.deliver", &self.stages.deliver, &mut errors);
+        let time_zone = match jiff::tz::TimeZone::get(&self.wecom.time_zone) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                errors.push(format!(
+                    "wecom.time_zone `{}` is not a known IANA time zone (e.g. Asia/Shanghai)",
+                    self.wecom.time_zone
+                ));
+                None
+            }
+        };
         if self.reconcile.enabled && self.reconcile.interval_secs < 60 {
             errors.push("reconcile.interval_secs must be at least 60".into());
         }
@@ -616,7 +718,16 @@ impl Config {
             errors.push("no [apps.<name>] configured: nothing would be served".into());
         }
         let mut paths = BTreeMap::new();
+        let mut apps = BTreeMap::new();
         for (name, app) in &self.apps {
+            if let Some(corp_id) = app.corp_id.as_ref().or(app.receive_ids.first()) {
+                apps.insert(
+                    name.clone(),
+                    ValidApp {
+                        corp_id: corp_id.clone(),
+                    },
+                );
+            }
             if !app.path.starts_with('/') {
                 errors.push(format!("apps.{name}.path `{}` must start with /", app.path));
             }
@@ -652,10 +763,47 @@ impl Config {
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(errors))
+        match (errors.is_empty(), time_zone, route, deliver) {
+            (true, Some(time_zone), Some(route), Some(deliver)) => Ok(Validated {
+                time_zone,
+                route,
+                deliver,
+                apps,
+            }),
+            _ => Err(ConfigError::Invalid(errors)),
+        }
+    }
+
+    /// Checks one stage's settings against the broker's tiers.
+    fn stage_plan(
+        &self,
+        key: &str,
+        stage: &StageConfig,
+        errors: &mut Vec<String>,
+    ) -> Option<StagePlan> {
+        let tiers = &self.broker.retry_tiers_secs;
+        let schedule = stage
+            .retry_secs
+            .clone()
+            .unwrap_or_else(|| RetryPolicy::default_schedule(tiers));
+        if stage.concurrency == 0 {
+            errors.push(format!("{key}.concurrency must be at least 1"));
+        }
+        match RetryPolicy::new(
+            key,
+            &schedule,
+            tiers,
+            stage.max_attempts,
+            stage.max_hint_secs,
+        ) {
+            Ok(policy) => Some(StagePlan {
+                policy,
+                concurrency: stage.concurrency.max(1),
+            }),
+            Err(problems) => {
+                errors.extend(problems.iter().map(ToString::to_string));
+                None
+            }
         }
     }
 
@@ -829,6 +977,54 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }
+    }
+
+    #[test]
+    fn validation_builds_the_typed_values_start_up_uses() {
+        let c = Config::from_toml(&format!(
+            "{MINIMAL}\n[wecom]\ntime_zone = \"Europe/Berlin\"\n"
+        ))
+        .unwrap();
+        let v = c.checked().unwrap();
+        assert_eq!(v.time_zone.iana_name(), Some("Europe/Berlin"));
+        assert_eq!(
+            v.apps["demo"].corp_id, "wx5823bf96d3bd56c7",
+            "the first receive-id"
+        );
+        assert_eq!(v.route.concurrency, 1);
+        assert_eq!(v.deliver.policy.max_attempts(), 12);
+        assert_eq!(v.route.policy.max_attempts(), 12);
+        assert_eq!(
+            v.route.policy.schedule(),
+            [5, 30, 120, 600].map(std::time::Duration::from_secs)
+        );
+    }
+
+    #[test]
+    fn stage_schedules_must_be_broker_tiers() {
+        let ok = format!(
+            "{MINIMAL}\n[broker]\nretry_tiers_secs = [1, 60]\n[stages.route]\nretry_secs = [1, 60]\nconcurrency = 4\n"
+        );
+        let c = Config::from_toml(&ok).unwrap();
+        assert_eq!(c.checked().unwrap().route.concurrency, 4);
+        let bad = format!(
+            "{MINIMAL}\n[stages.route]\nretry_secs = [5, 45]\nmax_hint_secs = 100\nconcurrency = 0\n[stages.deliver]\nretry_secs = [7]\n"
+        );
+        let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad) else {
+            panic!("expected invalid config");
+        };
+        let all = errors.join("\n");
+        for needle in [
+            "stages.route.retry_secs: 45 s is not one of broker.retry_tiers_secs [5, 30, 120, 600, 3600]",
+            "stages.route.max_hint_secs: 100 s",
+            "stages.route.concurrency must be at least 1",
+            "stages.deliver.retry_secs: 7 s is not one of",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+        let e =
+            Config::from_toml(&format!("{MINIMAL}\n[stages.route]\nretries = 3\n")).unwrap_err();
+        assert!(e.to_string().contains("retries"), "{e}");
     }
 
     #[test]

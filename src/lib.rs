@@ -5,6 +5,7 @@
 //! [`ingress`] → [`journal`] → [`broker`] → [`route`] → [`map`] → [`deliver`] → [`record`],
 //! with [`wecom`] (the protocol), [`config`], [`catalog`] (connectors/ and mappings/),
 //! [`store`] (the only user of the embedded database), [`admin`] and [`telemetry`] beside them,
+//! [`stage`] (the contract every queue stage runs on)
 //! and [`app`] assembling the whole.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod journal;
 pub mod map;
 pub mod record;
 pub mod route;
+pub mod stage;
 pub mod standins;
 pub mod store;
 pub mod telemetry;

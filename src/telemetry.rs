@@ -33,3 +33,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// Messages handled by a queue stage, by `stage` and `outcome` (`approved`, `retry`,
+/// `dead_letter`, `undecodable`, …). Counted only in `stage::run`.
+pub const STAGE_MESSAGES: &str = "wecom_bridge_stage_messages_total";

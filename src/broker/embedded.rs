@@ -397,13 +397,13 @@ impl Writer {
 /// Stands in for a parked message whose stored bytes cannot be read, so it is still listed.
 fn unreadable_envelope(id: u64) -> Envelope {
     Envelope {
-        v: super::ENVELOPE_VERSION,
+        v: 1,
         id: format!("embedded_msg_{id}"),
         kind: "unreadable".into(),
         business_key: String::new(),
         app: String::new(),
         created_at_ms: 0,
-        payload: String::new(),
+        body: super::Body::Legacy(String::new()),
     }
 }
 

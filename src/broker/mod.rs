@@ -27,17 +27,20 @@ use tokio::sync::mpsc;
 /// The stage queue that the outbox relay feeds and the route stage consumes.
 pub const ROUTE_QUEUE: &str = "route";
 
-/// Current envelope version.
-pub const ENVELOPE_VERSION: u16 = 1;
+/// Current envelope version. Version 1 (a `kind` plus the content in a string `payload`)
+/// is still read, so messages already in the queues survive a rolling upgrade.
+pub const ENVELOPE_VERSION: u16 = 2;
 
-/// What travels through the broker. Versioned so that old messages in queues stay readable.
+/// What travels through the broker: a header the broker and operators read, and a body the
+/// broker carries without reading (stages decode it, see `crate::stage::message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "WireEnvelope", try_from = "WireEnvelope")]
 pub struct Envelope {
-    /// Envelope format version ([`ENVELOPE_VERSION`]).
+    /// Envelope format version: 1 (legacy body) or [`ENVELOPE_VERSION`].
     pub v: u16,
-    /// Unique message id (an event id such as `evt_…`, or a job id).
+    /// Unique message id (an event id such as `evt_…`, or a job key).
     pub id: String,
-    /// What it is: an event kind, or a job kind.
+    /// What it is, for operators: an event kind, or a job kind.
     pub kind: String,
     /// Business key (e.g. `SpNo:SpStatus`).
     pub business_key: String,
@@ -45,27 +48,133 @@ pub struct Envelope {
     pub app: String,
     /// When the bridge first accepted it (Unix ms).
     pub created_at_ms: i64,
-    /// The content: decrypted callback XML for events, a JSON document for jobs.
-    pub payload: String,
+    /// The content.
+    pub body: Body,
+}
+
+/// The content of an envelope, opaque to the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Version 2: a tagged JSON object.
+    Message(serde_json::Value),
+    /// Version 1: a string (decrypted callback XML for events, a JSON document for jobs).
+    Legacy(String),
+}
+
+/// The wire form of both versions.
+#[derive(Clone, Serialize, Deserialize)]
+struct WireEnvelope {
+    v: u16,
+    id: String,
+    kind: String,
+    business_key: String,
+    app: String,
+    created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<serde_json::Value>,
 }
 
 impl Envelope {
-    /// Encodes as JSON bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("serialising a struct of strings and integers cannot fail")
+    /// A current-version envelope around `message`.
+    pub fn new(
+        id: impl Into<String>,
+        kind: impl Into<String>,
+        business_key: impl Into<String>,
+        app: impl Into<String>,
+        created_at_ms: i64,
+        message: serde_json::Value,
+    ) -> Envelope {
+        Envelope {
+            v: ENVELOPE_VERSION,
+            id: id.into(),
+            kind: kind.into(),
+            business_key: business_key.into(),
+            app: app.into(),
+            created_at_ms,
+            body: Body::Message(message),
+        }
     }
 
-    /// Decodes and checks the version.
+    /// The body as text for operators: a v1 payload as is, a v2 message as JSON.
+    pub fn body_text(&self) -> String {
+        match &self.body {
+            Body::Legacy(p) => p.clone(),
+            Body::Message(m) => m.to_string(),
+        }
+    }
+
+    /// Drops the content (for listings that must not show payloads), keeping the header.
+    pub fn clear_body(&mut self) {
+        self.body = match self.body {
+            Body::Legacy(_) => Body::Legacy(String::new()),
+            Body::Message(_) => Body::Message(serde_json::Value::Null),
+        };
+    }
+
+    /// Encodes as JSON bytes, in the envelope's own version (a v1 envelope that is retried
+    /// stays v1).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self)
+            .expect("serialising strings, integers and a JSON value cannot fail")
+    }
+
+    /// Decodes either version; refuses other versions and a body that does not fit its
+    /// version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, BrokerError> {
         let env: Envelope =
             serde_json::from_slice(bytes).map_err(|e| BrokerError::BadEnvelope(e.to_string()))?;
-        if env.v != ENVELOPE_VERSION {
-            return Err(BrokerError::BadEnvelope(format!(
-                "envelope version {} is not supported (this build reads {ENVELOPE_VERSION})",
+        match (env.v, &env.body) {
+            (1, Body::Legacy(_)) | (ENVELOPE_VERSION, Body::Message(_)) => Ok(env),
+            (1 | ENVELOPE_VERSION, _) => Err(BrokerError::BadEnvelope(format!(
+                "a version {} envelope has the other version's body field",
                 env.v
-            )));
+            ))),
+            (v, _) => Err(BrokerError::BadEnvelope(format!(
+                "envelope version {v} is not supported (this build reads 1 and {ENVELOPE_VERSION})"
+            ))),
         }
-        Ok(env)
+    }
+}
+
+impl From<Envelope> for WireEnvelope {
+    fn from(e: Envelope) -> Self {
+        let (payload, message) = match e.body {
+            Body::Legacy(p) => (Some(p), None),
+            Body::Message(m) => (None, Some(m)),
+        };
+        WireEnvelope {
+            v: e.v,
+            id: e.id,
+            kind: e.kind,
+            business_key: e.business_key,
+            app: e.app,
+            created_at_ms: e.created_at_ms,
+            payload,
+            message,
+        }
+    }
+}
+
+impl TryFrom<WireEnvelope> for Envelope {
+    type Error = String;
+
+    fn try_from(w: WireEnvelope) -> Result<Self, String> {
+        let body = match (w.payload, w.message) {
+            (Some(p), None) => Body::Legacy(p),
+            (None, Some(m)) => Body::Message(m),
+            _ => return Err("an envelope needs exactly one of `payload` (v1) or `message`".into()),
+        };
+        Ok(Envelope {
+            v: w.v,
+            id: w.id,
+            kind: w.kind,
+            business_key: w.business_key,
+            app: w.app,
+            created_at_ms: w.created_at_ms,
+            body,
+        })
     }
 }
 
@@ -255,23 +364,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envelope_round_trips_and_refuses_other_versions() {
-        let env = Envelope {
-            v: ENVELOPE_VERSION,
-            id: "evt_1".into(),
-            kind: "approval_change".into(),
-            business_key: "1:2".into(),
-            app: "demo".into(),
-            created_at_ms: 5,
-            payload: "<xml/>".into(),
-        };
+    fn envelope_round_trips_both_versions_and_refuses_others() {
+        let env = Envelope::new(
+            "evt_1",
+            "approval_change",
+            "1:2",
+            "demo",
+            5,
+            serde_json::json!({"type": "event", "xml": "<xml/>"}),
+        );
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
-        let mut v2 = env;
-        v2.v = 2;
-        assert!(matches!(
-            Envelope::from_bytes(&v2.to_bytes()),
-            Err(BrokerError::BadEnvelope(_))
-        ));
+        let v1 = Envelope {
+            v: 1,
+            body: Body::Legacy("<xml/>".into()),
+            ..env.clone()
+        };
+        let bytes = v1.to_bytes();
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""payload":"<xml/>""#));
+        assert_eq!(Envelope::from_bytes(&bytes).unwrap(), v1);
+        let mut v3 = env;
+        v3.v = 3;
+        let e = Envelope::from_bytes(&v3.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("version 3 is not supported"), "{e}");
+        let mixed = br#"{"v":2,"id":"x","kind":"k","business_key":"b","app":"a","created_at_ms":1,"payload":"p"}"#;
+        assert!(Envelope::from_bytes(mixed).is_err());
         assert!(Envelope::from_bytes(b"{not json").is_err());
     }
 

@@ -120,7 +120,7 @@ async fn list_dead(
         Target::Direct(b, _) => b.dead_letters(queue, limit).await?,
     };
     if !payload {
-        list.iter_mut().for_each(|d| d.envelope.payload.clear());
+        list.iter_mut().for_each(|d| d.envelope.clear_body());
     }
     Ok(list)
 }
@@ -224,7 +224,7 @@ pub(super) async fn dead_letters(config: &Config, args: DeadLettersArgs) -> anyh
                 d.reason
             );
             if args.payload {
-                println!("    {}", d.envelope.payload);
+                println!("    {}", d.envelope.body_text());
             }
         }
         println!(

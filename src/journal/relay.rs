@@ -8,10 +8,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::watch;
 
 use super::{Journal, event_id};
-use crate::broker::{Broker, BrokerError, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE};
+use crate::broker::{Broker, BrokerError, Envelope, ROUTE_QUEUE};
+use crate::stage::message::event_envelope;
+use crate::stage::{Backoff, EventId, Shutdown};
 use crate::store::StoredEntry;
 
 /// Entries read from the outbox per round.
@@ -25,23 +26,22 @@ pub fn envelope_of(
     entry: &StoredEntry,
 ) -> Result<Envelope, super::JournalError> {
     let r = &entry.record;
-    Ok(Envelope {
-        v: ENVELOPE_VERSION,
-        id: event_id(&r.content_hash),
-        kind: r.kind.clone(),
-        business_key: r.business_key.clone(),
-        app: r.app.clone(),
-        created_at_ms: r.received_at_ms,
-        payload: journal.cipher().open(r)?,
-    })
+    Ok(event_envelope(
+        &EventId::new(event_id(&r.content_hash)),
+        &r.kind,
+        &r.business_key,
+        &r.app,
+        r.received_at_ms,
+        journal.cipher().open(r)?,
+    ))
 }
 
 /// Runs until `shutdown` turns true. Publishes to [`ROUTE_QUEUE`].
-pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Receiver<bool>) {
+pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: Shutdown) {
     let appended = journal.appended();
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_stopping() {
             return;
         }
         let store = journal.store().clone();
@@ -49,12 +49,12 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "outbox relay cannot read the journal; retrying");
-                sleep_or_stop(backoff.next(), &mut shutdown).await;
+                shutdown.sleep(backoff.next_delay()).await;
                 continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox relay task failed; retrying");
-                sleep_or_stop(backoff.next(), &mut shutdown).await;
+                shutdown.sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -63,7 +63,7 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
             tokio::select! {
                 _ = appended.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = shutdown.changed() => {}
+                _ = shutdown.stopped() => {}
             }
             continue;
         }
@@ -83,13 +83,13 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
         }
         match failed {
             None => {
-                if backoff.failures > 0 {
+                if backoff.failures() > 0 {
                     tracing::info!("broker reachable again; outbox relay resumed");
                 }
                 backoff.reset();
             }
             Some(e) => {
-                let delay = backoff.next();
+                let delay = backoff.next_delay();
                 let store = journal.store().clone();
                 let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
                     .await
@@ -97,11 +97,11 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: watch::Re
                     .and_then(Result::ok)
                     .map_or(0, |c| c.unpublished);
                 metrics::gauge!("wecom_bridge_outbox_backlog").set(backlog as f64);
-                if backoff.failures == 1 || backoff.failures.is_multiple_of(20) {
+                if backoff.failures() == 1 || backoff.failures().is_multiple_of(20) {
                     tracing::warn!(error = %e, backlog, retry_in_ms = delay.as_millis() as u64,
                         "broker publish failed; ingress keeps accepting and journaling, the backlog drains when the broker is back");
                 }
-                sleep_or_stop(delay, &mut shutdown).await;
+                shutdown.sleep(delay).await;
             }
         }
     }
@@ -138,42 +138,4 @@ async fn publish_all<B: Broker>(
         }
     }
     (ok, failed)
-}
-
-async fn sleep_or_stop(d: Duration, shutdown: &mut watch::Receiver<bool>) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = shutdown.changed() => {}
-    }
-}
-
-/// Exponential back-off with jitter between 100 ms and 10 s, via backon.
-struct Backoff {
-    failures: u32,
-    inner: backon::ExponentialBackoff,
-}
-
-impl Backoff {
-    fn builder() -> backon::ExponentialBackoff {
-        use backon::BackoffBuilder;
-        backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(10))
-            .with_jitter()
-            .without_max_times()
-            .build()
-    }
-    fn new() -> Self {
-        Backoff {
-            failures: 0,
-            inner: Self::builder(),
-        }
-    }
-    fn next(&mut self) -> Duration {
-        self.failures += 1;
-        self.inner.next().unwrap_or(Duration::from_secs(10))
-    }
-    fn reset(&mut self) {
-        *self = Self::new();
-    }
 }

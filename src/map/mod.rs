@@ -14,6 +14,7 @@ pub mod cases;
 mod eval;
 pub mod expr;
 pub mod funcs;
+pub mod input;
 pub mod shape;
 pub mod spec;
 pub mod tables;

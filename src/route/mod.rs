@@ -20,57 +20,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-
-use crate::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE};
-use crate::catalog::{Action, Catalog, RouteInput};
-use crate::config::{Config, ResolvedSecrets};
-use crate::store::{FormState, Forwarded, Store};
+use crate::broker::{Broker, ROUTE_QUEUE};
+use crate::catalog::{Action, Catalog, Mapping, RouteInput};
+use crate::config::{Config, ConfigError, ResolvedSecrets, StagePlan};
+use crate::map::input::{ContactRecord, CustomerRecord, MapInput};
+use crate::stage::{DeliveryJob, Disposition, EventId, Handler, JobKey, Message, Shutdown};
+use crate::store::{FormState, Forwarded, Store, StoreError};
 use crate::wecom::api::{ApiConfig, ApiError, Credentials, WeComApi};
 use crate::wecom::approval::normalise;
 use crate::wecom::event::{InboundEvent, parse_event};
 
-/// Deliveries of one route event before it is parked as a dead letter.
-pub const MAX_ATTEMPTS: u32 = 12;
-
 /// The deliver queue of a connector.
 pub fn deliver_queue(connector: &str) -> String {
     format!("deliver.{connector}")
-}
-
-/// A unit of work for the deliver stage: one event, one mapping, one connector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeliveryJob {
-    /// Deterministic: the same event, mapping and action always give the same key. Sent to
-    /// the target so that it can refuse duplicates.
-    pub idempotency_key: String,
-    /// The mapping that builds the target document.
-    pub mapping: String,
-    /// The connector that sends it.
-    pub connector: String,
-    /// `approved`, `revoked` or `changed`.
-    pub action: Action,
-    /// The event that caused it.
-    pub event_id: String,
-    /// The app it came from.
-    pub app: String,
-    /// Business key (the SpNo for approvals).
-    pub business_key: String,
-    /// The input of the mapping: the normalised approval instance, or the contact event (with
-    /// the directory's record where it could be fetched).
-    pub document: serde_json::Value,
-}
-
-/// The idempotency key of a job.
-pub fn idempotency_key(app: &str, business: &str, mapping: &str, action: Action) -> String {
-    let mut h = Sha256::new();
-    for part in [app, business, mapping, action.as_str()] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    format!("job_{}", hex::encode(&h.finalize()[..16]))
 }
 
 /// The lifecycle decision for an approval event: which action (if any) to forward.
@@ -98,7 +60,7 @@ pub struct AppAccess {
 pub struct RouteContext {
     /// Mappings and connectors.
     pub catalog: Arc<Catalog>,
-    /// The WeCom API client.
+    /// The WeCom API client (waits out rate limits; reconciliation uses it as is).
     pub api: WeComApi,
     /// Per app.
     pub apps: HashMap<String, AppAccess>,
@@ -114,18 +76,23 @@ pub enum RouteSetupError {
     /// The catalog has errors.
     #[error("mappings/connectors are invalid:\n  {}", .0.join("\n  "))]
     Catalog(Vec<String>),
-    /// Other configuration problems.
-    #[error("{0}")]
-    Config(String),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The WeCom API client cannot be built from `[wecom]`.
+    #[error("[wecom] settings are unusable")]
+    Api(#[source] ApiError),
 }
 
 impl RouteContext {
-    /// Loads the catalog, takes the app secrets resolved at start, and builds the API client.
+    /// Loads the catalog, takes the app secrets resolved at start and the values validation
+    /// built (time zone, corp ids), and builds the API client.
     pub fn from_config(
         config: &Config,
         secrets: &ResolvedSecrets,
         store: Store,
     ) -> Result<Self, RouteSetupError> {
+        let checked = config.checked()?;
         let catalog =
             crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir)
                 .map_err(|e| {
@@ -137,320 +104,301 @@ impl RouteContext {
             approval_calls_per_minute: config.wecom.approval_calls_per_minute,
             ..ApiConfig::default()
         })
-        .map_err(|e| RouteSetupError::Config(e.to_string()))?;
-        let apps = config
+        .map_err(RouteSetupError::Api)?;
+        let apps = checked
             .apps
             .iter()
             .map(|(name, app)| {
-                let corp = app
-                    .corp_id
-                    .clone()
-                    .unwrap_or_else(|| app.receive_ids[0].clone());
-                let credentials = secrets.apps[name]
-                    .secret
-                    .clone()
-                    .map(|s| Credentials::new(corp, s));
+                let credentials = secrets
+                    .apps
+                    .get(name)
+                    .and_then(|s| s.secret.clone())
+                    .map(|s| Credentials::new(app.corp_id.clone(), s));
                 (name.clone(), AppAccess { credentials })
             })
             .collect();
-        let tz = jiff::tz::TimeZone::get(&config.wecom.time_zone)
-            .map_err(|e| RouteSetupError::Config(format!("wecom.time_zone: {e}")))?;
         Ok(RouteContext {
             catalog: Arc::new(catalog),
             api,
             apps,
-            tz,
+            tz: checked.time_zone.clone(),
             store,
         })
     }
 }
 
-/// How handling an event failed.
-#[derive(Debug)]
-enum Failure {
-    /// Try again after this delay.
-    Later(Duration, String),
-    /// Park it: retrying cannot help until an operator acts.
-    Park(String),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        if e.is_retryable() {
-            Failure::Later(Duration::from_secs(5), format!("WeCom API: {e}"))
-        } else {
-            Failure::Park(format!("WeCom API: {e}"))
-        }
-    }
-}
-
-fn store_failure(e: impl std::fmt::Display) -> Failure {
-    Failure::Later(Duration::from_secs(2), format!("store: {e}"))
-}
-
-/// Consumes the route queue until `shutdown` turns true, re-subscribing after broker errors.
+/// Consumes the route queue on the shared stage loop until `shutdown`.
 pub async fn run<B: Broker>(
     broker: B,
     ctx: Arc<RouteContext>,
-    mut shutdown: watch::Receiver<bool>,
+    plan: StagePlan,
+    shutdown: Shutdown,
 ) {
-    let mut delay = Duration::from_millis(200);
-    while !*shutdown.borrow() {
-        let mut consumer = match broker.consume(ROUTE_QUEUE).await {
-            Ok(c) => {
-                delay = Duration::from_millis(200);
-                c
-            }
-            Err(e) => {
-                tracing::warn!(queue = ROUTE_QUEUE, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot consume; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.changed() => return,
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        loop {
-            tokio::select! {
-                next = consumer.next() => match next {
-                    Some(Ok(d)) => settle(&broker, &ctx, d).await,
-                    Some(Err(e)) => {
-                        tracing::warn!(queue = ROUTE_QUEUE, error = %e, "consumer error; re-subscribing");
-                        break;
-                    }
-                    None => break,
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
+    let stage = Arc::new(RouteStage::new(broker.clone(), ctx));
+    crate::stage::run(
+        broker,
+        ROUTE_QUEUE.to_string(),
+        stage,
+        plan.policy,
+        plan.concurrency,
+        shutdown,
+    )
+    .await;
+}
+
+/// The route stage as a [`Handler`]: it publishes jobs through `broker`.
+#[derive(Debug)]
+pub struct RouteStage<B> {
+    broker: B,
+    ctx: Arc<RouteContext>,
+    /// The context's client, handing WeCom's rate-limit wait back as a retry hint.
+    api: WeComApi,
+}
+
+impl<B: Broker> RouteStage<B> {
+    /// A route stage publishing jobs through `broker`.
+    pub fn new(broker: B, ctx: Arc<RouteContext>) -> Self {
+        let api = ctx.api.returning_rate_limits();
+        RouteStage { broker, ctx, api }
     }
 }
 
-async fn settle<B: Broker>(broker: &B, ctx: &RouteContext, d: B::Delivery) {
-    let env = d.envelope().clone();
-    let attempt = d.attempt();
-    let result = handle(broker, ctx, &env).await;
-    let settled = match result {
-        Ok(outcome) => {
-            metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => outcome)
-                .increment(1);
-            d.ack().await
-        }
-        Err(Failure::Later(_, reason)) if attempt >= MAX_ATTEMPTS => {
-            tracing::error!(event_id = %env.id, business_key = %env.business_key, attempt, %reason,
-                "giving up after {MAX_ATTEMPTS} attempts; parked (`wecom-bridge dead-letters`, then `replay`)");
-            metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => "dead_letter").increment(1);
-            d.dead_letter(&format!("{reason} (after {attempt} attempts)"))
-                .await
-        }
-        Err(Failure::Later(base, reason)) => {
-            let delay = (base * 2u32.saturating_pow(attempt.saturating_sub(1).min(8)))
-                .min(Duration::from_secs(600));
-            tracing::warn!(event_id = %env.id, business_key = %env.business_key, attempt, retry_in_s = delay.as_secs(), %reason, "route failed; will retry");
-            metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => "retry").increment(1);
-            d.retry_after(delay).await
-        }
-        Err(Failure::Park(reason)) => {
-            tracing::error!(event_id = %env.id, business_key = %env.business_key, attempt, %reason,
-                "cannot be routed until an operator acts; parked (`wecom-bridge dead-letters`, then `replay`)");
-            metrics::counter!("wecom_bridge_route_events_total", "kind" => env.kind.clone(), "outcome" => "dead_letter").increment(1);
-            d.dead_letter(&reason).await
-        }
-    };
-    if let Err(e) = settled {
-        tracing::warn!(event_id = %env.id, error = %e, "settling failed; the event will be delivered again (handling is idempotent)");
+impl<B: Broker> Handler for RouteStage<B> {
+    fn stage(&self) -> &'static str {
+        "route"
     }
-}
 
-/// Handles one route message; returns the outcome label.
-async fn handle<B: Broker>(
-    broker: &B,
-    ctx: &RouteContext,
-    env: &Envelope,
-) -> Result<&'static str, Failure> {
-    let event = match parse_event(&env.payload) {
-        Ok(e) => e,
-        Err(e) => return Err(Failure::Park(format!("event XML cannot be parsed: {e}"))),
-    };
-    match event {
-        InboundEvent::ApprovalChange(a) => {
-            let (app, sp_no, status) = (env.app.clone(), a.sp_no.clone(), a.sp_status);
-            let store = ctx.store.clone();
-            let state = blocking(move || store.form_observe(&app, &sp_no, status)).await?;
-            let Some(action) = decide(&state, a.sp_status) else {
-                tracing::debug!(sp_no = %a.sp_no, status = a.sp_status, "approval event recorded; not an action we forward");
-                return Ok("recorded");
-            };
-            let input = RouteInput::Approval {
-                app: &env.app,
-                template_id: &a.template_id,
-                template_name: &a.sp_name,
-                action,
-            };
-            let routes = ctx.catalog.routes(&input);
-            if routes.is_empty() {
-                tracing::info!(sp_no = %a.sp_no, template_id = %a.template_id, template = %a.sp_name, action = action.as_str(),
-                    "no mapping matches this template: not forwarded (add one under mappings/ to route it)");
-                return Ok("unrouted");
-            }
-            let credentials = ctx
-                .apps
-                .get(&env.app)
-                .and_then(|a| a.credentials.clone())
-                .ok_or_else(|| Failure::Park(format!(
-                    "apps.{}.secret is not configured, so the approval detail cannot be fetched; set it, then replay",
-                    env.app
-                )))?;
-            let info = ctx.api.approval_detail(&credentials, &a.sp_no).await?;
-            let instance = normalise(&info, &ctx.tz)
-                .map_err(|e| Failure::Park(format!("approval detail cannot be normalised: {e}")))?;
-            let caught_up = instance.status == a.sp_status
-                || (action == Action::Approved && matches!(instance.status, 6 | 7 | 10));
-            if !caught_up {
-                return Err(Failure::Later(
-                    Duration::from_secs(5),
-                    format!(
-                        "detail shows status {} but the callback said {}; the detail lags, retrying",
-                        instance.status, a.sp_status
-                    ),
+    async fn handle(&self, msg: Message, _attempt: u32) -> Disposition {
+        let event = match msg {
+            Message::Event {
+                id,
+                app,
+                business_key,
+                received_at_ms,
+                xml,
+                ..
+            } => Received {
+                id,
+                app,
+                business_key,
+                received_at_ms,
+                xml,
+            },
+            Message::DeliveryJob(job) => {
+                return Disposition::park(format!(
+                    "delivery job {} is on the route queue; it belongs on {}",
+                    job.key,
+                    deliver_queue(&job.connector)
                 ));
             }
-            let document = instance.to_document();
-            let jobs: Vec<DeliveryJob> = routes
-                .iter()
-                .map(|m| DeliveryJob {
-                    idempotency_key: idempotency_key(&env.app, &a.sp_no, &m.name, action),
-                    mapping: m.name.clone(),
-                    connector: m.connector.clone(),
-                    action,
-                    event_id: env.id.clone(),
-                    app: env.app.clone(),
-                    business_key: a.sp_no.clone(),
-                    document: document.clone(),
-                })
-                .collect();
-            publish_jobs(broker, env, &jobs).await?;
-            let (app, sp_no) = (env.app.clone(), a.sp_no.clone());
-            let store = ctx.store.clone();
-            let mark = match action {
-                Action::Revoked => Forwarded::Revoked,
-                _ => Forwarded::Approved,
-            };
-            blocking(move || {
-                store.form_mark_forwarded(&app, &sp_no, mark, crate::broker::now_ms())
-            })
-            .await?;
-            tracing::info!(sp_no = %a.sp_no, action = action.as_str(), jobs = jobs.len(), "approval forwarded");
-            Ok(if action == Action::Revoked {
-                "revoked"
-            } else {
-                "approved"
-            })
-        }
-        InboundEvent::ContactChange(c) => {
-            let input = RouteInput::Contact {
-                app: &env.app,
-                change_type: &c.change_type,
-            };
-            let routes = ctx.catalog.routes(&input);
-            if routes.is_empty() {
-                return Ok("unrouted");
-            }
-            let mut document =
-                serde_json::json!({ "event": InboundEvent::ContactChange(c.clone()) });
-            if let (Some(user_id), false) = (c.user_id.as_deref(), c.change_type == "delete_user")
-                && let Some(creds) = ctx.apps.get(&env.app).and_then(|a| a.credentials.clone())
-            {
-                document["user"] = ctx.api.user(&creds, user_id).await?;
-            }
-            fan_out_changed(broker, env, &routes, document).await
-        }
-        InboundEvent::ExternalContactChange(x) => {
-            let input = RouteInput::ExternalContact {
-                app: &env.app,
-                change_type: &x.change_type,
-            };
-            let routes = ctx.catalog.routes(&input);
-            if routes.is_empty() {
-                return Ok("unrouted");
-            }
-            let mut document =
-                serde_json::json!({ "event": InboundEvent::ExternalContactChange(x.clone()) });
-            if !x.change_type.starts_with("del_")
-                && let Some(creds) = ctx.apps.get(&env.app).and_then(|a| a.credentials.clone())
-            {
-                document["customer"] = ctx
-                    .api
-                    .external_contact(&creds, &x.external_user_id)
-                    .await?;
-            }
-            fan_out_changed(broker, env, &routes, document).await
-        }
-        InboundEvent::OpenApprovalChange(_) | InboundEvent::Other(_) => Ok("not_routed_kind"),
-    }
-}
-
-async fn fan_out_changed<B: Broker>(
-    broker: &B,
-    env: &Envelope,
-    routes: &[&crate::catalog::Mapping],
-    document: serde_json::Value,
-) -> Result<&'static str, Failure> {
-    let jobs: Vec<DeliveryJob> = routes
-        .iter()
-        .map(|m| DeliveryJob {
-            // every contact event is its own change: the event id makes the key unique to it
-            idempotency_key: idempotency_key(&env.app, &env.id, &m.name, Action::Changed),
-            mapping: m.name.clone(),
-            connector: m.connector.clone(),
-            action: Action::Changed,
-            event_id: env.id.clone(),
-            app: env.app.clone(),
-            business_key: env.business_key.clone(),
-            document: document.clone(),
-        })
-        .collect();
-    publish_jobs(broker, env, &jobs).await?;
-    Ok("changed")
-}
-
-async fn publish_jobs<B: Broker>(
-    broker: &B,
-    env: &Envelope,
-    jobs: &[DeliveryJob],
-) -> Result<(), Failure> {
-    for job in jobs {
-        let envelope = Envelope {
-            v: ENVELOPE_VERSION,
-            id: job.idempotency_key.clone(),
-            kind: "delivery_job".into(),
-            business_key: job.business_key.clone(),
-            app: job.app.clone(),
-            created_at_ms: env.created_at_ms,
-            payload: serde_json::to_string(job)
-                .map_err(|e| Failure::Park(format!("job cannot be encoded: {e}")))?,
         };
-        broker
-            .publish(&deliver_queue(&job.connector), &envelope)
-            .await
-            .map_err(|e| {
-                Failure::Later(
-                    Duration::from_secs(2),
-                    format!("publishing the job failed: {e}"),
-                )
-            })?;
+        match self.route(&event).await {
+            Ok(outcome) => Disposition::done(outcome),
+            Err(d) => d,
+        }
     }
-    Ok(())
+}
+
+/// An event taken from the route queue.
+struct Received {
+    id: EventId,
+    app: String,
+    business_key: String,
+    received_at_ms: i64,
+    xml: String,
+}
+
+fn api_failure(e: ApiError) -> Disposition {
+    if e.is_retryable() {
+        Disposition::Retry {
+            hint: WeComApi::retry_hint(&e),
+            reason: format!("WeCom API: {e}"),
+        }
+    } else {
+        Disposition::park(format!("WeCom API: {e}"))
+    }
+}
+
+impl<B: Broker> RouteStage<B> {
+    /// Routes one event; the `Err` side is the disposition of a failure.
+    async fn route(&self, env: &Received) -> Result<&'static str, Disposition> {
+        let event = parse_event(&env.xml)
+            .map_err(|e| Disposition::park(format!("event XML cannot be parsed: {e}")))?;
+        match event {
+            InboundEvent::ApprovalChange(a) => self.approval(env, a).await,
+            InboundEvent::ContactChange(c) => {
+                let input = RouteInput::Contact {
+                    app: &env.app,
+                    change_type: &c.change_type,
+                };
+                let routes = self.ctx.catalog.routes(&input);
+                if routes.is_empty() {
+                    return Ok("unrouted");
+                }
+                let mut record = ContactRecord::from_event(&c);
+                if let (Some(user_id), false) =
+                    (c.user_id.as_deref(), c.change_type == "delete_user")
+                    && let Some(creds) = self.credentials(&env.app)
+                {
+                    let user = self.api.user(&creds, user_id).await.map_err(api_failure)?;
+                    record.merge_directory(&user);
+                }
+                self.fan_out_changed(env, &routes, MapInput::Contact(record))
+                    .await
+            }
+            InboundEvent::ExternalContactChange(x) => {
+                let input = RouteInput::ExternalContact {
+                    app: &env.app,
+                    change_type: &x.change_type,
+                };
+                let routes = self.ctx.catalog.routes(&input);
+                if routes.is_empty() {
+                    return Ok("unrouted");
+                }
+                let mut record = CustomerRecord::from_event(&x);
+                if !x.change_type.starts_with("del_")
+                    && let Some(creds) = self.credentials(&env.app)
+                {
+                    let customer = self
+                        .api
+                        .external_contact(&creds, &x.external_user_id)
+                        .await
+                        .map_err(api_failure)?;
+                    record.merge_customer(&customer);
+                }
+                self.fan_out_changed(env, &routes, MapInput::Customer(record))
+                    .await
+            }
+            InboundEvent::OpenApprovalChange(_) | InboundEvent::Other(_) => Ok("not_routed_kind"),
+        }
+    }
+
+    fn credentials(&self, app: &str) -> Option<Credentials> {
+        self.ctx.apps.get(app).and_then(|a| a.credentials.clone())
+    }
+
+    async fn approval(
+        &self,
+        env: &Received,
+        a: crate::wecom::event::ApprovalChange,
+    ) -> Result<&'static str, Disposition> {
+        let ctx = &self.ctx;
+        let (app, sp_no, status) = (env.app.clone(), a.sp_no.clone(), a.sp_status);
+        let store = ctx.store.clone();
+        let state = blocking(move || store.form_observe(&app, &sp_no, status)).await?;
+        let Some(action) = decide(&state, a.sp_status) else {
+            tracing::debug!(sp_no = %a.sp_no, status = a.sp_status, "approval event recorded; not an action we forward");
+            return Ok("recorded");
+        };
+        let input = RouteInput::Approval {
+            app: &env.app,
+            template_id: &a.template_id,
+            template_name: &a.sp_name,
+            action,
+        };
+        let routes = ctx.catalog.routes(&input);
+        if routes.is_empty() {
+            tracing::info!(sp_no = %a.sp_no, template_id = %a.template_id, template = %a.sp_name, action = action.as_str(),
+                "no mapping matches this template: not forwarded (add one under mappings/ to route it)");
+            return Ok("unrouted");
+        }
+        let credentials = self.credentials(&env.app).ok_or_else(|| {
+            Disposition::park(format!(
+                "apps.{}.secret is not configured, so the approval detail cannot be fetched; set it, then replay",
+                env.app
+            ))
+        })?;
+        let info = self
+            .api
+            .approval_detail(&credentials, &a.sp_no)
+            .await
+            .map_err(api_failure)?;
+        let instance = normalise(&info, &ctx.tz)
+            .map_err(|e| Disposition::park(format!("approval detail cannot be normalised: {e}")))?;
+        let caught_up = instance.status == a.sp_status
+            || (action == Action::Approved && matches!(instance.status, 6 | 7 | 10));
+        if !caught_up {
+            return Err(Disposition::retry(format!(
+                "detail shows status {} but the callback said {}; the detail lags, retrying",
+                instance.status, a.sp_status
+            )));
+        }
+        let input = MapInput::Approval(instance);
+        let jobs: Vec<DeliveryJob> = routes
+            .iter()
+            .map(|m| DeliveryJob {
+                key: JobKey::derive(&env.app, &a.sp_no, &m.name, action),
+                mapping: m.name.clone(),
+                connector: m.connector.clone(),
+                action,
+                event_id: env.id.clone(),
+                app: env.app.clone(),
+                business_key: a.sp_no.clone(),
+                input: input.clone(),
+            })
+            .collect();
+        self.publish_jobs(env, &jobs).await?;
+        let (app, sp_no) = (env.app.clone(), a.sp_no.clone());
+        let store = ctx.store.clone();
+        let mark = match action {
+            Action::Revoked => Forwarded::Revoked,
+            _ => Forwarded::Approved,
+        };
+        blocking(move || store.form_mark_forwarded(&app, &sp_no, mark, crate::broker::now_ms()))
+            .await?;
+        tracing::info!(sp_no = %a.sp_no, action = action.as_str(), jobs = jobs.len(), "approval forwarded");
+        Ok(if action == Action::Revoked {
+            "revoked"
+        } else {
+            "approved"
+        })
+    }
+
+    async fn fan_out_changed(
+        &self,
+        env: &Received,
+        routes: &[&Mapping],
+        input: MapInput,
+    ) -> Result<&'static str, Disposition> {
+        let jobs: Vec<DeliveryJob> = routes
+            .iter()
+            .map(|m| DeliveryJob {
+                // every contact event is its own change: the event id makes the key unique to it
+                key: JobKey::derive(&env.app, env.id.as_str(), &m.name, Action::Changed),
+                mapping: m.name.clone(),
+                connector: m.connector.clone(),
+                action: Action::Changed,
+                event_id: env.id.clone(),
+                app: env.app.clone(),
+                business_key: env.business_key.clone(),
+                input: input.clone(),
+            })
+            .collect();
+        self.publish_jobs(env, &jobs).await?;
+        Ok("changed")
+    }
+
+    async fn publish_jobs(&self, env: &Received, jobs: &[DeliveryJob]) -> Result<(), Disposition> {
+        for job in jobs {
+            let envelope = job
+                .to_envelope(env.received_at_ms)
+                .map_err(|e| Disposition::park(format!("job cannot be encoded: {e}")))?;
+            self.broker
+                .publish(&deliver_queue(&job.connector), &envelope)
+                .await
+                .map_err(|e| Disposition::retry(format!("publishing the job failed: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, Failure> {
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Disposition> {
     match tokio::task::spawn_blocking(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(store_failure(e)),
-        Err(e) => Err(store_failure(e)),
+        Ok(Err(e)) => Err(Disposition::retry(format!("store: {e}"))),
+        Err(e) => Err(Disposition::retry(format!("store task failed: {e}"))),
     }
 }
 
@@ -481,23 +429,5 @@ mod tests {
     fn revocation_of_a_form_never_forwarded_is_not_forwarded() {
         assert_eq!(decide(&FormState::default(), 6), None);
         assert_eq!(decide(&FormState::default(), 3), None);
-    }
-
-    #[test]
-    fn idempotency_keys_are_deterministic_and_distinct() {
-        let k = idempotency_key("demo", "202506050012", "expense-voucher", Action::Approved);
-        assert_eq!(
-            k,
-            idempotency_key("demo", "202506050012", "expense-voucher", Action::Approved)
-        );
-        assert_ne!(
-            k,
-            idempotency_key("demo", "202506050012", "expense-voucher", Action::Revoked)
-        );
-        assert_ne!(
-            k,
-            idempotency_key("demo", "202506050012", "other-mapping", Action::Approved)
-        );
-        assert!(k.starts_with("job_") && k.len() == 36);
     }
 }

@@ -157,16 +157,15 @@ pub async fn run_periodic(
     journal: Journal,
     interval: std::time::Duration,
     lookback: std::time::Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: crate::stage::Shutdown,
 ) {
     if !ctx.apps.values().any(|a| a.credentials.is_some()) {
         tracing::info!("periodic reconciliation is off: no app has a secret configured");
         return;
     }
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
+        if !shutdown.sleep(interval).await {
+            return;
         }
         let until = jiff::Timestamp::now().as_second();
         let since = until - lookback.as_secs() as i64;

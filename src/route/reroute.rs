@@ -104,7 +104,11 @@ pub async fn reroute<B: Broker>(
                 continue;
             }
         };
-        let Ok(InboundEvent::ApprovalChange(a)) = parse_event(&envelope.payload) else {
+        let Ok(crate::stage::Message::Event { xml, .. }) = crate::stage::Message::decode(&envelope)
+        else {
+            continue;
+        };
+        let Ok(InboundEvent::ApprovalChange(a)) = parse_event(&xml) else {
             continue;
         };
         if request

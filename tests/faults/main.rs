@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
 use wecom_bridge::broker::{
-    Broker, BrokerError, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter,
+    Body, Broker, BrokerError, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter,
 };
 
 /// One fault test at a time.
@@ -53,7 +53,9 @@ fn envelope(id: &str) -> Envelope {
         business_key: format!("{id}:2"),
         app: "faults".into(),
         created_at_ms: 1_749_106_583_000,
-        payload: format!("<xml><Id>{id}</Id></xml>"),
+        body: Body::Message(
+            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id></xml>")}),
+        ),
     }
 }
 

@@ -2,7 +2,7 @@
 //! real bridge hold no decrypted payload in the database file, which is 0600; dead-letter
 //! listings show payloads only when asked.
 
-use wecom_bridge::broker::{AnyBroker, Broker, ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::{AnyBroker, Broker, Envelope};
 
 use crate::support::*;
 
@@ -52,13 +52,13 @@ async fn no_payload_is_stored_in_plain_text_and_dead_letters_hide_payloads_by_de
         panic!("the test bridge runs the embedded broker");
     };
     let waiting = Envelope {
-        v: ENVELOPE_VERSION,
+        v: 1,
         id: "evt_at_rest_waiting".into(),
         kind: "approval_change".into(),
         business_key: "at-rest-waiting".into(),
         app: "at_rest".into(),
         created_at_ms: 0,
-        payload: format!("<xml>{MARKER}</xml>"),
+        body: wecom_bridge::broker::Body::Legacy(format!("<xml>{MARKER}</xml>")),
     };
     broker.publish("at_rest_idle", &waiting).await.unwrap();
 
@@ -93,6 +93,6 @@ async fn no_payload_is_stored_in_plain_text_and_dead_letters_hide_payloads_by_de
     .unwrap();
     let dead = broker.dead_letters("route", 10).await.unwrap();
     assert_eq!(dead.len(), 3);
-    assert!(dead.iter().all(|d| d.envelope.payload.contains(MARKER)));
+    assert!(dead.iter().all(|d| d.envelope.body_text().contains(MARKER)));
     broker.close().await;
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter};
+use wecom_bridge::broker::{Body, Broker, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter};
 use wecom_bridge::store::Store;
 
 use crate::support::test_sealer;
@@ -26,7 +26,9 @@ pub fn envelope(id: &str) -> Envelope {
         business_key: format!("{id}:2"),
         app: "demo".into(),
         created_at_ms: 1_749_106_583_000,
-        payload: format!("<xml><Id>{id}</Id><Note><![CDATA[汉字 & <tags>]]></Note></xml>"),
+        body: Body::Message(
+            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id><Note><![CDATA[汉字 & <tags>]]></Note></xml>")}),
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ mod paths;
 mod pipeline;
 mod reroute;
 mod route;
+mod stage;
 mod store_faults;
 mod vectors;
 mod vendors;

@@ -13,7 +13,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&config, toml).unwrap();
     std::fs::write(
         dir.path().join("connectors/finance.toml"),
-        "kind = \"http_json\"\n",
+        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
     )
     .unwrap();
     std::fs::write(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
 use wecom_bridge::config::Config;
-use wecom_bridge::route::DeliveryJob;
+use wecom_bridge::stage::{DeliveryJob, Message};
 use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
@@ -77,7 +77,10 @@ async fn take_jobs<B: Broker>(b: &B, n: usize) -> Vec<DeliveryJob> {
             .expect("a job that the queue depth counted")
             .unwrap()
             .unwrap();
-        out.push(serde_json::from_str(&d.envelope().payload).unwrap());
+        match Message::decode(d.envelope()).unwrap() {
+            Message::DeliveryJob(job) => out.push(job),
+            other => panic!("not a job: {other:?}"),
+        }
         d.ack().await.unwrap();
     }
     out
@@ -126,7 +129,7 @@ async fn an_unrouted_approval_and_its_revocation_are_rerouted_once_after_the_map
     std::fs::write(&path, toml).unwrap();
     std::fs::write(
         dir.path().join("connectors/finance.toml"),
-        "kind = \"http_json\"\n",
+        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
     )
     .unwrap();
     let config = Config::load(&path).unwrap();

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
-use wecom_bridge::route::DeliveryJob;
+use wecom_bridge::map::input::MapInput;
+use wecom_bridge::stage::{DeliveryJob, Message};
 use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
@@ -13,7 +14,7 @@ use crate::support::*;
 const SECRET: &str = "fake-app-secret-for-tests";
 const EXPENSE: &str = include_str!("../fixtures/wecom/approval_detail_expense.json");
 
-fn detail(sp_no: &str, status: u32) -> Value {
+pub(crate) fn detail(sp_no: &str, status: u32) -> Value {
     let mut info = serde_json::from_str::<Value>(EXPENSE).unwrap()["info"].clone();
     info["sp_no"] = sp_no.into();
     info["sp_status"] = status.into();
@@ -21,7 +22,7 @@ fn detail(sp_no: &str, status: u32) -> Value {
 }
 
 /// The approval callback of the sample, for `sp_no` with `status` and change event `change`.
-fn callback(sp_no: &str, status: u32, change: u32) -> String {
+pub(crate) fn callback(sp_no: &str, status: u32, change: u32) -> String {
     include_str!("../../samples/approval-approved.xml")
         .replace("wx5823bf96d3bd56c7", CORP_ID)
         .replace("202506050012", sp_no)
@@ -43,7 +44,7 @@ fn extra(fake: &FakeWeCom, broker: &str) -> String {
 }
 
 /// Collects the delivery jobs on `deliver.<connector>` for up to `wait`.
-async fn jobs(
+pub(crate) async fn jobs(
     broker: &AnyBroker,
     connector: &str,
     want: usize,
@@ -57,7 +58,11 @@ async fn jobs(
             match tokio::time::timeout_at(deadline, c.next()).await {
                 Ok(Some(Ok(d))) => {
                     assert_eq!(d.envelope().kind, "delivery_job");
-                    out.push(serde_json::from_str(&d.envelope().payload).unwrap());
+                    assert_eq!(d.envelope().v, wecom_bridge::broker::ENVELOPE_VERSION);
+                    match Message::decode(d.envelope()).unwrap() {
+                        Message::DeliveryJob(job) => out.push(job),
+                        other => panic!("not a job: {other:?}"),
+                    }
                     d.ack().await.unwrap();
                 }
                 Ok(other) => panic!("consumer ended: {:?}", other.map(|r| r.err())),
@@ -73,7 +78,7 @@ async fn jobs(
     }
 }
 
-async fn broker_of(t: &TestBridge) -> AnyBroker {
+pub(crate) async fn broker_of(t: &TestBridge) -> AnyBroker {
     for _ in 0..200 {
         if let Some(b) = t.bridge.as_ref().unwrap().broker() {
             return b;
@@ -83,7 +88,48 @@ async fn broker_of(t: &TestBridge) -> AnyBroker {
     panic!("broker did not come up (RabbitMQ running? `rabbitmq-server -detached`)");
 }
 
-async fn start_bridge(name: &str, fake: &FakeWeCom, broker_section: &str) -> (TestBridge, TestApp) {
+/// A catalog of one mapping `mapping` (with this `[match]` body) feeding connector
+/// `connector`; returns it and the `[catalog]` section pointing at it.
+pub(crate) fn one_mapping_catalog(
+    connector: &str,
+    mapping: &str,
+    match_body: &str,
+) -> (tempfile::TempDir, String) {
+    let catalog = tempfile::tempdir().unwrap();
+    let (m, c) = (
+        catalog.path().join("mappings"),
+        catalog.path().join("connectors"),
+    );
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join(format!("{connector}.toml")),
+        format!(
+            "kind = \"http\"\nurl = \"env:{}_URL\"\n",
+            connector.to_uppercase()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join(format!("{mapping}.toml")),
+        format!("connector = \"{connector}\"\n[match]\n{match_body}\n"),
+    )
+    .unwrap();
+    let section = format!(
+        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
+        m.display(),
+        c.display()
+    );
+    (catalog, section)
+}
+
+/// Starts a bridge serving app `name` with an API secret, talking to `fake`; `broker_section`
+/// is more configuration (a `[broker]`, `[stages.*]` or `[catalog]` section).
+pub(crate) async fn start_bridge(
+    name: &str,
+    fake: &FakeWeCom,
+    broker_section: &str,
+) -> (TestBridge, TestApp) {
     fake.add_credentials(CORP_ID, SECRET);
     // config_toml writes the app section; the API secret goes into it
     let dir = tempfile::tempdir().unwrap();
@@ -121,8 +167,12 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     assert_eq!(job.mapping, "expense-voucher");
     assert_eq!(job.connector, "finance");
     assert_eq!(job.business_key, "202506050012");
-    assert!(job.idempotency_key.starts_with("job_"));
-    let doc = &job.document;
+    assert!(job.key.as_str().starts_with("job_"));
+    assert!(
+        matches!(job.input, MapInput::Approval(_)),
+        "a typed approval input"
+    );
+    let doc = &job.input.to_value();
     assert_eq!(doc["sp_no"], "202506050012");
     assert_eq!(doc["status_name"], "approved");
     assert!(
@@ -198,7 +248,7 @@ async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
     let rest = jobs(&broker, "finance", 3, Duration::from_secs(8)).await;
     assert_eq!(rest.len(), 1, "exactly one more job: {rest:?}");
     assert_eq!(rest[0].action.as_str(), "revoked");
-    assert_ne!(rest[0].idempotency_key, first[0].idempotency_key);
+    assert_ne!(rest[0].key, first[0].key);
     assert_eq!(
         t.events("").await.len(),
         7,
@@ -400,41 +450,12 @@ async fn customer_events_route_to_crm_with_the_customer_record() {
         "external_contact": {"external_userid": "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw", "name": "李客户", "type": 1},
         "follow_user": [{"userid": "ZhangSan", "state": "expo2025_booth_b12"}]
     }));
-    let catalog = tempfile::tempdir().unwrap();
-    let (m, c) = (
-        catalog.path().join("mappings"),
-        catalog.path().join("connectors"),
+    let (_catalog, section) = one_mapping_catalog(
+        "crm",
+        "new-customers",
+        "event = \"external_contact\"\nchange_types = [\"add_external_contact\"]",
     );
-    std::fs::create_dir_all(&m).unwrap();
-    std::fs::create_dir_all(&c).unwrap();
-    std::fs::write(
-        c.join("crm.toml"),
-        "kind = \"http\"\nurl = \"env:CRM_URL\"\n",
-    )
-    .unwrap();
-    std::fs::write(m.join("new-customers.toml"),
-        "connector = \"crm\"\n[match]\nevent = \"external_contact\"\nchange_types = [\"add_external_contact\"]\n").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), &[TestApp::new("crm_app")]).replace(
-        "[apps.crm_app]\n",
-        &format!("[apps.crm_app]\nsecret = \"{SECRET}\"\n"),
-    );
-    let toml = format!(
-        "{toml}\n{}\n[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        extra(&fake, ""),
-        m.display(),
-        c.display()
-    );
-    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    let t = TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    };
-    let app = TestApp::new("crm_app");
+    let (t, app) = start_bridge("crm_app", &fake, &section).await;
     let xml = vector("external_contact_add")["expected"]["plaintext"]
         .as_str()
         .unwrap()
@@ -445,15 +466,20 @@ async fn customer_events_route_to_crm_with_the_customer_record() {
     let got = jobs(&broker, "crm", 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].action.as_str(), "changed");
+    let MapInput::Customer(customer) = &got[0].input else {
+        panic!("not a typed customer input: {:?}", got[0].input)
+    };
+    assert!(customer.customer_fetched);
+    let doc = got[0].input.to_value();
+    assert_eq!(doc["name"], "李客户", "{doc}");
     assert_eq!(
-        got[0].document["customer"]["external_contact"]["name"],
-        "李客户"
+        doc["external_user_id"], "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw",
+        "{doc}"
     );
+    assert_eq!(doc["change_type"], "add_external_contact");
     assert_eq!(
-        got[0].document["event"]["ExternalContactChange"]["ExternalUserID"],
-        "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw",
-        "{}",
-        got[0].document
+        doc["follow_users"][0]["state"], "expo2025_booth_b12",
+        "{doc}"
     );
     t.stop().await;
     fake.stop().await;
