@@ -34,6 +34,8 @@ pub struct AdminState {
     pub broker_kind: String,
     /// The route stage's context (catalog, WeCom API), for reconciliation.
     pub route: Arc<crate::route::RouteContext>,
+    /// The delivery ledger.
+    pub ledger: crate::record::Ledger,
 }
 
 /// Routes of the public listener besides the callbacks: liveness and readiness.
@@ -52,6 +54,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/admin/dead-letters", get(dead_letters))
         .route("/admin/replay", axum::routing::post(replay))
         .route("/admin/reconcile", axum::routing::post(reconcile))
+        .route("/admin/deliveries", get(crate::record::admin::list))
+        .route("/admin/deliveries/{key}", get(crate::record::admin::show))
         .route(
             "/metrics",
             get(|| async { crate::telemetry::metrics_handle().render() }),
@@ -97,7 +101,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     }
 }
 
-fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
     let Some(token) = &st.token else {
         return true; // validated at start: no token only on a loopback listener
     };
@@ -129,7 +133,7 @@ pub struct EventsQuery {
     pub payload: bool,
 }
 
-fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
     s.as_deref()
         .map(|v| {
             v.parse::<jiff::Timestamp>()
@@ -171,7 +175,7 @@ async fn events(
     }
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         "admin token required (Authorization: Bearer …)\n",

@@ -126,6 +126,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
     let cipher = JournalCipher::from_config(&config.journal)?;
+    let ledger = crate::record::Ledger::embedded(store.clone(), Some(Arc::new(cipher.clone())));
     let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
     let counts = store.journal_counts()?;
     tracing::info!(
@@ -160,6 +161,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         broker: broker.clone(),
         broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),
         route: route.clone(),
+        ledger: ledger.clone(),
     };
     let public_router = ingress::router(
         endpoints.clone(),
@@ -197,7 +199,13 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         broker.clone(),
         rx_pipeline.clone(),
     ));
-    let mut background = vec![journal.spawn_dedup_pruner(retention)];
+    let mut background = vec![
+        journal.spawn_dedup_pruner(retention),
+        ledger.spawn_pruner(
+            Duration::from_secs(config.ledger.retention_days * 86_400),
+            Duration::from_secs(config.ledger.prune_interval_secs.max(1)),
+        ),
+    ];
     if config.reconcile.enabled {
         background.push(tokio::spawn(crate::route::reconcile::run_periodic(
             route.clone(),

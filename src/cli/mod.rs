@@ -1,9 +1,10 @@
 //! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
-//! `replay`, `reconcile`.
+//! `replay`, `reconcile`, `deliveries`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
+pub mod deliveries;
 pub mod events;
 pub mod queues;
 pub mod reconcile;
@@ -51,6 +52,8 @@ pub enum Command {
     DeadLetters(queues::DeadLettersArgs),
     /// Send dead letters back to their queue: all, by id, or by reason.
     Replay(queues::ReplayArgs),
+    /// List delivery jobs (newest first), or `show <key|SpNo>` with every attempt.
+    Deliveries(deliveries::DeliveriesArgs),
     /// Ask WeCom which forms were approved and inject those whose callbacks never arrived.
     Reconcile(reconcile::ReconcileArgs),
 }
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
+        Command::Deliveries(args) => rt.block_on(deliveries::run(&config, args)),
     }
 }
 

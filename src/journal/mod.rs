@@ -38,6 +38,7 @@ pub enum JournalError {
 }
 
 /// Encrypts and decrypts journal payloads. Keys are 32 bytes, configured hex or base64.
+#[derive(Clone)]
 pub struct JournalCipher {
     keys: HashMap<String, Aes256Gcm>,
     active: String,
@@ -103,7 +104,8 @@ impl JournalCipher {
         }
     }
 
-    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> (String, [u8; 12], Vec<u8>) {
+    /// Seals `plaintext` with the active key: (key id, nonce, ciphertext with tag).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> (String, [u8; 12], Vec<u8>) {
         let nonce: [u8; 12] = rand::random();
         let cipher = &self.keys[&self.active];
         let ct = cipher
@@ -116,6 +118,34 @@ impl JournalCipher {
             )
             .expect("AES-GCM encryption of an in-memory buffer below 64 GiB cannot fail");
         (self.active.clone(), nonce, ct)
+    }
+
+    /// Opens what [`JournalCipher::seal`] sealed (used by the delivery ledger).
+    pub fn open_sealed(
+        &self,
+        key_id: &str,
+        nonce: &[u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, JournalError> {
+        let cipher = self.keys.get(key_id).ok_or_else(|| {
+            JournalError::Key(format!(
+                "sealed with key `{key_id}`, which is not configured in journal.keys"
+            ))
+        })?;
+        cipher
+            .decrypt(
+                &(*nonce).into(),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| {
+                JournalError::Key(format!(
+                    "does not decrypt with key `{key_id}` (wrong key material?)"
+                ))
+            })
     }
 
     /// Decrypts a stored payload back to the decrypted callback XML.

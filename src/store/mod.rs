@@ -11,7 +11,7 @@
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
 //!
 //! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
-//! `queue` submodule.
+//! `queue` submodule; the delivery ledger's `ledger_*` tables in the `ledger` submodule.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,8 +20,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{Deserialize, Serialize};
 
 mod forms;
+mod ledger;
 mod queue;
 pub use forms::{FormState, Forwarded};
+pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
 };
@@ -187,6 +189,7 @@ impl Store {
         tx.open_table(DEDUP_BY_TIME)?;
         queue::init_tables(&tx)?;
         forms::init_tables(&tx)?;
+        ledger::init_tables(&tx)?;
         tx.commit()?;
         Ok(())
     }

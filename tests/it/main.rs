@@ -7,6 +7,7 @@ mod broker;
 mod cli;
 mod durability;
 mod ingress;
+mod ledger;
 mod pipeline;
 mod route;
 mod vectors;
