@@ -74,7 +74,9 @@ pub enum Begin {
     /// The target has it already (delivered, duplicate, skipped): ack, send nothing.
     AlreadyDelivered(JobRecord),
     /// Found in flight (a crash or a broker redelivery after the send began): re-send with the
-    /// same idempotency key and business key; the target's duplicate answer settles it.
+    /// same idempotency key and business key; the target's duplicate answer settles it. The
+    /// record's `updated_at_ms` says when it went in flight: a caller that sees it younger
+    /// than a send timeout may be racing a live worker and can retry later instead.
     InFlight(JobRecord),
     /// It was retrying, or dead and replayed by an operator; now in flight again: send.
     Resume {
