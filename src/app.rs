@@ -199,13 +199,13 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         broker.clone(),
         rx_pipeline.clone(),
     ));
-    let mut background = vec![
-        journal.spawn_dedup_pruner(retention),
-        ledger.spawn_pruner(
+    let mut background = vec![journal.spawn_dedup_pruner(retention)];
+    if config.ledger.retention_days > 0 {
+        background.push(ledger.spawn_pruner(
             Duration::from_secs(config.ledger.retention_days * 86_400),
             Duration::from_secs(config.ledger.prune_interval_secs.max(1)),
-        ),
-    ];
+        ));
+    }
     if config.reconcile.enabled {
         background.push(tokio::spawn(crate::route::reconcile::run_periodic(
             route.clone(),

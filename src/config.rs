@@ -67,7 +67,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerConfig {
-    /// Delivery records (jobs with their attempts) older than this are pruned.
+    /// Delivery records (jobs with their attempts) older than this are pruned; 0 keeps them
+    /// forever.
     pub retention_days: u64,
     /// Seconds between pruning runs.
     pub prune_interval_secs: u64,
