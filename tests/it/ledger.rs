@@ -238,7 +238,15 @@ async fn a_delivered_job_short_circuits_and_is_never_downgraded() {
         JobState::Delivered
     );
 
-    // unknown jobs are typed errors, not silent inserts
+    // unknown jobs are typed errors, not silent inserts, and counted
+    wecom_bridge::telemetry::metrics_handle();
+    let failures = || {
+        counter(
+            "wecom_bridge_ledger_failures_total",
+            &[("kind", "unknown_job")],
+        )
+    };
+    let before = failures();
     let e = l
         .record_attempt(
             "job_never_begun",
@@ -253,6 +261,7 @@ async fn a_delivered_job_short_circuits_and_is_never_downgraded() {
             .is_err()
     );
     assert!(l.job("job_never_begun").await.unwrap().is_none());
+    assert!(failures() >= before + 2, "ledger failures are counted");
 }
 
 #[tokio::test]
