@@ -43,7 +43,11 @@ fn envelope(i: usize) -> Envelope {
 
 async fn round_trip(messages: usize) -> Duration {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let store = Store::open(&dir.path().join("broker.redb")).expect("open store");
+    let store = Store::open(
+        &dir.path().join("broker.redb"),
+        std::sync::Arc::new(wecom_bridge::store::Sealer::with_key("t1", [7; 32])),
+    )
+    .expect("open store");
     let broker = EmbeddedBroker::open(
         store,
         EmbeddedOptions {

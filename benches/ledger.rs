@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wecom_bridge::journal::JournalCipher;
 use wecom_bridge::record::{
     AttemptPayload, AttemptRecord, Classification, JobRecord, JobState, Ledger, LedgerQuery,
 };
-use wecom_bridge::store::Store;
+use wecom_bridge::store::{Sealer, Store};
 
 const JOBS: usize = 100_000;
 const BATCH: usize = 5_000;
@@ -97,11 +96,12 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("bench.redb")).expect("store");
-    let ledger = Ledger::embedded(
-        store,
-        Some(Arc::new(JournalCipher::with_key("bench", [9; 32]))),
-    );
+    let store = Store::open(
+        &dir.path().join("bench.redb"),
+        Arc::new(Sealer::with_key("bench", [9; 32])),
+    )
+    .expect("store");
+    let ledger = Ledger::embedded(store);
     let started = Instant::now();
     for chunk in (0..JOBS).collect::<Vec<_>>().chunks(BATCH) {
         let batch = chunk

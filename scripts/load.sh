@@ -43,12 +43,14 @@ elif [ "$BROKER" = rabbitmq ]; then
   broker_env=(BRIDGE_BROKER__KIND=rabbitmq "BRIDGE_BROKER__URL=amqp://guest:guest@127.0.0.1:5672/%2f"
               "BRIDGE_BROKER__PREFIX=$PREFIX")
 fi
-# Run in the temporary directory: the shipped config keeps its store and key under ./data.
+# Store and key in the temporary directory (the shipped config's relative paths are relative
+# to config/, i.e. the repository's data/).
 # An empty mapping directory: the route stage consumes, records and acknowledges every event
 # (the demo app has no API secret, so routed events would be parked, one error line each).
 (cd "$work" && exec env "${broker_env[@]}" BRIDGE_SERVER__LISTEN=127.0.0.1:$PORT \
   BRIDGE_ADMIN__LISTEN=127.0.0.1:$ADMIN_PORT BRIDGE_RECONCILE__ENABLED=false \
   BRIDGE_CATALOG__MAPPINGS_DIR="$work/mappings" BRIDGE_CATALOG__CONNECTORS_DIR="$repo/connectors" \
+  BRIDGE_STORE__PATH="$work/data/bridge.redb" BRIDGE_JOURNAL__KEYS__LOCAL-1="file:$work/data/journal.key" \
   RUST_LOG=error "$repo/target/release/wecom-bridge" --config "$repo/config/bridge.toml" serve) &
 pid=$!
 ready=no

@@ -1,7 +1,12 @@
 //! The operator API on the admin listener: `/admin/*` (token-protected when a token is
-//! configured), `/metrics` (Prometheus), `/healthz`, `/readyz`.
+//! configured, and behind [`guard`]: `Host` allow-list, no cross-site state changes),
+//! `/metrics` (Prometheus), `/healthz`, `/readyz` (with details). The WeCom-facing listener
+//! gets only [`public_health_router`], whose `/readyz` says ready or not and nothing more.
 //!
 //! It reads state through the journal and store; it never changes an event's content.
+//! State-changing endpoints (`/admin/replay`, `/admin/reconcile`) are POST only.
+
+pub mod guard;
 
 use std::sync::Arc;
 
@@ -9,7 +14,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
@@ -38,32 +43,63 @@ pub struct AdminState {
     pub ledger: crate::record::Ledger,
 }
 
-/// Routes of the public listener besides the callbacks: liveness and readiness.
-pub fn health_router(state: AdminState) -> Router {
+/// Routes of the public (WeCom-facing) listener besides the callbacks: liveness, and a
+/// readiness that says only `ready` or `not ready` (details are on the admin listener).
+pub fn public_health_router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(public_readyz))
         .with_state(state)
 }
 
-/// Routes of the admin listener.
-pub fn admin_router(state: AdminState) -> Router {
-    Router::new()
+/// Routes of the admin listener. `/admin/*` goes through `guard`.
+pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router {
+    let admin = Router::new()
         .route("/admin/events", get(events))
         .route("/admin/queues", get(queues))
         .route("/admin/dead-letters", get(dead_letters))
-        .route("/admin/replay", axum::routing::post(replay))
-        .route("/admin/reconcile", axum::routing::post(reconcile))
+        .route("/admin/replay", post(replay))
+        .route("/admin/reconcile", post(reconcile))
+        .route("/admin/reroute", post(reroute))
         .route("/admin/deliveries", get(crate::record::admin::list))
         .route("/admin/deliveries/{key}", get(crate::record::admin::show))
+        .route_layer(axum::middleware::from_fn_with_state(
+            host_guard,
+            guard::enforce,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(|| async { crate::telemetry::metrics_handle().render() }),
         )
-        .with_state(state.clone())
-        .merge(health_router(state))
+        .merge(admin)
+        .with_state(state)
 }
 
+/// `/readyz` on the public listener: the status only, no counts, no broker details.
+async fn public_readyz(State(st): State<AdminState>) -> Response {
+    let store = st.journal.store().clone();
+    let ok = tokio::task::spawn_blocking(move || store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if ok {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not ready"})),
+        )
+            .into_response()
+    }
+}
+
+/// `/readyz` on the admin listener: store, journal counts, outbox backlog, broker state.
 async fn readyz(State(st): State<AdminState>) -> Response {
     let store = st.journal.store().clone();
     let counts = tokio::task::spawn_blocking(move || {
@@ -152,6 +188,18 @@ async fn events(
         return (
             StatusCode::UNAUTHORIZED,
             "admin token required (Authorization: Bearer …)\n",
+        )
+            .into_response();
+    }
+    if let Some(kind) = q.kind.as_deref()
+        && !crate::ingress::JOURNAL_KINDS.contains(&kind)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown kind `{kind}`; valid kinds: {}\n",
+                crate::ingress::JOURNAL_KINDS.join(", ")
+            ),
         )
             .into_response();
     }
@@ -245,12 +293,16 @@ pub struct DeadQuery {
     pub ids: Option<String>,
     /// Replay: only messages whose reason contains this.
     pub reason: Option<String>,
+    /// Listing: include the decrypted payloads (metadata only by default).
+    #[serde(default)]
+    pub payload: bool,
     /// Replay: every parked message of the queue.
     #[serde(default)]
     pub all: bool,
 }
 
-/// `GET /admin/dead-letters?queue=route&limit=100`: parked messages, one JSON per line.
+/// `GET /admin/dead-letters?queue=route&limit=100[&payload=true]`: parked messages, one JSON
+/// per line; `envelope.payload` is empty unless `payload=true` is asked for.
 async fn dead_letters(
     State(st): State<AdminState>,
     headers: HeaderMap,
@@ -262,7 +314,12 @@ async fn dead_letters(
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
-        Ok(list) => ndjson(&list),
+        Ok(mut list) => {
+            if !q.payload {
+                list.iter_mut().for_each(|d| d.envelope.payload.clear());
+            }
+            ndjson(&list)
+        }
         Err(e) => broker_error(e),
     }
 }
@@ -299,6 +356,47 @@ async fn replay(
         }
         Err(e) => broker_error(e),
     }
+}
+
+/// Query of `POST /admin/reroute`.
+#[derive(Debug, Deserialize)]
+pub struct RerouteQuery {
+    /// RFC 3339 lower bound of the receive time.
+    pub since: String,
+    /// RFC 3339 upper bound (exclusive; default: now).
+    pub until: Option<String>,
+    /// Only forms of this template (id or name).
+    pub template: Option<String>,
+}
+
+/// `POST /admin/reroute?since=…[&until=…][&template=…]`: routes again the approval events
+/// that matched no mapping (lifecycle-aware: forwarded forms are not sent twice).
+async fn reroute(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<RerouteQuery>,
+) -> Response {
+    let broker = match authorized_broker(&st, &headers) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let since_ms = match parse_time(&Some(q.since), "since") {
+        Ok(Some(ms)) => ms,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let until_ms = match parse_time(&q.until, "until") {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let request = crate::route::reroute::RerouteRequest {
+        since_ms,
+        until_ms,
+        template: q.template,
+    };
+    let report =
+        crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
+    axum::Json(report).into_response()
 }
 
 /// Query of `POST /admin/reconcile`.

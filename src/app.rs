@@ -68,10 +68,10 @@ pub struct RunningBridge {
     broker: BrokerSlot,
     background: Vec<JoinHandle<()>>,
     writer: JournalWriter,
-    grace: Duration,
 }
 
-/// Builds the callback endpoints (resolving secrets and keys), warning about demo credentials.
+/// Builds the callback endpoints from resolved secrets. It does not log: `start` warns about
+/// demo credentials, `check` prints its own summary (so each says it once).
 pub fn build_endpoints(
     config: &Config,
     secrets: &ResolvedSecrets,
@@ -86,7 +86,19 @@ pub fn build_endpoints(
                     reason: e.to_string(),
                 }
             })?;
-        if s.is_demo() {
+        endpoints.push(Arc::new(AppEndpoint {
+            name: name.clone(),
+            config: app.clone(),
+            crypto,
+        }));
+    }
+    Ok(endpoints)
+}
+
+/// Logs, once per app at start, settings that let anyone forge or replay its callbacks.
+fn warn_about_weak_apps(config: &Config, secrets: &ResolvedSecrets) {
+    for (name, app) in &config.apps {
+        if secrets.apps.get(name).is_some_and(|s| s.is_demo()) {
             tracing::warn!(
                 app = %name,
                 path = %app.path,
@@ -97,13 +109,7 @@ pub fn build_endpoints(
         if !app.check_timestamp {
             tracing::warn!(app = %name, "timestamp check is off for this app: old captured requests can be replayed");
         }
-        endpoints.push(Arc::new(AppEndpoint {
-            name: name.clone(),
-            config: app.clone(),
-            crypto,
-        }));
     }
-    Ok(endpoints)
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {
@@ -119,14 +125,16 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     // Secrets are read once here and handed to every stage that needs one.
     let secrets = config.resolve()?;
     let endpoints = build_endpoints(config, &secrets)?;
+    warn_about_weak_apps(config, &secrets);
     let admin_token = secrets.admin_token.clone().map(Arc::new);
 
+    let cipher = JournalCipher::from_config(&config.journal)?;
     let path = config.store.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+    let sealer = cipher.sealer();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path, sealer))
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
-    let cipher = JournalCipher::from_config(&config.journal)?;
-    let ledger = crate::record::Ledger::embedded(store.clone(), Some(Arc::new(cipher.clone())));
+    let ledger = crate::record::Ledger::embedded(store.clone());
     let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
     let counts = store.journal_counts()?;
     tracing::info!(
@@ -163,32 +171,43 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         route: route.clone(),
         ledger: ledger.clone(),
     };
+    let log_limit = Arc::new(ingress::log_limit::LogLimiter::new(Duration::from_secs(
+        config.server.refusal_log_interval_secs,
+    )));
+    let body_limits = ingress::BodyLimits {
+        max_body_bytes: config.server.max_body_bytes,
+        body_read_timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+    };
     let public_router = ingress::router(
         endpoints.clone(),
         journal.clone(),
-        config.server.max_body_bytes,
+        body_limits,
+        log_limit.clone(),
     )
-    .merge(admin::health_router(admin_state.clone()));
-    let admin_router = admin::admin_router(admin_state);
+    .merge(admin::public_health_router(admin_state.clone()));
+    let guard = admin::guard::AdminGuard::new(&config.admin, admin_addr);
+    let admin_router = admin::admin_router(admin_state, guard);
 
     let (shutdown, rx) = watch::channel(false);
     let rx_pipeline = rx.clone();
-    let serve = |listener: TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>| {
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "server stopped with an error");
-            }
-        })
+    let limits = ingress::server::ConnectionLimits {
+        header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        max_connections: config.server.max_connections,
+        shutdown_grace: Duration::from_secs(config.server.shutdown_grace_secs),
+    };
+    let serve = |listener: TcpListener, router: axum::Router, name: &'static str| {
+        tokio::spawn(ingress::server::serve(
+            listener,
+            router,
+            limits,
+            name,
+            log_limit.clone(),
+            rx.clone(),
+        ))
     };
     let servers = vec![
-        serve(public, public_router, rx.clone()),
-        serve(admin_listener, admin_router, rx),
+        serve(public, public_router, "public"),
+        serve(admin_listener, admin_router, "admin"),
     ];
     let retention = Duration::from_secs(config.journal.dedup_retention_hours * 3600);
     let pipeline = tokio::spawn(run_pipeline(
@@ -229,7 +248,6 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         broker,
         background,
         writer,
-        grace: Duration::from_secs(config.server.shutdown_grace_secs),
     })
 }
 
@@ -239,18 +257,14 @@ impl RunningBridge {
         self.broker.get().cloned()
     }
 
-    /// Stops accepting, waits for in-flight requests (up to the grace period), lets the
-    /// journal commit what it holds, and closes the store.
+    /// Stops accepting, waits for in-flight requests (up to the grace period, whatever the
+    /// clients do: the listeners close what is left), lets the journal commit what it holds,
+    /// and closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Both listeners drain at once, each bounded by the grace period.
         for server in self.servers {
-            let abort = server.abort_handle();
-            if tokio::time::timeout(self.grace, server).await.is_err() {
-                tracing::warn!(
-                    "in-flight requests did not finish within the grace period; closing them"
-                );
-                abort.abort();
-            }
+            let _ = server.await;
         }
         let _ = self.pipeline.await;
         if let Some(b) = self.broker.get().cloned() {

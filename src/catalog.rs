@@ -3,8 +3,8 @@
 //!
 //! This is the routing half of the mapping format: which events a mapping matches (`[match]`)
 //! and which connector it feeds. The document-building half (`[document]`) belongs to the
-//! mapping engine and is kept here as raw TOML until that engine compiles it. Connectors are
-//! known by name and kind; their transport settings belong to the deliver stage.
+//! mapping engine and is kept here as raw TOML until that engine compiles it. Connector files
+//! are parsed and validated by [`crate::deliver::spec`]; the catalog only collects them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -105,19 +105,6 @@ pub struct Mapping {
     pub document: Option<toml::Table>,
 }
 
-/// A known connector.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Connector {
-    /// Unique name (defaults to the file stem).
-    pub name: String,
-    /// Kind (`http_json`, `xml_soap`).
-    pub kind: String,
-    /// The file it came from.
-    pub file: PathBuf,
-    /// The whole file, for the deliver stage.
-    pub settings: toml::Table,
-}
-
 /// What an event looks like to the route table.
 #[derive(Debug, Clone, Copy)]
 pub enum RouteInput<'a> {
@@ -153,11 +140,9 @@ pub enum RouteInput<'a> {
 pub struct Catalog {
     /// All mappings, sorted by name.
     pub mappings: Vec<Mapping>,
-    /// All connectors, sorted by name.
-    pub connectors: Vec<Connector>,
+    /// All connectors, sorted by name (parsed and validated by [`crate::deliver::spec`]).
+    pub connectors: Vec<crate::deliver::ConnectorSpec>,
 }
-
-const CONNECTOR_KINDS: &[&str] = &["http_json", "xml_soap"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,13 +174,8 @@ struct MatchFile {
     apps: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct ConnectorHead {
-    name: Option<String>,
-    kind: Spanned<String>,
-}
-
-fn position(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column of a byte offset in `text`.
+pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before
@@ -205,7 +185,8 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn diag(
+/// A diagnostic at a span of `text` (line 0 when there is no span).
+pub(crate) fn diag(
     file: &Path,
     text: &str,
     span: Option<std::ops::Range<usize>>,
@@ -223,7 +204,18 @@ fn diag(
 fn toml_files(dir: &Path, out: &mut Vec<Diagnostic>) -> Vec<(PathBuf, String)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A folder that is not there is a mistake (a wrong working directory, a
+            // container without its mounts), never "nothing configured": every approval
+            // would be acknowledged as "no mapping".
+            out.push(Diagnostic {
+                file: dir.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: "folder does not exist; create it (an empty folder means none configured) or point catalog.mappings_dir / catalog.connectors_dir at it (relative paths are relative to the configuration file)".into(),
+            });
+            return Vec::new();
+        }
         Err(e) => {
             out.push(Diagnostic {
                 file: dir.to_path_buf(),
@@ -239,6 +231,12 @@ fn toml_files(dir: &Path, out: &mut Vec<Diagnostic>) -> Vec<(PathBuf, String)> {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
+    if files.is_empty() {
+        tracing::warn!(
+            folder = %dir.display(),
+            "catalog folder has no .toml files: nothing will be forwarded from it; add files or check the path"
+        );
+    }
     files
         .into_iter()
         .filter_map(|p| match std::fs::read_to_string(&p) {
@@ -263,38 +261,26 @@ fn stem(p: &Path) -> String {
 }
 
 /// Loads and validates `mappings_dir/*.toml` and `connectors_dir/*.toml`. Returns every
-/// problem at once. Missing directories mean "none configured".
+/// problem at once. A missing folder is an error; an empty one is allowed (with a warning).
 pub fn load(mappings_dir: &Path, connectors_dir: &Path) -> Result<Catalog, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut catalog = Catalog::default();
 
     for (file, text) in toml_files(connectors_dir, &mut errors) {
-        let head: ConnectorHead = match toml::from_str(&text) {
-            Ok(h) => h,
-            Err(e) => {
-                errors.push(diag(&file, &text, e.span(), e.message().to_string()));
-                continue;
+        match crate::deliver::spec::parse(&file, &text, &stem(&file)) {
+            Ok(spec) => {
+                if catalog.connectors.iter().any(|c| c.name == spec.name) {
+                    errors.push(diag(
+                        &file,
+                        &text,
+                        None,
+                        format!("connector name `{}` is used twice", spec.name),
+                    ));
+                }
+                catalog.connectors.push(spec);
             }
-        };
-        if !CONNECTOR_KINDS.contains(&head.kind.get_ref().as_str()) {
-            errors.push(diag(
-                &file,
-                &text,
-                Some(head.kind.span()),
-                format!(
-                    "unknown connector kind `{}`; expected one of {}",
-                    head.kind.get_ref(),
-                    CONNECTOR_KINDS.join(", ")
-                ),
-            ));
+            Err(d) => errors.extend(d),
         }
-        let settings = toml::from_str(&text).unwrap_or_default();
-        catalog.connectors.push(Connector {
-            name: head.name.unwrap_or_else(|| stem(&file)),
-            kind: head.kind.into_inner(),
-            file,
-            settings,
-        });
     }
 
     for (file, text) in toml_files(mappings_dir, &mut errors) {
@@ -453,9 +439,9 @@ mod tests {
         write(
             &c,
             "finance.toml",
-            "kind = \"http_json\"\nurl = \"http://finance.local/vouchers\"\n",
+            "kind = \"http\"\nurl = \"http://finance.local/vouchers\"\n",
         );
-        write(&c, "crm.toml", "kind = \"http_json\"\n");
+        write(&c, "crm.toml", "kind = \"http\"\nurl = \"env:CRM_URL\"\n");
         (d, m, c)
     }
 
@@ -581,7 +567,7 @@ mod tests {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let text = all.join("\n");
         assert!(
-            text.contains("bad.toml:1:8: unknown connector kind `ftp`"),
+            text.contains("bad.toml:1:8: unknown variant `ftp`, expected `http`"),
             "{text}"
         );
         assert!(
@@ -595,5 +581,24 @@ mod tests {
         assert!(text.contains("b.toml:3:9:"), "{text}");
         assert!(text.contains("c.toml:5:"), "{text}");
         assert_eq!(errors.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error_and_an_empty_one_is_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let (m, c) = (d.path().join("mappings"), d.path().join("connectors"));
+        let errors = load(&m, &c).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.message.contains("folder does not exist"))
+        );
+        assert_eq!(errors[0].file, c);
+        assert_eq!(errors[1].file, m);
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::create_dir_all(&c).unwrap();
+        let cat = load(&m, &c).unwrap();
+        assert!(cat.mappings.is_empty() && cat.connectors.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
 /// The sample credentials published in WeCom's own documentation. They are public, so an
@@ -134,9 +134,11 @@ impl Default for ReconcileConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogConfig {
-    /// Directory of mapping files.
+    /// Directory of mapping files; relative to the configuration file's folder. It must
+    /// exist (an empty folder means no mappings).
     pub mappings_dir: PathBuf,
-    /// Directory of connector files.
+    /// Directory of connector files; relative to the configuration file's folder. It must
+    /// exist.
     pub connectors_dir: PathBuf,
 }
 
@@ -155,10 +157,22 @@ impl Default for CatalogConfig {
 pub struct ServerConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`; port 0 picks a free port.
     pub listen: String,
-    /// Largest accepted callback body in bytes; larger requests get 413.
+    /// Largest accepted callback body in bytes; larger requests get 413 (a larger declared
+    /// `Content-Length` before the body is read).
     pub max_body_bytes: usize,
-    /// How long shutdown waits for in-flight requests.
+    /// How long shutdown waits for in-flight requests before closing their connections.
     pub shutdown_grace_secs: u64,
+    /// Time a client has to send a complete request head; also the longest a keep-alive
+    /// connection may sit idle. Applies to both listeners.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send the whole body once its headers are in (WeCom sends its
+    /// few KiB at once).
+    pub body_read_timeout_ms: u64,
+    /// Connections served at once on each listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Refused callbacks are logged at most once per app, reason and this many seconds
+    /// (with the number suppressed); the metric counts every one. 0 logs every refusal.
+    pub refusal_log_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +181,10 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 10,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 5_000,
+            max_connections: 1024,
+            refusal_log_interval_secs: 60,
         }
     }
 }
@@ -179,6 +197,11 @@ pub struct AdminConfig {
     pub listen: String,
     /// Bearer token required by `/admin/*`. Required when `listen` is not a loopback address.
     pub token: Option<SecretRef>,
+    /// Extra `Host` names accepted by `/admin/*` (e.g. `bridge-admin.internal` or
+    /// `bridge-admin.internal:8081`; without a port any port matches). `localhost`,
+    /// `127.0.0.1`, `[::1]` and the listen address, with the listener's port, are always
+    /// accepted. Anything else is refused, which defeats DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -186,6 +209,7 @@ impl Default for AdminConfig {
         Self {
             listen: "127.0.0.1:8081".into(),
             token: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -194,7 +218,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Path of the database file. Relative paths are relative to the working directory.
+    /// Path of the database file. Relative paths are relative to the configuration file's
+    /// folder.
     pub path: PathBuf,
 }
 
@@ -454,6 +479,20 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The absolute folder of the configuration file `path`.
+fn config_folder(path: &Path) -> Result<PathBuf, ConfigError> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::path::absolute(folder).map_err(|e| {
+        ConfigError::Load(format!(
+            "cannot resolve the folder of {}: {e}",
+            path.display()
+        ))
+    })
+}
+
 /// What can go wrong with configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -477,16 +516,46 @@ impl Config {
                 path.display()
             )));
         }
-        let figment = Figment::new().merge(Toml::file(path)).merge(
-            Env::prefixed("BRIDGE_")
-                .filter(|k| k.as_str().contains("__"))
-                .split("__"),
-        );
-        let config: Config = figment
+        let env = Env::prefixed("BRIDGE_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__");
+        // Figment reads environment values as TOML-ish data, so `BRIDGE_APPS__DEMO__TOKEN=
+        // 123456` would become a number (and `0123` would lose its zero). Secret fields are
+        // merged again as the variable's exact text.
+        let secrets: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| is_secret_key(k.as_str()))
+            .map(|(k, v)| (k.as_str().to_string(), v))
+            .collect();
+        let mut figment = Figment::new().merge(Toml::file(path)).merge(env);
+        for (key, value) in secrets {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Load(format!("{}: {e}", path.display())))?;
+        config.resolve_relative_paths(&config_folder(path)?);
         config.validate()?;
         Ok(config)
+    }
+
+    /// Makes the relative paths of the catalog folders, the store and `file:` journal keys
+    /// relative to `base` (the configuration file's folder), so the bridge finds the same
+    /// files whatever its working directory (a systemd unit, a container, a shell elsewhere).
+    pub fn resolve_relative_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.catalog.mappings_dir);
+        resolve(&mut self.catalog.connectors_dir);
+        resolve(&mut self.store.path);
+        for key in self.journal.keys.values_mut() {
+            if let SecretRef::File(p) = key {
+                resolve(p);
+            }
+        }
     }
 
     /// Parses a TOML string (no environment overrides) and validates it. Used by tests.
@@ -518,6 +587,20 @@ impl Config {
                  set admin.token = \"env:BRIDGE_ADMIN_TOKEN\" or listen on 127.0.0.1"
             )),
             Ok(_) => {}
+        }
+        if matches!(&self.admin.token, Some(SecretRef::Literal(t)) if t.trim().is_empty()) {
+            errors.push(
+                "admin.token is empty: set a long random token (or remove the key to run without one on a loopback listener)".into(),
+            );
+        }
+        if self.server.header_read_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
+            errors.push(
+                "server.header_read_timeout_ms and server.body_read_timeout_ms must be above 0"
+                    .into(),
+            );
+        }
+        if self.server.max_connections == 0 {
+            errors.push("server.max_connections must be at least 1".into());
         }
         if self.server.max_body_bytes < 1024 {
             errors.push("server.max_body_bytes must be at least 1024".into());
@@ -631,6 +714,12 @@ impl Config {
         }
         let admin_token = match &self.admin.token {
             Some(r) => match r.resolve() {
+                Ok(s) if s.expose().trim().is_empty() => {
+                    errors.push(format!(
+                        "admin.token ({r:?}) resolves to an empty value: set a long random token"
+                    ));
+                    None
+                }
                 Ok(s) => Some(s),
                 Err(e) => {
                     errors.push(format!("admin.token: {e}"));
@@ -645,6 +734,13 @@ impl Config {
             Err(ConfigError::Invalid(errors))
         }
     }
+}
+
+/// Whether a dotted key names a secret reference, whose value must stay text.
+fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    matches!(last, "token" | "encoding_aes_key" | "secret" | "url")
+        || key.starts_with("journal.keys.")
 }
 
 /// Secrets resolved at start.
@@ -759,9 +855,67 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_admin_token_is_a_config_error() {
+        let e = Config::from_toml(&format!("[admin]\ntoken = \"  \"\n{MINIMAL}")).unwrap_err();
+        assert!(e.to_string().contains("admin.token is empty"), "{e}");
+        // a reference that resolves to nothing is refused at start
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("empty");
+        std::fs::write(&file, "\n").unwrap();
+        let c = Config::from_toml(&format!(
+            "[admin]\ntoken = \"file:{}\"\n{MINIMAL}",
+            file.display()
+        ))
+        .unwrap();
+        let e = c.resolve().unwrap_err().to_string();
+        assert!(e.contains("resolves to an empty value"), "{e}");
+    }
+
+    #[test]
+    fn secret_fields_keep_environment_values_as_text() {
+        for key in [
+            "apps.demo.token",
+            "apps.demo.encoding_aes_key",
+            "apps.demo.secret",
+            "admin.token",
+            "broker.url",
+            "journal.keys.local-1",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "server.max_connections",
+            "apps.demo.agent_id",
+            "wecom.api_base_url",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let e =
             Config::from_toml(&format!("{MINIMAL}\n[server]\nlisten_addr = \"x\"\n")).unwrap_err();
         assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let file = etc.join("bridge.toml");
+        std::fs::write(
+            &file,
+            MINIMAL.to_string() + "[store]\npath = \"data/b.redb\"\n[catalog]\nmappings_dir = \"maps\"\nconnectors_dir = \"/abs/connectors\"\n[journal]\nactive_key = \"k\"\nkeys = { k = \"file:keys/j.key\", lit = \"00\" }\n",
+        )
+        .unwrap();
+        let c = Config::load(&file).unwrap();
+        let etc = std::path::absolute(&etc).unwrap();
+        assert_eq!(c.store.path, etc.join("data/b.redb"));
+        assert_eq!(c.catalog.mappings_dir, etc.join("maps"));
+        assert_eq!(c.catalog.connectors_dir, PathBuf::from("/abs/connectors"));
+        assert_eq!(c.journal.keys["k"], SecretRef::File(etc.join("keys/j.key")));
+        assert_eq!(c.journal.keys["lit"], SecretRef::Literal("00".into()));
     }
 }

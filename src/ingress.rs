@@ -6,17 +6,26 @@
 //! the event is durable, and never waits for the broker. Forged or broken requests get a 4xx,
 //! a counter and a log line without payload, and nothing is stored. Authentic XML that cannot
 //! be understood is journaled as quarantined and answered 200, so WeCom stops retrying.
+//!
+//! The answer to a refused request carries the WeCom error code (where one applies) and a
+//! short reason, never an internal error chain; the log line (rate-limited per app and
+//! reason by [`log_limit`]) says what the operator should check. The connection bounds of
+//! the listener itself (header timeout, connection cap, bounded shutdown) are in [`server`].
+
+pub mod log_limit;
+pub mod server;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
+
+use self::log_limit::LogLimiter;
 
 use crate::config::{AppConfig, AppKind};
 use crate::journal::{IncomingEvent, Journal, JournalError};
@@ -44,21 +53,69 @@ impl std::fmt::Debug for AppEndpoint {
     }
 }
 
+/// Every `kind` the journal holds: the typed event kinds, and `unparsed` for quarantined
+/// callbacks. Filters on kind accept only these.
+pub const JOURNAL_KINDS: &[&str] = &[
+    "approval_change",
+    "open_approval_change",
+    "contact_change",
+    "external_contact_change",
+    "other",
+    "unparsed",
+];
+
+/// Response header that says what the bridge did with an accepted callback: `accepted`,
+/// `duplicate` (a re-delivery, journaled once) or `quarantined`. WeCom ignores it;
+/// `simulate` and operators read it.
+pub const OUTCOME_HEADER: &str = "x-wecom-bridge-outcome";
+
+/// Per-request bounds of the callback endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest accepted body; a larger `Content-Length` is refused before reading.
+    pub max_body_bytes: usize,
+    /// Time a client has to send the whole body once its headers are in.
+    pub body_read_timeout: Duration,
+}
+
 #[derive(Clone)]
 struct EndpointState {
     app: Arc<AppEndpoint>,
     journal: Journal,
-    max_body_bytes: usize,
+    limits: BodyLimits,
+    log_limit: Arc<LogLimiter>,
 }
 
 /// The query string WeCom sends. All fields optional here so that a missing one gets our
-/// own clear 400 rather than a generic extractor error.
-#[derive(Debug, Deserialize)]
+/// own clear 400 rather than a generic extractor error; a repeated one is refused too.
+#[derive(Debug, Default)]
 pub struct CallbackQuery {
     msg_signature: Option<String>,
     timestamp: Option<String>,
     nonce: Option<String>,
     echostr: Option<String>,
+}
+
+impl CallbackQuery {
+    /// Parses a raw query string. Unknown parameters are ignored (WeCom may add some); a
+    /// parameter we read that appears twice is refused, since which copy was signed is
+    /// ambiguous.
+    pub fn parse(raw: Option<&str>) -> Result<Self, Rejection> {
+        let mut q = CallbackQuery::default();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            let (slot, name) = match key.as_ref() {
+                "msg_signature" => (&mut q.msg_signature, "msg_signature"),
+                "timestamp" => (&mut q.timestamp, "timestamp"),
+                "nonce" => (&mut q.nonce, "nonce"),
+                "echostr" => (&mut q.echostr, "echostr"),
+                _ => continue,
+            };
+            if slot.replace(value.into_owned()).is_some() {
+                return Err(Rejection::DuplicateParam(name));
+            }
+        }
+        Ok(q)
+    }
 }
 
 /// Why a request was refused. Each maps to a status, a metric label and an operator hint.
@@ -67,6 +124,9 @@ pub enum Rejection {
     /// A required query parameter is missing.
     #[error("missing query parameter `{0}`")]
     MissingParam(&'static str),
+    /// A query parameter appears more than once.
+    #[error("query parameter `{0}` appears more than once")]
+    DuplicateParam(&'static str),
     /// `timestamp` is not a number.
     #[error("timestamp is not a Unix time in seconds")]
     BadTimestamp,
@@ -84,6 +144,9 @@ pub enum Rejection {
     /// The body could not be read.
     #[error("body could not be read")]
     BodyRead,
+    /// The body did not arrive within `server.body_read_timeout_ms`.
+    #[error("body not received within {0} ms")]
+    BodyTimeout(u128),
     /// The outer envelope is broken.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
@@ -109,6 +172,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::MissingParam(_)
+            | Rejection::DuplicateParam(_)
             | Rejection::BadTimestamp
             | Rejection::BodyRead
             | Rejection::Envelope(_)
@@ -117,6 +181,7 @@ impl Rejection {
             Rejection::Crypto(_) => StatusCode::BAD_REQUEST,
             Rejection::Stale { .. } | Rejection::ReceiveId { .. } => StatusCode::FORBIDDEN,
             Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -125,6 +190,8 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::MissingParam(_) => "missing_param",
+            Rejection::DuplicateParam(_) => "duplicate_param",
+            Rejection::BodyTimeout(_) => "body_timeout",
             Rejection::BadTimestamp => "bad_timestamp",
             Rejection::Stale { .. } => "stale_timestamp",
             Rejection::TooLarge(_) => "too_large",
@@ -148,6 +215,23 @@ impl Rejection {
         }
     }
 
+    /// The answer's body: WeCom error code (where one applies), reason label and a short
+    /// text. Never an internal error chain: the details are in the log.
+    pub fn public_body(&self) -> String {
+        let text = match self {
+            Rejection::Unavailable(_) => "event store unavailable; retry later".to_string(),
+            Rejection::Envelope(EnvelopeError::Doctype) | Rejection::Doctype => {
+                "DOCTYPE/entity declarations are refused".to_string()
+            }
+            Rejection::Envelope(_) => "body is not a WeCom callback envelope".to_string(),
+            other => other.to_string(),
+        };
+        match self.code() {
+            Some(code) => format!("{code} {}: {text}\n", self.reason()),
+            None => format!("{}: {text}\n", self.reason()),
+        }
+    }
+
     /// What an operator should check.
     fn hint(&self, app: &str) -> String {
         match self {
@@ -164,6 +248,8 @@ impl Rejection {
                 "check this machine's clock (NTP); if you are replaying old captured requests, set apps.{app}.check_timestamp = false"
             ),
             Rejection::TooLarge(_) => "raise server.max_body_bytes only if WeCom really sends larger callbacks".into(),
+            Rejection::BodyTimeout(_) => "a client sent headers but not its body in time (slow or hostile client); WeCom sends small bodies at once".into(),
+            Rejection::DuplicateParam(_) => "a query parameter was repeated: a proxy in front of the bridge may append parameters, or the request is forged".into(),
             Rejection::Unavailable(_) => "the store is failing (disk full? permissions?); WeCom will retry, and reconciliation recovers what it drops".into(),
             _ => "the request does not follow the WeCom callback protocol; nothing was stored".into(),
         }
@@ -174,11 +260,14 @@ struct Refused {
     app: Arc<AppEndpoint>,
     method: &'static str,
     rejection: Rejection,
+    log_limit: Arc<LogLimiter>,
 }
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let r = &self.rejection;
+        // Every refusal is counted; the log line is rate-limited per (app, reason) so that a
+        // flood of forgeries cannot flood the log.
         metrics::counter!(
             "wecom_bridge_callbacks_rejected_total",
             "app" => self.app.name.clone(),
@@ -186,32 +275,37 @@ impl IntoResponse for Refused {
         )
         .increment(1);
         let status = r.status();
-        if status.is_server_error() {
-            tracing::error!(app = %self.app.name, method = self.method, reason = r.reason(), error = %r, hint = %r.hint(&self.app.name), "callback not stored");
-        } else {
-            tracing::warn!(app = %self.app.name, method = self.method, reason = r.reason(), code = r.code(), error = %r, hint = %r.hint(&self.app.name), "callback refused");
+        if let Some(suppressed) = self.log_limit.admit(&self.app.name, r.reason()) {
+            if status.is_server_error() {
+                tracing::error!(app = %self.app.name, method = self.method, reason = r.reason(), suppressed, error = %r, hint = %r.hint(&self.app.name), "callback not stored");
+            } else {
+                tracing::warn!(app = %self.app.name, method = self.method, reason = r.reason(), code = r.code(), suppressed, error = %r, hint = %r.hint(&self.app.name), "callback refused");
+            }
         }
-        let body = match r.code() {
-            Some(code) => format!("{code} {r}"),
-            None => r.to_string(),
-        };
         (
             status,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            body,
+            r.public_body(),
         )
             .into_response()
     }
 }
 
 /// The routes of every app: `GET` (URL verification) and `POST` (events) at each app's path.
-pub fn router(apps: Vec<Arc<AppEndpoint>>, journal: Journal, max_body_bytes: usize) -> Router {
+/// Refusal log lines go through `log_limit`.
+pub fn router(
+    apps: Vec<Arc<AppEndpoint>>,
+    journal: Journal,
+    limits: BodyLimits,
+    log_limit: Arc<LogLimiter>,
+) -> Router {
     let mut router = Router::new();
     for app in apps {
         let state = EndpointState {
             app: app.clone(),
             journal: journal.clone(),
-            max_body_bytes,
+            limits,
+            log_limit: log_limit.clone(),
         };
         router = router.route(
             &app.config.path,
@@ -308,14 +402,16 @@ fn check_receive_id(app: &AppEndpoint, receive_id: &str) -> Result<(), Rejection
 
 async fn verify_url(
     State(st): State<EndpointState>,
-    Query(q): Query<CallbackQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Refused> {
     let refuse = |rejection| Refused {
         app: st.app.clone(),
         method: "GET",
         rejection,
+        log_limit: st.log_limit.clone(),
     };
     let answer = (|| {
+        let q = CallbackQuery::parse(raw.as_deref())?;
         let sig = required(&q.msg_signature, "msg_signature")?;
         let ts = required(&q.timestamp, "timestamp")?;
         let nonce = required(&q.nonce, "nonce")?;
@@ -337,9 +433,38 @@ async fn verify_url(
     Ok(([(header::CONTENT_TYPE, "text/plain")], answer).into_response())
 }
 
+/// Reads the body within the limits: a declared length over the maximum is refused before
+/// a byte of the body is read, and the whole body must arrive within the read timeout.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<bytes::Bytes, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(Rejection::TooLarge(limits.max_body_bytes));
+    }
+    let read = axum::body::to_bytes(body, limits.max_body_bytes);
+    match tokio::time::timeout(limits.body_read_timeout, read).await {
+        Err(_) => Err(Rejection::BodyTimeout(limits.body_read_timeout.as_millis())),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e))
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) =>
+        {
+            Err(Rejection::TooLarge(limits.max_body_bytes))
+        }
+        Ok(Err(_)) => Err(Rejection::BodyRead),
+    }
+}
+
 async fn receive_event(
     State(st): State<EndpointState>,
-    Query(q): Query<CallbackQuery>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refused> {
     let app = st.app.clone();
@@ -347,20 +472,12 @@ async fn receive_event(
         app: app.clone(),
         method: "POST",
         rejection,
+        log_limit: st.log_limit.clone(),
     };
     let incoming = async {
+        let q = CallbackQuery::parse(raw.as_deref())?;
         let params = CallbackParams::from_query(&q)?;
-        let bytes = axum::body::to_bytes(body, st.max_body_bytes)
-            .await
-            .map_err(|e| {
-                if std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                {
-                    Rejection::TooLarge(st.max_body_bytes)
-                } else {
-                    Rejection::BodyRead
-                }
-            })?;
+        let bytes = read_body(&headers, body, st.limits).await?;
         open_callback(&st.app, &params, &bytes, unix_now())
     }
     .await
@@ -398,7 +515,12 @@ async fn receive_event(
         AppKind::App => "",
         AppKind::Suite => "success",
     };
-    Ok((StatusCode::OK, body).into_response())
+    Ok((
+        StatusCode::OK,
+        [(OUTCOME_HEADER, HeaderValue::from_static(outcome_label))],
+        body,
+    )
+        .into_response())
 }
 
 /// Turns decrypted XML into what the journal stores: typed kind and business key, or a
@@ -427,3 +549,6 @@ fn classify(app: &str, xml: String) -> Result<IncomingEvent, Rejection> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;

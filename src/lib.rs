@@ -19,6 +19,7 @@ pub mod journal;
 pub mod map;
 pub mod record;
 pub mod route;
+pub mod standins;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;

@@ -394,6 +394,19 @@ impl Writer {
     }
 }
 
+/// Stands in for a parked message whose stored bytes cannot be read, so it is still listed.
+fn unreadable_envelope(id: u64) -> Envelope {
+    Envelope {
+        v: super::ENVELOPE_VERSION,
+        id: format!("embedded_msg_{id}"),
+        kind: "unreadable".into(),
+        business_key: String::new(),
+        app: String::new(),
+        created_at_ms: 0,
+        payload: String::new(),
+    }
+}
+
 /// Sleeps until the earliest due time, then asks the writer to promote what is due.
 /// Holds only a weak handle, so it never keeps the writer alive.
 async fn timer_loop(cmds: mpsc::WeakSender<Cmd>, mut due: watch::Receiver<Option<i64>>) {
@@ -668,22 +681,32 @@ impl Broker for EmbeddedBroker {
                 reply,
             })
             .await?;
-        stored
+        Ok(stored
             .into_iter()
             .map(|d| {
-                let envelope = Envelope::from_bytes(&d.body).map_err(|e| {
-                    BrokerError::BadEnvelope(format!("parked message {} of {queue}: {e}", d.id))
-                })?;
-                Ok(DeadLetter {
+                // A body that does not open or decode is still listed (never hidden), with
+                // what is wrong in its reason.
+                let opened = match &d.unreadable {
+                    Some(why) => Err(why.clone()),
+                    None => Envelope::from_bytes(&d.body).map_err(|e| e.to_string()),
+                };
+                let (envelope, reason) = match opened {
+                    Ok(envelope) => (envelope, d.reason),
+                    Err(why) => (
+                        unreadable_envelope(d.id),
+                        format!("{}; stored message unreadable: {why}", d.reason),
+                    ),
+                };
+                DeadLetter {
                     queue: queue.clone(),
                     envelope,
-                    reason: d.reason,
+                    reason,
                     attempts: d.attempts,
                     first_failure_ms: d.first_failure_ms,
                     last_failure_ms: d.last_failure_ms,
-                })
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn redrive(&self, queue: &str, filter: &RedriveFilter) -> Result<usize, BrokerError> {

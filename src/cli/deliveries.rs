@@ -2,8 +2,6 @@
 //! every attempt; from the store directly or, while `serve` holds the store, through the
 //! running bridge's admin API.
 
-use std::sync::Arc;
-
 use anyhow::{Context, bail};
 
 use super::events::parse_when;
@@ -81,7 +79,7 @@ enum Source {
     Nothing,
 }
 
-fn open(config: &Config, payload: bool) -> anyhow::Result<Source> {
+fn open(config: &Config) -> anyhow::Result<Source> {
     if !config.store.path.exists() {
         eprintln!(
             "no store yet at {} (nothing delivered)",
@@ -89,15 +87,9 @@ fn open(config: &Config, payload: bool) -> anyhow::Result<Source> {
         );
         return Ok(Source::Nothing);
     }
-    match Store::open(&config.store.path) {
-        Ok(store) => {
-            let cipher = if payload {
-                Some(Arc::new(JournalCipher::from_config(&config.journal)?))
-            } else {
-                None
-            };
-            Ok(Source::Direct(Ledger::embedded(store, cipher)))
-        }
+    let cipher = JournalCipher::from_config(&config.journal)?;
+    match Store::open(&config.store.path, cipher.sealer()) {
+        Ok(store) => Ok(Source::Direct(Ledger::embedded(store))),
         Err(StoreError::Locked { .. }) => Ok(Source::Admin),
         Err(e) => Err(e.into()),
     }
@@ -135,7 +127,7 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?,
         limit: args.limit,
     };
-    let page = match open(config, false)? {
+    let page = match open(config)? {
         Source::Direct(ledger) => ledger.list(query).await?,
         Source::Admin => list_from_admin_api(config, &query).await?,
         Source::Nothing => Page {
@@ -157,7 +149,7 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 }
 
 async fn run_show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
-    let found = match open(config, args.payload)? {
+    let found = match open(config)? {
         Source::Direct(ledger) => ledger.find(&args.target, args.payload).await?,
         Source::Admin => show_from_admin_api(config, &args).await?,
         Source::Nothing => Vec::new(),

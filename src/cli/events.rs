@@ -13,9 +13,8 @@ pub struct EventsArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only this kind: approval_change, open_approval_change, contact_change,
-    /// external_contact_change, other, unparsed.
-    #[arg(long)]
+    /// Only this kind.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::ingress::JOURNAL_KINDS.iter().copied()))]
     pub kind: Option<String>,
     /// Only this app.
     #[arg(long)]
@@ -76,17 +75,14 @@ pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()>
         );
         Vec::new()
     } else {
-        match Store::open(&config.store.path) {
+        let cipher = JournalCipher::from_config(&config.journal)?;
+        match Store::open(&config.store.path, cipher.sealer()) {
             Ok(store) => {
-                let cipher = if args.payload {
-                    Some(JournalCipher::from_config(&config.journal)?)
-                } else {
-                    None
-                };
+                let cipher = args.payload.then_some(&cipher);
                 store
                     .journal_entries(&filter)?
                     .iter()
-                    .map(|e| EntryView::new(e, cipher.as_ref()))
+                    .map(|e| EntryView::new(e, cipher))
                     .collect::<Result<Vec<_>, _>>()?
             }
             Err(StoreError::Locked { .. }) => from_admin_api(config, &args, since, until).await?,

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
-//! `replay`, `reconcile`, `deliveries`.
+//! `replay`, `reconcile`, `reroute`, `deliveries`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
@@ -8,6 +8,7 @@ pub mod deliveries;
 pub mod events;
 pub mod queues;
 pub mod reconcile;
+pub mod reroute;
 pub mod simulate;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub enum Command {
     /// List journaled events (newest first).
     Events(events::EventsArgs),
     /// Show queue depths and the outbox backlog.
-    Queues,
+    Queues(queues::QueuesArgs),
     /// List parked (dead-lettered) messages with reason and attempts.
     DeadLetters(queues::DeadLettersArgs),
     /// Send dead letters back to their queue: all, by id, or by reason.
@@ -56,6 +57,9 @@ pub enum Command {
     Deliveries(deliveries::DeliveriesArgs),
     /// Ask WeCom which forms were approved and inject those whose callbacks never arrived.
     Reconcile(reconcile::ReconcileArgs),
+    /// Route again, from the journal, approval events that matched no mapping (after adding
+    /// one); forms already forwarded are not sent twice.
+    Reroute(reroute::RerouteArgs),
 }
 
 /// Runs a parsed command line.
@@ -77,10 +81,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check(&cli.config, &config),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
-        Command::Queues => rt.block_on(queues::queues(&config)),
+        Command::Queues(args) => rt.block_on(queues::queues(&config, args)),
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
+        Command::Reroute(args) => rt.block_on(reroute::run(&config, args)),
         Command::Deliveries(args) => rt.block_on(deliveries::run(&config, args)),
     }
 }

@@ -10,6 +10,14 @@ use crate::broker::{AnyBroker, DeadLetter, QueueDepth, ROUTE_QUEUE, RedriveFilte
 use crate::config::Config;
 use crate::store::Store;
 
+/// Arguments of `queues`.
+#[derive(Debug, clap::Args)]
+pub struct QueuesArgs {
+    /// One JSON object: broker, outbox backlog and every queue's depths.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `dead-letters`.
 #[derive(Debug, clap::Args)]
 pub struct DeadLettersArgs {
@@ -22,6 +30,9 @@ pub struct DeadLettersArgs {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Include the decrypted payloads (metadata only by default).
+    #[arg(long)]
+    pub payload: bool,
 }
 
 /// Arguments of `replay`.
@@ -64,7 +75,8 @@ async fn target(config: &Config) -> anyhow::Result<Target> {
             .map(|t| t.expose().to_string());
         return Ok(Target::Admin { base, token });
     }
-    let store = Store::open(&config.store.path)
+    let cipher = crate::journal::JournalCipher::from_config(&config.journal)?;
+    let store = Store::open(&config.store.path, cipher.sealer())
         .with_context(|| format!("no bridge answers at {base}, and the store cannot be opened"))?;
     let broker = AnyBroker::from_config(&config.broker, &store)
         .await
@@ -86,21 +98,31 @@ async fn admin_get(base: &str, token: &Option<String>, path: &str) -> anyhow::Re
     Ok(text)
 }
 
-async fn list_dead(t: &Target, queue: &str, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    match t {
+/// Parked messages; their payloads are emptied unless `payload` is asked for.
+async fn list_dead(
+    t: &Target,
+    queue: &str,
+    limit: usize,
+    payload: bool,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut list: Vec<DeadLetter> = match t {
         Target::Admin { base, token } => {
             let text = admin_get(
                 base,
                 token,
-                &format!("/admin/dead-letters?queue={queue}&limit={limit}"),
+                &format!("/admin/dead-letters?queue={queue}&limit={limit}&payload={payload}"),
             )
             .await?;
             text.lines()
                 .map(|l| serde_json::from_str(l).context("unexpected admin answer"))
-                .collect()
+                .collect::<anyhow::Result<_>>()?
         }
-        Target::Direct(b, _) => Ok(b.dead_letters(queue, limit).await?),
+        Target::Direct(b, _) => b.dead_letters(queue, limit).await?,
+    };
+    if !payload {
+        list.iter_mut().for_each(|d| d.envelope.payload.clear());
     }
+    Ok(list)
 }
 
 async fn redrive(t: &Target, queue: &str, ids: &[String]) -> anyhow::Result<usize> {
@@ -137,7 +159,7 @@ fn when(ms: i64) -> String {
 }
 
 /// `queues`.
-pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
+pub(super) async fn queues(config: &Config, args: QueuesArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
     let (kind, backlog, depths): (String, u64, Vec<QueueDepth>) = match &t {
         Target::Admin { base, token } => {
@@ -155,6 +177,12 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
             b.depths(&crate::broker::stage_queues()).await?,
         ),
     };
+    finish(t).await;
+    if args.json {
+        let v = serde_json::json!({"broker": kind, "outbox_backlog": backlog, "queues": depths});
+        println!("{v}");
+        return Ok(());
+    }
     println!("broker: {kind}    outbox backlog (journaled, not yet in the broker): {backlog}");
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>9}",
@@ -166,14 +194,13 @@ pub(super) async fn queues(config: &Config) -> anyhow::Result<()> {
             d.queue, d.ready, d.unacked, d.delayed, d.dead
         );
     }
-    finish(t).await;
     Ok(())
 }
 
 /// `dead-letters`.
 pub(super) async fn dead_letters(config: &Config, args: DeadLettersArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
-    let list = list_dead(&t, &args.queue, args.limit).await?;
+    let list = list_dead(&t, &args.queue, args.limit, args.payload).await?;
     if args.json {
         for d in &list {
             println!("{}", serde_json::to_string(d)?);
@@ -196,6 +223,9 @@ pub(super) async fn dead_letters(config: &Config, args: DeadLettersArgs) -> anyh
                 when(d.last_failure_ms),
                 d.reason
             );
+            if args.payload {
+                println!("    {}", d.envelope.payload);
+            }
         }
         println!(
             "replay with: wecom-bridge replay --queue {} --all   (or --id ID, --reason TEXT)",
@@ -209,7 +239,7 @@ pub(super) async fn dead_letters(config: &Config, args: DeadLettersArgs) -> anyh
 /// `replay`.
 pub(super) async fn replay(config: &Config, args: ReplayArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
-    let selected: Vec<String> = list_dead(&t, &args.queue, usize::MAX / 2)
+    let selected: Vec<String> = list_dead(&t, &args.queue, usize::MAX / 2, false)
         .await?
         .into_iter()
         .filter(|d| {

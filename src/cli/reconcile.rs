@@ -66,8 +66,8 @@ pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<
         }
         resp.json().await.context("unexpected admin answer")?
     } else {
-        let store = Store::open(&config.store.path)?;
         let cipher = JournalCipher::from_config(&config.journal)?;
+        let store = Store::open(&config.store.path, cipher.sealer())?;
         let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
         let ctx = RouteContext::from_config(config, &config.resolve()?, store)?;
         let bar = indicatif::ProgressBar::new(0);

@@ -77,6 +77,20 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// What `simulate` says about an accepted POST, from the bridge's outcome header.
+pub fn describe_outcome(outcome: &str) -> &'static str {
+    match outcome {
+        "duplicate" => {
+            "duplicate, journaled once: the bridge already had this event (a re-delivery) and acknowledged it again"
+        }
+        "quarantined" => {
+            "accepted but quarantined: authentic XML the bridge cannot understand (see `wecom-bridge events --quarantined`)"
+        }
+        "accepted" => "accepted: the event is journaled (see `wecom-bridge events`)",
+        _ => "accepted (the endpoint did not say how; it is not this bridge, or an older version)",
+    }
+}
+
 pub(super) async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<()> {
     let Some(app) = config.apps.get(&args.app) else {
         bail!(
@@ -132,10 +146,16 @@ pub(super) async fn run(config: &Config, args: SimulateArgs) -> anyhow::Result<(
         .await
         .with_context(|| format!("POST {url}: is the bridge running?"))?;
     let status = resp.status();
+    let outcome = resp
+        .headers()
+        .get(crate::ingress::OUTCOME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let text = resp.text().await.unwrap_or_default();
     println!("POST {url} → {status}");
     if status.is_success() {
-        println!("accepted: the event is journaled (see `wecom-bridge events`)");
+        println!("{}", describe_outcome(&outcome));
         Ok(())
     } else {
         bail!("refused: {}", text.trim())

@@ -6,13 +6,10 @@
 //! decrypted payload with a key id so keys can rotate. It must not know HTTP or the broker:
 //! ingress calls [`Journal::append`]; the outbox relay reads pending entries from the store.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,7 +18,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub mod relay;
 
 use crate::config::{JournalConfig, SecretRef};
-use crate::store::{AppendOutcome, JournalFilter, JournalRecord, Store, StoreError, StoredEntry};
+use crate::store::{
+    AppendOutcome, JournalFilter, JournalRecord, Sealed, Sealer, Store, StoreError, StoredEntry,
+};
 
 /// Errors of the journal.
 #[derive(Debug, thiserror::Error)]
@@ -37,27 +36,19 @@ pub enum JournalError {
     Key(String),
 }
 
-/// Encrypts and decrypts journal payloads. Keys are 32 bytes, configured hex or base64.
-#[derive(Clone)]
+/// Encrypts and decrypts journal payloads: the journal's keys, resolved from configuration,
+/// around the store's [`Sealer`] (which the store uses for its own tables too). Keys are 32
+/// bytes, configured hex or base64.
+#[derive(Debug, Clone)]
 pub struct JournalCipher {
-    keys: HashMap<String, Aes256Gcm>,
-    active: String,
-}
-
-impl std::fmt::Debug for JournalCipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JournalCipher")
-            .field("active", &self.active)
-            .field("keys", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
-    }
+    sealer: Arc<Sealer>,
 }
 
 impl JournalCipher {
     /// Resolves every configured key. With `create_key_if_missing`, a missing `file:` key
     /// for the active id is created (mode 0600) with fresh random bytes.
     pub fn from_config(cfg: &JournalConfig) -> Result<Self, JournalError> {
-        let mut keys = HashMap::new();
+        let mut keys = Vec::new();
         for (id, reference) in &cfg.keys {
             if id == &cfg.active_key
                 && cfg.create_key_if_missing
@@ -79,109 +70,60 @@ impl JournalCipher {
                     "journal.keys.{id} must be 32 bytes written as 64 hex digits or base64"
                 ))
             })?;
-            let cipher = Aes256Gcm::new_from_slice(&bytes)
-                .map_err(|_| JournalError::Key(format!("journal.keys.{id}: not a 256-bit key")))?;
-            keys.insert(id.clone(), cipher);
+            keys.push((id.clone(), bytes));
         }
-        if !keys.contains_key(&cfg.active_key) {
-            return Err(JournalError::Key(format!(
+        let sealer = Sealer::new(keys, &cfg.active_key).map_err(|_| {
+            JournalError::Key(format!(
                 "journal.active_key `{}` has no key",
                 cfg.active_key
-            )));
-        }
+            ))
+        })?;
         Ok(Self {
-            keys,
-            active: cfg.active_key.clone(),
+            sealer: Arc::new(sealer),
         })
     }
 
     /// A cipher with a single given key; for tests and benchmarks.
     pub fn with_key(id: &str, key: [u8; 32]) -> Self {
-        let cipher = Aes256Gcm::new_from_slice(&key).expect("a 32-byte key is valid for AES-256");
         Self {
-            keys: HashMap::from([(id.to_string(), cipher)]),
-            active: id.to_string(),
+            sealer: Arc::new(Sealer::with_key(id, key)),
         }
     }
 
-    /// Seals `plaintext` with the active key: (key id, nonce, ciphertext with tag).
-    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> (String, [u8; 12], Vec<u8>) {
-        let nonce: [u8; 12] = rand::random();
-        let cipher = &self.keys[&self.active];
-        let ct = cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .expect("AES-GCM encryption of an in-memory buffer below 64 GiB cannot fail");
-        (self.active.clone(), nonce, ct)
+    /// The sealer underneath, to hand to [`Store::open`] so the store seals its own tables
+    /// (embedded queues, dead letters, the ledger) with the same keys.
+    pub fn sealer(&self) -> Arc<Sealer> {
+        self.sealer.clone()
     }
 
-    /// Opens what [`JournalCipher::seal`] sealed (used by the delivery ledger).
-    pub fn open_sealed(
-        &self,
-        key_id: &str,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Vec<u8>, JournalError> {
-        let cipher = self.keys.get(key_id).ok_or_else(|| {
-            JournalError::Key(format!(
-                "sealed with key `{key_id}`, which is not configured in journal.keys"
-            ))
-        })?;
-        cipher
-            .decrypt(
-                &(*nonce).into(),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| {
-                JournalError::Key(format!(
-                    "does not decrypt with key `{key_id}` (wrong key material?)"
-                ))
-            })
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> (String, [u8; 12], Vec<u8>) {
+        let sealed = self.sealer.seal(aad, plaintext);
+        (sealed.key_id, sealed.nonce, sealed.ciphertext)
     }
 
     /// Decrypts a stored payload back to the decrypted callback XML.
     pub fn open(&self, record: &JournalRecord) -> Result<String, JournalError> {
-        let cipher = self.keys.get(&record.key_id).ok_or_else(|| {
-            JournalError::Key(format!(
-                "entry encrypted with key `{}`, which is not configured in journal.keys",
-                record.key_id
-            ))
-        })?;
-        let pt = cipher
-            .decrypt(
-                &record.nonce.into(),
-                Payload {
-                    msg: &record.ciphertext,
-                    aad: &record.content_hash,
-                },
-            )
-            .map_err(|_| {
-                JournalError::Key(format!(
-                    "entry does not decrypt with key `{}` (wrong key material?)",
-                    record.key_id
-                ))
-            })?;
+        let sealed = Sealed {
+            key_id: record.key_id.clone(),
+            nonce: record.nonce,
+            ciphertext: record.ciphertext.clone(),
+        };
+        let pt = self
+            .sealer
+            .open(&record.content_hash, &sealed)
+            .map_err(|e| JournalError::Key(format!("entry {e}")))?;
         String::from_utf8(pt).map_err(|_| JournalError::Key("payload is not UTF-8".into()))
     }
 }
 
-fn decode_key(s: &str) -> Option<Vec<u8>> {
+fn decode_key(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
     let bytes = if s.len() == 64 {
         hex::decode(s).ok()?
     } else {
         base64::engine::general_purpose::STANDARD.decode(s).ok()?
     };
-    (bytes.len() == 32).then_some(bytes)
+    bytes.try_into().ok()
 }
 
 fn create_key_file(path: &Path) -> Result<(), JournalError> {
@@ -242,7 +184,7 @@ type AppendRequest = (
 pub struct Journal {
     tx: mpsc::Sender<AppendRequest>,
     store: Store,
-    cipher: Arc<JournalCipher>,
+    cipher: JournalCipher,
     appended: Arc<Notify>,
 }
 
@@ -278,7 +220,7 @@ impl Journal {
             Journal {
                 tx,
                 store,
-                cipher: Arc::new(cipher),
+                cipher,
                 appended: Arc::new(Notify::new()),
             },
             JournalWriter { thread },
@@ -340,7 +282,7 @@ impl Journal {
         let entries = self.store.journal_entries(filter)?;
         entries
             .into_iter()
-            .map(|e| EntryView::new(&e, with_payload.then_some(&*self.cipher)))
+            .map(|e| EntryView::new(&e, with_payload.then_some(&self.cipher)))
             .collect()
     }
 
@@ -485,7 +427,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_share_commits_and_dedup() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("j.redb")).unwrap();
+        let store = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
         let (journal, writer) = Journal::start(store, JournalCipher::with_key("k", [7; 32]), 64);
         let mut tasks = Vec::new();
         for i in 0..200 {
@@ -522,7 +464,7 @@ mod tests {
     #[tokio::test]
     async fn payload_is_encrypted_at_rest_and_needs_its_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("j.redb")).unwrap();
+        let store = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
         let (journal, writer) =
             Journal::start(store.clone(), JournalCipher::with_key("k1", [1; 32]), 8);
         journal

@@ -28,8 +28,7 @@ pub use backend::{Backend, Decision};
 pub use seal::{MAX_BODY_BYTES, cap_body};
 pub use types::*;
 
-use crate::journal::JournalCipher;
-use crate::store::{Store, StoreError};
+use crate::store::{Sealer, Store, StoreError};
 
 /// Errors of the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +42,6 @@ pub enum LedgerError {
         /// The key asked for.
         key: String,
     },
-    /// Payloads must be sealed or opened, but this ledger was opened without the journal keys.
-    #[error("the journal keys are needed to seal or show attempt payloads; none were given")]
-    NoKey,
     /// Sealing or opening a payload failed (wrong or missing key, corrupt record).
     #[error("attempt payload: {0}")]
     Seal(String),
@@ -59,7 +55,6 @@ impl LedgerError {
         match self {
             LedgerError::Store(_) => "store",
             LedgerError::UnknownJob { .. } => "unknown_job",
-            LedgerError::NoKey => "no_key",
             LedgerError::Seal(_) => "seal",
             LedgerError::Task(_) => "task",
         }
@@ -145,7 +140,7 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct Ledger {
     backend: Backend,
-    cipher: Option<Arc<JournalCipher>>,
+    cipher: Arc<Sealer>,
 }
 
 fn count_failure<T>(r: Result<T, LedgerError>) -> Result<T, LedgerError> {
@@ -156,12 +151,12 @@ fn count_failure<T>(r: Result<T, LedgerError>) -> Result<T, LedgerError> {
 }
 
 impl Ledger {
-    /// The ledger in this instance's embedded store. Without `cipher` it can list and show
-    /// metadata but neither record attempts nor show payloads ([`LedgerError::NoKey`]).
-    pub fn embedded(store: Store, cipher: Option<Arc<JournalCipher>>) -> Ledger {
+    /// The ledger in this instance's embedded store; payloads are sealed with the store's
+    /// sealer (the journal keys).
+    pub fn embedded(store: Store) -> Ledger {
         Ledger {
+            cipher: store.sealer().clone(),
             backend: Backend::Embedded(store),
-            cipher,
         }
     }
 
@@ -187,7 +182,7 @@ impl Ledger {
             };
             let number = job.attempts + 1;
             attempt.number = number;
-            let stored = to_stored(cipher.as_deref(), &k, attempt)?;
+            let stored = to_stored(&cipher, &k, attempt)?;
             let attempt = &stored.meta;
             job.attempts = number;
             job.first_attempt_at_ms.get_or_insert(attempt.started_at_ms);
@@ -263,10 +258,12 @@ impl Ledger {
         for s in stored {
             let mut a = s.meta;
             a.payload = match (&s.sealed, with_payload) {
-                (Some(sealed), true) => {
-                    let cipher = self.cipher.as_deref().ok_or(LedgerError::NoKey)?;
-                    Some(count_failure(seal::open(cipher, key, a.number, sealed))?)
-                }
+                (Some(sealed), true) => Some(count_failure(seal::open(
+                    &self.cipher,
+                    key,
+                    a.number,
+                    sealed,
+                ))?),
                 _ => None,
             };
             attempts.push(a);
@@ -327,7 +324,7 @@ impl Ledger {
         key: &str,
         attempt: AttemptRecord,
     ) -> Result<StoredAttempt, LedgerError> {
-        to_stored(self.cipher.as_deref(), key, attempt)
+        to_stored(&self.cipher, key, attempt)
     }
 
     /// Loads jobs with their already-sealed attempts in bulk (moving a ledger between back
@@ -366,7 +363,7 @@ impl Ledger {
 
 /// Caps the bodies of `attempt` and seals its payload: the one way attempts reach a back end.
 fn to_stored(
-    cipher: Option<&JournalCipher>,
+    cipher: &Sealer,
     key: &str,
     mut attempt: AttemptRecord,
 ) -> Result<StoredAttempt, LedgerError> {
@@ -374,7 +371,6 @@ fn to_stored(
         Some(mut p) => {
             cap_body(&mut p.request_body);
             cap_body(&mut p.response_body);
-            let cipher = cipher.ok_or(LedgerError::NoKey)?;
             Some(seal::seal(cipher, key, attempt.number, &p)?)
         }
         None => None,

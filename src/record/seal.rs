@@ -1,9 +1,9 @@
 //! Sealing of attempt payloads (headers and bodies) at rest: the one place the ledger calls
-//! the journal cipher. AES-256-GCM with the journal's active key; the associated data binds
+//! the store's [`Sealer`] (the journal keys). AES-256-GCM with the journal's active key; the associated data binds
 //! each ciphertext to its (job key, attempt number) so a payload cannot be moved to another
 //! attempt unnoticed.
 
-use crate::journal::JournalCipher;
+use crate::store::{Sealed, Sealer};
 
 use super::LedgerError;
 use super::types::{AttemptPayload, SealedPayload};
@@ -33,14 +33,18 @@ pub fn cap_body(body: &mut Option<String>) {
 
 /// Seals a payload for attempt `number` of job `key`.
 pub(super) fn seal(
-    cipher: &JournalCipher,
+    cipher: &Sealer,
     key: &str,
     number: u32,
     payload: &AttemptPayload,
 ) -> Result<SealedPayload, LedgerError> {
     let plain = postcard::to_allocvec(payload)
         .map_err(|e| LedgerError::Seal(format!("encode attempt payload: {e}")))?;
-    let (key_id, nonce, ciphertext) = cipher.seal(&aad(key, number), &plain);
+    let Sealed {
+        key_id,
+        nonce,
+        ciphertext,
+    } = cipher.seal(&aad(key, number), &plain);
     Ok(SealedPayload {
         key_id,
         nonce,
@@ -50,18 +54,18 @@ pub(super) fn seal(
 
 /// Opens what [`seal`] sealed.
 pub(super) fn open(
-    cipher: &JournalCipher,
+    cipher: &Sealer,
     key: &str,
     number: u32,
     sealed: &SealedPayload,
 ) -> Result<AttemptPayload, LedgerError> {
+    let as_stored = Sealed {
+        key_id: sealed.key_id.clone(),
+        nonce: sealed.nonce,
+        ciphertext: sealed.ciphertext.clone(),
+    };
     let plain = cipher
-        .open_sealed(
-            &sealed.key_id,
-            &sealed.nonce,
-            &aad(key, number),
-            &sealed.ciphertext,
-        )
+        .open(&aad(key, number), &as_stored)
         .map_err(|e| LedgerError::Seal(format!("attempt {number} of {key}: {e}")))?;
     postcard::from_bytes(&plain)
         .map_err(|e| LedgerError::Seal(format!("attempt {number} of {key}: decode payload: {e}")))
@@ -73,7 +77,7 @@ mod tests {
 
     #[test]
     fn round_trip_is_bound_to_its_attempt() {
-        let c = JournalCipher::with_key("k", [3; 32]);
+        let c = Sealer::with_key("k", [3; 32]);
         let p = AttemptPayload {
             request_body: Some("{\"amount\":\"12.30\"}".into()),
             ..Default::default()

@@ -14,6 +14,7 @@
 //! It must not build target documents (the mapping engine does) or talk to targets.
 
 pub mod reconcile;
+pub mod reroute;
 
 use std::collections::HashMap;
 use std::sync::Arc;

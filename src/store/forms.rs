@@ -52,9 +52,11 @@ fn decode(bytes: &[u8]) -> Result<FormState, StoreError> {
 impl Store {
     /// The state of a form, if any event of it was seen.
     pub fn form_state(&self, app: &str, sp_no: &str) -> Result<Option<FormState>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(FORMS)?;
-        t.get((app, sp_no))?.map(|v| decode(v.value())).transpose()
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(FORMS)?;
+            t.get((app, sp_no))?.map(|v| decode(v.value())).transpose()
+        })
     }
 
     /// Records that an event with `status` was seen; returns the state after it.
@@ -90,28 +92,32 @@ impl Store {
         sp_no: &str,
         f: impl FnOnce(&mut FormState),
     ) -> Result<FormState, StoreError> {
-        let tx = self.db.begin_write()?;
-        let state = {
-            let mut t = tx.open_table(FORMS)?;
-            let mut state = match t.get((app, sp_no))? {
-                Some(v) => decode(v.value())?,
-                None => FormState::default(),
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let state = {
+                let mut t = tx.open_table(FORMS)?;
+                let mut state = match t.get((app, sp_no))? {
+                    Some(v) => decode(v.value())?,
+                    None => FormState::default(),
+                };
+                f(&mut state);
+                let bytes = postcard::to_allocvec(&state)
+                    .map_err(|e| StoreError::Db(format!("encode form state: {e}")))?;
+                t.insert((app, sp_no), bytes.as_slice())?;
+                state
             };
-            f(&mut state);
-            let bytes = postcard::to_allocvec(&state)
-                .map_err(|e| StoreError::Db(format!("encode form state: {e}")))?;
-            t.insert((app, sp_no), bytes.as_slice())?;
-            state
-        };
-        tx.commit()?;
-        Ok(state)
+            tx.commit()?;
+            Ok(state)
+        })
     }
 
     /// Whether the journal holds an entry of `app` with this business key.
     pub fn journal_has_key(&self, app: &str, business_key: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(JOURNAL_KEYS)?;
-        Ok(t.get((app, business_key))?.is_some())
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(JOURNAL_KEYS)?;
+            Ok(t.get((app, business_key))?.is_some())
+        })
     }
 }
 
@@ -124,7 +130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.redb");
         {
-            let s = Store::open(&path).unwrap();
+            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
             assert_eq!(s.form_state("a", "1").unwrap(), None);
             s.form_observe("a", "1", 1).unwrap();
             let st = s.form_observe("a", "1", 2).unwrap();
@@ -132,7 +138,7 @@ mod tests {
             s.form_mark_forwarded("a", "1", Forwarded::Approved, 77)
                 .unwrap();
         }
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
         let st = s.form_state("a", "1").unwrap().unwrap();
         assert_eq!(st.approved_forwarded_at_ms, Some(77));
         assert_eq!(st.revoked_forwarded_at_ms, None);

@@ -185,32 +185,38 @@ impl Store {
         key: &str,
         decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E>,
     ) -> Result<R, E> {
-        let tx = self.db.begin_write().map_err(StoreError::from)?;
-        let (changed, result) = {
-            let mut w = Writer::open(&tx)?;
-            let old = w.job(key)?;
-            let (write, result) = decide(old.clone())?;
-            match write {
-                Some(write) if write.job.key != key => {
-                    return Err(StoreError::Db(format!(
-                        "ledger write for `{}` inside the transaction of `{key}`",
-                        write.job.key
-                    ))
-                    .into());
+        // The decision's own error travels inside the store's Ok, so the store's fault
+        // handling (`with_db`) sees only store errors.
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let (changed, result) = {
+                let mut w = Writer::open(&tx)?;
+                let old = w.job(key)?;
+                let (write, result) = match decide(old.clone()) {
+                    Ok(decided) => decided,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match write {
+                    Some(write) if write.job.key != key => {
+                        return Err(StoreError::Db(format!(
+                            "ledger write for `{}` inside the transaction of `{key}`",
+                            write.job.key
+                        )));
+                    }
+                    Some(write) => {
+                        w.put(old.as_ref(), &write)?;
+                        (true, result)
+                    }
+                    None => (false, result),
                 }
-                Some(write) => {
-                    w.put(old.as_ref(), &write)?;
-                    (true, result)
-                }
-                None => (false, result),
+            };
+            if changed {
+                tx.commit()?;
+            } else {
+                tx.abort()?;
             }
-        };
-        if changed {
-            tx.commit().map_err(StoreError::from)?;
-        } else {
-            tx.abort().map_err(StoreError::from)?;
-        }
-        Ok(result)
+            Ok(Ok(result))
+        })?
     }
 
     /// Loads jobs with their attempts in one transaction, replacing jobs with the same key
@@ -219,44 +225,56 @@ impl Store {
         &self,
         jobs: &[(JobRecord, Vec<StoredAttempt>)],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut w = Writer::open(&tx)?;
-            for (job, attempts) in jobs {
-                if let Some(old) = w.job(&job.key)? {
-                    w.remove(&old)?;
-                }
-                w.put(
-                    None,
-                    &LedgerWrite {
-                        job: job.clone(),
-                        attempt: None,
-                    },
-                )?;
-                for a in attempts {
-                    w.attempts.insert(
-                        (job.key.as_str(), a.meta.number),
-                        encode("ledger attempt", a)?.as_slice(),
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut w = Writer::open(&tx)?;
+                for (job, attempts) in jobs {
+                    if let Some(old) = w.job(&job.key)? {
+                        w.remove(&old)?;
+                    }
+                    w.put(
+                        None,
+                        &LedgerWrite {
+                            job: job.clone(),
+                            attempt: None,
+                        },
                     )?;
+                    for a in attempts {
+                        w.attempts.insert(
+                            (job.key.as_str(), a.meta.number),
+                            encode("ledger attempt", a)?.as_slice(),
+                        )?;
+                    }
                 }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// One job.
     pub fn ledger_job(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let jobs = tx.open_table(JOBS)?;
-        jobs.get(key)?
-            .map(|v| decode_job(key, v.value()))
-            .transpose()
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let jobs = tx.open_table(JOBS)?;
+            jobs.get(key)?
+                .map(|v| decode_job(key, v.value()))
+                .transpose()
+        })
     }
 
     /// Every attempt of a job, oldest first.
     pub fn ledger_attempts(&self, key: &str) -> Result<Vec<StoredAttempt>, StoreError> {
-        let tx = self.db.begin_read()?;
+        self.with_db(|db| self.ledger_attempts_in(db, key))
+    }
+
+    fn ledger_attempts_in(
+        &self,
+        db: &redb::Database,
+        key: &str,
+    ) -> Result<Vec<StoredAttempt>, StoreError> {
+        let tx = db.begin_read()?;
         let attempts = tx.open_table(ATTEMPTS)?;
         attempts
             .range((key, 0)..=(key, u32::MAX))?
@@ -273,6 +291,10 @@ impl Store {
     /// One page of jobs matching `q`, newest first, read from the most selective index:
     /// business key, then (connector, state), connector, state, and time.
     pub fn ledger_list(&self, q: &LedgerQuery) -> Result<Page, StoreError> {
+        self.with_db(|db| self.ledger_list_in(db, q))
+    }
+
+    fn ledger_list_in(&self, db: &redb::Database, q: &LedgerQuery) -> Result<Page, StoreError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
         let since = q.since_ms.unwrap_or(i64::MIN);
         // Exclusive upper bound: the cursor, or the end of the time range.
@@ -290,7 +312,7 @@ impl Store {
             return Ok(page);
         }
         let (hi_t, hi_k) = (upper.0, upper.1.as_str());
-        let tx = self.db.begin_read()?;
+        let tx = db.begin_read()?;
         let jobs = tx.open_table(JOBS)?;
         // Takes a candidate from an index; false once the page is full.
         let mut take = |t: i64, key: &str| -> Result<bool, StoreError> {
@@ -364,7 +386,11 @@ impl Store {
 
     /// Jobs per (connector, state), from the counters.
     pub fn ledger_counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        let tx = self.db.begin_read()?;
+        self.with_db(|db| self.ledger_counts_in(db))
+    }
+
+    fn ledger_counts_in(&self, db: &redb::Database) -> Result<Vec<StateCount>, StoreError> {
+        let tx = db.begin_read()?;
         let counts = tx.open_table(COUNTS)?;
         let mut out = Vec::new();
         for item in counts.iter()? {
@@ -388,23 +414,26 @@ impl Store {
     pub fn ledger_prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let mut removed = 0;
         loop {
-            let tx = self.db.begin_write()?;
-            let batch = {
-                let mut w = Writer::open(&tx)?;
-                let keys: Vec<String> = w
-                    .by_time
-                    .range(..(cutoff_ms, ""))?
-                    .take(PRUNE_BATCH)
-                    .map(|r| r.map(|(k, _)| k.value().1.to_string()))
-                    .collect::<Result<_, _>>()?;
-                for key in &keys {
-                    if let Some(job) = w.job(key)? {
-                        w.remove(&job)?;
+            let batch = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                let batch = {
+                    let mut w = Writer::open(&tx)?;
+                    let keys: Vec<String> = w
+                        .by_time
+                        .range(..(cutoff_ms, ""))?
+                        .take(PRUNE_BATCH)
+                        .map(|r| r.map(|(k, _)| k.value().1.to_string()))
+                        .collect::<Result<_, _>>()?;
+                    for key in &keys {
+                        if let Some(job) = w.job(key)? {
+                            w.remove(&job)?;
+                        }
                     }
-                }
-                keys.len()
-            };
-            tx.commit()?;
+                    keys.len()
+                };
+                tx.commit()?;
+                Ok(batch)
+            })?;
             removed += batch;
             if batch < PRUNE_BATCH {
                 return Ok(removed);
@@ -443,7 +472,7 @@ mod tests {
     #[test]
     fn filtered_listings_read_only_matching_jobs() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb")).unwrap();
+        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "hr", JobState::Delivered, 2), vec![]),
@@ -453,12 +482,14 @@ mod tests {
             ),
         ])
         .unwrap();
-        let tx = s.db.begin_write().unwrap();
-        tx.open_table(JOBS)
-            .unwrap()
-            .insert("job_b", [0xffu8; 3].as_slice())
-            .unwrap();
-        tx.commit().unwrap();
+        s.with_db(|db| {
+            let tx = db.begin_write()?;
+            tx.open_table(JOBS)?
+                .insert("job_b", [0xffu8; 3].as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
 
         let keys = |q: LedgerQuery| -> Vec<String> {
             s.ledger_list(&LedgerQuery { limit: 10, ..q })
@@ -507,7 +538,7 @@ mod tests {
     #[test]
     fn counters_follow_imports_and_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb")).unwrap();
+        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "finance", JobState::Dead, 5), vec![]),

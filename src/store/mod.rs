@@ -1,8 +1,11 @@
 //! The embedded store: the only module that touches the database (redb).
 //!
-//! It owns table layout, transactions and encoding of stored records. It knows nothing of
-//! HTTP, WeCom or encryption: callers hand it opaque, already-encrypted payloads. Every
-//! function here blocks on disk I/O; async callers run it on a blocking thread.
+//! It owns table layout, transactions and encoding of stored records, the database file's
+//! permissions (0600 in a 0700 folder), and its health: an I/O error (disk full, EIO) faults
+//! the store, which then reopens itself with back-off once writes succeed again (`health`).
+//! Payloads at rest are sealed with the [`Sealer`] given at open (`seal`): the journal seals
+//! its records itself, the queue tables seal message bodies here. It knows nothing of HTTP or
+//! WeCom. Every function here blocks on disk I/O; async callers run it on a blocking thread.
 //!
 //! Tables of the journal:
 //! - `journal`: sequence number → [`JournalRecord`] (append-only).
@@ -13,20 +16,25 @@
 //! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
 //! `queue` submodule; the delivery ledger's `ledger_*` tables in the `ledger` submodule.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+mod files;
 mod forms;
+mod health;
 mod ledger;
 mod queue;
+mod seal;
 pub use forms::{FormState, Forwarded};
+pub use health::StoreHealth;
 pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
 };
+pub use seal::{SealError, Sealed, Sealer};
 
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -44,9 +52,31 @@ pub enum StoreError {
         /// The database path.
         path: String,
     },
-    /// Any database error.
+    /// Any database error that is not an I/O error.
     #[error("store error: {0}")]
     Db(String),
+    /// The disk failed (full, EIO): the store is faulted and reopens itself once writes
+    /// succeed again.
+    #[error("store I/O error: {0}")]
+    Io(String),
+    /// The store is faulted after an I/O error and not reopened yet.
+    #[error(
+        "the store {path} is unavailable after an I/O error ({reason}); it reopens by itself once the disk accepts writes again"
+    )]
+    Unavailable {
+        /// The database path.
+        path: String,
+        /// The I/O error that faulted it.
+        reason: String,
+    },
+    /// A payload stored by this store does not open with the configured keys.
+    #[error("stored payload {key}: {source}")]
+    Seal {
+        /// Which record.
+        key: String,
+        /// Why.
+        source: SealError,
+    },
     /// A stored record could not be decoded (corruption or an incompatible version).
     #[error("stored record {key} could not be decoded: {reason}")]
     Decode {
@@ -57,21 +87,37 @@ pub enum StoreError {
     },
 }
 
+/// Sorts a redb storage error: I/O errors fault the store, everything else does not.
+fn storage_err(e: &redb::StorageError, text: String) -> StoreError {
+    match e {
+        redb::StorageError::Io(_)
+        | redb::StorageError::PreviousIo
+        | redb::StorageError::DatabaseClosed => StoreError::Io(text),
+        _ => StoreError::Db(text),
+    }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        let text = e.to_string();
+        storage_err(&e, text)
+    }
+}
+
 macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
+    ($($t:ident),*) => {$(
+        impl From<redb::$t> for StoreError {
+            fn from(e: redb::$t) -> Self {
+                let text = e.to_string();
+                match &e {
+                    redb::$t::Storage(s) => storage_err(s, text),
+                    _ => StoreError::Db(text),
+                }
             }
         }
     )*};
 }
-db_err!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+db_err!(TransactionError, TableError, CommitError);
 
 /// A journal entry as stored. The payload is opaque ciphertext.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -144,54 +190,103 @@ pub struct JournalCounts {
     pub unpublished: u64,
 }
 
-/// Handle to the open database; cheap to clone.
+/// Handle to the open database; cheap to clone. Every clone shares one database, one
+/// health state and one [`Sealer`]: after an I/O error the database is closed and reopened
+/// underneath every handle (see the `health` submodule).
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// `None` while the store is faulted and waiting to be reopened.
+    db: RwLock<Option<Arc<Database>>>,
+    sealer: Arc<Sealer>,
+    health: Mutex<health::HealthState>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`, creating parent directories.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Db(format!("cannot create {}: {e}", parent.display())))?;
-        }
-        // The write path appends and the read path scans recent entries: a modest cache keeps
-        // resident memory bounded (redb's default is 1 GiB).
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                    path: path.display().to_string(),
-                },
-                other => StoreError::Db(format!("cannot open {}: {other}", path.display())),
-            })?;
-        let store = Store { db: Arc::new(db) };
+    /// Opens (or creates) the database at `path`, creating its folder (0700) when missing;
+    /// the file is created 0600 and tightened to 0600 when it is looser. `sealer` seals
+    /// every payload the store keeps in its own tables (embedded queue messages).
+    pub fn open(path: &Path, sealer: Arc<Sealer>) -> Result<Store, StoreError> {
+        let db = files::open_database(path)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db: RwLock::new(Some(Arc::new(db))),
+                sealer,
+                health: Mutex::new(health::HealthState::default()),
+            }),
+        };
         store.init_tables()?;
+        health::set_healthy_gauge(true);
         Ok(store)
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The sealer payloads at rest go through (shared with the journal and the ledger).
+    pub fn sealer(&self) -> &Arc<Sealer> {
+        &self.inner.sealer
+    }
+
+    /// Runs `f` on the current database. An I/O error faults the store: the database is
+    /// closed and reopened in the background once writes succeed again; until then every
+    /// call fails at once with [`StoreError::Unavailable`].
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.current()?;
+        let result = f(&db);
+        if let Err(StoreError::Io(reason)) = &result {
+            health::fault(&self.inner, &db, reason);
+        }
+        result
+    }
+
+    fn current(&self) -> Result<Arc<Database>, StoreError> {
+        let current = self
+            .inner
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match current {
+            Some(db) => Ok(db),
+            None => Err(StoreError::Unavailable {
+                path: self.inner.path.display().to_string(),
+                reason: health::reason(&self.inner),
+            }),
+        }
+    }
+
     fn init_tables(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(JOURNAL)?;
-        tx.open_table(OUTBOX)?;
-        tx.open_table(DEDUP)?;
-        tx.open_table(DEDUP_BY_TIME)?;
-        queue::init_tables(&tx)?;
-        forms::init_tables(&tx)?;
-        ledger::init_tables(&tx)?;
-        tx.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            tx.open_table(JOURNAL)?;
+            tx.open_table(OUTBOX)?;
+            tx.open_table(DEDUP)?;
+            tx.open_table(DEDUP_BY_TIME)?;
+            queue::init_tables(&tx)?;
+            forms::init_tables(&tx)?;
+            ledger::init_tables(&tx)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Appends records in one durable transaction (group commit). A record whose content
@@ -201,157 +296,180 @@ impl Store {
         &self,
         records: &[JournalRecord],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        let tx = self.db.begin_write()?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        {
-            let mut journal = tx.open_table(JOURNAL)?;
-            let mut outbox = tx.open_table(OUTBOX)?;
-            let mut dedup = tx.open_table(DEDUP)?;
-            let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
-            let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
-            let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-            for record in records {
-                if let Some(seq) = dedup.get(&record.content_hash)? {
-                    outcomes.push(AppendOutcome::Duplicate(seq.value()));
-                    continue;
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let mut outcomes = Vec::with_capacity(records.len());
+            {
+                let mut journal = tx.open_table(JOURNAL)?;
+                let mut outbox = tx.open_table(OUTBOX)?;
+                let mut dedup = tx.open_table(DEDUP)?;
+                let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
+                let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
+                let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+                for record in records {
+                    if let Some(seq) = dedup.get(&record.content_hash)? {
+                        outcomes.push(AppendOutcome::Duplicate(seq.value()));
+                        continue;
+                    }
+                    let seq = next;
+                    next += 1;
+                    let bytes = postcard::to_allocvec(record)
+                        .map_err(|e| StoreError::Db(format!("encode journal record: {e}")))?;
+                    journal.insert(seq, bytes.as_slice())?;
+                    if record.quarantine.is_none() {
+                        outbox.insert(seq, ())?;
+                    }
+                    dedup.insert(&record.content_hash, seq)?;
+                    by_time.insert((record.received_at_ms, &record.content_hash), ())?;
+                    if keys
+                        .get((record.app.as_str(), record.business_key.as_str()))?
+                        .is_none()
+                    {
+                        keys.insert((record.app.as_str(), record.business_key.as_str()), seq)?;
+                    }
+                    outcomes.push(AppendOutcome::Appended(seq));
                 }
-                let seq = next;
-                next += 1;
-                let bytes = postcard::to_allocvec(record)
-                    .map_err(|e| StoreError::Db(format!("encode journal record: {e}")))?;
-                journal.insert(seq, bytes.as_slice())?;
-                if record.quarantine.is_none() {
-                    outbox.insert(seq, ())?;
-                }
-                dedup.insert(&record.content_hash, seq)?;
-                by_time.insert((record.received_at_ms, &record.content_hash), ())?;
-                if keys
-                    .get((record.app.as_str(), record.business_key.as_str()))?
-                    .is_none()
-                {
-                    keys.insert((record.app.as_str(), record.business_key.as_str()), seq)?;
-                }
-                outcomes.push(AppendOutcome::Appended(seq));
             }
-        }
-        tx.commit()?;
-        Ok(outcomes)
+            tx.commit()?;
+            Ok(outcomes)
+        })
     }
 
     /// Forgets content hashes received before `cutoff_ms`; returns how many.
     pub fn prune_dedup(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let tx = self.db.begin_write()?;
-        let mut removed = 0;
-        {
-            let mut dedup = tx.open_table(DEDUP)?;
-            let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
-            let old: Vec<(i64, [u8; 32])> = by_time
-                .range(..(cutoff_ms, &[0u8; 32]))?
-                .map(|r| r.map(|(k, _)| (k.value().0, *k.value().1)))
-                .collect::<Result<_, _>>()?;
-            for (t, hash) in old {
-                by_time.remove((t, &hash))?;
-                dedup.remove(&hash)?;
-                removed += 1;
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            let mut removed = 0;
+            {
+                let mut dedup = tx.open_table(DEDUP)?;
+                let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
+                let old: Vec<(i64, [u8; 32])> = by_time
+                    .range(..(cutoff_ms, &[0u8; 32]))?
+                    .map(|r| r.map(|(k, _)| (k.value().0, *k.value().1)))
+                    .collect::<Result<_, _>>()?;
+                for (t, hash) in old {
+                    by_time.remove((t, &hash))?;
+                    dedup.remove(&hash)?;
+                    removed += 1;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(removed)
+            tx.commit()?;
+            Ok(removed)
+        })
     }
 
     /// Reads one entry.
     pub fn journal_entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let journal = tx.open_table(JOURNAL)?;
-        let outbox = tx.open_table(OUTBOX)?;
-        let Some(v) = journal.get(seq)? else {
-            return Ok(None);
-        };
-        Ok(Some(StoredEntry {
-            seq,
-            record: decode_record(seq, v.value())?,
-            published: outbox.get(seq)?.is_none(),
-        }))
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let journal = tx.open_table(JOURNAL)?;
+            let outbox = tx.open_table(OUTBOX)?;
+            let Some(v) = journal.get(seq)? else {
+                return Ok(None);
+            };
+            Ok(Some(StoredEntry {
+                seq,
+                record: decode_record(seq, v.value())?,
+                published: outbox.get(seq)?.is_none(),
+            }))
+        })
     }
 
     /// Lists entries matching `filter`, newest first.
     pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let journal = tx.open_table(JOURNAL)?;
-        let outbox = tx.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for item in journal.iter()?.rev() {
-            let (k, v) = item?;
-            let seq = k.value();
-            let record = decode_record(seq, v.value())?;
-            if filter.kind.as_deref().is_some_and(|k| k != record.kind)
-                || filter.app.as_deref().is_some_and(|a| a != record.app)
-                || filter.since_ms.is_some_and(|s| record.received_at_ms < s)
-                || filter.until_ms.is_some_and(|u| record.received_at_ms >= u)
-                || (filter.quarantined_only && record.quarantine.is_none())
-            {
-                continue;
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let journal = tx.open_table(JOURNAL)?;
+            let outbox = tx.open_table(OUTBOX)?;
+            let mut out = Vec::new();
+            for item in journal.iter()?.rev() {
+                let (k, v) = item?;
+                let seq = k.value();
+                let record = decode_record(seq, v.value())?;
+                if filter.kind.as_deref().is_some_and(|k| k != record.kind)
+                    || filter.app.as_deref().is_some_and(|a| a != record.app)
+                    || filter.since_ms.is_some_and(|s| record.received_at_ms < s)
+                    || filter.until_ms.is_some_and(|u| record.received_at_ms >= u)
+                    || (filter.quarantined_only && record.quarantine.is_none())
+                {
+                    continue;
+                }
+                out.push(StoredEntry {
+                    seq,
+                    published: outbox.get(seq)?.is_none(),
+                    record,
+                });
+                if filter.limit != 0 && out.len() >= filter.limit {
+                    break;
+                }
             }
-            out.push(StoredEntry {
-                seq,
-                published: outbox.get(seq)?.is_none(),
-                record,
-            });
-            if filter.limit != 0 && out.len() >= filter.limit {
-                break;
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The oldest unpublished entries, at most `limit`, oldest first.
     pub fn outbox_pending(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let journal = tx.open_table(JOURNAL)?;
-        let outbox = tx.open_table(OUTBOX)?;
-        let mut out = Vec::new();
-        for item in outbox.iter()?.take(limit) {
-            let seq = item?.0.value();
-            let Some(v) = journal.get(seq)? else {
-                continue;
-            };
-            out.push(StoredEntry {
-                seq,
-                record: decode_record(seq, v.value())?,
-                published: false,
-            });
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let journal = tx.open_table(JOURNAL)?;
+            let outbox = tx.open_table(OUTBOX)?;
+            let mut out = Vec::new();
+            for item in outbox.iter()?.take(limit) {
+                let seq = item?.0.value();
+                let Some(v) = journal.get(seq)? else {
+                    continue;
+                };
+                out.push(StoredEntry {
+                    seq,
+                    record: decode_record(seq, v.value())?,
+                    published: false,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Marks entries as confirmed by the broker (removes them from the outbox).
     pub fn mark_published(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut outbox = tx.open_table(OUTBOX)?;
-            for seq in seqs {
-                outbox.remove(seq)?;
+        self.with_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut outbox = tx.open_table(OUTBOX)?;
+                for seq in seqs {
+                    outbox.remove(seq)?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Entry and backlog counts.
     pub fn journal_counts(&self) -> Result<JournalCounts, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(JournalCounts {
-            entries: tx.open_table(JOURNAL)?.len()?,
-            unpublished: tx.open_table(OUTBOX)?.len()?,
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            Ok(JournalCounts {
+                entries: tx.open_table(JOURNAL)?.len()?,
+                unpublished: tx.open_table(OUTBOX)?.len()?,
+            })
         })
     }
 
-    /// A cheap read that proves the database answers (for `/readyz`).
+    /// A cheap read that proves the database answers (for `/readyz`); fails with the
+    /// reason while the store is faulted.
     pub fn ping(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_read()?;
-        tx.open_table(OUTBOX)?.len()?;
-        Ok(())
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            tx.open_table(OUTBOX)?.len()?;
+            Ok(())
+        })
     }
+}
+
+/// A sealer with a fixed key, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_sealer() -> Arc<Sealer> {
+    Arc::new(Sealer::with_key("test", [7; 32]))
 }
 
 fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
@@ -385,7 +503,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         {
-            let s = Store::open(&path).unwrap();
+            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
             let out = s
                 .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
                 .unwrap();
@@ -403,7 +521,7 @@ mod tests {
                 vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
             );
         }
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
         assert_eq!(
             s.journal_counts().unwrap(),
             JournalCounts {
@@ -419,8 +537,8 @@ mod tests {
     fn second_open_reports_lock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
-        let _s = Store::open(&path).unwrap();
-        match Store::open(&path) {
+        let _s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        match Store::open(&path, crate::store::test_sealer()) {
             Err(StoreError::Locked { .. }) => {}
             other => panic!("expected Locked, got {other:?}"),
         }
@@ -429,7 +547,7 @@ mod tests {
     #[test]
     fn outbox_and_publish_state() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
         let mut q = record(9, 5);
         q.quarantine = Some("bad xml".into());
         s.append_journal(&[record(1, 1), record(2, 2), q]).unwrap();
@@ -458,7 +576,7 @@ mod tests {
     #[test]
     fn prune_forgets_only_old_hashes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
         s.append_journal(&[record(1, 100), record(2, 200)]).unwrap();
         assert_eq!(s.prune_dedup(150).unwrap(), 1);
         // hash 1 forgotten: accepted again; hash 2 still a duplicate
@@ -472,7 +590,7 @@ mod tests {
     #[test]
     fn filters_apply() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
         let mut other = record(2, 200);
         other.kind = "contact_change".into();
         other.app = "hr".into();

@@ -1087,7 +1087,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wecom::fake_wecom::FakeWeCom;
+    use crate::standins::wecom::FakeWeCom;
 
     const CORP: &str = "ww-test-corp";
     const SECRET: &str = "app-secret-123";

@@ -19,14 +19,29 @@ pub struct Envelope {
 }
 
 /// Why an envelope was refused (all map to WeCom's -40002 ParseXml_Error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Messages never quote the body; where a parser error is wrapped it stays the
+/// [`source`](std::error::Error::source), for whoever walks the chain.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EnvelopeError {
     /// A DOCTYPE or entity declaration; refused and never expanded.
     #[error("envelope contains a DOCTYPE/entity declaration; refused")]
     Doctype,
-    /// Not well-formed XML, or not UTF-8.
+    /// The body is not UTF-8.
+    #[error("envelope is not UTF-8")]
+    NotUtf8(#[source] std::str::Utf8Error),
+    /// The XML reader refused the body.
+    #[error("envelope is not well-formed XML (near byte {position})")]
+    Xml {
+        /// Byte offset of the error in the body.
+        position: u64,
+        /// What the reader found.
+        #[source]
+        source: quick_xml::Error,
+    },
+    /// Well-formed XML that is not an envelope (no root, an unclosed element, an entity).
     #[error("envelope is not well-formed XML: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
     /// No `<Encrypt>` element (or an empty one).
     #[error("envelope has no Encrypt element")]
     MissingEncrypt,
@@ -41,8 +56,7 @@ impl EnvelopeError {
 
 /// Parses the envelope with a streaming reader; unknown elements are ignored.
 pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| EnvelopeError::Malformed("body is not UTF-8".into()))?;
+    let text = std::str::from_utf8(body).map_err(EnvelopeError::NotUtf8)?;
     let mut reader = Reader::from_str(text);
     let mut depth = 0usize;
     let mut current: Option<Field> = None;
@@ -51,9 +65,10 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
     let mut agent_id = None;
     let mut saw_root = false;
     loop {
-        let ev = reader
-            .read_event()
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let ev = reader.read_event().map_err(|source| EnvelopeError::Xml {
+            position: reader.error_position(),
+            source,
+        })?;
         match ev {
             Event::DocType(_) => return Err(EnvelopeError::Doctype),
             Event::Start(s) => {
@@ -86,20 +101,18 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, EnvelopeError> {
             ),
             Event::GeneralRef(_) if current.is_some() => {
                 return Err(EnvelopeError::Malformed(
-                    "entity reference inside envelope field".into(),
+                    "entity reference inside envelope field",
                 ));
             }
             Event::Eof if depth > 0 => {
-                return Err(EnvelopeError::Malformed(
-                    "unclosed element at end of body".into(),
-                ));
+                return Err(EnvelopeError::Malformed("unclosed element at end of body"));
             }
             Event::Eof => break,
             _ => {}
         }
     }
     if !saw_root {
-        return Err(EnvelopeError::Malformed("no root element".into()));
+        return Err(EnvelopeError::Malformed("no root element"));
     }
     let encrypt = encrypt.trim().to_string();
     if encrypt.is_empty() {
@@ -180,7 +193,10 @@ mod tests {
     #[test]
     fn refuses_doctype_and_entities() {
         let xxe = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>"#;
-        assert_eq!(parse_envelope(xxe.as_bytes()), Err(EnvelopeError::Doctype));
+        assert!(matches!(
+            parse_envelope(xxe.as_bytes()),
+            Err(EnvelopeError::Doctype)
+        ));
         let entity = "<xml><Encrypt>&e;</Encrypt></xml>";
         assert!(matches!(
             parse_envelope(entity.as_bytes()),
@@ -204,7 +220,18 @@ mod tests {
         }
         assert!(matches!(
             parse_envelope(&[0xff, 0xfe]),
-            Err(EnvelopeError::Malformed(_))
+            Err(EnvelopeError::NotUtf8(_))
         ));
+    }
+
+    #[test]
+    fn reader_errors_keep_their_source_and_do_not_quote_the_body() {
+        let body = "<xml><Encrypt>abc</Encrypt></secret-name></xml>";
+        let err = parse_envelope(body.as_bytes()).expect_err("mismatched end tag");
+        assert!(matches!(err, EnvelopeError::Xml { .. }), "{err:?}");
+        assert!(!err.to_string().contains("secret-name"), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+        let err = parse_envelope(&[b'<', 0xff]).expect_err("not UTF-8");
+        assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     }
 }

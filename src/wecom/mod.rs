@@ -3,12 +3,11 @@
 //!
 //! Owns everything that is WeCom's format rather than ours, so that the rest of the bridge
 //! deals in typed values. Callbacks are received by ingress; this module only understands
-//! them. `api` calls `qyapi.weixin.qq.com`; `fake_wecom` is a test server speaking the same
-//! JSON, used by the tests and the demo.
+//! them. `api` calls `qyapi.weixin.qq.com`; the test server speaking the same JSON lives in
+//! [`crate::standins::wecom`].
 
 pub mod api;
 pub mod approval;
 pub mod crypto;
 pub mod envelope;
 pub mod event;
-pub mod fake_wecom;

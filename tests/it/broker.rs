@@ -13,6 +13,8 @@ use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
 use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter};
 use wecom_bridge::store::Store;
 
+use crate::support::test_sealer;
+
 /// Prefetch every back end is built with in this suite.
 const PREFETCH: u16 = 4;
 
@@ -65,7 +67,7 @@ impl Embedded {
 impl Backend for Embedded {
     type B = EmbeddedBroker;
     async fn build(&mut self) -> EmbeddedBroker {
-        let store = Store::open(&self.dir.path().join("broker.redb")).unwrap();
+        let store = Store::open(&self.dir.path().join("broker.redb"), test_sealer()).unwrap();
         EmbeddedBroker::open(store, Self::opts()).await.unwrap()
     }
     async fn rebuild(&mut self, old: EmbeddedBroker) -> EmbeddedBroker {

@@ -3,14 +3,27 @@
 
 use crate::support::*;
 
-fn shipped_config() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bridge.toml")
+/// The shipped configuration and catalog, laid out in `root` as in the repository, so that
+/// its relative paths (`../data`, `../mappings`) stay inside the test's folder.
+fn shipped_config(root: &std::path::Path) -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["config", "mappings", "connectors"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+        for file in std::fs::read_dir(repo.join(folder)).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&file, root.join(folder).join(file.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    root.join("config/bridge.toml")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() {
     let cwd = tempfile::tempdir().unwrap();
-    let config = shipped_config();
+    let root = tempfile::tempdir().unwrap();
+    let config = shipped_config(root.path());
     let server = ServeProcess::start(&config, cwd.path());
     let env = [
         ("BRIDGE_SERVER__LISTEN", server.public.as_str()),
@@ -83,7 +96,8 @@ async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() 
 #[test]
 fn check_validates_and_summarises_the_shipped_config() {
     let cwd = tempfile::tempdir().unwrap();
-    let cfg = shipped_config();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = shipped_config(root.path());
     let (ok, out, err) = run_cli(
         &["--config", cfg.to_str().unwrap(), "check"],
         cwd.path(),
@@ -117,4 +131,211 @@ fn check_lists_every_problem_and_fails() {
     ] {
         assert!(err.contains(needle), "missing {needle}: {out}{err}");
     }
+}
+
+#[test]
+fn check_prints_the_demo_credentials_warning_once() {
+    let cwd = tempfile::tempdir().unwrap();
+    let cfg = shipped_config(cwd.path());
+    let (ok, out, err) = run_cli(
+        &["--config", cfg.to_str().unwrap(), "check"],
+        cwd.path(),
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    let all = format!("{out}{err}");
+    let mentions = all
+        .lines()
+        .filter(|l| l.contains("sample credentials") || l.contains("DEMO CREDENTIALS"))
+        .count();
+    assert_eq!(mentions, 1, "{all}");
+}
+
+#[test]
+fn unknown_kinds_are_refused_with_the_list_of_valid_ones() {
+    let cwd = tempfile::tempdir().unwrap();
+    let cfg = shipped_config(cwd.path());
+    let (ok, out, err) = run_cli(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "events",
+            "--kind",
+            "approval",
+        ],
+        cwd.path(),
+        &[],
+    );
+    assert!(!ok, "{out}");
+    for kind in wecom_bridge::ingress::JOURNAL_KINDS {
+        assert!(err.contains(kind), "{kind} not listed: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_refuses_unknown_kinds_with_the_list() {
+    let t = TestBridge::start(&[TestApp::new("kinds_api")]).await;
+    let (status, body) = get(&format!("http://{}/admin/events?kind=approvals", t.admin)).await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("approval_change") && body.contains("unparsed"),
+        "{body}"
+    );
+    t.stop().await;
+}
+
+/// A client-side config for `simulate` against `t`: the same apps, its listeners.
+fn client_config(t: &TestBridge, apps: &[TestApp]) -> std::path::PathBuf {
+    let path = t.dir.path().join("client.toml");
+    std::fs::write(&path, config_toml(t.dir.path(), apps)).unwrap();
+    path
+}
+
+async fn cli_with_env(
+    args: Vec<String>,
+    cwd: std::path::PathBuf,
+    env: Vec<(String, String)>,
+) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        run_cli(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            &cwd,
+            &env.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_says_duplicate_when_the_bridge_answered_a_redelivery() {
+    let t = TestBridge::start(&[TestApp::new("sim_dup")]).await;
+    let cfg = client_config(&t, &[TestApp::new("sim_dup")]);
+    let args: Vec<String> = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "simulate",
+        "--app",
+        "sim_dup",
+        "--url",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([t.url("/cb/sim_dup")])
+    .collect();
+    let (ok, first, err) = cli_with_env(args.clone(), t.dir.path().into(), vec![]).await;
+    assert!(ok, "{first}{err}");
+    assert!(
+        first.contains("accepted: the event is journaled"),
+        "{first}"
+    );
+    let (ok, second, err) = cli_with_env(args, t.dir.path().into(), vec![]).await;
+    assert!(ok, "{second}{err}");
+    assert!(second.contains("duplicate, journaled once"), "{second}");
+    assert_eq!(t.events("&app=sim_dup").await.len(), 1);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_all_digit_token_set_through_the_environment_stays_text() {
+    // the bridge's token is "0123456" (a TOML string); the client gets it only from BRIDGE_*
+    let mut server_app = TestApp::new("digits");
+    server_app.token = "0123456".into();
+    let t = TestBridge::start(&[server_app]).await;
+    let cfg = client_config(&t, &[TestApp::new("digits")]);
+    let args: Vec<String> = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "simulate",
+        "--app",
+        "digits",
+        "--url",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([t.url("/cb/digits")])
+    .collect();
+    let env = vec![(
+        "BRIDGE_APPS__DIGITS__TOKEN".to_string(),
+        "0123456".to_string(),
+    )];
+    let (ok, out, err) = cli_with_env(args.clone(), t.dir.path().into(), env).await;
+    // a number would fail to load, and "123456" (zero lost) would be refused as forged
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("200 OK"), "{out}");
+    // without the variable, the client's own token is wrong: proof the variable was used
+    let (ok, out, err) = cli_with_env(args, t.dir.path().into(), vec![]).await;
+    assert!(!ok && err.contains("-40001"), "{out}{err}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_and_dead_letters_print_json() {
+    use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+    use wecom_bridge::broker::{Broker, Delivery};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        config_toml(dir.path(), &[TestApp::new("cli_json")]),
+    )
+    .unwrap();
+    {
+        let store =
+            wecom_bridge::store::Store::open(&dir.path().join("bridge.redb"), test_sealer())
+                .unwrap();
+        let b = EmbeddedBroker::open(
+            store,
+            EmbeddedOptions {
+                prefetch: 8,
+                lease: std::time::Duration::from_secs(30),
+                delivery_limit: 20,
+            },
+        )
+        .await
+        .unwrap();
+        for id in ["evt_json_1", "evt_json_2"] {
+            b.publish("route", &crate::broker::envelope(id))
+                .await
+                .unwrap();
+        }
+        let mut c = b.consume("route").await.unwrap();
+        let d = c.next().await.unwrap().unwrap();
+        d.dead_letter("target said no").await.unwrap();
+        drop(c);
+        b.close().await;
+    }
+    let cfg = config.to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", cfg.as_str()];
+        all.extend_from_slice(args);
+        run_cli(&all, dir.path(), &[])
+    };
+    let (ok, out, err) = run(&["queues", "--json"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["broker"], "embedded");
+    let route = v["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "route")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        (route["ready"].as_u64(), route["dead"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+
+    let (ok, out, err) = run(&["dead-letters", "--json"]);
+    assert!(ok, "{out}{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    assert_eq!(lines[0]["reason"], "target said no");
 }

@@ -24,7 +24,7 @@ fn approval(n: usize) -> String {
 }
 
 fn journal_keys(dir: &std::path::Path) -> Vec<String> {
-    let store = Store::open(&dir.join("bridge.redb")).unwrap();
+    let store = Store::open(&dir.join("bridge.redb"), test_sealer()).unwrap();
     store
         .journal_entries(&JournalFilter::default())
         .unwrap()

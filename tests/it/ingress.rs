@@ -341,7 +341,7 @@ async fn authentic_but_unparseable_xml_is_quarantined_and_answered_200() {
 async fn health_and_readiness() {
     let t = TestBridge::start(&[TestApp::new("health")]).await;
     assert_eq!(get(&t.url("/healthz")).await, (200, "ok".into()));
-    let (status, body) = get(&t.url("/readyz")).await;
+    let (status, body) = get(&format!("http://{}/readyz", t.admin)).await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["store"], "ok");

@@ -3,11 +3,17 @@
 
 mod support;
 
+mod at_rest;
 mod broker;
 mod cli;
+mod deliver;
 mod durability;
+mod edge;
 mod ingress;
 mod ledger;
+mod paths;
 mod pipeline;
+mod reroute;
 mod route;
+mod store_faults;
 mod vectors;

@@ -165,7 +165,7 @@ async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
     )
     .unwrap();
     {
-        let store = Store::open(&dir.path().join("bridge.redb")).unwrap();
+        let store = Store::open(&dir.path().join("bridge.redb"), test_sealer()).unwrap();
         let b = EmbeddedBroker::open(
             store,
             EmbeddedOptions {
@@ -202,6 +202,21 @@ async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
         out.contains("evt_cli_1") && out.contains("mapping error: no cost center"),
         "{out}"
     );
+    // metadata by default; the payload only with --payload
+    assert!(!out.contains("<xml>"), "{out}");
+    let (ok, out, err) = run_cli(
+        &["--config", cfg, "dead-letters", "--json", "--payload"],
+        dir.path(),
+        &[],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.matches("<xml><Id>evt_cli_").count(), 3, "{out}");
+    let (_, out, _) = run_cli(
+        &["--config", cfg, "dead-letters", "--json"],
+        dir.path(),
+        &[],
+    );
+    assert!(!out.contains("<xml>"), "{out}");
     let (ok, out, err) = run_cli(
         &["--config", cfg, "replay", "--reason", "timeout"],
         dir.path(),

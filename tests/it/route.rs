@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wecom_bridge::broker::{AnyBroker, Broker, Delivery};
 use wecom_bridge::route::DeliveryJob;
-use wecom_bridge::wecom::fake_wecom::FakeWeCom;
+use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
 
@@ -407,7 +407,11 @@ async fn customer_events_route_to_crm_with_the_customer_record() {
     );
     std::fs::create_dir_all(&m).unwrap();
     std::fs::create_dir_all(&c).unwrap();
-    std::fs::write(c.join("crm.toml"), "kind = \"http_json\"\n").unwrap();
+    std::fs::write(
+        c.join("crm.toml"),
+        "kind = \"http\"\nurl = \"env:CRM_URL\"\n",
+    )
+    .unwrap();
     std::fs::write(m.join("new-customers.toml"),
         "connector = \"crm\"\n[match]\nevent = \"external_contact\"\nchange_types = [\"add_external_contact\"]\n").unwrap();
     let dir = tempfile::tempdir().unwrap();

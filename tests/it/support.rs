@@ -70,6 +70,10 @@ impl TestApp {
 
 /// A configuration for `apps`, with its store under `dir` and listeners on port 0.
 pub fn config_toml(dir: &std::path::Path, apps: &[TestApp]) -> String {
+    // The default catalog folders (next to the configuration) must exist: empty is allowed.
+    for folder in ["mappings", "connectors"] {
+        std::fs::create_dir_all(dir.join(folder)).expect("create a catalog folder");
+    }
     let mut s = format!(
         r#"
 [server]
@@ -446,4 +450,18 @@ pub async fn run_cli_async(args: &[&str], cwd: &std::path::Path) -> (bool, Strin
     })
     .await
     .unwrap()
+}
+
+/// The journal key of [`config_toml`] as a sealer, for tests that open the store directly.
+pub fn test_sealer() -> std::sync::Arc<wecom_bridge::store::Sealer> {
+    let key: [u8; 32] = hex_key("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff");
+    std::sync::Arc::new(wecom_bridge::store::Sealer::with_key("t1", key))
+}
+
+fn hex_key(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("a hex test key");
+    }
+    out
 }

@@ -1,0 +1,110 @@
+//! `reroute`: route again, from the journal, the approval events that matched no mapping
+//! (after a mapping was added). Through the running bridge's admin API when one answers,
+//! otherwise in this process on the store and broker (like `reconcile`).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::events::parse_when;
+use crate::broker::AnyBroker;
+use crate::config::Config;
+use crate::journal::{Journal, JournalCipher};
+use crate::route::RouteContext;
+use crate::route::reroute::{RerouteReport, RerouteRequest, reroute_any};
+use crate::store::Store;
+
+/// Arguments of `reroute`.
+#[derive(Debug, clap::Args)]
+pub struct RerouteArgs {
+    /// Start of the receive-time range: RFC 3339 or an age such as 7d.
+    #[arg(long)]
+    pub since: String,
+    /// End of the range (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only forms of this template (its id or its name).
+    #[arg(long)]
+    pub template: Option<String>,
+}
+
+pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()> {
+    let since = parse_when(&args.since)?;
+    let until = args.until.as_deref().map(parse_when).transpose()?;
+    if until.is_some_and(|u| u <= since) {
+        bail!("--until must be after --since");
+    }
+    let base = format!("http://{}", config.admin.listen);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let running = client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    let report: RerouteReport = if running {
+        let mut query = vec![("since", since.to_string())];
+        if let Some(u) = until {
+            query.push(("until", u.to_string()));
+        }
+        if let Some(t) = &args.template {
+            query.push(("template", t.clone()));
+        }
+        let mut req = reqwest::Client::new()
+            .post(format!("{base}/admin/reroute"))
+            .query(&query);
+        if let Some(t) = config.resolve()?.admin_token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req
+            .send()
+            .await
+            .context("asking the running bridge to re-route")?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!(
+                "admin API answered {status}: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        resp.json().await.context("unexpected admin answer")?
+    } else {
+        let cipher = JournalCipher::from_config(&config.journal)?;
+        let store = Store::open(&config.store.path, cipher.sealer()).with_context(|| {
+            format!("no bridge answers at {base}, and the store cannot be opened")
+        })?;
+        let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
+        let ctx = RouteContext::from_config(config, &config.resolve()?, store.clone())?;
+        let broker = AnyBroker::from_config(&config.broker, &store)
+            .await
+            .context("connecting to the broker")?;
+        let request = RerouteRequest {
+            since_ms: since.as_millisecond(),
+            until_ms: until.map(|u| u.as_millisecond()),
+            template: args.template.clone(),
+        };
+        let report = reroute_any(&ctx, &journal, &broker, &request).await;
+        broker.close().await;
+        drop(journal);
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        report
+    };
+    println!(
+        "re-routed {} of {} approval event(s) since {since}: {} already forwarded or no action, {} still match no mapping",
+        report.rerouted,
+        report.scanned,
+        report.already_forwarded_or_no_action,
+        report.still_unrouted
+    );
+    if !running && report.rerouted > 0 {
+        println!("note: no bridge is running; they are routed when `wecom-bridge serve` starts");
+    }
+    for e in &report.errors {
+        eprintln!("  problem: {e}");
+    }
+    if !report.errors.is_empty() {
+        bail!("{} problem(s) during re-route", report.errors.len());
+    }
+    Ok(())
+}

@@ -1,2 +1,0 @@
-//! Deliver: connectors that send documents to target systems, with auth, idempotency keys
-//! and typed retry decisions. Not built yet.
