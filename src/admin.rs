@@ -39,6 +39,8 @@ pub struct AdminState {
     pub broker_kind: String,
     /// The route stage's context (catalog, WeCom API), for reconciliation.
     pub route: Arc<crate::route::RouteContext>,
+    /// The delivery ledger.
+    pub ledger: crate::record::Ledger,
 }
 
 /// Routes of the public (WeCom-facing) listener besides the callbacks: liveness, and a
@@ -59,6 +61,8 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
         .route("/admin/replay", post(replay))
         .route("/admin/reconcile", post(reconcile))
         .route("/admin/reroute", post(reroute))
+        .route("/admin/deliveries", get(crate::record::admin::list))
+        .route("/admin/deliveries/{key}", get(crate::record::admin::show))
         .route_layer(axum::middleware::from_fn_with_state(
             host_guard,
             guard::enforce,
@@ -133,7 +137,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     }
 }
 
-fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
     let Some(token) = &st.token else {
         return true; // validated at start: no token only on a loopback listener
     };
@@ -165,7 +169,7 @@ pub struct EventsQuery {
     pub payload: bool,
 }
 
-fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
+pub(crate) fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
     s.as_deref()
         .map(|v| {
             v.parse::<jiff::Timestamp>()
@@ -219,7 +223,7 @@ async fn events(
     }
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         "admin token required (Authorization: Bearer …)\n",

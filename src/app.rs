@@ -139,6 +139,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let store = tokio::task::spawn_blocking(move || Store::open(&path, sealer))
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
+    let ledger = crate::record::Ledger::embedded(store.clone());
     let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
     let counts = store.journal_counts()?;
     tracing::info!(
@@ -175,6 +176,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         broker: broker.clone(),
         broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),
         route: route.clone(),
+        ledger: ledger.clone(),
     };
     let log_limit = Arc::new(ingress::log_limit::LogLimiter::new(Duration::from_secs(
         config.server.refusal_log_interval_secs,
@@ -225,6 +227,12 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         rx_pipeline.clone(),
     ));
     let mut background = vec![journal.spawn_dedup_pruner(retention)];
+    if config.ledger.retention_days > 0 {
+        background.push(ledger.spawn_pruner(
+            Duration::from_secs(config.ledger.retention_days * 86_400),
+            Duration::from_secs(config.ledger.prune_interval_secs.max(1)),
+        ));
+    }
     if config.reconcile.enabled {
         background.push(tokio::spawn(crate::route::reconcile::run_periodic(
             route.clone(),

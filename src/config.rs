@@ -58,6 +58,9 @@ pub struct Config {
     /// Where mappings and connectors live.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// The delivery ledger.
+    #[serde(default)]
+    pub ledger: LedgerConfig,
     /// WeCom apps served by this instance, keyed by a name of the operator's choosing.
     #[serde(default)]
     pub apps: BTreeMap<String, AppConfig>,
@@ -147,6 +150,26 @@ pub struct StagePlan {
 pub struct ValidApp {
     /// `corp_id`, or the first receive-id.
     pub corp_id: String,
+}
+
+/// The delivery ledger (`[ledger]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Delivery records (jobs with their attempts) older than this are pruned; 0 keeps them
+    /// forever.
+    pub retention_days: u64,
+    /// Seconds between pruning runs.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 90,
+            prune_interval_secs: 3600,
+        }
+    }
 }
 
 /// The WeCom server API.

@@ -1,9 +1,10 @@
 //! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
-//! `replay`, `reconcile`, `reroute`.
+//! `replay`, `reconcile`, `reroute`, `deliveries`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
+pub mod deliveries;
 pub mod events;
 pub mod mapping;
 pub mod queues;
@@ -53,6 +54,8 @@ pub enum Command {
     DeadLetters(queues::DeadLettersArgs),
     /// Send dead letters back to their queue: all, by id, or by reason.
     Replay(queues::ReplayArgs),
+    /// List delivery jobs (newest first), or `show <key|SpNo>` with every attempt.
+    Deliveries(deliveries::DeliveriesArgs),
     /// Ask WeCom which forms were approved and inject those whose callbacks never arrived.
     Reconcile(reconcile::ReconcileArgs),
     /// Route again, from the journal, approval events that matched no mapping (after adding
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile(args) => rt.block_on(reconcile::run(&config, args)),
         Command::Reroute(args) => rt.block_on(reroute::run(&config, args)),
         Command::Mapping(args) => mapping::run(&config, args),
+        Command::Deliveries(args) => rt.block_on(deliveries::run(&config, args)),
     }
 }
 

@@ -14,7 +14,7 @@
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
 //!
 //! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
-//! `queue` submodule.
+//! `queue` submodule; the delivery ledger's `ledger_*` tables in the `ledger` submodule.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -25,10 +25,12 @@ use serde::{Deserialize, Serialize};
 mod files;
 mod forms;
 mod health;
+mod ledger;
 mod queue;
 mod seal;
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
+pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
 };
@@ -281,6 +283,7 @@ impl Store {
             tx.open_table(DEDUP_BY_TIME)?;
             queue::init_tables(&tx)?;
             forms::init_tables(&tx)?;
+            ledger::init_tables(&tx)?;
             tx.commit()?;
             Ok(())
         })

@@ -10,6 +10,7 @@ mod deliver;
 mod durability;
 mod edge;
 mod ingress;
+mod ledger;
 mod mappings;
 mod paths;
 mod pipeline;

@@ -1,0 +1,348 @@
+//! `deliveries`: list delivery jobs from the ledger, and `deliveries show <key|SpNo>` with
+//! every attempt; from the store directly or, while `serve` holds the store, through the
+//! running bridge's admin API.
+
+use anyhow::{Context, bail};
+
+use super::events::parse_when;
+use crate::config::Config;
+use crate::journal::JournalCipher;
+use crate::record::{Cursor, Delivery, JobRecord, JobState, Ledger, LedgerQuery, Page};
+use crate::store::{Store, StoreError};
+
+/// Arguments of `deliveries`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DeliveriesArgs {
+    /// `show <key|SpNo>`: one job (or every job of a form) with every attempt.
+    #[command(subcommand)]
+    pub command: Option<DeliveriesCommand>,
+    /// Filters of the listing.
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+/// Sub-commands of `deliveries`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DeliveriesCommand {
+    /// Show a job by its key (job_…), or every job of an SpNo, with every attempt.
+    Show(ShowArgs),
+}
+
+/// Filters of `deliveries`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only jobs of this approval number (SpNo).
+    #[arg(long)]
+    pub sp_no: Option<String>,
+    /// Only jobs of this connector.
+    #[arg(long)]
+    pub connector: Option<String>,
+    /// Only jobs in this state: in_flight, delivered, duplicate, retrying, dead, dry_run,
+    /// skipped_already_delivered, revoked_without_approval.
+    #[arg(long)]
+    pub state: Option<JobState>,
+    /// Created at or after: RFC 3339 or an age such as 2h or 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Created before: RFC 3339 or an age.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Continue after this cursor (printed under the previous page).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// At most this many, newest first (up to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `deliveries show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// A job key (job_…) or an SpNo.
+    pub target: String,
+    /// Include request and response headers and bodies (needs the journal key).
+    #[arg(long)]
+    pub payload: bool,
+    /// One JSON object per job instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the ledger is read from.
+enum Source {
+    Direct(Ledger),
+    Admin,
+    Nothing,
+}
+
+fn open(config: &Config) -> anyhow::Result<Source> {
+    if !config.store.path.exists() {
+        eprintln!(
+            "no store yet at {} (nothing delivered)",
+            config.store.path.display()
+        );
+        return Ok(Source::Nothing);
+    }
+    let cipher = JournalCipher::from_config(&config.journal)?;
+    match Store::open(&config.store.path, cipher.sealer()) {
+        Ok(store) => Ok(Source::Direct(Ledger::embedded(store))),
+        Err(StoreError::Locked { .. }) => Ok(Source::Admin),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn run(config: &Config, args: DeliveriesArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(DeliveriesCommand::Show(show)) => run_show(config, show).await,
+        None => run_list(config, args.list).await,
+    }
+}
+
+async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
+    let query = LedgerQuery {
+        business_key: args.sp_no.clone(),
+        connector: args.connector.clone(),
+        state: args.state,
+        since_ms: args
+            .since
+            .as_deref()
+            .map(parse_when)
+            .transpose()?
+            .map(|t| t.as_millisecond()),
+        until_ms: args
+            .until
+            .as_deref()
+            .map(parse_when)
+            .transpose()?
+            .map(|t| t.as_millisecond()),
+        cursor: args
+            .cursor
+            .as_deref()
+            .map(str::parse::<Cursor>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?,
+        limit: args.limit,
+    };
+    let page = match open(config)? {
+        Source::Direct(ledger) => ledger.list(query).await?,
+        Source::Admin => list_from_admin_api(config, &query).await?,
+        Source::Nothing => Page {
+            jobs: Vec::new(),
+            next: None,
+        },
+    };
+    if args.json {
+        for j in &page.jobs {
+            println!("{}", serde_json::to_string(j)?);
+        }
+    } else {
+        print_table(&page.jobs);
+    }
+    if let Some(next) = &page.next {
+        eprintln!("more: add --cursor {next}");
+    }
+    Ok(())
+}
+
+async fn run_show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
+    let found = match open(config)? {
+        Source::Direct(ledger) => ledger.find(&args.target, args.payload).await?,
+        Source::Admin => show_from_admin_api(config, &args).await?,
+        Source::Nothing => Vec::new(),
+    };
+    if found.is_empty() {
+        bail!(
+            "no delivery job with key or SpNo `{}` (see `wecom-bridge deliveries`)",
+            args.target
+        );
+    }
+    for d in &found {
+        if args.json {
+            println!("{}", serde_json::to_string(d)?);
+        } else {
+            print_delivery(d);
+        }
+    }
+    Ok(())
+}
+
+async fn admin_get(
+    config: &Config,
+    url: reqwest::Url,
+    query: &[(&str, String)],
+) -> anyhow::Result<Option<String>> {
+    let mut req = reqwest::Client::new().get(url.clone()).query(query);
+    if let Some(token) = config.resolve()?.admin_token {
+        req = req.bearer_auth(token.expose());
+    }
+    let resp = req.send().await.with_context(|| {
+        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
+    })?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        bail!("admin API answered {status}: {}", text.trim());
+    }
+    Ok(Some(text))
+}
+
+fn admin_url(config: &Config, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(&format!("http://{}/", config.admin.listen))
+        .with_context(|| format!("admin.listen `{}` is not an address", config.admin.listen))?;
+    url.path_segments_mut()
+        .map_err(|()| {
+            anyhow::anyhow!("admin.listen `{}` gives no usable URL", config.admin.listen)
+        })?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
+async fn list_from_admin_api(config: &Config, q: &LedgerQuery) -> anyhow::Result<Page> {
+    let ms = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
+    };
+    let mut query: Vec<(&str, String)> = vec![("limit", q.limit.to_string())];
+    let optional = [
+        ("sp_no", q.business_key.clone()),
+        ("connector", q.connector.clone()),
+        ("state", q.state.map(|s| s.as_str().to_string())),
+        ("since", q.since_ms.map(ms)),
+        ("until", q.until_ms.map(ms)),
+        ("cursor", q.cursor.as_ref().map(ToString::to_string)),
+    ];
+    query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    let url = admin_url(config, &["admin", "deliveries"])?;
+    let Some(text) = admin_get(config, url, &query).await? else {
+        bail!("the running bridge has no /admin/deliveries (an older version?)");
+    };
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        jobs: Vec<JobRecord>,
+        next: Option<String>,
+    }
+    let wire: Wire = serde_json::from_str(&text).context("admin API sent an unexpected page")?;
+    Ok(Page {
+        jobs: wire.jobs,
+        next: wire
+            .next
+            .map(|c| c.parse::<Cursor>())
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e))?,
+    })
+}
+
+async fn show_from_admin_api(config: &Config, args: &ShowArgs) -> anyhow::Result<Vec<Delivery>> {
+    let url = admin_url(config, &["admin", "deliveries", &args.target])?;
+    let query = [("payload", args.payload.to_string())];
+    match admin_get(config, url, &query).await? {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).context("admin API sent an unexpected answer"),
+    }
+}
+
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn captured(j: &std::collections::BTreeMap<String, String>) -> String {
+    j.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_table(jobs: &[JobRecord]) {
+    if jobs.is_empty() {
+        println!("no deliveries");
+        return;
+    }
+    println!(
+        "{:<20}  {:<14}  {:<16}  {:<9}  {:<25}  {:>3}  {:<28}  CAPTURED / LAST ERROR",
+        "CREATED", "CONNECTOR", "SPNO", "ACTION", "STATE", "ATT", "KEY"
+    );
+    for j in jobs {
+        let note = match &j.last_error {
+            Some(e) if !j.state.counts_as_delivered() => e.clone(),
+            _ => captured(&j.captured),
+        };
+        println!(
+            "{:<20}  {:<14}  {:<16}  {:<9}  {:<25}  {:>3}  {:<28}  {}",
+            when(j.created_at_ms),
+            j.connector,
+            j.business_key,
+            j.action,
+            j.state.as_str(),
+            j.attempts,
+            j.key,
+            note
+        );
+    }
+}
+
+fn print_delivery(d: &Delivery) {
+    let j = &d.job;
+    println!("{}  {}", j.key, j.state);
+    println!(
+        "  form {} ({}, app {}, event {})",
+        j.business_key, j.action, j.app, j.event_id
+    );
+    println!("  connector {}  mapping {}", j.connector, j.mapping);
+    println!(
+        "  created {}  updated {}  attempts {}",
+        when(j.created_at_ms),
+        when(j.updated_at_ms),
+        j.attempts
+    );
+    if !j.captured.is_empty() {
+        println!("  captured {}", captured(&j.captured));
+    }
+    if let Some(e) = &j.last_error {
+        println!("  last error: {e}");
+    }
+    for a in &d.attempts {
+        let status = a
+            .status
+            .map_or_else(|| "no answer".into(), |s| s.to_string());
+        println!(
+            "  #{} {} {:>6} ms  {} {} → {}  {}{}",
+            a.number,
+            when(a.started_at_ms),
+            a.duration_ms,
+            a.method,
+            a.url,
+            status,
+            a.classification.as_str(),
+            a.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+        if !a.captured.is_empty() {
+            println!("      captured {}", captured(&a.captured));
+        }
+        if let Some(p) = &a.payload {
+            for (k, v) in &p.request_headers {
+                println!("      > {k}: {v}");
+            }
+            if let Some(b) = &p.request_body {
+                println!("      > {b}");
+            }
+            for (k, v) in &p.response_headers {
+                println!("      < {k}: {v}");
+            }
+            if let Some(b) = &p.response_body {
+                println!("      < {b}");
+            }
+        }
+    }
+}

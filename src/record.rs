@@ -1,1 +1,0 @@
-//! Record: the ledger of delivery attempts and the final state of every job. Not built yet.

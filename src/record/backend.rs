@@ -1,0 +1,120 @@
+//! The store seam of the ledger: a closed set of back ends, one `match` per operation.
+//!
+//! Today the embedded store (redb, in `src/store/ledger.rs`); PostgreSQL joins as a second
+//! variant so several instances can share one ledger. A back end stores [`JobRecord`]s and
+//! sealed [`StoredAttempt`]s with the indexes listings need, and runs a caller's pure decision
+//! atomically with its write ([`Backend::update`]); it makes no exactly-once decision itself.
+//! Embedded calls block on disk I/O, so they run on the blocking pool here, never on an async
+//! worker.
+
+use crate::store::Store;
+
+use super::LedgerError;
+use super::types::{JobRecord, LedgerQuery, LedgerWrite, Page, StateCount, StoredAttempt};
+
+/// Where the ledger lives.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The embedded store of this instance.
+    Embedded(Store),
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, LedgerError> + Send + 'static,
+) -> Result<R, LedgerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LedgerError::Task(e.to_string()))?
+}
+
+/// A decision run inside a back end's write transaction.
+pub type Decision<R> =
+    Box<dyn FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), LedgerError> + Send>;
+
+impl Backend {
+    /// Runs `decide` on the current record of `key` and applies its write, atomically.
+    pub async fn update<R: Send + 'static>(
+        &self,
+        key: String,
+        decide: Decision<R>,
+    ) -> Result<R, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || store.ledger_update(&key, decide)).await
+            }
+        }
+    }
+
+    /// One job.
+    pub async fn job(&self, key: String) -> Result<Option<JobRecord>, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_job(&key)?)).await
+            }
+        }
+    }
+
+    /// A job and its stored attempts, read together.
+    pub async fn job_with_attempts(
+        &self,
+        key: String,
+    ) -> Result<Option<(JobRecord, Vec<StoredAttempt>)>, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || {
+                    let Some(job) = store.ledger_job(&key)? else {
+                        return Ok(None);
+                    };
+                    Ok(Some((job, store.ledger_attempts(&key)?)))
+                })
+                .await
+            }
+        }
+    }
+
+    /// One page of a listing.
+    pub async fn list(&self, query: LedgerQuery) -> Result<Page, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_list(&query)?)).await
+            }
+        }
+    }
+
+    /// Counters per (connector, state).
+    pub async fn counts(&self) -> Result<Vec<StateCount>, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_counts()?)).await
+            }
+        }
+    }
+
+    /// Removes jobs created before `cutoff_ms`.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_prune(cutoff_ms)?)).await
+            }
+        }
+    }
+
+    /// Loads finished jobs in bulk.
+    pub async fn import(
+        &self,
+        jobs: Vec<(JobRecord, Vec<StoredAttempt>)>,
+    ) -> Result<(), LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_import(&jobs)?)).await
+            }
+        }
+    }
+}
