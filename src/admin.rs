@@ -22,6 +22,7 @@ use crate::broker::{AnyBroker, RedriveFilter};
 use crate::config::Secret;
 use crate::journal::Journal;
 use crate::store::JournalFilter;
+use crate::telemetry::names;
 
 /// The broker, once it is up (it may come up after the listeners).
 pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
@@ -114,7 +115,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     };
     match counts {
         Ok(c) => {
-            metrics::gauge!("wecom_bridge_outbox_backlog").set(c.unpublished as f64);
+            metrics::gauge!(names::OUTBOX_BACKLOG).set(c.unpublished as f64);
             // Ready means "can accept callbacks": that needs the store, not the broker. A
             // broker outage shows here and as a growing backlog, and is relayed when it ends.
             let body = serde_json::json!({

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use wecom_bridge::store::{JournalFilter, Store};
+use wecom_bridge::telemetry::names;
 
 use crate::support::*;
 
@@ -132,10 +133,7 @@ async fn a_full_disk_gives_503_and_not_ready_then_heals_without_a_restart() {
     let (q, body) = signed(&app, &approval(n).1);
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 503);
     let metrics = get(&format!("http://{}/metrics", t.admin)).await.1;
-    assert!(
-        metrics.contains("wecom_bridge_store_faults_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(names::STORE_FAULTS), "{metrics}");
 
     // Space comes back: the store reopens by itself.
     std::fs::remove_file(&filler).unwrap();
