@@ -2,10 +2,10 @@
 //! shutdown that clients cannot hold up, and the admin listener against web pages.
 
 use std::time::{Duration, Instant};
-use wecom_bridge::telemetry::names;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wecom_bridge::telemetry::names;
 
 use crate::support::*;
 
@@ -13,21 +13,10 @@ const APPROVAL: &str = include_str!("../../samples/approval-approved.xml");
 
 /// A bridge whose `[server]` section also has `server_keys` (short timeouts, a small cap).
 async fn start_with_server(apps: &[TestApp], server_keys: &str) -> TestBridge {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), apps).replacen(
-        "[server]\n",
-        &format!("[server]\n{server_keys}\n"),
-        1,
-    );
-    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    }
+    TestBridge::start_edited(apps, |_, toml| {
+        toml.replacen("[server]\n", &format!("[server]\n{server_keys}\n"), 1)
+    })
+    .await
 }
 
 /// Reads until the server closes the connection (or `within` passes); returns what was read

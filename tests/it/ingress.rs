@@ -1,8 +1,9 @@
 //! Ingress at its HTTP boundary: URL verification, event delivery, every bad input.
 //! Each refusal asserts status, the metric, and that nothing was stored.
 
-use crate::support::*;
 use wecom_bridge::telemetry::names;
+
+use crate::support::*;
 
 const APPROVAL: &str = include_str!("../../samples/approval-approved.xml");
 
