@@ -22,6 +22,7 @@ use crate::broker::{AnyBroker, RedriveFilter};
 use crate::config::Secret;
 use crate::journal::Journal;
 use crate::store::JournalFilter;
+use crate::telemetry::names;
 
 /// The broker, once it is up (it may come up after the listeners).
 pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
@@ -118,7 +119,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     };
     match counts {
         Ok(c) => {
-            metrics::gauge!("wecom_bridge_outbox_backlog").set(c.unpublished as f64);
+            metrics::gauge!(names::OUTBOX_BACKLOG).set(c.unpublished as f64);
             // Ready means "can accept callbacks": that needs the store, not the broker. A
             // broker outage shows here and as a growing backlog, and is relayed when it ends.
             let body = serde_json::json!({
@@ -169,82 +170,123 @@ pub struct EventsQuery {
     pub payload: bool,
 }
 
-pub(crate) fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
-    s.as_deref()
-        .map(|v| {
-            v.parse::<jiff::Timestamp>()
-                .map(|t| t.as_millisecond())
-                .map_err(|e| format!("{name}: not an RFC 3339 time: {e}"))
-        })
-        .transpose()
+/// Why an admin request is answered with an error status; the body says what to fix.
+#[derive(Debug)]
+enum AdminRefusal {
+    /// 401: no or a wrong bearer token.
+    Unauthorized,
+    /// 400: a query parameter is missing or malformed.
+    BadRequest(String),
+    /// 503: the broker is not connected yet (it may come up after the listeners).
+    BrokerNotConnected,
+    /// 503: the broker answered with an error.
+    Broker(crate::broker::BrokerError),
+    /// 500: reading the journal failed.
+    Internal(String),
 }
 
+impl IntoResponse for AdminRefusal {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "admin token required (Authorization: Bearer …)\n".to_string(),
+            ),
+            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+            Self::BrokerNotConnected => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker not connected yet; see /readyz\n".to_string(),
+            ),
+            Self::Broker(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+            Self::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
+        }
+        .into_response()
+    }
+}
+
+impl From<crate::broker::BrokerError> for AdminRefusal {
+    fn from(e: crate::broker::BrokerError) -> Self {
+        Self::Broker(e)
+    }
+}
+
+/// The prelude of every admin endpoint: the admin token.
+fn check_token(st: &AdminState, headers: &HeaderMap) -> Result<(), AdminRefusal> {
+    if authorized(st, headers) {
+        Ok(())
+    } else {
+        Err(AdminRefusal::Unauthorized)
+    }
+}
+
+/// The prelude of every broker endpoint: the admin token, then a connected broker.
+fn authorized_broker(st: &AdminState, headers: &HeaderMap) -> Result<AnyBroker, AdminRefusal> {
+    check_token(st, headers)?;
+    st.broker
+        .get()
+        .cloned()
+        .ok_or(AdminRefusal::BrokerNotConnected)
+}
+
+/// An optional RFC 3339 query parameter, in unix milliseconds.
+fn parse_time(s: Option<&str>, name: &str) -> Result<Option<i64>, AdminRefusal> {
+    parse_rfc3339(s, name).map_err(AdminRefusal::BadRequest)
+}
+
+/// An optional RFC 3339 time, in unix milliseconds; the error names the parameter.
+pub(crate) fn parse_rfc3339(s: Option<&str>, name: &str) -> Result<Option<i64>, String> {
+    s.map(|v| {
+        v.parse::<jiff::Timestamp>()
+            .map(|t| t.as_millisecond())
+            .map_err(|e| format!("{name}: not an RFC 3339 time: {e}"))
+    })
+    .transpose()
+}
+
+/// The 401 answer of every admin endpoint.
+pub(crate) fn unauthorized() -> Response {
+    AdminRefusal::Unauthorized.into_response()
+}
+
+/// The `since` (required) and `until` (optional) parameters of a time range, in unix
+/// milliseconds.
+fn time_range(since: &str, until: Option<&str>) -> Result<(i64, Option<i64>), AdminRefusal> {
+    let since_ms = parse_time(Some(since), "since")?
+        .ok_or_else(|| AdminRefusal::BadRequest("since is required\n".into()))?;
+    Ok((since_ms, parse_time(until, "until")?))
+}
+
+/// `GET /admin/events?[kind=…][&app=…][&since=…][&until=…][&limit=…][&quarantined=true]
+/// [&payload=true]`: journal entries, newest first, one JSON per line.
 async fn events(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-) -> Response {
-    if !authorized(&st, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "admin token required (Authorization: Bearer …)\n",
-        )
-            .into_response();
-    }
+) -> Result<Response, AdminRefusal> {
+    check_token(&st, &headers)?;
     if let Some(kind) = q.kind.as_deref()
         && !crate::ingress::JOURNAL_KINDS.contains(&kind)
     {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unknown kind `{kind}`; valid kinds: {}\n",
-                crate::ingress::JOURNAL_KINDS.join(", ")
-            ),
-        )
-            .into_response();
+        return Err(AdminRefusal::BadRequest(format!(
+            "unknown kind `{kind}`; valid kinds: {}\n",
+            crate::ingress::JOURNAL_KINDS.join(", ")
+        )));
     }
-    let filter = match (parse_time(&q.since, "since"), parse_time(&q.until, "until")) {
-        (Ok(since_ms), Ok(until_ms)) => JournalFilter {
-            kind: q.kind,
-            app: q.app,
-            since_ms,
-            until_ms,
-            quarantined_only: q.quarantined,
-            limit: q.limit.unwrap_or(100),
-        },
-        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let filter = JournalFilter {
+        since_ms: parse_time(q.since.as_deref(), "since")?,
+        until_ms: parse_time(q.until.as_deref(), "until")?,
+        kind: q.kind,
+        app: q.app,
+        quarantined_only: q.quarantined,
+        limit: q.limit.unwrap_or(100),
     };
     let journal = st.journal.clone();
     let with_payload = q.payload;
-    match tokio::task::spawn_blocking(move || journal.list(&filter, with_payload)).await {
-        Ok(Ok(views)) => ndjson(&views),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
-pub(crate) fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        "admin token required (Authorization: Bearer …)\n",
-    )
-        .into_response()
-}
-
-/// The prelude of every broker endpoint: the admin token, then a connected broker.
-fn authorized_broker(st: &AdminState, headers: &HeaderMap) -> Result<AnyBroker, Box<Response>> {
-    if !authorized(st, headers) {
-        return Err(Box::new(unauthorized()));
-    }
-    st.broker.get().cloned().ok_or_else(|| {
-        Box::new(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker not connected yet; see /readyz\n",
-            )
-                .into_response(),
-        )
-    })
+    let views = tokio::task::spawn_blocking(move || journal.list(&filter, with_payload))
+        .await
+        .map_err(|e| AdminRefusal::Internal(e.to_string()))?
+        .map_err(|e| AdminRefusal::Internal(e.to_string()))?;
+    Ok(ndjson(&views))
 }
 
 /// One JSON object per line.
@@ -257,29 +299,21 @@ fn ndjson<T: serde::Serialize>(items: &[T]) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
 }
 
-fn broker_error(e: crate::broker::BrokerError) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
-}
-
 /// `GET /admin/queues`: depths of every stage queue plus the outbox backlog.
-async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+async fn queues(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+) -> Result<Response, AdminRefusal> {
+    let broker = authorized_broker(&st, &headers)?;
     let store = st.journal.store().clone();
     let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
         .await
         .ok()
         .and_then(Result::ok)
         .map_or(0, |c| c.unpublished);
-    match broker.depths(&crate::broker::stage_queues()).await {
-        Ok(d) => axum::Json(
-            serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d}),
-        )
-        .into_response(),
-        Err(e) => broker_error(e),
-    }
+    let d = broker.depths(&crate::broker::stage_queues()).await?;
+    let body = serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d});
+    Ok(axum::Json(body).into_response())
 }
 
 /// Query of the dead-letter endpoints.
@@ -307,21 +341,14 @@ async fn dead_letters(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
-) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+) -> Result<Response, AdminRefusal> {
+    let broker = authorized_broker(&st, &headers)?;
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
-    match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
-        Ok(mut list) => {
-            if !q.payload {
-                list.iter_mut().for_each(|d| d.envelope.clear_body());
-            }
-            ndjson(&list)
-        }
-        Err(e) => broker_error(e),
+    let mut list = broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await?;
+    if !q.payload {
+        list.iter_mut().for_each(|d| d.envelope.clear_body());
     }
+    Ok(ndjson(&list))
 }
 
 /// `POST /admin/replay?queue=route&(all=true|ids=a,b|reason=text)`: redrive parked messages.
@@ -329,11 +356,8 @@ async fn replay(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
-) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+) -> Result<Response, AdminRefusal> {
+    let broker = authorized_broker(&st, &headers)?;
     let filter = match (q.all, q.ids, q.reason) {
         (true, None, None) => RedriveFilter::All,
         (false, Some(ids), None) => {
@@ -341,21 +365,15 @@ async fn replay(
         }
         (false, None, Some(r)) => RedriveFilter::ReasonContains(r),
         _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "give exactly one of all=true, ids=…, reason=…\n",
-            )
-                .into_response();
+            return Err(AdminRefusal::BadRequest(
+                "give exactly one of all=true, ids=…, reason=…\n".into(),
+            ));
         }
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
-    match broker.redrive(&queue, &filter).await {
-        Ok(n) => {
-            tracing::info!(queue = %queue, redriven = n, "dead letters replayed by an operator");
-            axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response()
-        }
-        Err(e) => broker_error(e),
-    }
+    let n = broker.redrive(&queue, &filter).await?;
+    tracing::info!(queue = %queue, redriven = n, "dead letters replayed by an operator");
+    Ok(axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response())
 }
 
 /// Query of `POST /admin/reroute`.
@@ -375,20 +393,9 @@ async fn reroute(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<RerouteQuery>,
-) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let since_ms = match parse_time(&Some(q.since), "since") {
-        Ok(Some(ms)) => ms,
-        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
-    let until_ms = match parse_time(&q.until, "until") {
-        Ok(t) => t,
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
+) -> Result<Response, AdminRefusal> {
+    let broker = authorized_broker(&st, &headers)?;
+    let (since_ms, until_ms) = time_range(&q.since, q.until.as_deref())?;
     let request = crate::route::reroute::RerouteRequest {
         since_ms,
         until_ms,
@@ -396,7 +403,7 @@ async fn reroute(
     };
     let report =
         crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
-    axum::Json(report).into_response()
+    Ok(axum::Json(report).into_response())
 }
 
 /// Query of `POST /admin/reconcile`.
@@ -413,22 +420,12 @@ async fn reconcile(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<ReconcileQuery>,
-) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
-    let since = match parse_time(&Some(q.since), "since") {
-        Ok(Some(ms)) => ms / 1000,
-        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
-    let until = match parse_time(&q.until, "until") {
-        Ok(t) => t
-            .map(|ms| ms / 1000)
-            .unwrap_or_else(|| jiff::Timestamp::now().as_second()),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
-    };
+) -> Result<Response, AdminRefusal> {
+    check_token(&st, &headers)?;
+    let (since_ms, until_ms) = time_range(&q.since, q.until.as_deref())?;
+    let since = since_ms / 1000;
+    let until = until_ms.map_or_else(|| jiff::Timestamp::now().as_second(), |ms| ms / 1000);
     let report =
         crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
-    axum::Json(report).into_response()
+    Ok(axum::Json(report).into_response())
 }

@@ -30,6 +30,7 @@ use self::log_limit::LogLimiter;
 use crate::config::{AppConfig, AppKind};
 use crate::journal::{IncomingEvent, Journal, JournalError};
 use crate::store::AppendOutcome;
+use crate::telemetry::names;
 use crate::wecom::crypto::{CallbackCrypto, CryptoError};
 use crate::wecom::envelope::{EnvelopeError, parse_envelope};
 use crate::wecom::event::{EventParseError, parse_event};
@@ -269,7 +270,7 @@ impl IntoResponse for Refused {
         // Every refusal is counted; the log line is rate-limited per (app, reason) so that a
         // flood of forgeries cannot flood the log.
         metrics::counter!(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             "app" => self.app.name.clone(),
             "reason" => r.reason()
         )
@@ -427,8 +428,7 @@ async fn verify_url(
     })()
     .map_err(refuse)?;
     tracing::info!(app = %st.app.name, "URL verification answered");
-    metrics::counter!("wecom_bridge_url_verifications_total", "app" => st.app.name.clone())
-        .increment(1);
+    metrics::counter!(names::URL_VERIFICATIONS, "app" => st.app.name.clone()).increment(1);
     // Exactly the decrypted bytes: no quotes, newline or BOM.
     Ok(([(header::CONTENT_TYPE, "text/plain")], answer).into_response())
 }
@@ -506,7 +506,7 @@ async fn receive_event(
         }
     };
     metrics::counter!(
-        "wecom_bridge_callbacks_total",
+        names::CALLBACKS,
         "app" => st.app.name.clone(),
         "outcome" => outcome_label
     )

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::AdminConfig;
 use crate::ingress::log_limit::LogLimiter;
+use crate::telemetry::names;
 
 /// One accepted `Host`: a lower-case name and, if given, the port it must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,8 +180,7 @@ pub async fn enforce(State(guard): State<AdminGuard>, req: Request, next: Next) 
     match guard.check(req.method(), req.headers()) {
         Ok(()) => next.run(req).await,
         Err(refusal) => {
-            metrics::counter!("wecom_bridge_admin_refused_total", "reason" => refusal.reason())
-                .increment(1);
+            metrics::counter!(names::ADMIN_REFUSED, "reason" => refusal.reason()).increment(1);
             if let Some(suppressed) = guard.log_limit.admit("admin", refusal.reason()) {
                 tracing::warn!(
                     path = %req.uri().path(),

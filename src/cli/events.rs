@@ -1,8 +1,9 @@
 //! `events`: list journal entries, from the store directly or, while `serve` holds the
 //! store, through the running bridge's admin API.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
+use super::admin_api::AdminApi;
 use crate::config::Config;
 use crate::journal::{EntryView, JournalCipher};
 use crate::store::{JournalFilter, Store, StoreError};
@@ -124,23 +125,10 @@ async fn from_admin_api(
     if args.payload {
         query.push(("payload", "true".into()));
     }
-    let url = format!("http://{}/admin/events", config.admin.listen);
-    let mut req = reqwest::Client::new().get(&url).query(&query);
-    if let Some(token) = config.resolve()?.admin_token {
-        req = req.bearer_auth(token.expose());
-    }
-    let resp = req.send().await.with_context(|| {
-        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
-    })?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("admin API answered {status}: {}", text.trim());
-    }
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).context("admin API sent an unexpected line"))
-        .collect()
+    AdminApi::new(config)?
+        .json_lines("/admin/events", &query)
+        .await
+        .context("the store is in use, so the events were asked from the running bridge")
 }
 
 fn print_table(views: &[EntryView]) {

@@ -4,6 +4,7 @@
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
+mod admin_api;
 pub mod deliveries;
 pub mod events;
 pub mod mapping;

@@ -2,9 +2,10 @@
 //! running bridge's admin API when one answers, and otherwise open the broker directly
 //! (the embedded store, or a RabbitMQ connection).
 
-use std::time::Duration;
+use anyhow::Context;
+use reqwest::Method;
 
-use anyhow::{Context, bail};
+use super::admin_api::AdminApi;
 
 use crate::broker::{AnyBroker, DeadLetter, QueueDepth, ROUTE_QUEUE, RedriveFilter};
 use crate::config::Config;
@@ -54,27 +55,15 @@ pub struct ReplayArgs {
 }
 
 enum Target {
-    Admin { base: String, token: Option<String> },
+    Admin(AdminApi),
     Direct(AnyBroker, Store),
 }
 
 async fn target(config: &Config) -> anyhow::Result<Target> {
-    let base = format!("http://{}", config.admin.listen);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    if client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        let token = config
-            .resolve()?
-            .admin_token
-            .map(|t| t.expose().to_string());
-        return Ok(Target::Admin { base, token });
+    if let Some(api) = AdminApi::running(config).await? {
+        return Ok(Target::Admin(api));
     }
+    let base = AdminApi::base_url(config);
     let cipher = crate::journal::JournalCipher::from_config(&config.journal)?;
     let store = Store::open(&config.store.path, cipher.sealer())
         .with_context(|| format!("no bridge answers at {base}, and the store cannot be opened"))?;
@@ -82,20 +71,6 @@ async fn target(config: &Config) -> anyhow::Result<Target> {
         .await
         .context("connecting to the broker")?;
     Ok(Target::Direct(broker, store))
-}
-
-async fn admin_get(base: &str, token: &Option<String>, path: &str) -> anyhow::Result<String> {
-    let mut req = reqwest::Client::new().get(format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("admin API answered {status}: {}", text.trim());
-    }
-    Ok(text)
 }
 
 /// Parked messages; their payloads are emptied unless `payload` is asked for.
@@ -106,16 +81,13 @@ async fn list_dead(
     payload: bool,
 ) -> anyhow::Result<Vec<DeadLetter>> {
     let mut list: Vec<DeadLetter> = match t {
-        Target::Admin { base, token } => {
-            let text = admin_get(
-                base,
-                token,
-                &format!("/admin/dead-letters?queue={queue}&limit={limit}&payload={payload}"),
-            )
-            .await?;
-            text.lines()
-                .map(|l| serde_json::from_str(l).context("unexpected admin answer"))
-                .collect::<anyhow::Result<_>>()?
+        Target::Admin(api) => {
+            let query = [
+                ("queue", queue.to_string()),
+                ("limit", limit.to_string()),
+                ("payload", payload.to_string()),
+            ];
+            api.json_lines("/admin/dead-letters", &query).await?
         }
         Target::Direct(b, _) => b.dead_letters(queue, limit).await?,
     };
@@ -127,19 +99,9 @@ async fn list_dead(
 
 async fn redrive(t: &Target, queue: &str, ids: &[String]) -> anyhow::Result<usize> {
     match t {
-        Target::Admin { base, token } => {
-            let mut req = reqwest::Client::new()
-                .post(format!("{base}/admin/replay"))
-                .query(&[("queue", queue), ("ids", &ids.join(","))]);
-            if let Some(tok) = token {
-                req = req.bearer_auth(tok);
-            }
-            let resp = req.send().await?;
-            let status = resp.status();
-            let v: serde_json::Value = resp.json().await.context("unexpected admin answer")?;
-            if !status.is_success() {
-                bail!("admin API answered {status}: {v}");
-            }
+        Target::Admin(api) => {
+            let query = [("queue", queue.to_string()), ("ids", ids.join(","))];
+            let v: serde_json::Value = api.json(Method::POST, "/admin/replay", &query).await?;
             Ok(v["redriven"].as_u64().unwrap_or(0) as usize)
         }
         Target::Direct(b, _) => Ok(b.redrive(queue, &RedriveFilter::Ids(ids.to_vec())).await?),
@@ -162,9 +124,8 @@ fn when(ms: i64) -> String {
 pub(super) async fn queues(config: &Config, args: QueuesArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
     let (kind, backlog, depths): (String, u64, Vec<QueueDepth>) = match &t {
-        Target::Admin { base, token } => {
-            let v: serde_json::Value =
-                serde_json::from_str(&admin_get(base, token, "/admin/queues").await?)?;
+        Target::Admin(api) => {
+            let v: serde_json::Value = api.json(Method::GET, "/admin/queues", &[]).await?;
             (
                 v["broker"].as_str().unwrap_or_default().to_string(),
                 v["outbox_backlog"].as_u64().unwrap_or(0),

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use reqwest::Method;
 
+use super::admin_api::AdminApi;
 use super::events::parse_when;
 use crate::config::Config;
 use crate::journal::{Journal, JournalCipher};
@@ -33,38 +35,14 @@ pub(super) async fn run(config: &Config, args: ReconcileArgs) -> anyhow::Result<
     if until <= since {
         bail!("--until must be after --since");
     }
-    let base = format!("http://{}", config.admin.listen);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let running = client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    let report: ReconcileReport = if running {
+    let report: ReconcileReport = if let Some(api) = AdminApi::running(config).await? {
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.set_message("the running bridge is reconciling…");
         spinner.enable_steady_tick(Duration::from_millis(120));
-        let mut req = reqwest::Client::new()
-            .post(format!("{base}/admin/reconcile"))
-            .query(&[("since", since.to_string()), ("until", until.to_string())]);
-        if let Some(t) = config.resolve()?.admin_token {
-            req = req.bearer_auth(t.expose());
-        }
-        let resp = req
-            .send()
-            .await
-            .context("asking the running bridge to reconcile")?;
+        let query = [("since", since.to_string()), ("until", until.to_string())];
+        let answer = api.json(Method::POST, "/admin/reconcile", &query).await;
         spinner.finish_and_clear();
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "admin API answered {status}: {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        resp.json().await.context("unexpected admin answer")?
+        answer.context("asking the running bridge to reconcile")?
     } else {
         let cipher = JournalCipher::from_config(&config.journal)?;
         let store = Store::open(&config.store.path, cipher.sealer())?;

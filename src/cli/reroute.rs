@@ -2,10 +2,10 @@
 //! (after a mapping was added). Through the running bridge's admin API when one answers,
 //! otherwise in this process on the store and broker (like `reconcile`).
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
+use reqwest::Method;
 
+use super::admin_api::AdminApi;
 use super::events::parse_when;
 use crate::broker::AnyBroker;
 use crate::config::Config;
@@ -34,16 +34,9 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
     if until.is_some_and(|u| u <= since) {
         bail!("--until must be after --since");
     }
-    let base = format!("http://{}", config.admin.listen);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let running = client
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    let report: RerouteReport = if running {
+    let api = AdminApi::running(config).await?;
+    let running = api.is_some();
+    let report: RerouteReport = if let Some(api) = api {
         let mut query = vec![("since", since.to_string())];
         if let Some(u) = until {
             query.push(("until", u.to_string()));
@@ -51,25 +44,11 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
         if let Some(t) = &args.template {
             query.push(("template", t.clone()));
         }
-        let mut req = reqwest::Client::new()
-            .post(format!("{base}/admin/reroute"))
-            .query(&query);
-        if let Some(t) = config.resolve()?.admin_token {
-            req = req.bearer_auth(t.expose());
-        }
-        let resp = req
-            .send()
+        api.json(Method::POST, "/admin/reroute", &query)
             .await
-            .context("asking the running bridge to re-route")?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "admin API answered {status}: {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        resp.json().await.context("unexpected admin answer")?
+            .context("asking the running bridge to re-route")?
     } else {
+        let base = AdminApi::base_url(config);
         let cipher = JournalCipher::from_config(&config.journal)?;
         let store = Store::open(&config.store.path, cipher.sealer()).with_context(|| {
             format!("no bridge answers at {base}, and the store cannot be opened")

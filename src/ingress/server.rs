@@ -6,6 +6,7 @@
 //! It owns sockets and connection tasks only. It knows nothing about WeCom: the body-read
 //! timeout and the `Content-Length` check live in the callback handler, which knows the app.
 
+use crate::telemetry::names;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let open = metrics::gauge!("wecom_bridge_connections_open", "listener" => name);
+    let open = metrics::gauge!(names::CONNECTIONS_OPEN, "listener" => name);
     let stop = async move {
         // `Ref` is not `Send`: drop it inside this future.
         let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
@@ -66,7 +67,7 @@ pub async fn serve(
                         if log_limit.admit(name, "accept_error").is_some() {
                             tracing::error!(listener = name, error = %e, hint = "raise the open-file limit (ulimit -n / LimitNOFILE) or lower server.max_connections", "cannot accept connections");
                         }
-                        metrics::counter!("wecom_bridge_connections_refused_total", "listener" => name, "reason" => "accept_error").increment(1);
+                        metrics::counter!(names::CONNECTIONS_REFUSED, "listener" => name, "reason" => "accept_error").increment(1);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -107,7 +108,7 @@ pub async fn serve(
 
 /// Over the cap: a short 503 if the socket takes it without waiting, then close.
 fn refuse_over_cap(stream: TcpStream, name: &'static str, cap: usize, log_limit: &LogLimiter) {
-    metrics::counter!("wecom_bridge_connections_refused_total", "listener" => name, "reason" => "max_connections").increment(1);
+    metrics::counter!(names::CONNECTIONS_REFUSED, "listener" => name, "reason" => "max_connections").increment(1);
     if let Some(suppressed) = log_limit.admit(name, "max_connections") {
         tracing::warn!(
             listener = name,
@@ -164,7 +165,8 @@ async fn serve_connection(
         } else {
             "protocol_error"
         };
-        metrics::counter!("wecom_bridge_connections_closed_total", "listener" => name, "reason" => reason).increment(1);
+        metrics::counter!(names::CONNECTIONS_CLOSED, "listener" => name, "reason" => reason)
+            .increment(1);
         tracing::debug!(listener = name, reason, error = %e, "connection closed");
     }
 }

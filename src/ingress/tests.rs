@@ -112,7 +112,10 @@ async fn a_flood_of_forgeries_is_counted_in_full_and_logged_a_handful_of_times()
     assert_eq!(
         counter_value(
             &handle.render(),
-            "wecom_bridge_callbacks_rejected_total{app=\"flood\",reason=\"bad_signature\"} "
+            &format!(
+                "{}{{app=\"flood\",reason=\"bad_signature\"}} ",
+                names::CALLBACKS_REJECTED
+            )
         ),
         1000
     );

@@ -21,6 +21,7 @@ use crate::config::{JournalConfig, SecretRef};
 use crate::store::{
     AppendOutcome, JournalFilter, JournalRecord, Sealed, Sealer, Store, StoreError, StoredEntry,
 };
+use crate::telemetry::names;
 
 /// Errors of the journal.
 #[derive(Debug, thiserror::Error)]
@@ -328,9 +329,8 @@ fn writer_loop(store: Store, mut rx: mpsc::Receiver<AppendRequest>, max_batch: u
         }
         let started = std::time::Instant::now();
         let result = store.append_journal(&records);
-        metrics::histogram!("wecom_bridge_journal_commit_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("wecom_bridge_journal_batch_size").record(records.len() as f64);
+        metrics::histogram!(names::JOURNAL_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::JOURNAL_BATCH_SIZE).record(records.len() as f64);
         match result {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Cursor, JobState, LedgerError, LedgerQuery};
-use crate::admin::{AdminState, authorized, parse_time, unauthorized};
+use crate::admin::{AdminState, authorized, parse_rfc3339, unauthorized};
 
 /// Query of `GET /admin/deliveries`.
 #[derive(Debug, Deserialize, Default)]
@@ -61,8 +61,8 @@ pub fn query_from(q: DeliveriesQuery) -> Result<LedgerQuery, String> {
         business_key: q.sp_no,
         connector: q.connector,
         state,
-        since_ms: parse_time(&q.since, "since")?,
-        until_ms: parse_time(&q.until, "until")?,
+        since_ms: parse_rfc3339(q.since.as_deref(), "since")?,
+        until_ms: parse_rfc3339(q.until.as_deref(), "until")?,
         cursor,
         limit: q.limit.unwrap_or(50),
     })

@@ -5,13 +5,14 @@
 //! the database"), so a full disk that is freed later would otherwise need a restart. Here
 //! the first I/O error closes the database (every call then fails at once with
 //! [`StoreError::Unavailable`], which ingress answers with 503 and `/readyz` reports), logs
-//! what to do, counts `wecom_bridge_store_faults_total` and sets
-//! `wecom_bridge_store_healthy` to 0. The healer then reopens the database with back-off and
+//! what to do, counts [`names::STORE_FAULTS`] and sets
+//! [`names::STORE_HEALTHY`] to 0. The healer then reopens the database with back-off and
 //! proves with real durable writes (a file next to the database, and a record in it) that
 //! space is back before the store is used again.
 //!
 //! It must not decide what callers answer: it only reports health.
 
+use crate::telemetry::names;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard, PoisonError, Weak};
@@ -53,7 +54,7 @@ fn lock(inner: &Inner) -> MutexGuard<'_, HealthState> {
 }
 
 pub(super) fn set_healthy_gauge(healthy: bool) {
-    metrics::gauge!("wecom_bridge_store_healthy").set(if healthy { 1.0 } else { 0.0 });
+    metrics::gauge!(names::STORE_HEALTHY).set(if healthy { 1.0 } else { 0.0 });
 }
 
 /// The reason the store is faulted (or a generic one if it just recovered).
@@ -103,7 +104,7 @@ pub(super) fn fault(inner: &Arc<Inner>, failed: &Arc<Database>, reason: &str) {
         h.faults += 1;
         !std::mem::replace(&mut h.healer_running, true)
     };
-    metrics::counter!("wecom_bridge_store_faults_total").increment(1);
+    metrics::counter!(names::STORE_FAULTS).increment(1);
     set_healthy_gauge(false);
     let folder = inner
         .path

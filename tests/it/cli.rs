@@ -209,22 +209,19 @@ async fn cli_with_env(
     .unwrap()
 }
 
+/// `--config <cfg> simulate --app <app> --url <url>`.
+fn simulate_args(cfg: &std::path::Path, app: &str, url: String) -> Vec<String> {
+    let cfg = cfg.to_str().unwrap();
+    ["--config", cfg, "simulate", "--app", app, "--url", &url]
+        .map(str::to_string)
+        .to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_says_duplicate_when_the_bridge_answered_a_redelivery() {
     let t = TestBridge::start(&[TestApp::new("sim_dup")]).await;
     let cfg = client_config(&t, &[TestApp::new("sim_dup")]);
-    let args: Vec<String> = [
-        "--config",
-        cfg.to_str().unwrap(),
-        "simulate",
-        "--app",
-        "sim_dup",
-        "--url",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([t.url("/cb/sim_dup")])
-    .collect();
+    let args = simulate_args(&cfg, "sim_dup", t.url("/cb/sim_dup"));
     let (ok, first, err) = cli_with_env(args.clone(), t.dir.path().into(), vec![]).await;
     assert!(ok, "{first}{err}");
     assert!(
@@ -245,18 +242,7 @@ async fn an_all_digit_token_set_through_the_environment_stays_text() {
     server_app.token = "0123456".into();
     let t = TestBridge::start(&[server_app]).await;
     let cfg = client_config(&t, &[TestApp::new("digits")]);
-    let args: Vec<String> = [
-        "--config",
-        cfg.to_str().unwrap(),
-        "simulate",
-        "--app",
-        "digits",
-        "--url",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([t.url("/cb/digits")])
-    .collect();
+    let args = simulate_args(&cfg, "digits", t.url("/cb/digits"));
     let env = vec![(
         "BRIDGE_APPS__DIGITS__TOKEN".to_string(),
         "0123456".to_string(),

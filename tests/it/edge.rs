@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use wecom_bridge::telemetry::names;
 
 use crate::support::*;
 
@@ -12,21 +13,10 @@ const APPROVAL: &str = include_str!("../../samples/approval-approved.xml");
 
 /// A bridge whose `[server]` section also has `server_keys` (short timeouts, a small cap).
 async fn start_with_server(apps: &[TestApp], server_keys: &str) -> TestBridge {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), apps).replacen(
-        "[server]\n",
-        &format!("[server]\n{server_keys}\n"),
-        1,
-    );
-    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    }
+    TestBridge::start_edited(apps, |_, toml| {
+        toml.replacen("[server]\n", &format!("[server]\n{server_keys}\n"), 1)
+    })
+    .await
 }
 
 /// Reads until the server closes the connection (or `within` passes); returns what was read
@@ -95,14 +85,14 @@ async fn slow_loris_connections_are_closed_within_the_timeout_while_callbacks_ar
     assert_eq!(answered_408, 100);
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             &[("app", "loris"), ("reason", "body_timeout")]
         ),
         100
     );
     assert!(
         counter(
-            "wecom_bridge_connections_closed_total",
+            names::CONNECTIONS_CLOSED,
             &[("listener", "public"), ("reason", "header_timeout")]
         ) >= 100
     );
@@ -119,7 +109,7 @@ async fn connections_over_the_cap_get_503_and_are_counted() {
     )
     .await;
     let before = counter(
-        "wecom_bridge_connections_refused_total",
+        names::CONNECTIONS_REFUSED,
         &[("listener", "public"), ("reason", "max_connections")],
     );
     let mut idle = Vec::new();
@@ -134,7 +124,7 @@ async fn connections_over_the_cap_get_503_and_are_counted() {
     assert!(text.starts_with("HTTP/1.1 503"), "{text:?}");
     assert_eq!(
         counter(
-            "wecom_bridge_connections_refused_total",
+            names::CONNECTIONS_REFUSED,
             &[("listener", "public"), ("reason", "max_connections")],
         ),
         before + 1
@@ -184,7 +174,7 @@ async fn a_huge_content_length_gets_413_before_any_body_is_sent() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             &[("app", "huge"), ("reason", "too_large")]
         ),
         1
@@ -266,10 +256,7 @@ async fn admin(
 async fn the_admin_listener_refuses_rebinding_hosts_cross_site_posts_and_gets_on_actions() {
     let t = TestBridge::start(&[TestApp::new("guarded")]).await;
     let port = t.admin.port();
-    let before = counter(
-        "wecom_bridge_admin_refused_total",
-        &[("reason", "unknown_host")],
-    );
+    let before = counter(names::ADMIN_REFUSED, &[("reason", "unknown_host")]);
 
     // DNS rebinding: the page's own name in Host
     let (status, body) = admin(
@@ -282,10 +269,7 @@ async fn the_admin_listener_refuses_rebinding_hosts_cross_site_posts_and_gets_on
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("attacker.example"), "{body}");
     assert_eq!(
-        counter(
-            "wecom_bridge_admin_refused_total",
-            &[("reason", "unknown_host")]
-        ),
+        counter(names::ADMIN_REFUSED, &[("reason", "unknown_host")]),
         before + 1
     );
     for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
@@ -365,7 +349,7 @@ async fn a_duplicated_query_parameter_gets_our_own_400() {
     );
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             &[("app", "dup_param"), ("reason", "duplicate_param")]
         ),
         1

@@ -1,6 +1,8 @@
 //! Ingress at its HTTP boundary: URL verification, event delivery, every bad input.
 //! Each refusal asserts status, the metric, and that nothing was stored.
 
+use wecom_bridge::telemetry::names;
+
 use crate::support::*;
 
 const APPROVAL: &str = include_str!("../../samples/approval-approved.xml");
@@ -35,7 +37,7 @@ async fn doc_sample_is_stale_with_window_on_and_answered_with_window_off() {
     assert_eq!(status, 403);
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             &[("app", "doc_on"), ("reason", "stale_timestamp")]
         ),
         2
@@ -137,7 +139,7 @@ async fn redelivery_with_new_nonce_and_timestamp_is_journaled_once() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_total",
+            names::CALLBACKS,
             &[("app", "redeliver"), ("outcome", "duplicate")]
         ),
         2
@@ -165,7 +167,7 @@ async fn refused(
     reason: &str,
 ) {
     let before = counter(
-        "wecom_bridge_callbacks_rejected_total",
+        names::CALLBACKS_REJECTED,
         &[("app", app), ("reason", reason)],
     );
     let stored_before = t.events("").await.len();
@@ -173,7 +175,7 @@ async fn refused(
     assert_eq!(got, status, "{reason}: body {text}");
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_rejected_total",
+            names::CALLBACKS_REJECTED,
             &[("app", app), ("reason", reason)]
         ),
         before + 1,
@@ -329,7 +331,7 @@ async fn authentic_but_unparseable_xml_is_quarantined_and_answered_200() {
     assert_eq!(with_payload[0]["payload"], "this is not xml at all");
     assert_eq!(
         counter(
-            "wecom_bridge_callbacks_total",
+            names::CALLBACKS,
             &[("app", "quarantine"), ("outcome", "quarantined")]
         ),
         3

@@ -32,14 +32,7 @@ fn callback(status: u32) -> String {
 }
 
 async fn start(config: &Config) -> TestBridge {
-    let bridge = wecom_bridge::app::start(config).await.unwrap();
-    TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir: tempfile::tempdir().unwrap(),
-        config: config.clone(),
-    }
+    TestBridge::start_config(config.clone(), tempfile::tempdir().unwrap()).await
 }
 
 async fn embedded(t: &TestBridge) -> wecom_bridge::broker::embedded::EmbeddedBroker {

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use wecom_bridge::store::{JournalFilter, Store};
+use wecom_bridge::telemetry::names;
 
 use crate::support::*;
 
@@ -82,22 +83,16 @@ async fn a_full_disk_gives_503_and_not_ready_then_heals_without_a_restart() {
     let Some(fs) = Tmpfs::mount("8m") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let store_path = fs.mnt.join("bridge.redb");
-    let toml = config_toml(dir.path(), &[TestApp::new("full_disk")]).replace(
-        &format!("path = \"{}\"", dir.path().join("bridge.redb").display()),
-        &format!("path = \"{}\"", store_path.display()),
-    );
-    assert!(toml.contains(&store_path.display().to_string()));
-    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    let t = TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    };
+    let t = TestBridge::start_edited(&[TestApp::new("full_disk")], |dir, toml| {
+        let toml = toml.replace(
+            &format!("path = \"{}\"", dir.join("bridge.redb").display()),
+            &format!("path = \"{}\"", store_path.display()),
+        );
+        assert!(toml.contains(&store_path.display().to_string()));
+        toml
+    })
+    .await;
     let app = TestApp::new("full_disk");
     let readyz = format!("http://{}/readyz", t.admin);
     assert_eq!(get(&readyz).await.0, 200);
@@ -132,10 +127,7 @@ async fn a_full_disk_gives_503_and_not_ready_then_heals_without_a_restart() {
     let (q, body) = signed(&app, &approval(n).1);
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 503);
     let metrics = get(&format!("http://{}/metrics", t.admin)).await.1;
-    assert!(
-        metrics.contains("wecom_bridge_store_faults_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains(names::STORE_FAULTS), "{metrics}");
 
     // Space comes back: the store reopens by itself.
     std::fs::remove_file(&filler).unwrap();

@@ -128,9 +128,22 @@ impl TestBridge {
 
     /// Starts with extra TOML appended (e.g. a `[broker]` section).
     pub async fn start_with(apps: &[TestApp], extra: &str) -> TestBridge {
+        Self::start_edited(apps, |_, toml| format!("{toml}\n{extra}")).await
+    }
+
+    /// Starts on [`config_toml`] for `apps` as `edit` changes it; `edit` gets the bridge's
+    /// fresh temp folder and the TOML.
+    pub async fn start_edited(
+        apps: &[TestApp],
+        edit: impl FnOnce(&std::path::Path, String) -> String,
+    ) -> TestBridge {
         let dir = tempfile::tempdir().unwrap();
-        let config =
-            Config::from_toml(&format!("{}\n{extra}", config_toml(dir.path(), apps))).unwrap();
+        let toml = edit(dir.path(), config_toml(dir.path(), apps));
+        Self::start_config(Config::from_toml(&toml).unwrap(), dir).await
+    }
+
+    /// Starts on `config`; `dir` is kept (and removed) with the bridge.
+    pub async fn start_config(config: Config, dir: TempDir) -> TestBridge {
         let bridge = app::start(&config).await.unwrap();
         TestBridge {
             public: bridge.public_addr,

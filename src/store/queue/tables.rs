@@ -8,6 +8,7 @@ use super::{
     NEXT_ID, NEXT_LEASE, READY, STATE, Status, body_aad, decode, encode, open_body, slot,
 };
 use crate::store::{Sealer, StoreError};
+use crate::telemetry::names;
 
 /// The queue tables opened in one write transaction, with the counters and count changes
 /// of the batch.
@@ -190,7 +191,7 @@ impl<'t> Tables<'t> {
                 Some(Err(e)) => {
                     // Nothing a consumer can do with it: park it where the operator sees it.
                     tracing::error!(id, queue, error = %e, "a queued message does not open with the configured keys; parking it: configure the key it was sealed with, then redrive");
-                    metrics::counter!("wecom_bridge_store_unopenable_total").increment(1);
+                    metrics::counter!(names::STORE_UNOPENABLE).increment(1);
                     let to = Status::Dead {
                         reason: format!("does not open: {e}"),
                         at_ms: jiff::Timestamp::now().as_millisecond(),

@@ -183,6 +183,30 @@ pub(super) struct RawApprovalInfo<'a> {
     pub(super) approver_step: Txt<'a>,
 }
 
+impl<'a> RawApprovalInfo<'a> {
+    /// The text-only children of `<ApprovalInfo>`, by element name.
+    fn leaves(&mut self) -> [(&'static str, &mut Txt<'a>); 16] {
+        [
+            ("SpNoStr", &mut self.sp_no_str),
+            ("SpNo", &mut self.sp_no),
+            ("SpName", &mut self.sp_name),
+            ("SpStatus", &mut self.sp_status),
+            ("TemplateId", &mut self.template_id),
+            ("ApplyTime", &mut self.apply_time),
+            ("StatuChangeEvent", &mut self.statu_change_event),
+            ("ThirdNo", &mut self.third_no),
+            ("OpenSpName", &mut self.open_sp_name),
+            ("OpenTemplateId", &mut self.open_template_id),
+            ("OpenSpStatus", &mut self.open_sp_status),
+            ("ApplyUserName", &mut self.apply_user_name),
+            ("ApplyUserId", &mut self.apply_user_id),
+            ("ApplyUserParty", &mut self.apply_user_party),
+            ("ApplyUserImage", &mut self.apply_user_image),
+            ("approverstep", &mut self.approver_step),
+        ]
+    }
+}
+
 #[derive(Default)]
 pub(super) struct RawApplyer<'a> {
     user_id: Txt<'a>,
@@ -242,37 +266,17 @@ impl<'a> Walker<'a> {
     ) -> Result<(), EventParseError> {
         self.children(|w, name, empty| {
             match name {
-                "SpNoStr" => w.leaf(&mut out.sp_no_str, empty, "SpNoStr")?,
-                "SpNo" => w.leaf(&mut out.sp_no, empty, "SpNo")?,
-                "SpName" => w.leaf(&mut out.sp_name, empty, "SpName")?,
-                "SpStatus" => w.leaf(&mut out.sp_status, empty, "SpStatus")?,
-                "TemplateId" => w.leaf(&mut out.template_id, empty, "TemplateId")?,
-                "ApplyTime" => w.leaf(&mut out.apply_time, empty, "ApplyTime")?,
                 "Applyer" => w.single(&mut out.applyer, empty, "Applyer", Self::applyer)?,
                 "SpRecord" => w.repeated(&mut out.sp_record, empty, Self::sp_record)?,
                 "Notifyer" => w.repeated(&mut out.notifyer, empty, Self::user)?,
                 "Comments" => w.repeated(&mut out.comments, empty, Self::comment)?,
                 "ProcessList" => w.list(&mut out.process_list, empty, "NodeList", Self::node)?,
-                "StatuChangeEvent" => {
-                    w.leaf(&mut out.statu_change_event, empty, "StatuChangeEvent")?;
+                "ApprovalNodes" => {
+                    let nodes = &mut out.approval_nodes;
+                    w.list(nodes, empty, "ApprovalNode", Self::approval_node)?;
                 }
-                "ThirdNo" => w.leaf(&mut out.third_no, empty, "ThirdNo")?,
-                "OpenSpName" => w.leaf(&mut out.open_sp_name, empty, "OpenSpName")?,
-                "OpenTemplateId" => w.leaf(&mut out.open_template_id, empty, "OpenTemplateId")?,
-                "OpenSpStatus" => w.leaf(&mut out.open_sp_status, empty, "OpenSpStatus")?,
-                "ApplyUserName" => w.leaf(&mut out.apply_user_name, empty, "ApplyUserName")?,
-                "ApplyUserId" => w.leaf(&mut out.apply_user_id, empty, "ApplyUserId")?,
-                "ApplyUserParty" => w.leaf(&mut out.apply_user_party, empty, "ApplyUserParty")?,
-                "ApplyUserImage" => w.leaf(&mut out.apply_user_image, empty, "ApplyUserImage")?,
-                "ApprovalNodes" => w.list(
-                    &mut out.approval_nodes,
-                    empty,
-                    "ApprovalNode",
-                    Self::approval_node,
-                )?,
                 "NotifyNodes" => w.list(&mut out.notify_nodes, empty, "NotifyNode", Self::item)?,
-                "approverstep" => w.leaf(&mut out.approver_step, empty, "approverstep")?,
-                _ => return Ok(false),
+                _ => return w.leaf_among(name, empty, out.leaves()),
             }
             Ok(true)
         })
@@ -280,32 +284,31 @@ impl<'a> Walker<'a> {
 
     fn applyer(&mut self, out: &mut RawApplyer<'a>) -> Result<(), EventParseError> {
         self.children(|w, name, empty| {
-            match name {
-                "UserId" => w.leaf(&mut out.user_id, empty, "Applyer/UserId")?,
-                "Party" => w.leaf(&mut out.party, empty, "Applyer/Party")?,
-                _ => return Ok(false),
-            }
-            Ok(true)
+            let leaves = [
+                ("Applyer/UserId", &mut out.user_id),
+                ("Applyer/Party", &mut out.party),
+            ];
+            w.leaf_among(name, empty, leaves)
         })
     }
 
     /// An element whose only interesting child is `<UserId>`.
     fn user(&mut self, out: &mut Txt<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| match name {
-            "UserId" => w.leaf(out, empty, "UserId").map(|()| true),
-            _ => Ok(false),
-        })
+        self.children(|w, name, empty| w.leaf_among(name, empty, [("UserId", &mut *out)]))
     }
 
     fn sp_record(&mut self, out: &mut RawSpRecord<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "SpStatus" => w.leaf(&mut out.sp_status, empty, "SpRecord/SpStatus")?,
-                "ApproverAttr" => w.leaf(&mut out.approver_attr, empty, "SpRecord/ApproverAttr")?,
-                "Details" => w.repeated(&mut out.details, empty, Self::detail)?,
-                _ => return Ok(false),
+        self.children(|w, name, empty| match name {
+            "Details" => w
+                .repeated(&mut out.details, empty, Self::detail)
+                .map(|()| true),
+            _ => {
+                let leaves = [
+                    ("SpRecord/SpStatus", &mut out.sp_status),
+                    ("SpRecord/ApproverAttr", &mut out.approver_attr),
+                ];
+                w.leaf_among(name, empty, leaves)
             }
-            Ok(true)
         })
     }
 
@@ -313,11 +316,15 @@ impl<'a> Walker<'a> {
         self.children(|w, name, empty| {
             match name {
                 "Approver" => w.single(&mut out.approver, empty, "Details/Approver", Self::user)?,
-                "Speech" => w.leaf(&mut out.speech, empty, "Details/Speech")?,
-                "SpStatus" => w.leaf(&mut out.sp_status, empty, "Details/SpStatus")?,
-                "SpTime" => w.leaf(&mut out.sp_time, empty, "Details/SpTime")?,
                 "Attach" => w.all_texts(&mut out.attach, empty)?,
-                _ => return Ok(false),
+                _ => {
+                    let leaves = [
+                        ("Details/Speech", &mut out.speech),
+                        ("Details/SpStatus", &mut out.sp_status),
+                        ("Details/SpTime", &mut out.sp_time),
+                    ];
+                    return w.leaf_among(name, empty, leaves);
+                }
             }
             Ok(true)
         })
@@ -329,26 +336,34 @@ impl<'a> Walker<'a> {
                 "CommentUserInfo" => {
                     w.single(&mut out.user, empty, "Comments/CommentUserInfo", Self::user)?;
                 }
-                "CommentTime" => w.leaf(&mut out.time, empty, "Comments/CommentTime")?,
-                "CommentContent" => w.leaf(&mut out.content, empty, "Comments/CommentContent")?,
-                "CommentId" => w.leaf(&mut out.comment_id, empty, "Comments/CommentId")?,
                 "Attach" => w.all_texts(&mut out.attach, empty)?,
-                _ => return Ok(false),
+                _ => {
+                    let leaves = [
+                        ("Comments/CommentTime", &mut out.time),
+                        ("Comments/CommentContent", &mut out.content),
+                        ("Comments/CommentId", &mut out.comment_id),
+                    ];
+                    return w.leaf_among(name, empty, leaves);
+                }
             }
             Ok(true)
         })
     }
 
     fn node(&mut self, out: &mut RawNode<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "NodeType" => w.leaf(&mut out.node_type, empty, "NodeList/NodeType")?,
-                "SpStatus" => w.leaf(&mut out.sp_status, empty, "NodeList/SpStatus")?,
-                "ApvRel" => w.leaf(&mut out.apv_rel, empty, "NodeList/ApvRel")?,
-                "SubNodeList" => w.repeated(&mut out.sub_node_list, empty, Self::sub_node)?,
-                _ => return Ok(false),
+        self.children(|w, name, empty| match name {
+            "SubNodeList" => {
+                let subs = &mut out.sub_node_list;
+                w.repeated(subs, empty, Self::sub_node).map(|()| true)
             }
-            Ok(true)
+            _ => {
+                let leaves = [
+                    ("NodeList/NodeType", &mut out.node_type),
+                    ("NodeList/SpStatus", &mut out.sp_status),
+                    ("NodeList/ApvRel", &mut out.apv_rel),
+                ];
+                w.leaf_among(name, empty, leaves)
+            }
         })
     }
 
@@ -356,11 +371,15 @@ impl<'a> Walker<'a> {
         self.children(|w, name, empty| {
             match name {
                 "UserInfo" => w.single(&mut out.user, empty, "SubNodeList/UserInfo", Self::user)?,
-                "Speech" => w.leaf(&mut out.speech, empty, "SubNodeList/Speech")?,
-                "SpYj" => w.leaf(&mut out.sp_yj, empty, "SubNodeList/SpYj")?,
-                "Sptime" => w.leaf(&mut out.sp_time, empty, "SubNodeList/Sptime")?,
                 "MediaIds" => w.all_texts(&mut out.media_ids, empty)?,
-                _ => return Ok(false),
+                _ => {
+                    let leaves = [
+                        ("SubNodeList/Speech", &mut out.speech),
+                        ("SubNodeList/SpYj", &mut out.sp_yj),
+                        ("SubNodeList/Sptime", &mut out.sp_time),
+                    ];
+                    return w.leaf_among(name, empty, leaves);
+                }
             }
             Ok(true)
         })

@@ -167,67 +167,61 @@ impl<'a> Walker<'a> {
         name: &str,
         empty: bool,
     ) -> Result<bool, EventParseError> {
-        match name {
-            "NewUserID" => self.leaf(&mut out.new_user_id, empty, "NewUserID")?,
-            "Name" => self.leaf(&mut out.name, empty, "Name")?,
-            "Department" => self.leaf(&mut out.department, empty, "Department")?,
-            "MainDepartment" => self.leaf(&mut out.main_department, empty, "MainDepartment")?,
-            "IsLeaderInDept" => self.leaf(&mut out.is_leader_in_dept, empty, "IsLeaderInDept")?,
-            "DirectLeader" => self.leaf(&mut out.direct_leader, empty, "DirectLeader")?,
-            "Position" => self.leaf(&mut out.position, empty, "Position")?,
-            "Mobile" => self.leaf(&mut out.mobile, empty, "Mobile")?,
-            "Gender" => self.leaf(&mut out.gender, empty, "Gender")?,
-            "Email" => self.leaf(&mut out.email, empty, "Email")?,
-            "BizMail" => self.leaf(&mut out.biz_mail, empty, "BizMail")?,
-            "Status" => self.leaf(&mut out.status, empty, "Status")?,
-            "Avatar" => self.leaf(&mut out.avatar, empty, "Avatar")?,
-            "Alias" => self.leaf(&mut out.alias, empty, "Alias")?,
-            "Telephone" => self.leaf(&mut out.telephone, empty, "Telephone")?,
-            "Address" => self.leaf(&mut out.address, empty, "Address")?,
-            "ExtAttr" => self.list(&mut out.ext_attr, empty, "Item", Self::ext_attr_item)?,
-            "Id" => self.leaf(&mut out.id, empty, "Id")?,
-            "ParentId" => self.leaf(&mut out.parent_id, empty, "ParentId")?,
-            "Order" => self.leaf(&mut out.order, empty, "Order")?,
-            "TagId" => self.leaf(&mut out.tag_id, empty, "TagId")?,
-            "AddUserItems" => self.leaf(&mut out.add_user_items, empty, "AddUserItems")?,
-            "DelUserItems" => self.leaf(&mut out.del_user_items, empty, "DelUserItems")?,
-            "AddPartyItems" => self.leaf(&mut out.add_party_items, empty, "AddPartyItems")?,
-            "DelPartyItems" => self.leaf(&mut out.del_party_items, empty, "DelPartyItems")?,
-            _ => return Ok(false),
+        if name == "ExtAttr" {
+            self.list(&mut out.ext_attr, empty, "Item", Self::ext_attr_item)?;
+            return Ok(true);
         }
-        Ok(true)
+        let leaves = [
+            ("NewUserID", &mut out.new_user_id),
+            ("Name", &mut out.name),
+            ("Department", &mut out.department),
+            ("MainDepartment", &mut out.main_department),
+            ("IsLeaderInDept", &mut out.is_leader_in_dept),
+            ("DirectLeader", &mut out.direct_leader),
+            ("Position", &mut out.position),
+            ("Mobile", &mut out.mobile),
+            ("Gender", &mut out.gender),
+            ("Email", &mut out.email),
+            ("BizMail", &mut out.biz_mail),
+            ("Status", &mut out.status),
+            ("Avatar", &mut out.avatar),
+            ("Alias", &mut out.alias),
+            ("Telephone", &mut out.telephone),
+            ("Address", &mut out.address),
+            ("Id", &mut out.id),
+            ("ParentId", &mut out.parent_id),
+            ("Order", &mut out.order),
+            ("TagId", &mut out.tag_id),
+            ("AddUserItems", &mut out.add_user_items),
+            ("DelUserItems", &mut out.del_user_items),
+            ("AddPartyItems", &mut out.add_party_items),
+            ("DelPartyItems", &mut out.del_party_items),
+        ];
+        self.leaf_among(name, empty, leaves)
     }
 
     fn ext_attr_item(&mut self, out: &mut RawExtAttrItem<'a>) -> Result<(), EventParseError> {
         self.children(|w, name, empty| {
             match name {
-                "Name" => w.leaf(&mut out.name, empty, "ExtAttr/Item/Name")?,
-                "Type" => w.leaf(&mut out.attr_type, empty, "ExtAttr/Item/Type")?,
-                "Text" => {
-                    if !empty {
-                        w.children(|w, name, empty| match name {
-                            "Value" => w
-                                .leaf(&mut out.text_value, empty, "ExtAttr/Item/Text/Value")
-                                .map(|()| true),
-                            _ => Ok(false),
-                        })?;
-                    }
+                "Text" if !empty => w.children(|w, name, empty| {
+                    let leaves = [("ExtAttr/Item/Text/Value", &mut out.text_value)];
+                    w.leaf_among(name, empty, leaves)
+                })?,
+                "Web" if !empty => w.children(|w, name, empty| {
+                    let leaves = [
+                        ("ExtAttr/Item/Web/Title", &mut out.web_title),
+                        ("ExtAttr/Item/Web/Url", &mut out.web_url),
+                    ];
+                    w.leaf_among(name, empty, leaves)
+                })?,
+                "Text" | "Web" => {}
+                _ => {
+                    let leaves = [
+                        ("ExtAttr/Item/Name", &mut out.name),
+                        ("ExtAttr/Item/Type", &mut out.attr_type),
+                    ];
+                    return w.leaf_among(name, empty, leaves);
                 }
-                "Web" => {
-                    if !empty {
-                        w.children(|w, name, empty| {
-                            match name {
-                                "Title" => {
-                                    w.leaf(&mut out.web_title, empty, "ExtAttr/Item/Web/Title")?
-                                }
-                                "Url" => w.leaf(&mut out.web_url, empty, "ExtAttr/Item/Web/Url")?,
-                                _ => return Ok(false),
-                            }
-                            Ok(true)
-                        })?;
-                    }
-                }
-                _ => return Ok(false),
             }
             Ok(true)
         })

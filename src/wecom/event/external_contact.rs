@@ -57,15 +57,14 @@ impl<'a> Walker<'a> {
         name: &str,
         empty: bool,
     ) -> Result<bool, EventParseError> {
-        match name {
-            "ExternalUserID" => self.leaf(&mut out.external_user_id, empty, "ExternalUserID")?,
-            "State" => self.leaf(&mut out.state, empty, "State")?,
-            "WelcomeCode" => self.leaf(&mut out.welcome_code, empty, "WelcomeCode")?,
-            "Source" => self.leaf(&mut out.source, empty, "Source")?,
-            "FailReason" => self.leaf(&mut out.fail_reason, empty, "FailReason")?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+        let leaves = [
+            ("ExternalUserID", &mut out.external_user_id),
+            ("State", &mut out.state),
+            ("WelcomeCode", &mut out.welcome_code),
+            ("Source", &mut out.source),
+            ("FailReason", &mut out.fail_reason),
+        ];
+        self.leaf_among(name, empty, leaves)
     }
 }
 

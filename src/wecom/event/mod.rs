@@ -370,23 +370,24 @@ impl<'a> Walker<'a> {
 
     fn root(&mut self, out: &mut RawXml<'a>) -> Result<(), EventParseError> {
         self.children(|w, name, empty| {
+            let header = [
+                ("ToUserName", &mut out.to_user_name),
+                ("FromUserName", &mut out.from_user_name),
+                ("CreateTime", &mut out.create_time),
+                ("MsgType", &mut out.msg_type),
+                ("Event", &mut out.event),
+                ("AgentID", &mut out.agent_id),
+                ("ChangeType", &mut out.change_type),
+                ("MsgId", &mut out.msg_id),
+            ];
+            if w.store_among(name, empty, header, Self::header_leaf)? {
+                return Ok(true);
+            }
             match name {
-                "ToUserName" => w.header_leaf(&mut out.to_user_name, empty, "ToUserName")?,
-                "FromUserName" => w.header_leaf(&mut out.from_user_name, empty, "FromUserName")?,
-                "CreateTime" => w.header_leaf(&mut out.create_time, empty, "CreateTime")?,
-                "MsgType" => w.header_leaf(&mut out.msg_type, empty, "MsgType")?,
-                "Event" => w.header_leaf(&mut out.event, empty, "Event")?,
-                "AgentID" => w.header_leaf(&mut out.agent_id, empty, "AgentID")?,
-                "ChangeType" => w.header_leaf(&mut out.change_type, empty, "ChangeType")?,
-                "MsgId" => w.header_leaf(&mut out.msg_id, empty, "MsgId")?,
                 "UserID" => w.leaf(&mut out.user_id, empty, "UserID")?,
                 "ApprovalInfo" => {
-                    w.single(
-                        &mut out.approval_info,
-                        empty,
-                        "ApprovalInfo",
-                        Self::approval_info,
-                    )?;
+                    let info = &mut out.approval_info;
+                    w.single(info, empty, "ApprovalInfo", Self::approval_info)?;
                 }
                 _ => {
                     return Ok(w.contact_field(&mut out.contact, name, empty)?

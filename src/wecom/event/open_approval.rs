@@ -133,31 +133,39 @@ impl<'a> Walker<'a> {
         &mut self,
         out: &mut RawApprovalNode<'a>,
     ) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "NodeStatus" => w.leaf(&mut out.node_status, empty, "ApprovalNode/NodeStatus")?,
-                "NodeAttr" => w.leaf(&mut out.node_attr, empty, "ApprovalNode/NodeAttr")?,
-                "NodeType" => w.leaf(&mut out.node_type, empty, "ApprovalNode/NodeType")?,
-                "Items" => w.list(&mut out.items, empty, "Item", Self::item)?,
-                _ => return Ok(false),
+        self.children(|w, name, empty| match name {
+            "Items" => w
+                .list(&mut out.items, empty, "Item", Self::item)
+                .map(|()| true),
+            _ => {
+                let leaves = [
+                    ("ApprovalNode/NodeStatus", &mut out.node_status),
+                    ("ApprovalNode/NodeAttr", &mut out.node_attr),
+                    ("ApprovalNode/NodeType", &mut out.node_type),
+                ];
+                w.leaf_among(name, empty, leaves)
             }
-            Ok(true)
         })
     }
 
     /// `<Item>` of an approval node and `<NotifyNode>` (same child names).
     pub(super) fn item(&mut self, out: &mut RawItem<'a>) -> Result<(), EventParseError> {
         self.children(|w, name, empty| {
-            match name {
-                "ItemName" => w.leaf(&mut out.name, empty, "ItemName")?,
-                "ItemUserId" | "ItemUserid" => w.leaf(&mut out.user_id, empty, "ItemUserId")?,
-                "ItemImage" => w.leaf(&mut out.image, empty, "ItemImage")?,
-                "ItemStatus" => w.leaf(&mut out.status, empty, "ItemStatus")?,
-                "ItemSpeech" => w.leaf(&mut out.speech, empty, "ItemSpeech")?,
-                "ItemOpTime" => w.leaf(&mut out.op_time, empty, "ItemOpTime")?,
-                _ => return Ok(false),
-            }
-            Ok(true)
+            // `ItemUserid` is a spelling WeCom also sends; it fills the same slot.
+            let name = if name == "ItemUserid" {
+                "ItemUserId"
+            } else {
+                name
+            };
+            let leaves = [
+                ("ItemName", &mut out.name),
+                ("ItemUserId", &mut out.user_id),
+                ("ItemImage", &mut out.image),
+                ("ItemStatus", &mut out.status),
+                ("ItemSpeech", &mut out.speech),
+                ("ItemOpTime", &mut out.op_time),
+            ];
+            w.leaf_among(name, empty, leaves)
         })
     }
 }

@@ -271,6 +271,39 @@ impl<'a> Walker<'a> {
         Ok(())
     }
 
+    /// Table-driven dispatch of text-only children: if `name` is the last segment of one of
+    /// the `leaves`' paths, stores the element's text in that entry's slot as
+    /// [`Walker::leaf`] does (the path names it in errors) and answers `true`; otherwise
+    /// answers `false` and reads nothing, so the caller's [`Walker::children`] skips it.
+    pub(super) fn leaf_among<const N: usize>(
+        &mut self,
+        name: &str,
+        empty: bool,
+        leaves: [(&'static str, &mut Txt<'a>); N],
+    ) -> Result<bool, EventParseError> {
+        self.store_among(name, empty, leaves, Self::leaf)
+    }
+
+    /// [`Walker::leaf_among`] with the way a slot is filled chosen by the caller (the
+    /// header's fields use [`Walker::header_leaf`], where any problem is fatal): the entry
+    /// of `leaves` whose path ends in the element `name` (`"SpRecord/SpStatus"` serves
+    /// `<SpStatus>`) is filled by `store`.
+    pub(super) fn store_among<const N: usize>(
+        &mut self,
+        name: &str,
+        empty: bool,
+        leaves: [(&'static str, &mut Txt<'a>); N],
+        store: fn(&mut Self, &mut Txt<'a>, bool, &'static str) -> Result<(), EventParseError>,
+    ) -> Result<bool, EventParseError> {
+        let found = leaves
+            .into_iter()
+            .find(|(path, _)| path.rsplit('/').next() == Some(name));
+        match found {
+            Some((path, slot)) => store(self, slot, empty, path).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Like [`Walker::leaf`], but the caller decides what a schema problem
     /// means (header fields treat it as fatal).
     fn strict_leaf(

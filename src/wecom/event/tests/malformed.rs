@@ -418,3 +418,33 @@ fn sanity_repeated_parse_is_stable_and_serialises() {
         "external_contact_change"
     );
 }
+
+#[test]
+fn table_dispatched_leaves_name_their_full_path_when_repeated() {
+    // A nested leaf is named by its path in the table, not just its element name.
+    let msg = malformed_msg(&approval_xml(
+        "<SpNo>1</SpNo><SpStatus>1</SpStatus><SpRecord><SpStatus>1</SpStatus><SpStatus>2</SpStatus></SpRecord>",
+    ));
+    assert_eq!(msg, "element SpRecord/SpStatus occurs more than once");
+    let msg = malformed_msg(&approval_xml(
+        "<SpNo>1</SpNo><SpStatus>1</SpStatus><ProcessList><NodeList><SubNodeList><SpYj>1</SpYj><SpYj>2</SpYj></SubNodeList></NodeList></ProcessList>",
+    ));
+    assert_eq!(msg, "element SubNodeList/SpYj occurs more than once");
+    // The two spellings of the approver's id fill one slot.
+    let xml = format!(
+        "<xml>{HEADER}<Event>open_approval_change</Event><ApprovalInfo><ThirdNo>t1</ThirdNo>\
+         <OpenSpStatus>1</OpenSpStatus><ApprovalNodes><ApprovalNode><Items><Item>\
+         <ItemUserid>u1</ItemUserid><ItemUserId>u2</ItemUserId></Item></Items></ApprovalNode>\
+         </ApprovalNodes></ApprovalInfo></xml>"
+    );
+    assert_eq!(
+        malformed_msg(&xml),
+        "element ItemUserId occurs more than once"
+    );
+    // An element of the same name at another level is not taken for a table entry.
+    let a = approval(&approval_xml(
+        "<SpNo>1</SpNo><SpStatus>1</SpStatus><Applyer><SpName>x</SpName><UserId>u</UserId></Applyer>",
+    ));
+    assert_eq!(a.sp_name, "");
+    assert_eq!(a.applicant_user_id, s("u"));
+}

@@ -1,5 +1,6 @@
 //! Logs and metrics set-up. Owns the global tracing subscriber and Prometheus recorder;
-//! every other module just emits `tracing` events and `metrics` counters.
+//! every other module just emits `tracing` events and `metrics` counters, under the names
+//! defined once in [`names`].
 
 use std::sync::OnceLock;
 
@@ -7,6 +8,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
+
+pub mod names;
 
 /// Installs the log subscriber (once; later calls are ignored). `RUST_LOG` overrides the
 /// configured level.
