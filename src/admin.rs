@@ -5,23 +5,27 @@
 //!
 //! It reads state through the journal and store; it never changes an event's content.
 //! State-changing endpoints (`/admin/replay`, `/admin/reconcile`) are POST only.
+//!
+//! Roles (see [`crate::console::Role`]): a `viewer` token reads everything but payload
+//! bodies; an `operator` token also replays, reconciles, reroutes and reads payloads; an
+//! `admin` token also reads the configuration (`/admin/config`). The legacy `admin.token` is
+//! an `admin` token. A refusal for lack of role answers 403 and is audited, as is every
+//! action and payload view.
 
 pub mod guard;
 
 use std::sync::Arc;
 
+use crate::broker::{AnyBroker, RedriveFilter};
+use crate::console::{ConsoleHandle, Principal, Role, audit, audit_row};
+use crate::journal::Journal;
+use crate::store::JournalFilter;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
-
-use crate::broker::{AnyBroker, RedriveFilter};
-use crate::config::Secret;
-use crate::journal::Journal;
-use crate::store::JournalFilter;
 
 /// The broker, once it is up (it may come up after the listeners).
 pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
@@ -31,8 +35,10 @@ pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
 pub struct AdminState {
     /// The journal.
     pub journal: Journal,
-    /// Bearer token for `/admin/*`, if configured.
-    pub token: Option<Arc<Secret>>,
+    /// The console's state: named tokens with roles (also for `/admin/*`), sessions.
+    pub console: ConsoleHandle,
+    /// The configuration as shown to `admin` tokens (secrets written as `***`).
+    pub config_view: Arc<String>,
     /// The broker, when connected.
     pub broker: BrokerSlot,
     /// The configured broker kind (`embedded`, `rabbitmq`).
@@ -59,10 +65,17 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
         .route("/admin/replay", post(replay))
         .route("/admin/reconcile", post(reconcile))
         .route("/admin/reroute", post(reroute))
+        .route("/admin/config", get(config_view))
+        .route("/admin/audit", get(audit_list))
         .route_layer(axum::middleware::from_fn_with_state(
-            host_guard,
+            host_guard.clone(),
             guard::enforce,
         ));
+    let console = if state.console.config.enabled {
+        crate::console::router(host_guard)
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -71,6 +84,7 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
             get(|| async { crate::telemetry::metrics_handle().render() }),
         )
         .merge(admin)
+        .merge(console)
         .with_state(state)
 }
 
@@ -133,15 +147,61 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     }
 }
 
-fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(token) = &st.token else {
-        return true; // validated at start: no token only on a loopback listener
-    };
+/// The caller of `/admin/*`: the principal of its bearer token, or an anonymous admin when
+/// no token is configured (allowed on a loopback listener only, checked at start).
+fn caller(st: &AdminState, headers: &HeaderMap) -> Option<Principal> {
+    if st.console.tokens.is_open() {
+        return Some(Principal {
+            name: "anonymous".into(),
+            role: Role::Admin,
+        });
+    }
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+        .and_then(|given| st.console.tokens.authenticate(given))
+}
+
+/// The prelude of every `/admin/*` endpoint: a known token (401) holding `role` (403, and
+/// an audit row naming `action`).
+async fn require(
+    st: &AdminState,
+    headers: &HeaderMap,
+    role: Role,
+    action: &str,
+) -> Result<Principal, Box<Response>> {
+    let Some(p) = caller(st, headers) else {
+        metrics::counter!("wecom_bridge_admin_refused_total", "reason" => "unauthorized")
+            .increment(1);
+        return Err(Box::new(unauthorized()));
+    };
+    if p.may(role) {
+        return Ok(p);
+    }
+    metrics::counter!("wecom_bridge_admin_refused_total", "reason" => "role").increment(1);
+    tracing::warn!(who = %p.name, role = %p.role, needed = %role, %action, hint = "give this user a role that allows it in [[admin.users]], or use another token", "admin request refused: role too low");
+    audit(
+        st.journal.store(),
+        audit_row(
+            &p.name,
+            action,
+            "",
+            &format!("refused: role {}", p.role),
+            "api",
+        ),
+    )
+    .await;
+    Err(Box::new(
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "`{action}` needs the {role} role; this token is a {}\n",
+                p.role
+            ),
+        )
+            .into_response(),
+    ))
 }
 
 /// Query of `GET /admin/events`.
@@ -180,13 +240,15 @@ async fn events(
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Response {
-    if !authorized(&st, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "admin token required (Authorization: Bearer …)\n",
-        )
-            .into_response();
-    }
+    let (role, action) = if q.payload {
+        (Role::Operator, "view_payload")
+    } else {
+        (Role::Viewer, "list_events")
+    };
+    let who = match require(&st, &headers, role, action).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     if let Some(kind) = q.kind.as_deref()
         && !crate::ingress::JOURNAL_KINDS.contains(&kind)
     {
@@ -212,6 +274,14 @@ async fn events(
     };
     let journal = st.journal.clone();
     let with_payload = q.payload;
+    if with_payload {
+        let target = format!("events {filter:?}");
+        audit(
+            journal.store(),
+            audit_row(&who.name, "view_payload", &target, "ok", "api"),
+        )
+        .await;
+    }
     match tokio::task::spawn_blocking(move || journal.list(&filter, with_payload)).await {
         Ok(Ok(views)) => ndjson(&views),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
@@ -227,20 +297,27 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// The prelude of every broker endpoint: the admin token, then a connected broker.
-fn authorized_broker(st: &AdminState, headers: &HeaderMap) -> Result<AnyBroker, Box<Response>> {
-    if !authorized(st, headers) {
-        return Err(Box::new(unauthorized()));
-    }
-    st.broker.get().cloned().ok_or_else(|| {
-        Box::new(
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker not connected yet; see /readyz\n",
+/// The prelude of every broker endpoint: a token holding `role`, then a connected broker.
+async fn authorized_broker(
+    st: &AdminState,
+    headers: &HeaderMap,
+    role: Role,
+    action: &str,
+) -> Result<(Principal, AnyBroker), Box<Response>> {
+    let who = require(st, headers, role, action).await?;
+    st.broker
+        .get()
+        .cloned()
+        .ok_or_else(|| {
+            Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker not connected yet; see /readyz\n",
+                )
+                    .into_response(),
             )
-                .into_response(),
-        )
-    })
+        })
+        .map(|b| (who, b))
 }
 
 /// One JSON object per line.
@@ -259,8 +336,8 @@ fn broker_error(e: crate::broker::BrokerError) -> Response {
 
 /// `GET /admin/queues`: depths of every stage queue plus the outbox backlog.
 async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
-        Ok(b) => b,
+    let broker = match authorized_broker(&st, &headers, Role::Viewer, "queues").await {
+        Ok((_, b)) => b,
         Err(r) => return *r,
     };
     let store = st.journal.store().clone();
@@ -304,11 +381,24 @@ async fn dead_letters(
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
 ) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
+    let (role, action) = if q.payload {
+        (Role::Operator, "view_payload")
+    } else {
+        (Role::Viewer, "list_dead_letters")
+    };
+    let (who, broker) = match authorized_broker(&st, &headers, role, action).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
+    if q.payload {
+        let target = format!("dead letters of {queue}");
+        audit(
+            st.journal.store(),
+            audit_row(&who.name, "view_payload", &target, "ok", "api"),
+        )
+        .await;
+    }
     match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
         Ok(mut list) => {
             if !q.payload {
@@ -326,7 +416,7 @@ async fn replay(
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
 ) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
+    let (who, broker) = match authorized_broker(&st, &headers, Role::Operator, "replay").await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -345,12 +435,27 @@ async fn replay(
         }
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
+    let target = format!("{queue}: {filter:?}");
     match broker.redrive(&queue, &filter).await {
         Ok(n) => {
-            tracing::info!(queue = %queue, redriven = n, "dead letters replayed by an operator");
+            tracing::info!(who = %who.name, queue = %queue, redriven = n, "dead letters replayed by an operator");
+            let result = format!("ok: {n} replayed");
+            audit(
+                st.journal.store(),
+                audit_row(&who.name, "replay", &target, &result, "api"),
+            )
+            .await;
             axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response()
         }
-        Err(e) => broker_error(e),
+        Err(e) => {
+            let result = format!("failed: {e}");
+            audit(
+                st.journal.store(),
+                audit_row(&who.name, "replay", &target, &result, "api"),
+            )
+            .await;
+            broker_error(e)
+        }
     }
 }
 
@@ -372,7 +477,7 @@ async fn reroute(
     headers: HeaderMap,
     Query(q): Query<RerouteQuery>,
 ) -> Response {
-    let broker = match authorized_broker(&st, &headers) {
+    let (who, broker) = match authorized_broker(&st, &headers, Role::Operator, "reroute").await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -390,8 +495,17 @@ async fn reroute(
         until_ms,
         template: q.template,
     };
+    let target = format!(
+        "since {} until {:?} template {:?}",
+        request.since_ms, request.until_ms, request.template
+    );
     let report =
         crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "reroute", &target, "ok", "api"),
+    )
+    .await;
     axum::Json(report).into_response()
 }
 
@@ -410,9 +524,10 @@ async fn reconcile(
     headers: HeaderMap,
     Query(q): Query<ReconcileQuery>,
 ) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
-    }
+    let who = match require(&st, &headers, Role::Operator, "reconcile").await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     let since = match parse_time(&Some(q.since), "since") {
         Ok(Some(ms)) => ms / 1000,
         Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
@@ -426,5 +541,57 @@ async fn reconcile(
     };
     let report =
         crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
+    let target = format!("submit time {since}..{until}");
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "reconcile", &target, "ok", "api"),
+    )
+    .await;
     axum::Json(report).into_response()
+}
+
+/// `GET /admin/config`: the configuration in effect, secrets written as `***` or as their
+/// reference (`env:NAME`, `file:PATH`). Admin tokens only.
+async fn config_view(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let who = match require(&st, &headers, Role::Admin, "view_config").await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "view_config", "", "ok", "api"),
+    )
+    .await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        st.config_view.as_str().to_string(),
+    )
+        .into_response()
+}
+
+/// Query of `GET /admin/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only rows older than this sequence number.
+    pub before: Option<u64>,
+    /// Most to list (default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /admin/audit?before=…&limit=…`: the audit trail, newest first, one JSON per line.
+async fn audit_list(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if let Err(r) = require(&st, &headers, Role::Viewer, "list_audit").await {
+        return *r;
+    }
+    let store = st.journal.store().clone();
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match tokio::task::spawn_blocking(move || store.audit_list(q.before, limit)).await {
+        Ok(Ok(rows)) => ndjson(&rows),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }

@@ -22,11 +22,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod files;
 mod forms;
 mod health;
 mod queue;
 mod seal;
+pub use audit::{AuditEntry, AuditRecord};
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
 pub use queue::{
@@ -281,6 +283,7 @@ impl Store {
             tx.open_table(DEDUP_BY_TIME)?;
             queue::init_tables(&tx)?;
             forms::init_tables(&tx)?;
+            audit::init_tables(&tx)?;
             tx.commit()?;
             Ok(())
         })
