@@ -87,7 +87,13 @@ fn print_table(rows: &[AuditEntry]) {
         let when = when.get(..19).unwrap_or(&when);
         println!(
             "{:>6}  {:<20}  {:<16}  {:<14}  {:<8}  {:<28}  {}",
-            r.seq, when, r.record.who, r.record.action, r.record.via, r.record.result, r.record.target
+            r.seq,
+            when,
+            r.record.who,
+            r.record.action,
+            r.record.via,
+            r.record.result,
+            r.record.target
         );
     }
 }

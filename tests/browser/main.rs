@@ -7,7 +7,6 @@
 //! The bridge runs in this process (listeners on port 0, a real store in a temporary
 //! folder) with RabbitMQ as its broker, under a unique prefix that the test deletes.
 
-#[allow(dead_code)]
 #[path = "../it/support.rs"]
 mod support;
 
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope};
 
 use support::*;
 
@@ -31,7 +30,10 @@ const OPERATOR_TOKEN: &str = "operator-token-3f8c61e0";
 fn program(names: &[&str], package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for name in names {
-        for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/lib/chromium")]) {
+        for dir in std::env::split_paths(&path).chain([
+            PathBuf::from("/usr/bin"),
+            PathBuf::from("/usr/lib/chromium"),
+        ]) {
             let p = dir.join(name);
             if p.is_file() {
                 return p;
@@ -69,8 +71,14 @@ async fn start_driver() -> Driver {
     let driver = Driver { child, port };
     // wait until it listens (readiness, not the passing of time)
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not listen on {port} within 30 s");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port} within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     driver
@@ -115,15 +123,36 @@ async fn shot(c: &Client, name: &str) {
 }
 
 async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
-    c.goto(&format!("http://{admin}/console/sign-in")).await.unwrap();
-    c.find(Locator::Css("#token")).await.unwrap().send_keys(token).await.unwrap();
-    c.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+    c.goto(&format!("http://{admin}/console/sign-in"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(token)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let url = c.current_url().await.unwrap();
-    assert_eq!(url.path(), "/console/overview", "signed in and sent to the overview");
+    assert_eq!(
+        url.path(),
+        "/console/overview",
+        "signed in and sent to the overview"
+    );
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
 }
 
 fn envelope(id: &str) -> Envelope {
@@ -149,7 +178,8 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     let app = TestApp::new("browser");
     let t = TestBridge::start_with(std::slice::from_ref(&app), &extra).await;
     // one journaled callback, for the events page
-    let xml = include_str!("../../samples/approval-approved.xml").replace("wx5823bf96d3bd56c7", CORP_ID);
+    let xml =
+        include_str!("../../samples/approval-approved.xml").replace("wx5823bf96d3bd56c7", CORP_ID);
     let (q, body) = signed(&app, &xml);
     let (status, _) = post(&t.url(&app.path), &q, body).await;
     assert_eq!(status, 200);
@@ -157,13 +187,26 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     let queue = "manual";
     let own = RabbitBroker::connect(
         &amqp_url(),
-        RabbitOptions { prefix: prefix.clone(), prefetch: 8, retry_tiers: vec![Duration::from_secs(1)], delivery_limit: 20, queues: vec![] },
+        RabbitOptions {
+            prefix: prefix.clone(),
+            prefetch: 8,
+            retry_tiers: vec![Duration::from_secs(1)],
+            delivery_limit: 20,
+            queues: vec![],
+        },
     )
     .await
     .unwrap();
     own.publish(queue, &envelope("evt_browser1")).await.unwrap();
     let mut consumer = own.consume(queue).await.unwrap();
-    consumer.next().await.unwrap().unwrap().dead_letter("erp said: cost center 6602 closed").await.unwrap();
+    consumer
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .dead_letter("erp said: cost center 6602 closed")
+        .await
+        .unwrap();
 
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
@@ -173,42 +216,118 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     // the operator signs in and sees the overview
     sign_in(&c, admin, OPERATOR_TOKEN).await;
     assert!(text_of(&c, "header .who").await.contains("otto"));
-    assert!(text_of(&c, "#card-dead .value").await.trim() == "0", "the route queue has no dead letters");
+    assert!(
+        text_of(&c, "#card-dead .value").await.trim() == "0",
+        "the route queue has no dead letters"
+    );
     shot(&c, "overview").await;
-    c.goto(&format!("http://{admin}/console/events")).await.unwrap();
-    assert!(text_of(&c, "#events").await.contains("202506050012"), "the callback is journaled");
+    c.goto(&format!("http://{admin}/console/events"))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&c, "#events").await.contains("202506050012"),
+        "the callback is journaled"
+    );
     shot(&c, "events").await;
 
     // a replay whose form lost its CSRF token is refused
-    c.goto(&format!("http://{admin}/console/dead-letters?queue={queue}")).await.unwrap();
+    c.goto(&format!(
+        "http://{admin}/console/dead-letters?queue={queue}"
+    ))
+    .await
+    .unwrap();
     assert!(text_of(&c, "#dead-letters").await.contains("evt_browser1"));
     shot(&c, "dead-letters").await;
-    c.execute("document.querySelector('#dead-letters input[name=csrf]').remove()", vec![])
+    c.execute(
+        "document.querySelector('#dead-letters input[name=csrf]').remove()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#dead-letters button.replay"))
+        .await
+        .unwrap()
+        .click()
         .await
         .unwrap();
-    c.find(Locator::Css("#dead-letters button.replay")).await.unwrap().click().await.unwrap();
-    assert!(text_of(&c, "main").await.contains("This form expired"), "refused without the CSRF token");
+    assert!(
+        text_of(&c, "main").await.contains("This form expired"),
+        "refused without the CSRF token"
+    );
     shot(&c, "csrf-refused").await;
 
     // with it: a confirmation, then the result on the page
-    c.goto(&format!("http://{admin}/console/dead-letters?queue={queue}")).await.unwrap();
-    c.find(Locator::Css("#dead-letters button.replay")).await.unwrap().click().await.unwrap();
+    c.goto(&format!(
+        "http://{admin}/console/dead-letters?queue={queue}"
+    ))
+    .await
+    .unwrap();
+    c.find(Locator::Css("#dead-letters button.replay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     shot(&c, "replay-confirm").await;
-    c.find(Locator::Css("#confirm-replay")).await.unwrap().click().await.unwrap();
-    assert!(text_of(&c, "#replay-result").await.contains("Replayed 1 message(s)"));
-    assert!(text_of(&c, "#dead-letters").await.contains("no parked messages"));
+    c.find(Locator::Css("#confirm-replay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        text_of(&c, "#replay-result")
+            .await
+            .contains("Replayed 1 message(s)")
+    );
+    assert!(
+        text_of(&c, "#dead-letters")
+            .await
+            .contains("no parked messages")
+    );
     shot(&c, "replay-done").await;
-    let replayed = tokio::time::timeout(Duration::from_secs(10), consumer.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(replayed.envelope().id, "evt_browser1", "the message is back in its queue");
-    replayed.dead_letter("erp said: still closed").await.unwrap();
-    c.find(Locator::Css("#sign-out")).await.unwrap().click().await.unwrap();
+    let replayed = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        replayed.envelope().id,
+        "evt_browser1",
+        "the message is back in its queue"
+    );
+    replayed
+        .dead_letter("erp said: still closed")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#sign-out"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // the viewer finds no replay button; the API refuses a forged attempt
     sign_in(&c, admin, VIEWER_TOKEN).await;
-    c.goto(&format!("http://{admin}/console/dead-letters?queue={queue}")).await.unwrap();
+    c.goto(&format!(
+        "http://{admin}/console/dead-letters?queue={queue}"
+    ))
+    .await
+    .unwrap();
     assert!(text_of(&c, "#dead-letters").await.contains("evt_browser1"));
-    assert!(c.find_all(Locator::Css("button.replay")).await.unwrap().is_empty(), "no replay button for a viewer");
-    assert!(c.find_all(Locator::Css("#replay-all")).await.unwrap().is_empty());
+    assert!(
+        c.find_all(Locator::Css("button.replay"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no replay button for a viewer"
+    );
+    assert!(
+        c.find_all(Locator::Css("#replay-all"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     shot(&c, "dead-letters-viewer").await;
     let status = c
         .execute_async(
@@ -222,7 +341,9 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .unwrap();
     assert_eq!(status, json!(403), "the console refuses a viewer's replay");
     let api = reqwest::Client::new()
-        .post(format!("http://{admin}/admin/replay?queue={queue}&all=true"))
+        .post(format!(
+            "http://{admin}/admin/replay?queue={queue}&all=true"
+        ))
         .bearer_auth(VIEWER_TOKEN)
         .send()
         .await
@@ -230,17 +351,24 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     assert_eq!(api.status(), 403, "the admin API refuses a viewer's replay");
 
     // the audit log holds the replay and the refused attempts
-    c.goto(&format!("http://{admin}/console/audit")).await.unwrap();
+    c.goto(&format!("http://{admin}/console/audit"))
+        .await
+        .unwrap();
     let audit = text_of(&c, "#audit").await;
     assert!(audit.contains("ok: 1 replayed"), "{audit}");
-    assert!(audit.contains("refused: missing or wrong CSRF token"), "{audit}");
+    assert!(
+        audit.contains("refused: missing or wrong CSRF token"),
+        "{audit}"
+    );
     assert!(audit.contains("refused: role viewer"), "{audit}");
     shot(&c, "audit").await;
 
     c.close().await.unwrap();
     drop(driver);
     drop(consumer);
-    own.delete_queues(&["route".to_string(), queue.to_string()]).await.unwrap();
+    own.delete_queues(&["route".to_string(), queue.to_string()])
+        .await
+        .unwrap();
     own.close().await;
     t.stop().await;
 }

@@ -26,7 +26,7 @@ pub(super) async fn list(
 ) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let store = st.journal.store().clone();
     let rows = match tokio::task::spawn_blocking(move || store.audit_list(q.before, PAGE)).await {

@@ -42,7 +42,7 @@ pub(super) async fn list(
 ) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let queue = queue_or_default(&q.queue);
     let Some(broker) = st.broker.get() else {
@@ -128,7 +128,7 @@ pub(super) async fn replay(
 ) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let queue = queue_or_default(&f.queue);
     if !csrf_ok(&st, &session, &f.csrf, "replay").await {

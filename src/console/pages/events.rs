@@ -42,7 +42,7 @@ pub(super) async fn list(
 ) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let until_ms = match some(&q.before).map(|b| b.parse::<jiff::Timestamp>()) {
         None => None,
@@ -125,7 +125,7 @@ pub(super) async fn one(
 ) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let with_payload = session.principal.may(Role::Operator);
     let journal = st.journal.clone();

@@ -39,10 +39,10 @@ fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(String, Session)>
 }
 
 /// The prelude of every page: the live session, or a redirect to the sign-in page.
-fn signed_in(st: &AdminState, headers: &HeaderMap) -> Result<Session, Response> {
+fn signed_in(st: &AdminState, headers: &HeaderMap) -> Result<Session, Box<Response>> {
     session_of(st, headers)
         .map(|(_, s)| s)
-        .ok_or_else(|| Redirect::to("/console/sign-in").into_response())
+        .ok_or_else(|| Box::new(Redirect::to("/console/sign-in").into_response()))
 }
 
 /// The prelude of every POST: the form's CSRF token must be the session's.

@@ -41,7 +41,7 @@ pub(crate) fn counter_by_label(text: &str, name: &str, label: &str) -> BTreeMap<
 pub(super) async fn page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
     let session = match signed_in(&st, &headers) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let store = st.journal.store().clone();
     let counts = tokio::task::spawn_blocking(move || store.journal_counts())
