@@ -13,6 +13,8 @@
 //!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
 //!
+//! The audit trail's `audit` and `audit_by_time` tables live in the `audit` submodule.
+//!
 //! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
 //! `queue` submodule.
 
