@@ -122,6 +122,15 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("save screenshot");
 }
 
+/// Waits until the bridge's broker connection is up (`/readyz` says so).
+async fn broker_up(admin: std::net::SocketAddr) {
+    eventually(20, "the bridge's broker connection", || async move {
+        let (_, body) = get(&format!("http://{admin}/readyz")).await;
+        body.contains("\"state\":\"ok\"")
+    })
+    .await;
+}
+
 async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
     c.goto(&format!("http://{admin}/console/sign-in"))
         .await
@@ -138,12 +147,31 @@ async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
         .click()
         .await
         .unwrap();
+    wait_for(c, "header .who").await;
     let url = c.current_url().await.unwrap();
     assert_eq!(
         url.path(),
         "/console/overview",
         "signed in and sent to the overview"
     );
+}
+
+/// Waits until the page (after a click that navigates) shows `css`.
+async fn wait_for(c: &Client, css: &str) {
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(css))
+        .await;
+    if let Err(e) = found {
+        let url = c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let page = c.source().await.unwrap_or_default();
+        panic!("waiting for {css} on {url}: {e}\n{page}");
+    }
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -208,6 +236,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .await
         .unwrap();
 
+    broker_up(t.admin).await;
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
@@ -216,9 +245,15 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     // the operator signs in and sees the overview
     sign_in(&c, admin, OPERATOR_TOKEN).await;
     assert!(text_of(&c, "header .who").await.contains("otto"));
+    let journaled = text_of(&c, "#card-journal .value").await;
+    assert_eq!(
+        journaled.trim(),
+        "1",
+        "the overview counts the journaled callback"
+    );
     assert!(
-        text_of(&c, "#card-dead .value").await.trim() == "0",
-        "the route queue has no dead letters"
+        text_of(&c, "#queues").await.contains("route"),
+        "queue depths are shown"
     );
     shot(&c, "overview").await;
     c.goto(&format!("http://{admin}/console/events"))
@@ -250,6 +285,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .click()
         .await
         .unwrap();
+    wait_for(&c, "p.flash.error").await;
     assert!(
         text_of(&c, "main").await.contains("This form expired"),
         "refused without the CSRF token"
@@ -268,6 +304,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .click()
         .await
         .unwrap();
+    wait_for(&c, "#confirm-replay").await;
     shot(&c, "replay-confirm").await;
     c.find(Locator::Css("#confirm-replay"))
         .await
@@ -275,6 +312,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .click()
         .await
         .unwrap();
+    wait_for(&c, "#replay-result").await;
     assert!(
         text_of(&c, "#replay-result")
             .await
@@ -306,6 +344,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .click()
         .await
         .unwrap();
+    wait_for(&c, "#sign-in").await;
 
     // the viewer finds no replay button; the API refuses a forged attempt
     sign_in(&c, admin, VIEWER_TOKEN).await;

@@ -61,6 +61,15 @@ async fn park(prefix: &str, queue: &str, ids: &[&str]) -> RabbitBroker {
     own
 }
 
+/// Waits until the bridge's broker connection is up (`/readyz` says so).
+async fn broker_up(admin: std::net::SocketAddr) {
+    eventually(20, "the bridge's broker connection", || async move {
+        let (_, body) = get(&format!("http://{admin}/readyz")).await;
+        body.contains("\"state\":\"ok\"")
+    })
+    .await;
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
@@ -89,6 +98,7 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
     let t = TestBridge::start_with(&[TestApp::new("roles")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
     let own = park(&prefix, q, &["evt_r1"]).await;
+    broker_up(t.admin).await;
     let base = format!("http://{}", t.admin);
     let c = client();
     let status = |r: reqwest::Response| r.status();
@@ -284,6 +294,7 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
     let t = TestBridge::start_with(&[TestApp::new("cons")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
     let own = park(&prefix, q, &["evt_c1"]).await;
+    broker_up(t.admin).await;
     let mut b = Browser::new(t.admin);
 
     // not signed in: sent to the sign-in page, which carries the security headers
