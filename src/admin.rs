@@ -5,24 +5,27 @@
 //!
 //! It reads state through the journal and store; it never changes an event's content.
 //! State-changing endpoints (`/admin/replay`, `/admin/reconcile`) are POST only.
+//!
+//! Roles (see [`crate::console::Role`]): a `viewer` token reads everything but payload
+//! bodies; an `operator` token also replays, reconciles, reroutes and reads payloads; an
+//! `admin` token also reads the configuration (`/admin/config`). The legacy `admin.token` is
+//! an `admin` token. A refusal for lack of role answers 403 and is audited, as is every
+//! action and payload view.
 
 pub mod guard;
 
 use std::sync::Arc;
 
+use crate::broker::{AnyBroker, RedriveFilter};
+use crate::console::{ConsoleHandle, Principal, Role, audit, audit_row};
+use crate::journal::Journal;
+use crate::store::JournalFilter;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
-
-use crate::broker::{AnyBroker, RedriveFilter};
-use crate::config::Secret;
-use crate::journal::Journal;
-use crate::store::JournalFilter;
-use crate::telemetry::names;
 
 /// The broker, once it is up (it may come up after the listeners).
 pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
@@ -32,15 +35,17 @@ pub type BrokerSlot = Arc<tokio::sync::OnceCell<AnyBroker>>;
 pub struct AdminState {
     /// The journal.
     pub journal: Journal,
-    /// Bearer token for `/admin/*`, if configured.
-    pub token: Option<Arc<Secret>>,
+    /// The console's state: named tokens with roles (also for `/admin/*`), sessions.
+    pub console: ConsoleHandle,
+    /// The configuration as shown to `admin` tokens (secrets written as `***`).
+    pub config_view: Arc<String>,
     /// The broker, when connected.
     pub broker: BrokerSlot,
     /// The configured broker kind (`embedded`, `rabbitmq`).
     pub broker_kind: String,
     /// The route stage's context (catalog, WeCom API), for reconciliation.
     pub route: Arc<crate::route::RouteContext>,
-    /// The delivery ledger.
+    /// The delivery ledger, for `/admin/deliveries`.
     pub ledger: crate::record::Ledger,
 }
 
@@ -62,12 +67,19 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
         .route("/admin/replay", post(replay))
         .route("/admin/reconcile", post(reconcile))
         .route("/admin/reroute", post(reroute))
+        .route("/admin/config", get(config_view))
+        .route("/admin/audit", get(audit_list))
         .route("/admin/deliveries", get(crate::record::admin::list))
         .route("/admin/deliveries/{key}", get(crate::record::admin::show))
         .route_layer(axum::middleware::from_fn_with_state(
-            host_guard,
+            host_guard.clone(),
             guard::enforce,
         ));
+    let console = if state.console.config.enabled {
+        crate::console::router(host_guard)
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -76,6 +88,7 @@ pub fn admin_router(state: AdminState, host_guard: guard::AdminGuard) -> Router 
             get(|| async { crate::telemetry::metrics_handle().render() }),
         )
         .merge(admin)
+        .merge(console)
         .with_state(state)
 }
 
@@ -119,7 +132,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     };
     match counts {
         Ok(c) => {
-            metrics::gauge!(names::OUTBOX_BACKLOG).set(c.unpublished as f64);
+            metrics::gauge!(crate::telemetry::names::OUTBOX_BACKLOG).set(c.unpublished as f64);
             // Ready means "can accept callbacks": that needs the store, not the broker. A
             // broker outage shows here and as a growing backlog, and is relayed when it ends.
             let body = serde_json::json!({
@@ -138,15 +151,61 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     }
 }
 
-pub(crate) fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(token) = &st.token else {
-        return true; // validated at start: no token only on a loopback listener
-    };
+/// The caller of `/admin/*`: the principal of its bearer token, or an anonymous admin when
+/// no token is configured (allowed on a loopback listener only, checked at start).
+fn caller(st: &AdminState, headers: &HeaderMap) -> Option<Principal> {
+    if st.console.tokens.is_open() {
+        return Some(Principal {
+            name: "anonymous".into(),
+            role: Role::Admin,
+        });
+    }
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())))
+        .and_then(|given| st.console.tokens.authenticate(given))
+}
+
+/// The prelude of every `/admin/*` endpoint: a known token (401) holding `role` (403, and
+/// an audit row naming `action`).
+async fn require(
+    st: &AdminState,
+    headers: &HeaderMap,
+    role: Role,
+    action: &str,
+) -> Result<Principal, Box<Response>> {
+    let Some(p) = caller(st, headers) else {
+        metrics::counter!("wecom_bridge_admin_refused_total", "reason" => "unauthorized")
+            .increment(1);
+        return Err(Box::new(unauthorized()));
+    };
+    if p.may(role) {
+        return Ok(p);
+    }
+    metrics::counter!("wecom_bridge_admin_refused_total", "reason" => "role").increment(1);
+    tracing::warn!(who = %p.name, role = %p.role, needed = %role, %action, hint = "give this user a role that allows it in [[admin.users]], or use another token", "admin request refused: role too low");
+    audit(
+        st.journal.store(),
+        audit_row(
+            &p.name,
+            action,
+            "",
+            &format!("refused: role {}", p.role),
+            "api",
+        ),
+    )
+    .await;
+    Err(Box::new(
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "`{action}` needs the {role} role; this token is a {}\n",
+                p.role
+            ),
+        )
+            .into_response(),
+    ))
 }
 
 /// Query of `GET /admin/events`.
@@ -170,123 +229,110 @@ pub struct EventsQuery {
     pub payload: bool,
 }
 
-/// Why an admin request is answered with an error status; the body says what to fix.
-#[derive(Debug)]
-enum AdminRefusal {
-    /// 401: no or a wrong bearer token.
-    Unauthorized,
-    /// 400: a query parameter is missing or malformed.
-    BadRequest(String),
-    /// 503: the broker is not connected yet (it may come up after the listeners).
-    BrokerNotConnected,
-    /// 503: the broker answered with an error.
-    Broker(crate::broker::BrokerError),
-    /// 500: reading the journal failed.
-    Internal(String),
-}
-
-impl IntoResponse for AdminRefusal {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "admin token required (Authorization: Bearer …)\n".to_string(),
-            ),
-            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
-            Self::BrokerNotConnected => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker not connected yet; see /readyz\n".to_string(),
-            ),
-            Self::Broker(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
-            Self::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
-        }
-        .into_response()
-    }
-}
-
-impl From<crate::broker::BrokerError> for AdminRefusal {
-    fn from(e: crate::broker::BrokerError) -> Self {
-        Self::Broker(e)
-    }
-}
-
-/// The prelude of every admin endpoint: the admin token.
-fn check_token(st: &AdminState, headers: &HeaderMap) -> Result<(), AdminRefusal> {
-    if authorized(st, headers) {
-        Ok(())
-    } else {
-        Err(AdminRefusal::Unauthorized)
-    }
-}
-
-/// The prelude of every broker endpoint: the admin token, then a connected broker.
-fn authorized_broker(st: &AdminState, headers: &HeaderMap) -> Result<AnyBroker, AdminRefusal> {
-    check_token(st, headers)?;
-    st.broker
-        .get()
-        .cloned()
-        .ok_or(AdminRefusal::BrokerNotConnected)
-}
-
-/// An optional RFC 3339 query parameter, in unix milliseconds.
-fn parse_time(s: Option<&str>, name: &str) -> Result<Option<i64>, AdminRefusal> {
-    parse_rfc3339(s, name).map_err(AdminRefusal::BadRequest)
+/// Whether the request carries a known token (any role): the deliveries endpoints read
+/// metadata, which every role may see.
+pub(crate) fn authorized(st: &AdminState, headers: &HeaderMap) -> bool {
+    caller(st, headers).is_some()
 }
 
 /// An optional RFC 3339 time, in unix milliseconds; the error names the parameter.
 pub(crate) fn parse_rfc3339(s: Option<&str>, name: &str) -> Result<Option<i64>, String> {
-    s.map(|v| {
-        v.parse::<jiff::Timestamp>()
-            .map(|t| t.as_millisecond())
-            .map_err(|e| format!("{name}: not an RFC 3339 time: {e}"))
-    })
-    .transpose()
+    parse_time(&s.map(str::to_owned), name)
 }
 
-/// The 401 answer of every admin endpoint.
-pub(crate) fn unauthorized() -> Response {
-    AdminRefusal::Unauthorized.into_response()
+fn parse_time(s: &Option<String>, name: &str) -> Result<Option<i64>, String> {
+    s.as_deref()
+        .map(|v| {
+            v.parse::<jiff::Timestamp>()
+                .map(|t| t.as_millisecond())
+                .map_err(|e| format!("{name}: not an RFC 3339 time: {e}"))
+        })
+        .transpose()
 }
 
-/// The `since` (required) and `until` (optional) parameters of a time range, in unix
-/// milliseconds.
-fn time_range(since: &str, until: Option<&str>) -> Result<(i64, Option<i64>), AdminRefusal> {
-    let since_ms = parse_time(Some(since), "since")?
-        .ok_or_else(|| AdminRefusal::BadRequest("since is required\n".into()))?;
-    Ok((since_ms, parse_time(until, "until")?))
-}
-
-/// `GET /admin/events?[kind=…][&app=…][&since=…][&until=…][&limit=…][&quarantined=true]
-/// [&payload=true]`: journal entries, newest first, one JSON per line.
 async fn events(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
-) -> Result<Response, AdminRefusal> {
-    check_token(&st, &headers)?;
+) -> Response {
+    let (role, action) = if q.payload {
+        (Role::Operator, "view_payload")
+    } else {
+        (Role::Viewer, "list_events")
+    };
+    let who = match require(&st, &headers, role, action).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
     if let Some(kind) = q.kind.as_deref()
         && !crate::ingress::JOURNAL_KINDS.contains(&kind)
     {
-        return Err(AdminRefusal::BadRequest(format!(
-            "unknown kind `{kind}`; valid kinds: {}\n",
-            crate::ingress::JOURNAL_KINDS.join(", ")
-        )));
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown kind `{kind}`; valid kinds: {}\n",
+                crate::ingress::JOURNAL_KINDS.join(", ")
+            ),
+        )
+            .into_response();
     }
-    let filter = JournalFilter {
-        since_ms: parse_time(q.since.as_deref(), "since")?,
-        until_ms: parse_time(q.until.as_deref(), "until")?,
-        kind: q.kind,
-        app: q.app,
-        quarantined_only: q.quarantined,
-        limit: q.limit.unwrap_or(100),
+    let filter = match (parse_time(&q.since, "since"), parse_time(&q.until, "until")) {
+        (Ok(since_ms), Ok(until_ms)) => JournalFilter {
+            kind: q.kind,
+            app: q.app,
+            since_ms,
+            until_ms,
+            quarantined_only: q.quarantined,
+            limit: q.limit.unwrap_or(100),
+        },
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let journal = st.journal.clone();
     let with_payload = q.payload;
-    let views = tokio::task::spawn_blocking(move || journal.list(&filter, with_payload))
-        .await
-        .map_err(|e| AdminRefusal::Internal(e.to_string()))?
-        .map_err(|e| AdminRefusal::Internal(e.to_string()))?;
-    Ok(ndjson(&views))
+    if with_payload {
+        let target = format!("events {filter:?}");
+        audit(
+            journal.store(),
+            audit_row(&who.name, "view_payload", &target, "ok", "api"),
+        )
+        .await;
+    }
+    match tokio::task::spawn_blocking(move || journal.list(&filter, with_payload)).await {
+        Ok(Ok(views)) => ndjson(&views),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+pub(crate) fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        "admin token required (Authorization: Bearer …)\n",
+    )
+        .into_response()
+}
+
+/// The prelude of every broker endpoint: a token holding `role`, then a connected broker.
+async fn authorized_broker(
+    st: &AdminState,
+    headers: &HeaderMap,
+    role: Role,
+    action: &str,
+) -> Result<(Principal, AnyBroker), Box<Response>> {
+    let who = require(st, headers, role, action).await?;
+    st.broker
+        .get()
+        .cloned()
+        .ok_or_else(|| {
+            Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "broker not connected yet; see /readyz\n",
+                )
+                    .into_response(),
+            )
+        })
+        .map(|b| (who, b))
 }
 
 /// One JSON object per line.
@@ -299,21 +345,29 @@ fn ndjson<T: serde::Serialize>(items: &[T]) -> Response {
     ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
 }
 
+fn broker_error(e: crate::broker::BrokerError) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
+}
+
 /// `GET /admin/queues`: depths of every stage queue plus the outbox backlog.
-async fn queues(
-    State(st): State<AdminState>,
-    headers: HeaderMap,
-) -> Result<Response, AdminRefusal> {
-    let broker = authorized_broker(&st, &headers)?;
+async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let broker = match authorized_broker(&st, &headers, Role::Viewer, "queues").await {
+        Ok((_, b)) => b,
+        Err(r) => return *r,
+    };
     let store = st.journal.store().clone();
     let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
         .await
         .ok()
         .and_then(Result::ok)
         .map_or(0, |c| c.unpublished);
-    let d = broker.depths(&crate::broker::stage_queues()).await?;
-    let body = serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d});
-    Ok(axum::Json(body).into_response())
+    match broker.depths(&crate::broker::stage_queues()).await {
+        Ok(d) => axum::Json(
+            serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d}),
+        )
+        .into_response(),
+        Err(e) => broker_error(e),
+    }
 }
 
 /// Query of the dead-letter endpoints.
@@ -341,14 +395,34 @@ async fn dead_letters(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
-) -> Result<Response, AdminRefusal> {
-    let broker = authorized_broker(&st, &headers)?;
+) -> Response {
+    let (role, action) = if q.payload {
+        (Role::Operator, "view_payload")
+    } else {
+        (Role::Viewer, "list_dead_letters")
+    };
+    let (who, broker) = match authorized_broker(&st, &headers, role, action).await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
-    let mut list = broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await?;
-    if !q.payload {
-        list.iter_mut().for_each(|d| d.envelope.clear_body());
+    if q.payload {
+        let target = format!("dead letters of {queue}");
+        audit(
+            st.journal.store(),
+            audit_row(&who.name, "view_payload", &target, "ok", "api"),
+        )
+        .await;
     }
-    Ok(ndjson(&list))
+    match broker.dead_letters(&queue, q.limit.unwrap_or(1000)).await {
+        Ok(mut list) => {
+            if !q.payload {
+                list.iter_mut().for_each(|d| d.envelope.clear_body());
+            }
+            ndjson(&list)
+        }
+        Err(e) => broker_error(e),
+    }
 }
 
 /// `POST /admin/replay?queue=route&(all=true|ids=a,b|reason=text)`: redrive parked messages.
@@ -356,8 +430,11 @@ async fn replay(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<DeadQuery>,
-) -> Result<Response, AdminRefusal> {
-    let broker = authorized_broker(&st, &headers)?;
+) -> Response {
+    let (who, broker) = match authorized_broker(&st, &headers, Role::Operator, "replay").await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
     let filter = match (q.all, q.ids, q.reason) {
         (true, None, None) => RedriveFilter::All,
         (false, Some(ids), None) => {
@@ -365,15 +442,36 @@ async fn replay(
         }
         (false, None, Some(r)) => RedriveFilter::ReasonContains(r),
         _ => {
-            return Err(AdminRefusal::BadRequest(
-                "give exactly one of all=true, ids=…, reason=…\n".into(),
-            ));
+            return (
+                StatusCode::BAD_REQUEST,
+                "give exactly one of all=true, ids=…, reason=…\n",
+            )
+                .into_response();
         }
     };
     let queue = q.queue.unwrap_or_else(|| crate::broker::ROUTE_QUEUE.into());
-    let n = broker.redrive(&queue, &filter).await?;
-    tracing::info!(queue = %queue, redriven = n, "dead letters replayed by an operator");
-    Ok(axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response())
+    let target = format!("{queue}: {filter:?}");
+    match broker.redrive(&queue, &filter).await {
+        Ok(n) => {
+            tracing::info!(who = %who.name, queue = %queue, redriven = n, "dead letters replayed by an operator");
+            let result = format!("ok: {n} replayed");
+            audit(
+                st.journal.store(),
+                audit_row(&who.name, "replay", &target, &result, "api"),
+            )
+            .await;
+            axum::Json(serde_json::json!({"queue": queue, "redriven": n})).into_response()
+        }
+        Err(e) => {
+            let result = format!("failed: {e}");
+            audit(
+                st.journal.store(),
+                audit_row(&who.name, "replay", &target, &result, "api"),
+            )
+            .await;
+            broker_error(e)
+        }
+    }
 }
 
 /// Query of `POST /admin/reroute`.
@@ -393,17 +491,37 @@ async fn reroute(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<RerouteQuery>,
-) -> Result<Response, AdminRefusal> {
-    let broker = authorized_broker(&st, &headers)?;
-    let (since_ms, until_ms) = time_range(&q.since, q.until.as_deref())?;
+) -> Response {
+    let (who, broker) = match authorized_broker(&st, &headers, Role::Operator, "reroute").await {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let since_ms = match parse_time(&Some(q.since), "since") {
+        Ok(Some(ms)) => ms,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let until_ms = match parse_time(&q.until, "until") {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
     let request = crate::route::reroute::RerouteRequest {
         since_ms,
         until_ms,
         template: q.template,
     };
+    let target = format!(
+        "since {} until {:?} template {:?}",
+        request.since_ms, request.until_ms, request.template
+    );
     let report =
         crate::route::reroute::reroute_any(&st.route, &st.journal, &broker, &request).await;
-    Ok(axum::Json(report).into_response())
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "reroute", &target, "ok", "api"),
+    )
+    .await;
+    axum::Json(report).into_response()
 }
 
 /// Query of `POST /admin/reconcile`.
@@ -420,12 +538,75 @@ async fn reconcile(
     State(st): State<AdminState>,
     headers: HeaderMap,
     Query(q): Query<ReconcileQuery>,
-) -> Result<Response, AdminRefusal> {
-    check_token(&st, &headers)?;
-    let (since_ms, until_ms) = time_range(&q.since, q.until.as_deref())?;
-    let since = since_ms / 1000;
-    let until = until_ms.map_or_else(|| jiff::Timestamp::now().as_second(), |ms| ms / 1000);
+) -> Response {
+    let who = match require(&st, &headers, Role::Operator, "reconcile").await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let since = match parse_time(&Some(q.since), "since") {
+        Ok(Some(ms)) => ms / 1000,
+        Ok(None) => return (StatusCode::BAD_REQUEST, "since is required\n").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let until = match parse_time(&q.until, "until") {
+        Ok(t) => t
+            .map(|ms| ms / 1000)
+            .unwrap_or_else(|| jiff::Timestamp::now().as_second()),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
     let report =
         crate::route::reconcile::reconcile(&st.route, &st.journal, since, until, &|_, _| {}).await;
-    Ok(axum::Json(report).into_response())
+    let target = format!("submit time {since}..{until}");
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "reconcile", &target, "ok", "api"),
+    )
+    .await;
+    axum::Json(report).into_response()
+}
+
+/// `GET /admin/config`: the configuration in effect, secrets written as `***` or as their
+/// reference (`env:NAME`, `file:PATH`). Admin tokens only.
+async fn config_view(State(st): State<AdminState>, headers: HeaderMap) -> Response {
+    let who = match require(&st, &headers, Role::Admin, "view_config").await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    audit(
+        st.journal.store(),
+        audit_row(&who.name, "view_config", "", "ok", "api"),
+    )
+    .await;
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        st.config_view.as_str().to_string(),
+    )
+        .into_response()
+}
+
+/// Query of `GET /admin/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    /// Only rows older than this sequence number.
+    pub before: Option<u64>,
+    /// Most to list (default 100).
+    pub limit: Option<usize>,
+}
+
+/// `GET /admin/audit?before=…&limit=…`: the audit trail, newest first, one JSON per line.
+async fn audit_list(
+    State(st): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    if let Err(r) = require(&st, &headers, Role::Viewer, "list_audit").await {
+        return *r;
+    }
+    let store = st.journal.store().clone();
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    match tokio::task::spawn_blocking(move || store.audit_list(q.before, limit)).await {
+        Ok(Ok(rows)) => ndjson(&rows),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }

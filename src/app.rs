@@ -131,7 +131,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let secrets = config.resolve()?;
     let endpoints = build_endpoints(config, &secrets)?;
     warn_about_weak_apps(config, &secrets);
-    let admin_token = secrets.admin_token.clone().map(Arc::new);
+    let tokens = crate::console::TokenBook::resolve(&config.admin, secrets.admin_token.clone())?;
 
     let cipher = JournalCipher::from_config(&config.journal)?;
     let path = config.store.path.clone();
@@ -172,7 +172,11 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let broker: BrokerSlot = Arc::new(tokio::sync::OnceCell::new());
     let admin_state = AdminState {
         journal: journal.clone(),
-        token: admin_token,
+        console: Arc::new(crate::console::ConsoleShared::new(
+            config.console.clone(),
+            tokens,
+        )),
+        config_view: Arc::new(format!("{config:#?}")),
         broker: broker.clone(),
         broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),
         route: route.clone(),
@@ -233,6 +237,11 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
             Duration::from_secs(config.ledger.prune_interval_secs.max(1)),
         ));
     }
+    background.push(tokio::spawn(crate::console::run_audit_pruner(
+        store.clone(),
+        config.console.audit_retention_days,
+        rx_pipeline.clone(),
+    )));
     if config.reconcile.enabled {
         background.push(tokio::spawn(crate::route::reconcile::run_periodic(
             route.clone(),
@@ -247,6 +256,9 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         tracing::info!(app = %e.name, url = %format!("http://{public_addr}{}", e.config.path), "serving WeCom callbacks");
     }
     tracing::info!(%admin_addr, "admin API, /metrics, /healthz, /readyz");
+    if config.console.enabled {
+        tracing::info!(url = %format!("http://{admin_addr}/console"), "operator console");
+    }
     Ok(RunningBridge {
         public_addr,
         admin_addr,

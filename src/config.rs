@@ -37,6 +37,9 @@ pub struct Config {
     /// The operator listener: admin API, metrics, health.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The operator console on the admin listener.
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
     /// The embedded store.
     #[serde(default)]
     pub store: StoreConfig,
@@ -291,6 +294,9 @@ pub struct AdminConfig {
     /// `127.0.0.1`, `[::1]` and the listen address, with the listener's port, are always
     /// accepted. Anything else is refused, which defeats DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// Named tokens with a role (`[[admin.users]]`), for the admin API and the console.
+    /// `admin.token`, if set, stays valid as a token named `admin` with the `admin` role.
+    pub users: Vec<crate::console::AdminUser>,
 }
 
 impl Default for AdminConfig {
@@ -299,6 +305,7 @@ impl Default for AdminConfig {
             listen: "127.0.0.1:8081".into(),
             token: None,
             allowed_hosts: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -681,10 +688,16 @@ impl Config {
                 "admin.listen `{}` is not an address like 127.0.0.1:8081",
                 self.admin.listen
             )),
-            Ok(a) if !a.ip().is_loopback() && self.admin.token.is_none() => errors.push(format!(
-                "admin.listen {a} is reachable from other machines but admin.token is not set; \
+            Ok(a)
+                if !a.ip().is_loopback()
+                    && self.admin.token.is_none()
+                    && self.admin.users.is_empty() =>
+            {
+                errors.push(format!(
+                    "admin.listen {a} is reachable from other machines but admin.token is not set; \
                  set admin.token = \"env:BRIDGE_ADMIN_TOKEN\" or listen on 127.0.0.1"
-            )),
+                ))
+            }
             Ok(_) => {}
         }
         if matches!(&self.admin.token, Some(SecretRef::Literal(t)) if t.trim().is_empty()) {
@@ -692,6 +705,7 @@ impl Config {
                 "admin.token is empty: set a long random token (or remove the key to run without one on a loopback listener)".into(),
             );
         }
+        errors.extend(crate::console::settings_errors(&self.admin, &self.console));
         if self.server.header_read_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
             errors.push(
                 "server.header_read_timeout_ms and server.body_read_timeout_ms must be above 0"

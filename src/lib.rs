@@ -14,6 +14,7 @@ pub mod broker;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod ingress;
 pub mod journal;

@@ -1,10 +1,11 @@
-//! The command line: `serve`, `check`, `simulate`, `events`, `queues`, `dead-letters`,
-//! `replay`, `reconcile`, `reroute`, `deliveries`.
+//! The command line: `serve`, `check`, `simulate`, `events`, `audit`, `queues`, `dead-letters`,
+//! `replay`, `reconcile`, `reroute`, `deliveries`, `mapping`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
 
 mod admin_api;
+pub mod audit;
 pub mod deliveries;
 pub mod events;
 pub mod mapping;
@@ -49,6 +50,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// List journaled events (newest first).
     Events(events::EventsArgs),
+    /// List the audit trail: sign-ins, replays, reconciliations, payload views (newest first).
+    Audit(audit::AuditArgs),
     /// Show queue depths and the outbox backlog.
     Queues(queues::QueuesArgs),
     /// List parked (dead-lettered) messages with reason and attempts.
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check(&cli.config, &config),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
+        Command::Audit(args) => rt.block_on(audit::run(&config, args)),
         Command::Queues(args) => rt.block_on(queues::queues(&config, args)),
         Command::DeadLetters(args) => rt.block_on(queues::dead_letters(&config, args)),
         Command::Replay(args) => rt.block_on(queues::replay(&config, args)),

@@ -13,6 +13,8 @@
 //!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
 //!
+//! The audit trail's `audit` and `audit_by_time` tables live in the `audit` submodule.
+//!
 //! The embedded broker's `queue_*` tables (messages, delivery state, indexes) live in the
 //! `queue` submodule; the delivery ledger's `ledger_*` tables in the `ledger` submodule.
 
@@ -22,12 +24,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+mod audit;
 mod files;
 mod forms;
 mod health;
 mod ledger;
 mod queue;
 mod seal;
+pub use audit::{AuditEntry, AuditRecord};
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
 pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
@@ -284,6 +288,7 @@ impl Store {
             queue::init_tables(&tx)?;
             forms::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
+            audit::init_tables(&tx)?;
             tx.commit()?;
             Ok(())
         })

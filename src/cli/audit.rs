@@ -1,0 +1,99 @@
+//! `audit`: list the audit trail (who did what, when, with what result), from the store
+//! directly or, while `serve` holds the store, through the running bridge's admin API.
+//! Read-only: no command edits or deletes audit rows.
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::journal::JournalCipher;
+use crate::store::{AuditEntry, Store, StoreError};
+
+/// Arguments of `audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only rows older than this sequence number (paging).
+    #[arg(long)]
+    pub before: Option<u64>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+pub(super) async fn run(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
+    let rows = if !config.store.path.exists() {
+        eprintln!(
+            "no store yet at {} (nothing audited)",
+            config.store.path.display()
+        );
+        Vec::new()
+    } else {
+        let cipher = JournalCipher::from_config(&config.journal)?;
+        match Store::open(&config.store.path, cipher.sealer()) {
+            Ok(store) => store.audit_list(args.before, args.limit)?,
+            Err(StoreError::Locked { .. }) => from_admin_api(config, &args).await?,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if args.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        print_table(&rows);
+    }
+    Ok(())
+}
+
+async fn from_admin_api(config: &Config, args: &AuditArgs) -> anyhow::Result<Vec<AuditEntry>> {
+    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    if let Some(b) = args.before {
+        query.push(("before", b.to_string()));
+    }
+    let url = format!("http://{}/admin/audit", config.admin.listen);
+    let mut req = reqwest::Client::new().get(&url).query(&query);
+    if let Some(token) = config.resolve()?.admin_token {
+        req = req.bearer_auth(token.expose());
+    }
+    let resp = req.send().await.with_context(|| {
+        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
+    })?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("admin API answered {status}: {}", text.trim());
+    }
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).context("admin API sent an unexpected line"))
+        .collect()
+}
+
+fn print_table(rows: &[AuditEntry]) {
+    if rows.is_empty() {
+        println!("nothing audited");
+        return;
+    }
+    println!(
+        "{:>6}  {:<20}  {:<16}  {:<14}  {:<8}  {:<28}  TARGET",
+        "SEQ", "WHEN", "WHO", "ACTION", "VIA", "RESULT"
+    );
+    for r in rows {
+        let when = jiff::Timestamp::from_millisecond(r.record.at_ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let when = when.get(..19).unwrap_or(&when);
+        println!(
+            "{:>6}  {:<20}  {:<16}  {:<14}  {:<8}  {:<28}  {}",
+            r.seq,
+            when,
+            r.record.who,
+            r.record.action,
+            r.record.via,
+            r.record.result,
+            r.record.target
+        );
+    }
+}
