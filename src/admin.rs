@@ -311,7 +311,8 @@ async fn queues(
         .ok()
         .and_then(Result::ok)
         .map_or(0, |c| c.unpublished);
-    let d = broker.depths(&crate::broker::stage_queues()).await?;
+    let names = st.route.catalog.connectors.iter().map(|c| c.name.as_str());
+    let d = broker.depths(&crate::broker::listed_queues(names)).await?;
     let body = serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d});
     Ok(axum::Json(body).into_response())
 }

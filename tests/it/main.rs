@@ -8,6 +8,7 @@ mod broker;
 mod cli;
 mod deliver;
 mod durability;
+mod e2e;
 mod edge;
 mod ingress;
 mod ledger;
