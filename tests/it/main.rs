@@ -7,6 +7,7 @@ mod at_rest;
 mod broker;
 mod cli;
 mod deliver;
+mod demo;
 mod durability;
 mod e2e;
 mod edge;

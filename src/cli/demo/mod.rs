@@ -18,7 +18,6 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 
 use crate::app::RunningBridge;
-use crate::broker::DeadLetter;
 use crate::config::{Config, SecretRef};
 use crate::record::{JobRecord, JobState};
 use crate::standins::finance::FinanceStandIn;
@@ -193,7 +192,7 @@ pub async fn start(
         .collect();
     let settled = settle(&admin, &expected).await;
     let jobs: Vec<JobRecord> = admin.jobs().await?;
-    let dead: Vec<DeadLetter> = admin.dead_letters().await?;
+    let dead: Vec<Parked> = admin.dead_letters().await?;
     let summary = render::summary(&render::Seen {
         sent: &sent,
         revoked: &revoked,
@@ -329,6 +328,17 @@ impl Sender {
     }
 }
 
+/// A parked message as the admin API lists it (without its body).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Parked {
+    /// Its message id (what `replay --id` takes).
+    pub id: String,
+    /// The SpNo.
+    pub business_key: String,
+    /// Why it was parked.
+    pub reason: String,
+}
+
 /// The bridge's admin API, read as an operator would.
 struct Admin {
     client: reqwest::Client,
@@ -360,14 +370,30 @@ impl Admin {
         Ok(page.jobs)
     }
 
-    async fn dead_letters(&self) -> anyhow::Result<Vec<DeadLetter>> {
+    async fn dead_letters(&self) -> anyhow::Result<Vec<Parked>> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            envelope: Envelope,
+            reason: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            id: String,
+            business_key: String,
+        }
         let queue = crate::route::deliver_queue(CONNECTOR);
         let text = self
             .get(&format!("/admin/dead-letters?queue={queue}"))
             .await?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(parse)
+            .map(|l| {
+                parse::<Listed>(l).map(|d| Parked {
+                    id: d.envelope.id,
+                    business_key: d.envelope.business_key,
+                    reason: d.reason,
+                })
+            })
             .collect()
     }
 }
@@ -392,7 +418,7 @@ async fn settle(admin: &Admin, expected: &[(&str, usize)]) -> bool {
                     .iter()
                     .filter(|j| j.business_key == *sp && is_final(j.state))
                     .count();
-                let parked = dead.iter().any(|d| d.envelope.business_key == *sp);
+                let parked = dead.iter().any(|d| d.business_key == *sp);
                 finished >= *per_form || parked
             });
             if done {

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::Parked;
 use super::samples::{Claim, Expect};
-use crate::broker::DeadLetter;
 use crate::record::JobRecord;
 use crate::standins::finance::Voucher;
 
@@ -29,7 +29,7 @@ pub struct Seen<'a> {
     /// The ledger's jobs (newest first).
     pub jobs: &'a [JobRecord],
     /// Parked messages on the connector's deliver queue.
-    pub dead: &'a [DeadLetter],
+    pub dead: &'a [Parked],
     /// Whether every claim settled in time.
     pub settled: bool,
     /// The admin API's base URL.
@@ -122,22 +122,18 @@ pub fn summary(s: &Seen<'_>) -> String {
     }
 
     let queue = crate::route::deliver_queue(s.connector);
-    let dead: Vec<&DeadLetter> = s
-        .dead
-        .iter()
-        .filter(|d| ours(&d.envelope.business_key))
-        .collect();
+    let dead: Vec<&Parked> = s.dead.iter().filter(|d| ours(&d.business_key)).collect();
     let _ = writeln!(
         out,
         "\nParked, waiting for you (wecom-bridge dead-letters --queue {queue}):"
     );
     for d in &dead {
-        let _ = writeln!(out, "  {}  {}", d.envelope.business_key, d.reason.trim());
+        let _ = writeln!(out, "  {}  {}", d.business_key, d.reason.trim());
         let _ = writeln!(
             out,
             "    fix the cause (e.g. add the category to mappings/tables/expense-accounts.csv), then:\n    wecom-bridge{} replay --queue {queue} --id {}",
             config_flag(s.config_path),
-            d.envelope.id
+            d.id
         );
     }
     if dead.is_empty() {
