@@ -225,8 +225,10 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         store.clone(),
         journal.clone(),
         route.clone(),
-        checked.route.clone(),
-        delivers,
+        Plans {
+            route: checked.route.clone(),
+            delivers,
+        },
         broker.clone(),
         rx_pipeline.clone(),
     ));
@@ -290,6 +292,14 @@ impl RunningBridge {
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         tracing::info!("stopped cleanly");
     }
+}
+
+/// The plans of the stages that consume the broker.
+struct Plans {
+    /// The route stage.
+    route: StagePlan,
+    /// One deliver stage per connector that could be built.
+    delivers: Vec<DeliverPlan>,
 }
 
 /// The deliver stage of one connector, with its retry policy and concurrency cap.
@@ -357,8 +367,7 @@ async fn run_pipeline(
     store: Store,
     journal: Journal,
     route: Arc<RouteContext>,
-    route_plan: StagePlan,
-    delivers: Vec<DeliverPlan>,
+    plans: Plans,
     slot: BrokerSlot,
     mut shutdown: Shutdown,
 ) {
@@ -379,12 +388,8 @@ async fn run_pipeline(
     tracing::info!(kind = broker.kind(), "broker ready");
     let _ = slot.set(broker.clone());
     match broker {
-        AnyBroker::Embedded(b) => {
-            run_stages(b, journal, route, route_plan, delivers, shutdown).await
-        }
-        AnyBroker::Rabbitmq(b) => {
-            run_stages(b, journal, route, route_plan, delivers, shutdown).await
-        }
+        AnyBroker::Embedded(b) => run_stages(b, journal, route, plans, shutdown).await,
+        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, plans, shutdown).await,
     }
 }
 
@@ -392,10 +397,13 @@ async fn run_stages<B: Broker>(
     broker: B,
     journal: Journal,
     ctx: Arc<RouteContext>,
-    route_plan: StagePlan,
-    delivers: Vec<DeliverPlan>,
+    plans: Plans,
     shutdown: Shutdown,
 ) {
+    let Plans {
+        route: route_plan,
+        delivers,
+    } = plans;
     let mut stages = Vec::new();
     for d in delivers {
         tracing::info!(queue = %d.queue, concurrency = d.concurrency, "deliver stage consuming");
