@@ -361,7 +361,8 @@ async fn queues(State(st): State<AdminState>, headers: HeaderMap) -> Response {
         .ok()
         .and_then(Result::ok)
         .map_or(0, |c| c.unpublished);
-    match broker.depths(&crate::broker::stage_queues()).await {
+    let names = st.route.catalog.connectors.iter().map(|c| c.name.as_str());
+    match broker.depths(&crate::broker::listed_queues(names)).await {
         Ok(d) => axum::Json(
             serde_json::json!({"broker": broker.kind(), "outbox_backlog": backlog, "queues": d}),
         )

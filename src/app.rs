@@ -15,10 +15,12 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState, BrokerSlot};
 use crate::broker::{AnyBroker, Broker};
 use crate::config::{Config, ConfigError, ResolvedSecrets, StagePlan};
+use crate::deliver::Connector;
+use crate::deliver::stage::DeliverStage;
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
 use crate::route::RouteContext;
-use crate::stage::{Backoff, Shutdown, ShutdownTrigger};
+use crate::stage::{Backoff, RetryPolicy, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
 use crate::wecom::crypto::CallbackCrypto;
 
@@ -221,12 +223,16 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         serve(admin_listener, admin_router, "admin"),
     ];
     let retention = Duration::from_secs(config.journal.dedup_retention_hours * 3600);
+    let delivers = deliver_stages(config, &checked.deliver, &route, &ledger);
     let pipeline = tokio::spawn(run_pipeline(
         config.broker.clone(),
         store.clone(),
         journal.clone(),
         route.clone(),
-        checked.route.clone(),
+        Plans {
+            route: checked.route.clone(),
+            delivers,
+        },
         broker.clone(),
         rx_pipeline.clone(),
     ));
@@ -300,6 +306,72 @@ impl RunningBridge {
     }
 }
 
+/// The plans of the stages that consume the broker.
+struct Plans {
+    /// The route stage.
+    route: StagePlan,
+    /// One deliver stage per connector that could be built.
+    delivers: Vec<DeliverPlan>,
+}
+
+/// The deliver stage of one connector, with its retry policy and concurrency cap.
+struct DeliverPlan {
+    stage: Arc<DeliverStage>,
+    queue: String,
+    policy: RetryPolicy,
+    concurrency: usize,
+}
+
+/// Builds one deliver stage per connector. A connector that cannot be built (a secret is
+/// missing, its retry schedule is not a broker tier) is logged and counted, and its queue is
+/// not consumed: its jobs wait in the broker until the operator fixes it and restarts.
+fn deliver_stages(
+    config: &Config,
+    fallback: &StagePlan,
+    route: &RouteContext,
+    ledger: &crate::record::Ledger,
+) -> Vec<DeliverPlan> {
+    let mut plans = Vec::new();
+    for spec in &route.catalog.connectors {
+        let connector = match Connector::build(spec.clone()) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                metrics::counter!("wecom_bridge_deliver_unbuilt_connectors_total", "connector" => spec.name.clone())
+                    .increment(1);
+                tracing::error!(connector = %spec.name, error = %e,
+                    "connector cannot be built; its deliver queue is NOT consumed and its jobs wait in the broker \
+                     (fix the secret or setting, then restart; `wecom-bridge check` lists every problem)");
+                continue;
+            }
+        };
+        let policy = match DeliverStage::policy(
+            &connector,
+            &config.broker.retry_tiers_secs,
+            &fallback.policy,
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                metrics::counter!("wecom_bridge_deliver_unbuilt_connectors_total", "connector" => spec.name.clone())
+                    .increment(1);
+                tracing::error!(connector = %spec.name, error = %e,
+                    "connector retry schedule is unusable; its deliver queue is NOT consumed (fix [retry], then restart)");
+                continue;
+            }
+        };
+        plans.push(DeliverPlan {
+            queue: crate::route::deliver_queue(&spec.name),
+            concurrency: (spec.concurrency as usize).max(1),
+            stage: Arc::new(DeliverStage::new(
+                connector,
+                route.catalog.clone(),
+                ledger.clone(),
+            )),
+            policy,
+        });
+    }
+    plans
+}
+
 /// Brings the broker up (retrying in the background while it is unreachable: ingress keeps
 /// journaling meanwhile), then runs the stages that consume it until shutdown.
 async fn run_pipeline(
@@ -307,7 +379,7 @@ async fn run_pipeline(
     store: Store,
     journal: Journal,
     route: Arc<RouteContext>,
-    route_plan: StagePlan,
+    plans: Plans,
     slot: BrokerSlot,
     mut shutdown: Shutdown,
 ) {
@@ -328,8 +400,8 @@ async fn run_pipeline(
     tracing::info!(kind = broker.kind(), "broker ready");
     let _ = slot.set(broker.clone());
     match broker {
-        AnyBroker::Embedded(b) => run_stages(b, journal, route, route_plan, shutdown).await,
-        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, route_plan, shutdown).await,
+        AnyBroker::Embedded(b) => run_stages(b, journal, route, plans, shutdown).await,
+        AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, plans, shutdown).await,
     }
 }
 
@@ -337,9 +409,25 @@ async fn run_stages<B: Broker>(
     broker: B,
     journal: Journal,
     ctx: Arc<RouteContext>,
-    route_plan: StagePlan,
+    plans: Plans,
     shutdown: Shutdown,
 ) {
+    let Plans {
+        route: route_plan,
+        delivers,
+    } = plans;
+    let mut stages = Vec::new();
+    for d in delivers {
+        tracing::info!(queue = %d.queue, concurrency = d.concurrency, "deliver stage consuming");
+        stages.push(tokio::spawn(crate::stage::run(
+            broker.clone(),
+            d.queue,
+            d.stage,
+            d.policy,
+            d.concurrency,
+            shutdown.clone(),
+        )));
+    }
     let relay = tokio::spawn(crate::journal::relay::run(
         journal,
         broker.clone(),
@@ -348,4 +436,7 @@ async fn run_stages<B: Broker>(
     let route = tokio::spawn(crate::route::run(broker, ctx, route_plan, shutdown));
     let _ = relay.await;
     let _ = route.await;
+    for s in stages {
+        let _ = s.await;
+    }
 }

@@ -434,6 +434,14 @@ pub fn stage_queues() -> Vec<String> {
     vec![ROUTE_QUEUE.to_string()]
 }
 
+/// The queues an operator sees in `queues`: the route queue and the deliver queue of every
+/// connector (listed also when nothing consumes it yet).
+pub fn listed_queues<'a>(connectors: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut queues = stage_queues();
+    queues.extend(connectors.into_iter().map(crate::route::deliver_queue));
+    queues
+}
+
 impl AnyBroker {
     /// Builds the configured back end. For RabbitMQ this connects and declares the topology;
     /// it fails if RabbitMQ is unreachable (the caller retries in the background).

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `check`, `simulate`, `events`, `audit`, `queues`, `dead-letters`,
-//! `replay`, `reconcile`, `reroute`, `deliveries`, `mapping`.
+//! The command line: `serve`, `demo`, `check`, `simulate`, `events`, `audit`, `queues`,
+//! `dead-letters`, `replay`, `reconcile`, `reroute`, `deliveries`, `mapping`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
 //! with `--json`, for scripts (one JSON object per line).
@@ -7,6 +7,7 @@
 mod admin_api;
 pub mod audit;
 pub mod deliveries;
+pub mod demo;
 pub mod events;
 pub mod mapping;
 pub mod queues;
@@ -42,6 +43,9 @@ pub struct Cli {
 /// Sub-commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Try it: run the whole bridge here with stand-ins for WeCom and a finance system, send
+    /// sample approvals through it, and show what arrived where.
+    Demo(demo::DemoArgs),
     /// Run the bridge: accept WeCom callbacks and process them.
     Serve,
     /// Validate the configuration and print what would be served.
@@ -71,7 +75,11 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = load(&cli.config)?;
+    let mut config = load(&cli.config)?;
+    if matches!(cli.command, Command::Demo(_)) {
+        // The demo's output is for a person: only warnings (RUST_LOG still overrides).
+        config.log.level = "warn".into();
+    }
     crate::telemetry::init_logging(&config.log);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,6 +91,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // Everything is flushed and closed by now. Exit without dropping the runtime: a
             // broker client may still have a reconnect attempt parked on its own thread, which
             // would panic on a runtime that is shutting down.
+            std::process::exit(0)
+        }
+        Command::Demo(args) => {
+            rt.block_on(demo::run(&cli.config, config, args))?;
+            // As for `serve`: do not drop the runtime under a parked broker reconnect.
             std::process::exit(0)
         }
         Command::Check => check(&cli.config, &config),

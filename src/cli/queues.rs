@@ -121,6 +121,21 @@ fn when(ms: i64) -> String {
 }
 
 /// `queues`.
+/// The route queue and every connector's deliver queue; only the route queue (with a
+/// warning) when the catalog cannot be loaded.
+fn listed_queues(config: &Config) -> Vec<String> {
+    match crate::catalog::load(&config.catalog.mappings_dir, &config.catalog.connectors_dir) {
+        Ok(c) => crate::broker::listed_queues(c.connectors.iter().map(|c| c.name.as_str())),
+        Err(e) => {
+            eprintln!(
+                "warning: mappings/connectors cannot be loaded ({} problems; run `wecom-bridge check`): listing the route queue only",
+                e.len()
+            );
+            crate::broker::stage_queues()
+        }
+    }
+}
+
 pub(super) async fn queues(config: &Config, args: QueuesArgs) -> anyhow::Result<()> {
     let t = target(config).await?;
     let (kind, backlog, depths): (String, u64, Vec<QueueDepth>) = match &t {
@@ -135,7 +150,7 @@ pub(super) async fn queues(config: &Config, args: QueuesArgs) -> anyhow::Result<
         Target::Direct(b, store) => (
             b.kind().to_string(),
             store.journal_counts()?.unpublished,
-            b.depths(&crate::broker::stage_queues()).await?,
+            b.depths(&listed_queues(config)).await?,
         ),
     };
     finish(t).await;

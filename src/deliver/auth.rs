@@ -481,33 +481,37 @@ impl OAuth2Client {
         timeout: Duration,
     ) -> Result<CachedToken, AuthFailure> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if let Some(s) = &self.scope {
-            form.append_pair("scope", s);
-        }
-        if let Some(a) = &self.audience {
-            form.append_pair("audience", a);
-        }
-        let mut req = http
-            .post(self.token_url.clone())
-            .timeout(timeout)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            );
-        match self.client_auth {
-            ClientAuth::Basic => {
-                req = req.basic_auth(&self.client_id, Some(self.client_secret.expose()));
+        // The form serializer is not `Send`: it lives in this scope, finished before awaiting.
+        let (req, body) = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if let Some(s) = &self.scope {
+                form.append_pair("scope", s);
             }
-            ClientAuth::Post => {
-                form.append_pair("client_id", &self.client_id);
-                form.append_pair("client_secret", self.client_secret.expose());
+            if let Some(a) = &self.audience {
+                form.append_pair("audience", a);
             }
-        }
+            let mut req = http
+                .post(self.token_url.clone())
+                .timeout(timeout)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                );
+            match self.client_auth {
+                ClientAuth::Basic => {
+                    req = req.basic_auth(&self.client_id, Some(self.client_secret.expose()));
+                }
+                ClientAuth::Post => {
+                    form.append_pair("client_id", &self.client_id);
+                    form.append_pair("client_secret", self.client_secret.expose());
+                }
+            }
+            (req, form.finish())
+        };
         let started = Instant::now();
-        let answer = req.body(form.finish()).send().await.map_err(|e| {
+        let answer = req.body(body).send().await.map_err(|e| {
             metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "unreachable").increment(1);
             AuthFailure::Unavailable(e.without_url().to_string())
         })?;

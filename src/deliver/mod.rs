@@ -9,9 +9,10 @@
 //! carries the request and response as they may be recorded: secrets always redacted,
 //! configured fields redacted, bodies capped.
 //!
-//! This module owns talking to targets. It must NOT touch the broker, the ledger or the
-//! mapping engine: the deliver stage (consume → ledger → map → send → record → settle) calls
-//! it, and owns retries, the [`circuit::Circuit`] and settling.
+//! This module owns talking to targets. Apart from [`stage`], it must NOT touch the broker,
+//! the ledger or the mapping engine: the deliver stage ([`stage`]: consume → ledger → map →
+//! send → record → settle) calls it, and owns the [`circuit::Circuit`]; the stage loop owns
+//! retries and settling.
 
 pub mod auth;
 pub mod circuit;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod predicate;
 mod redact;
 pub mod spec;
+pub mod stage;
 pub mod vendor;
 pub mod xml_path;
 

@@ -7,11 +7,12 @@ use crate::support::*;
 /// its relative paths (`../data`, `../mappings`) stay inside the test's folder.
 fn shipped_config(root: &std::path::Path) -> std::path::PathBuf {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["config", "mappings", "connectors"] {
+    // The code tables under mappings/tables/ come along: mappings read them at load.
+    for folder in ["config", "mappings", "mappings/tables", "connectors"] {
         std::fs::create_dir_all(root.join(folder)).unwrap();
         for file in std::fs::read_dir(repo.join(folder)).unwrap() {
             let file = file.unwrap().path();
-            if file.extension().is_some_and(|x| x == "toml") {
+            if file.is_file() {
                 std::fs::copy(&file, root.join(folder).join(file.file_name().unwrap())).unwrap();
             }
         }

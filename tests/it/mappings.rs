@@ -176,7 +176,7 @@ fn mapping_test_samples_prints_one_json_line_per_input_and_a_summary() {
         lines
             .iter()
             .filter(|l| l.get("document").is_some())
-            .all(|l| l["document"]["voucher_no"].is_string())
+            .all(|l| l["document"]["document_no"].is_string())
     );
     assert!(
         err.contains(&format!(

@@ -1,0 +1,433 @@
+//! `demo`: the whole bridge on this machine in one command. It runs the real `serve` pipeline
+//! in-process ([`crate::app::start`]) with the stand-ins for WeCom's API, the finance system
+//! and its OAuth token endpoint, posts signed, encrypted sample callbacks through the real
+//! ingress, waits for them to settle, and prints what arrived where.
+//!
+//! It owns the demo's set-up (configuration overrides, the stand-ins, the sample claims) and
+//! its printout. It must not take any shortcut around the pipeline: everything it shows is
+//! read back from the finance stand-in and the admin API, as an operator would.
+
+pub mod render;
+pub mod samples;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+
+use crate::app::RunningBridge;
+use crate::config::{Config, SecretRef};
+use crate::record::{JobRecord, JobState};
+use crate::standins::finance::FinanceStandIn;
+use crate::standins::oauth::OAuthStandIn;
+use crate::standins::wecom::FakeWeCom;
+use crate::wecom::crypto::CallbackCrypto;
+
+use samples::{APPROVED, CLAIMS, Expect, REVOKED};
+
+/// The connector the demo's mappings deliver to.
+const CONNECTOR: &str = "finance";
+/// The OAuth client the shipped `connectors/finance.toml` authenticates as.
+const CLIENT_ID: &str = "wecom-bridge";
+/// The app secret the WeCom stand-in accepts for the demo app (`gettoken`).
+const APP_SECRET: &str = "demo-app-secret";
+/// How long each phase waits for the pipeline to settle before it reports what is missing.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// Arguments of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its store, journal key and connector copies (kept between runs:
+    /// inspect it with `wecom-bridge deliveries`; delete it to start over).
+    #[arg(long, default_value = "./demo-data")]
+    pub data_dir: PathBuf,
+    /// End after printing the summary instead of running until Ctrl-C (for tests and scripts).
+    #[arg(long)]
+    pub exit_after_demo: bool,
+}
+
+/// A running demo: the bridge, the stand-ins it talks to, and the printed summary.
+#[derive(Debug)]
+pub struct Demo {
+    /// The bridge, serving on the configured (or overridden) listeners.
+    pub bridge: RunningBridge,
+    /// The finance system stand-in: what arrived at the target.
+    pub finance: FinanceStandIn,
+    /// The OAuth token endpoint of the finance system.
+    pub oauth: OAuthStandIn,
+    /// WeCom's API stand-in (approval details).
+    pub wecom: FakeWeCom,
+    /// The sample claims as sent: (SpNo, claim).
+    pub sent: Vec<(String, samples::Claim)>,
+    /// What the demo printed.
+    pub summary: String,
+}
+
+impl Demo {
+    /// Stops the bridge, then the stand-ins.
+    pub async fn stop(self) {
+        self.bridge.shutdown().await;
+        self.finance.stop().await;
+        self.oauth.stop().await;
+        self.wecom.stop().await;
+    }
+}
+
+/// Runs `demo` from the command line: starts it, prints the summary, then runs until Ctrl-C
+/// (or ends at once with `--exit-after-demo`).
+pub(super) async fn run(config_path: &Path, config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let demo = start(config, &args.data_dir, config_path).await?;
+    print!("{}", demo.summary);
+    if !args.exit_after_demo {
+        super::shutdown_signal().await;
+        println!("stopping…");
+    }
+    demo.stop().await;
+    Ok(())
+}
+
+/// Starts the stand-ins and the bridge with `config` pointed at them (store and journal key
+/// under `data_dir`), sends the sample callbacks and waits for them to settle. `config_path`
+/// is only quoted in the printed commands.
+pub async fn start(
+    mut config: Config,
+    data_dir: &Path,
+    config_path: &Path,
+) -> anyhow::Result<Demo> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the demo folder {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
+    let (app_name, app) = config
+        .apps
+        .iter()
+        .next()
+        .map(|(n, a)| (n.clone(), a.clone()))
+        .context("the configuration has no [apps.*]: the demo needs one to post callbacks to")?;
+    let corp_id = config
+        .checked()?
+        .apps
+        .get(&app_name)
+        .map(|a| a.corp_id.clone())
+        .context("the app has no corp id")?;
+
+    let wecom = FakeWeCom::start().await;
+    wecom.add_credentials(&corp_id, APP_SECRET);
+    let oauth = OAuthStandIn::start().await;
+    let client_secret = format!("{:032x}", rand::random::<u128>());
+    oauth.add_client(CLIENT_ID, &client_secret);
+    let finance = FinanceStandIn::start(Some(oauth.authority())).await;
+
+    let connectors = copy_connectors(&config, &data_dir, &finance, &oauth, &client_secret)?;
+    config.catalog.connectors_dir = connectors;
+    config.store.path = data_dir.join("bridge.redb");
+    config.journal.active_key = "demo".into();
+    config.journal.keys = BTreeMap::from([(
+        "demo".to_string(),
+        SecretRef::File(data_dir.join("journal.key")),
+    )]);
+    config.journal.create_key_if_missing = true;
+    config.wecom.api_base_url = wecom.base_url();
+    config.reconcile.enabled = false;
+    if let Some(a) = config.apps.get_mut(&app_name) {
+        a.secret = Some(SecretRef::Literal(APP_SECRET.into()));
+    }
+
+    let bridge = crate::app::start(&config)
+        .await
+        .context("starting the bridge (is another `serve` or `demo` using its ports?)")?;
+    let secrets = config.resolve()?;
+    let s = &secrets.apps[&app_name];
+    let crypto = CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose())?;
+    let sender = Sender {
+        client: reqwest::Client::new(),
+        url: format!("http://{}{}", bridge.public_addr, app.path),
+        crypto,
+        receive_id: app.receive_ids.first().cloned().unwrap_or_default(),
+    };
+    let admin = Admin {
+        client: reqwest::Client::new(),
+        base: format!("http://{}", bridge.admin_addr),
+        token: secrets.admin_token.as_ref().map(|t| t.expose().to_string()),
+    };
+
+    let now = unix_now();
+    let sent = numbered_claims(&config, now)?;
+    for (sp_no, claim) in &sent {
+        wecom.add_approval(samples::detail(claim, sp_no, APPROVED, now - 86_400));
+        sender
+            .post(
+                &samples::callback(&sender.receive_id, sp_no, APPROVED, 2),
+                now,
+            )
+            .await?;
+    }
+    let once: Vec<(&str, usize)> = sent.iter().map(|(s, _)| (s.as_str(), 1)).collect();
+    let _ = settle(&admin, &once).await;
+    let mut revoked = Vec::new();
+    for (sp_no, claim) in &sent {
+        if claim.expect == Expect::VoucherThenReversal {
+            wecom.add_approval(samples::detail(claim, sp_no, REVOKED, now - 86_400));
+            // StatuChangeEvent 8: revoked after approval (通过后撤销).
+            sender
+                .post(
+                    &samples::callback(&sender.receive_id, sp_no, REVOKED, 8),
+                    now,
+                )
+                .await?;
+            revoked.push(sp_no.clone());
+        }
+    }
+    let expected: Vec<(&str, usize)> = sent
+        .iter()
+        .map(|(s, c)| {
+            (
+                s.as_str(),
+                1 + usize::from(c.expect == Expect::VoucherThenReversal),
+            )
+        })
+        .collect();
+    let settled = settle(&admin, &expected).await;
+    let jobs: Vec<JobRecord> = admin.jobs().await?;
+    let dead: Vec<Parked> = admin.dead_letters().await?;
+    let summary = render::summary(&render::Seen {
+        sent: &sent,
+        revoked: &revoked,
+        callback_url: &sender.url,
+        finance_url: &finance.vouchers_url(),
+        vouchers: &finance.vouchers(),
+        jobs: &jobs,
+        dead: &dead,
+        settled,
+        admin: &admin.base,
+        data_dir: &data_dir,
+        config_path,
+        connector: CONNECTOR,
+    });
+    Ok(Demo {
+        bridge,
+        finance,
+        oauth,
+        wecom,
+        sent,
+        summary,
+    })
+}
+
+/// Gives each sample claim an SpNo of today (in the configured zone) that a re-run with the
+/// same data folder does not repeat (so the bridge does not take it for a re-delivery).
+fn numbered_claims(config: &Config, now: i64) -> anyhow::Result<Vec<(String, samples::Claim)>> {
+    let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
+    let today = jiff::Timestamp::from_second(now)?
+        .to_zoned(zone)
+        .strftime("%Y%m%d")
+        .to_string();
+    let run = (now as u64 / 2) % (10_000 / CLAIMS.len() as u64);
+    Ok(CLAIMS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("{today}{:04}", run * CLAIMS.len() as u64 + i as u64),
+                c.clone(),
+            )
+        })
+        .collect())
+}
+
+/// Copies the configured connectors into `<data_dir>/connectors`, with the finance
+/// connector's `env:` references (URL, token URL, client secret) pointed at the stand-ins:
+/// the shipped file is used as is otherwise. (The demo cannot set environment variables for
+/// itself: the process is already multi-threaded.)
+fn copy_connectors(
+    config: &Config,
+    data_dir: &Path,
+    finance: &FinanceStandIn,
+    oauth: &OAuthStandIn,
+    client_secret: &str,
+) -> anyhow::Result<PathBuf> {
+    let from = &config.catalog.connectors_dir;
+    let to = data_dir.join("connectors");
+    std::fs::create_dir_all(&to)?;
+    let secret_file = data_dir.join("finance-client-secret");
+    std::fs::write(&secret_file, format!("{client_secret}\n"))?;
+    let entries = std::fs::read_dir(from)
+        .with_context(|| format!("reading the connectors folder {}", from.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let mut text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if name == format!("{CONNECTOR}.toml").as_str() {
+            for (reference, value) in [
+                ("env:FINANCE_VOUCHER_URL", finance.vouchers_url()),
+                ("env:FINANCE_TOKEN_URL", oauth.token_url()),
+                (
+                    "env:FINANCE_CLIENT_SECRET",
+                    format!("file:{}", secret_file.display()),
+                ),
+            ] {
+                if !text.contains(reference) {
+                    bail!(
+                        "{} no longer reads `{reference}`: the demo cannot point it at the stand-in",
+                        path.display()
+                    );
+                }
+                text = text.replace(reference, &value);
+            }
+        }
+        std::fs::write(to.join(name), text)?;
+    }
+    Ok(to)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Posts callbacks as WeCom does: signed and encrypted with the app's credentials.
+struct Sender {
+    client: reqwest::Client,
+    url: String,
+    crypto: CallbackCrypto,
+    receive_id: String,
+}
+
+impl Sender {
+    async fn post(&self, xml: &str, now: i64) -> anyhow::Result<()> {
+        let nonce = format!("{}", rand::random::<u32>());
+        let (query, body) =
+            super::simulate::sign_event(&self.crypto, &self.receive_id, xml, now, &nonce);
+        let resp = self
+            .client
+            .post(format!("{}?{query}", self.url))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {}", self.url))?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!(
+                "the bridge refused a demo callback ({status}): {}",
+                resp.text().await.unwrap_or_default().trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A parked message as the admin API lists it (without its body).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Parked {
+    /// Its message id (what `replay --id` takes).
+    pub id: String,
+    /// The SpNo.
+    pub business_key: String,
+    /// Why it was parked.
+    pub reason: String,
+}
+
+/// The bridge's admin API, read as an operator would.
+struct Admin {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Admin {
+    async fn get(&self, path: &str) -> anyhow::Result<String> {
+        let mut req = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {path}"))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET {path} → {status}: {}", text.trim());
+        }
+        Ok(text)
+    }
+
+    async fn jobs(&self) -> anyhow::Result<Vec<JobRecord>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            jobs: Vec<JobRecord>,
+        }
+        let page: Page = parse(&self.get("/admin/deliveries?limit=200").await?)?;
+        Ok(page.jobs)
+    }
+
+    async fn dead_letters(&self) -> anyhow::Result<Vec<Parked>> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            envelope: Envelope,
+            reason: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Envelope {
+            id: String,
+            business_key: String,
+        }
+        let queue = crate::route::deliver_queue(CONNECTOR);
+        let text = self
+            .get(&format!("/admin/dead-letters?queue={queue}"))
+            .await?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                parse::<Listed>(l).map(|d| Parked {
+                    id: d.envelope.id,
+                    business_key: d.envelope.business_key,
+                    reason: d.reason,
+                })
+            })
+            .collect()
+    }
+}
+
+fn parse<T: DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    serde_json::from_str(text).with_context(|| format!("unexpected admin API answer: {text}"))
+}
+
+/// Whether the job is done with (delivered, refused, parked, skipped).
+fn is_final(state: JobState) -> bool {
+    !matches!(state, JobState::InFlight | JobState::Retrying)
+}
+
+/// Waits (up to [`SETTLE`]) until every (SpNo, n) has n jobs in a final state or a parked
+/// message; answers whether they all did.
+async fn settle(admin: &Admin, expected: &[(&str, usize)]) -> bool {
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        if let (Ok(jobs), Ok(dead)) = (admin.jobs().await, admin.dead_letters().await) {
+            let done = expected.iter().all(|(sp, per_form)| {
+                let finished = jobs
+                    .iter()
+                    .filter(|j| j.business_key == *sp && is_final(j.state))
+                    .count();
+                let parked = dead.iter().any(|d| d.business_key == *sp);
+                finished >= *per_form || parked
+            });
+            if done {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,420 @@
+//! The deliver stage: one [`Handler`] per connector, consuming `deliver.<connector>`.
+//!
+//! Per job, ledger first: [`Ledger::begin`] says whether to send at all (already delivered →
+//! done, nothing sent; in flight after a crash → re-send with the same keys, the target's
+//! duplicate answer settles it). Then the job's mapping builds the document (a [`Refusal`]
+//! parks the job at once: the same input always refuses the same way), the connector's
+//! [`Circuit`] is asked, the connector sends, the attempt is recorded in the ledger, and only
+//! then is the broker delivery settled by the returned [`Disposition`] (the stage loop owns
+//! retries: a retryable verdict becomes a broker delay through the connector's retry
+//! schedule). A revocation whose approved document never reached the target is recorded as
+//! `revoked_without_approval` and nothing is sent.
+//!
+//! It must not settle deliveries itself, keep its own retry counters, or talk to the target
+//! other than through [`Connector::send`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::circuit::{Circuit, Permission};
+use super::{Attempt, Connector, Outgoing, Verdict};
+use crate::catalog::{Action, Catalog};
+use crate::map::Refusal;
+use crate::record::{
+    AttemptPayload, AttemptRecord, Begin, Classification, JobStart, Ledger, LedgerQuery, Outcome,
+};
+use crate::stage::{DeliveryJob, Disposition, Handler, Message, RetryPolicy};
+
+/// Jobs handled by the deliver stage, by `connector` and `outcome`.
+pub const DELIVER_JOBS: &str = "wecom_bridge_deliver_jobs_total";
+/// The circuit of each connector: 0 closed, 1 half-open, 2 open.
+pub const DELIVER_CIRCUIT: &str = "wecom_bridge_deliver_circuit_state";
+/// Time per request to a target, seconds, by `connector`.
+pub const DELIVER_REQUEST_SECONDS: &str = "wecom_bridge_deliver_request_seconds";
+
+/// The longest a handler waits for an open circuit before handing the job back to the broker
+/// as a retry. Waiting holds the job's concurrency slot, which pauses consumption of the
+/// connector's queue; the job stays unacknowledged (safe) in the broker.
+pub const MAX_CIRCUIT_WAIT: Duration = Duration::from_secs(60);
+
+/// The deliver stage of one connector.
+#[derive(Debug)]
+pub struct DeliverStage {
+    connector: Arc<Connector>,
+    catalog: Arc<Catalog>,
+    ledger: Ledger,
+    circuit: std::sync::Mutex<Circuit>,
+}
+
+impl DeliverStage {
+    /// The stage delivering to `connector`, with mappings from `catalog`.
+    pub fn new(connector: Arc<Connector>, catalog: Arc<Catalog>, ledger: Ledger) -> Self {
+        let circuit = std::sync::Mutex::new(Circuit::new(connector.spec().circuit));
+        DeliverStage {
+            connector,
+            catalog,
+            ledger,
+            circuit,
+        }
+    }
+
+    /// The retry policy of this connector: its own `[retry]` schedule when it has one,
+    /// else `fallback` (`[stages.deliver]`). Delays must be broker tiers (checked here as
+    /// well as when the catalog is loaded).
+    pub fn policy(
+        connector: &Connector,
+        tiers_secs: &[u64],
+        fallback: &RetryPolicy,
+    ) -> Result<RetryPolicy, String> {
+        let retry = &connector.spec().retry;
+        if retry.position == (0, 0) {
+            return Ok(fallback.clone());
+        }
+        let schedule: Vec<u64> = retry.schedule.iter().map(Duration::as_secs).collect();
+        RetryPolicy::new(
+            &format!("connector `{}` [retry]", connector.name()),
+            &schedule,
+            tiers_secs,
+            retry.max_attempts,
+            None,
+        )
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn name(&self) -> &str {
+        self.connector.name()
+    }
+
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!(DELIVER_JOBS, "connector" => self.name().to_string(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    fn gauge(&self, circuit: &Circuit) {
+        metrics::gauge!(DELIVER_CIRCUIT, "connector" => self.name().to_string())
+            .set(circuit.gauge());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Circuit> {
+        // A poisoned lock only means a panic elsewhere while holding it; the state machine
+        // itself is always consistent between calls, so keep using it.
+        self.circuit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits while the circuit is open (up to [`MAX_CIRCUIT_WAIT`]); `Err` with the
+    /// remaining wait when it stays open longer.
+    async fn permit(&self) -> Result<(), Duration> {
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            let permission = {
+                let mut c = self.lock();
+                let p = c.permit(now);
+                self.gauge(&c);
+                p
+            };
+            match permission {
+                Permission::Send | Permission::Probe => return Ok(()),
+                Permission::WaitUntil(until) => {
+                    let left = until.saturating_duration_since(now);
+                    if now + left > started + MAX_CIRCUIT_WAIT {
+                        return Err(left.max(Duration::from_secs(1)));
+                    }
+                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+                }
+            }
+        }
+    }
+
+    /// A ledger failure: nothing was decided, so the job is retried (the ledger is the
+    /// record of what was sent; we never send without it).
+    fn ledger_failed(&self, job: &DeliveryJob, e: &crate::record::LedgerError) -> Disposition {
+        self.count("ledger_failed");
+        tracing::error!(connector = %self.name(), job = %job.key, sp_no = %job.business_key, error = %e,
+            "the delivery ledger failed; the job will be retried (check the store's disk: `wecom-bridge status`)");
+        Disposition::retry(format!("delivery ledger: {e}"))
+    }
+
+    /// Whether the approved document of this business key reached this connector.
+    async fn approval_delivered(
+        &self,
+        job: &DeliveryJob,
+    ) -> Result<bool, crate::record::LedgerError> {
+        let page = self
+            .ledger
+            .list(LedgerQuery {
+                business_key: Some(job.business_key.clone()),
+                connector: Some(job.connector.clone()),
+                limit: crate::store::LEDGER_MAX_PAGE,
+                ..Default::default()
+            })
+            .await?;
+        Ok(page.jobs.iter().any(|j| {
+            j.action == Action::Approved.as_str()
+                && j.app == job.app
+                && j.state.counts_as_delivered()
+        }))
+    }
+
+    async fn deliver(&self, job: DeliveryJob) -> Disposition {
+        let key = job.key.as_str().to_string();
+        let start = JobStart {
+            key: key.clone(),
+            connector: job.connector.clone(),
+            mapping: job.mapping.clone(),
+            action: job.action.as_str().to_string(),
+            business_key: job.business_key.clone(),
+            app: job.app.clone(),
+            event_id: job.event_id.to_string(),
+            at_ms: crate::broker::now_ms(),
+        };
+        match self.ledger.begin(start).await {
+            Err(e) => return self.ledger_failed(&job, &e),
+            Ok(Begin::AlreadyDelivered(_)) => {
+                self.count("already_delivered");
+                tracing::info!(connector = %self.name(), job = %key, sp_no = %job.business_key,
+                    "already delivered; nothing sent");
+                return Disposition::done("already_delivered");
+            }
+            Ok(Begin::Settled(rec)) => {
+                self.count("already_settled");
+                tracing::info!(connector = %self.name(), job = %key, state = %rec.state,
+                    "settled without a delivery before; nothing sent");
+                return Disposition::done("already_settled");
+            }
+            Ok(Begin::InFlight(_)) => {
+                tracing::info!(connector = %self.name(), job = %key, sp_no = %job.business_key,
+                    "found in flight (crash or redelivery); re-sending with the same keys");
+            }
+            Ok(Begin::Fresh(_) | Begin::Resume { .. }) => {}
+        }
+        if job.action == Action::Revoked {
+            match self.approval_delivered(&job).await {
+                Err(e) => return self.ledger_failed(&job, &e),
+                Ok(false) => return self.revoked_without_approval(&job).await,
+                Ok(true) => {}
+            }
+        }
+        let Some(mapping) = self.catalog.mappings.iter().find(|m| m.name == job.mapping) else {
+            let reason = format!(
+                "mapping `{}` is not in the catalog (removed or renamed?); restore it, then `wecom-bridge replay`",
+                job.mapping
+            );
+            return self.dead(&job, reason, "unknown_mapping").await;
+        };
+        let input = job.input.to_value();
+        let (business_key, document) = match mapping.compiled.run_with_key(&input) {
+            Ok(v) => v,
+            Err(refusal) => return self.refused(&job, &refusal).await,
+        };
+        if let Err(left) = self.permit().await {
+            self.count("circuit_open");
+            tracing::warn!(connector = %self.name(), job = %key, retry_in_s = left.as_secs(),
+                "the connector's circuit is open (the target keeps failing); the job waits in the broker");
+            return Disposition::Retry {
+                reason: format!("circuit open for connector `{}`", self.name()),
+                hint: Some(left),
+            };
+        }
+        let attempt = self
+            .connector
+            .send(&Outgoing {
+                document: &document,
+                idempotency_key: &key,
+                business_key: &business_key,
+            })
+            .await;
+        metrics::histogram!(DELIVER_REQUEST_SECONDS, "connector" => self.name().to_string())
+            .record(attempt.duration.as_secs_f64());
+        {
+            let mut c = self.lock();
+            c.record(&attempt.verdict, Instant::now());
+            self.gauge(&c);
+        }
+        let verdict = attempt.verdict.clone();
+        if let Err(e) = self.ledger.record_attempt(&key, to_record(&attempt)).await {
+            // The answer is not recorded; re-sending with the same keys is safe (the target
+            // refuses a duplicate, which settles the job as delivered).
+            return self.ledger_failed(&job, &e);
+        }
+        self.settle(&job, verdict).await
+    }
+
+    async fn settle(&self, job: &DeliveryJob, verdict: Verdict) -> Disposition {
+        let key = job.key.as_str();
+        let now = crate::broker::now_ms();
+        let (outcome, disposition, label) = match verdict {
+            Verdict::Delivered => (
+                Outcome::Delivered,
+                Disposition::done("delivered"),
+                "delivered",
+            ),
+            Verdict::Duplicate => (
+                Outcome::Duplicate,
+                Disposition::done("duplicate"),
+                "duplicate",
+            ),
+            Verdict::DryRun => (Outcome::DryRun, Disposition::done("dry_run"), "dry_run"),
+            Verdict::Retryable { after, reason } => (
+                Outcome::Retrying {
+                    reason: reason.clone(),
+                },
+                Disposition::Retry {
+                    reason: format!("connector `{}`: {reason}", self.name()),
+                    hint: after,
+                },
+                "retried",
+            ),
+            Verdict::Permanent { reason } => {
+                tracing::error!(connector = %self.name(), job = %key, sp_no = %job.business_key, %reason,
+                    "the target refused the document; parked (fix the mapping, data or connector, then `wecom-bridge replay`)");
+                (
+                    Outcome::Dead {
+                        reason: reason.clone(),
+                    },
+                    Disposition::park(format!("connector `{}` refused: {reason}", self.name())),
+                    "dead_lettered",
+                )
+            }
+        };
+        if let Err(e) = self.ledger.finish(key, outcome, now).await {
+            return self.ledger_failed(job, &e);
+        }
+        self.count(label);
+        if label == "delivered" || label == "duplicate" {
+            tracing::info!(connector = %self.name(), job = %key, sp_no = %job.business_key, outcome = label,
+                "delivered");
+        }
+        disposition
+    }
+
+    async fn dead(&self, job: &DeliveryJob, reason: String, label: &'static str) -> Disposition {
+        if let Err(e) = self
+            .ledger
+            .finish(
+                job.key.as_str(),
+                Outcome::Dead {
+                    reason: reason.clone(),
+                },
+                crate::broker::now_ms(),
+            )
+            .await
+        {
+            return self.ledger_failed(job, &e);
+        }
+        self.count(label);
+        self.count("dead_lettered");
+        Disposition::park(reason)
+    }
+
+    async fn refused(&self, job: &DeliveryJob, refusal: &Refusal) -> Disposition {
+        tracing::error!(connector = %self.name(), job = %job.key, sp_no = %job.business_key,
+            mapping = %job.mapping, code = %refusal.code, message = %refusal.message,
+            "the mapping refused this form; parked, nothing sent (fix the form data or the mapping, then `wecom-bridge replay`)");
+        let reason = format!(
+            "mapping `{}` refused: {}: {}",
+            job.mapping, refusal.code, refusal.message
+        );
+        self.dead(job, reason, "mapping_refused").await
+    }
+
+    async fn revoked_without_approval(&self, job: &DeliveryJob) -> Disposition {
+        if let Err(e) = self
+            .ledger
+            .finish(
+                job.key.as_str(),
+                Outcome::RevokedWithoutApproval,
+                crate::broker::now_ms(),
+            )
+            .await
+        {
+            return self.ledger_failed(job, &e);
+        }
+        self.count("revoked_without_approval");
+        tracing::warn!(connector = %self.name(), job = %job.key, sp_no = %job.business_key,
+            "revoked after approval, but the approved document never reached the target: nothing to reverse, nothing sent \
+             (check `wecom-bridge deliveries show` for the approved job)");
+        Disposition::done("revoked_without_approval")
+    }
+}
+
+impl Handler for DeliverStage {
+    fn stage(&self) -> &'static str {
+        "deliver"
+    }
+
+    async fn handle(&self, msg: Message, _attempt: u32) -> Disposition {
+        match msg {
+            Message::DeliveryJob(job) if job.connector == self.name() => self.deliver(job).await,
+            Message::DeliveryJob(job) => {
+                self.count("wrong_queue");
+                Disposition::park(format!(
+                    "job for connector `{}` arrived on the queue of `{}`; `wecom-bridge replay` it to deliver.{}",
+                    job.connector,
+                    self.name(),
+                    job.connector
+                ))
+            }
+            Message::Event { kind, .. } => {
+                self.count("wrong_queue");
+                Disposition::park(format!(
+                    "a `{kind}` event arrived on a deliver queue; replay it to the route queue"
+                ))
+            }
+        }
+    }
+}
+
+/// The ledger's record of one attempt.
+pub fn to_record(a: &Attempt) -> AttemptRecord {
+    let (classification, reason) = match &a.verdict {
+        Verdict::Delivered => (Classification::Delivered, None),
+        Verdict::Duplicate => (Classification::Duplicate, None),
+        Verdict::DryRun => (Classification::DryRun, None),
+        Verdict::Retryable { reason, .. } => (Classification::Retryable, Some(reason.clone())),
+        Verdict::Permanent { reason } => (Classification::Permanent, Some(reason.clone())),
+    };
+    let captured: BTreeMap<String, String> = a
+        .captured
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    AttemptRecord {
+        number: 0,
+        started_at_ms: a.started_at_ms,
+        duration_ms: a.duration.as_millis() as u64,
+        method: a.request.method.clone(),
+        url: a.request.url.clone(),
+        status: a.response.as_ref().map(|r| r.status),
+        classification,
+        reason,
+        captured,
+        payload: Some(AttemptPayload {
+            request_headers: a.request.headers.clone(),
+            request_body: Some(a.request.body.clone()),
+            response_headers: a
+                .response
+                .as_ref()
+                .map(|r| r.headers.clone())
+                .unwrap_or_default(),
+            response_body: a.response.as_ref().map(|r| r.body.clone()),
+        }),
+    }
+}

@@ -1,0 +1,86 @@
+//! `wecom-bridge demo`, in-process on a temporary data folder and loopback port 0: the
+//! vouchers must really arrive at the finance stand-in, the refusal must really be parked,
+//! and the printout must say so.
+
+use std::path::Path;
+
+use rust_decimal::Decimal;
+use wecom_bridge::cli::demo;
+use wecom_bridge::config::Config;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_delivers_the_sample_claims_and_prints_where_they_went() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = root.join("config/bridge.toml");
+    let mut config = Config::load(&shipped).unwrap();
+    config.server.listen = "127.0.0.1:0".into();
+    config.admin.listen = "127.0.0.1:0".into();
+    let dir = tempfile::tempdir().unwrap();
+    let d = demo::start(config, dir.path(), &shipped).await.unwrap();
+
+    let sp = |i: usize| d.sent[i].0.clone();
+    let vouchers = d.finance.vouchers();
+    let mut docs: Vec<(String, Decimal)> = vouchers
+        .iter()
+        .map(|v| {
+            let total = v.document["total"]
+                .as_str()
+                .unwrap_or_else(|| panic!("total is exact decimal text: {}", v.document));
+            (v.document_no.clone(), total.parse::<Decimal>().unwrap())
+        })
+        .collect();
+    docs.sort();
+    let mut want = vec![
+        (format!("EXP-{}", sp(0)), Decimal::new(200009, 2)),
+        (format!("EXP-{}", sp(1)), Decimal::new(138000, 2)),
+        (format!("EXP-{}", sp(2)), Decimal::new(10, 2)),
+        (format!("EXP-R-{}", sp(2)), Decimal::new(10, 2)),
+    ];
+    want.sort();
+    assert_eq!(docs, want, "{}", d.summary);
+    assert_eq!(d.finance.duplicate_vouchers(), 0);
+    // the 1999.99 and 0.10 rows are separate debit lines, balanced by one credit line
+    let first = vouchers
+        .iter()
+        .find(|v| v.document_no == format!("EXP-{}", sp(0)))
+        .unwrap();
+    let debits: Vec<&str> = first.document["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["debit"].as_str())
+        .filter(|a| *a != "0.00")
+        .collect();
+    assert_eq!(debits.len(), 2, "{}", first.document);
+    assert!(
+        debits.contains(&"1999.99") && debits.contains(&"0.10"),
+        "{debits:?}"
+    );
+
+    let s = &d.summary;
+    assert!(s.contains("At the finance system"), "{s}");
+    assert!(s.contains(": 4 voucher(s)"), "{s}");
+    for v in &vouchers {
+        assert!(
+            s.contains(&v.voucher_no),
+            "voucher {} not printed:\n{s}",
+            v.voucher_no
+        );
+    }
+    assert!(s.contains("2000.09") && s.contains("1380.00"), "{s}");
+    // the refused claim: parked with its reason, and the exact command to replay it
+    let parked = sp(3);
+    assert!(
+        s.lines()
+            .any(|l| l.contains(&parked) && l.contains("unknown_category")),
+        "{s}"
+    );
+    assert!(s.contains("replay --queue deliver.finance --id "), "{s}");
+    assert!(s.contains("delivered"), "{s}");
+    assert!(!s.contains("NOTE: not every claim had settled"), "{s}");
+    assert!(
+        s.contains("/metrics") && s.contains("wecom-bridge deliveries"),
+        "{s}"
+    );
+    d.stop().await;
+}
