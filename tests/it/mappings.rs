@@ -18,11 +18,11 @@ fn config_with_mappings(dir: &Path, mappings: &Path) -> PathBuf {
     let shipped = std::fs::read_to_string(root().join("config/bridge.toml")).unwrap();
     let text = shipped
         .replace(
-            "mappings_dir = \"mappings\"",
+            "mappings_dir = \"../mappings\"",
             &format!("mappings_dir = {:?}", mappings.display().to_string()),
         )
         .replace(
-            "connectors_dir = \"connectors\"",
+            "connectors_dir = \"../connectors\"",
             &format!(
                 "connectors_dir = {:?}",
                 root().join("connectors").display().to_string()
