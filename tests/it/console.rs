@@ -124,7 +124,9 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.unwrap();
     assert!(
-        text.contains("evt_r1") && text.contains("\"payload\":\"\""),
+        text.contains("evt_r1")
+            && text.contains("\"message\":null")
+            && !text.contains("<Id>evt_r1</Id>"),
         "{text}"
     );
     for (method, path) in [
