@@ -144,21 +144,7 @@ impl FinanceStandIn {
         let router = Router::new()
             .route("/api/v1/vouchers", post(create_voucher))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the finance stand-in to 127.0.0.1");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the finance stand-in");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "finance stand-in stopped with an error");
-            }
-        });
+        let (addr, tx, task) = super::serve_loopback(router, "finance stand-in").await;
         FinanceStandIn {
             state,
             addr,

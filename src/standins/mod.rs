@@ -22,3 +22,34 @@ pub mod u8;
 pub mod vendor_server;
 pub mod wecom;
 pub mod yonbip;
+
+/// Serves `router` on an ephemeral loopback port until the returned sender is dropped or
+/// fired; `name` appears in the panic and the log line. Every HTTP stand-in starts this way.
+///
+/// # Panics
+/// If no loopback port can be bound (a broken test environment).
+pub(crate) async fn serve_loopback(
+    router: axum::Router,
+    name: &'static str,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind the {name} to 127.0.0.1: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local address of the {name}: {e}"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, stand_in = name, "stand-in stopped with an error");
+        }
+    });
+    (addr, tx, task)
+}

@@ -98,21 +98,7 @@ impl OAuthStandIn {
         let router = Router::new()
             .route("/oauth/token", post(token))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OAuth stand-in to 127.0.0.1");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the OAuth stand-in");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "OAuth stand-in stopped with an error");
-            }
-        });
+        let (addr, tx, task) = super::serve_loopback(router, "OAuth stand-in").await;
         OAuthStandIn {
             state,
             addr,

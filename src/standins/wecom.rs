@@ -72,21 +72,7 @@ impl FakeWeCom {
             .route("/cgi-bin/user/get", get(user_get))
             .route("/cgi-bin/externalcontact/get", get(external_contact_get))
             .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake WeCom server to 127.0.0.1");
-        let addr = listener
-            .local_addr()
-            .expect("local address of the fake WeCom server");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "fake WeCom server stopped with an error");
-            }
-        });
+        let (addr, tx, task) = super::serve_loopback(router, "fake WeCom server").await;
         FakeWeCom {
             state,
             addr,
