@@ -42,6 +42,18 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// `diagnostics` one after another, `separator` between them (e.g. a new, indented line).
+    #[must_use]
+    pub fn join(diagnostics: &[Diagnostic], separator: &str) -> String {
+        diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(separator)
+    }
+}
+
 /// Which family of events a mapping matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -499,15 +511,8 @@ mod tests {
     #[test]
     fn the_shipped_catalog_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cat = load(&root.join("mappings"), &root.join("connectors")).unwrap_or_else(|e| {
-            panic!(
-                "{}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        let cat = load(&root.join("mappings"), &root.join("connectors"))
+            .unwrap_or_else(|e| panic!("{}", Diagnostic::join(&e, "\n")));
         assert!(!cat.mappings.is_empty());
     }
 
