@@ -10,7 +10,7 @@ use wecom_bridge::map::input::MapInput;
 use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::store::{QueueOp, Store};
 
-use crate::route::{broker_of, callback, detail, jobs, one_mapping_catalog, start_bridge};
+use crate::route::{broker_of, callback, detail, one_job_from_vector, start_bridge};
 use crate::support::*;
 
 /// Tiers with a short one (the route schedule's only delay) and one at WeCom's 60 s window.
@@ -161,26 +161,22 @@ async fn a_contact_change_job_carries_a_snake_case_contact_record() {
         "errcode": 0, "userid": "SunQi", "name": "孙七", "department": [5, 12],
         "mobile": "13800000007", "position": "财务专员", "status": 1
     }));
-    let (_catalog, section) = one_mapping_catalog(
-        "hr",
-        "new-members",
-        "event = \"contact\"\nchange_types = [\"create_user\"]",
-    );
-    let (t, app) = start_bridge("hr_app", &fake, &section).await;
-    let xml = vector("contact_create_user")["expected"]["plaintext"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (q, body) = signed(&app, &xml);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
-    let broker = broker_of(&t).await;
-    let got = jobs(&broker, "hr", 1, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 1);
-    let MapInput::Contact(record) = &got[0].input else {
-        panic!("not a typed contact input: {:?}", got[0].input)
+    let (t, job, _catalog) = one_job_from_vector(
+        &fake,
+        "hr_app",
+        (
+            "hr",
+            "new-members",
+            "event = \"contact\"\nchange_types = [\"create_user\"]",
+        ),
+        "contact_create_user",
+    )
+    .await;
+    let MapInput::Contact(record) = &job.input else {
+        panic!("not a typed contact input: {:?}", job.input)
     };
     assert!(record.directory_fetched, "user/get was merged in");
-    let doc: Value = got[0].input.to_value();
+    let doc: Value = job.input.to_value();
     assert_eq!(doc["user_id"], "SunQi", "{doc}");
     assert_eq!(doc["name"], "孙七", "{doc}");
     assert_eq!(doc["department_ids"], json!(["5", "12"]), "{doc}");
