@@ -209,16 +209,8 @@ struct MatchFile {
     condition: Option<String>,
 }
 
-/// 1-based line and column of a byte offset in `text`.
-pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
-        + 1;
-    (line, col)
-}
+// 1-based line and column of a byte offset in `text`: the mapping language's function.
+pub(crate) use crate::map::spec::position;
 
 /// A diagnostic at a span of `text` (line 0 when there is no span).
 pub(crate) fn diag(
