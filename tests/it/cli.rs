@@ -220,23 +220,10 @@ async fn an_all_digit_token_set_through_the_environment_stays_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_and_dead_letters_print_json() {
-    use wecom_bridge::broker::{Broker, Delivery};
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(
-        dir.path(),
-        &config_toml(dir.path(), &[TestApp::new("cli_json")]),
-    );
-    {
-        let b = embedded_at(dir.path()).await;
-        for id in ["evt_json_1", "evt_json_2"] {
-            b.publish("route", &envelope(id)).await.unwrap();
-        }
-        let mut c = b.consume("route").await.unwrap();
-        let d = c.next().await.unwrap().unwrap();
-        d.dead_letter("target said no").await.unwrap();
-        drop(c);
-        b.close().await;
-    }
+    let ids = ["evt_json_1", "evt_json_2"];
+    let config =
+        embedded_with_dead_letters(dir.path(), "cli_json", &ids, 1, |_| "target said no").await;
     let run = |args: &[&str]| run_config(&config, args, dir.path(), &[]);
     let (ok, out, err) = run(&["queues", "--json"]);
     assert!(ok, "{out}{err}");

@@ -4,6 +4,7 @@
 
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
+use wecom_bridge::broker::rabbitmq::RabbitBroker;
 
 use crate::support::*;
 
@@ -28,6 +29,17 @@ role = "operator"
 }
 
 const PARKED_REASON: &str = "erp said: cost center 6602 closed";
+
+/// A bridge with the users of [`users_and_rabbit`] on RabbitMQ (under a fresh prefix), its
+/// broker connected, and message `id` parked in `queue`; with the test's own connection.
+async fn bridge_with_a_dead_letter(app: &str, queue: &str, id: &str) -> (TestBridge, RabbitBroker) {
+    let prefix = format!("wbcons-{:08x}", rand::random::<u32>());
+    let t = TestBridge::start_with(&[TestApp::new(app)], &users_and_rabbit(&prefix)).await;
+    let own = own_rabbit(&prefix).await;
+    drop(park(&own, queue, &[id], PARKED_REASON).await);
+    t.broker_up().await;
+    (t, own)
+}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -65,12 +77,8 @@ fn audited(rows: &[serde_json::Value], via: &str, who: &str, action: &str, resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
-    let prefix = format!("wbrole-{:08x}", rand::random::<u32>());
-    let t = TestBridge::start_with(&[TestApp::new("roles")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
-    let own = own_rabbit(&prefix).await;
-    drop(park(&own, q, &["evt_r1"], PARKED_REASON).await);
-    t.broker_up().await;
+    let (t, own) = bridge_with_a_dead_letter("roles", q, "evt_r1").await;
     let base = format!("http://{}", t.admin);
 
     // no token, a wrong token: 401
@@ -252,12 +260,8 @@ fn hidden(html: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
-    let prefix = format!("wbcons-{:08x}", rand::random::<u32>());
-    let t = TestBridge::start_with(&[TestApp::new("cons")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
-    let own = own_rabbit(&prefix).await;
-    drop(park(&own, q, &["evt_c1"], PARKED_REASON).await);
-    t.broker_up().await;
+    let (t, own) = bridge_with_a_dead_letter("cons", q, "evt_c1").await;
     let mut b = Browser::new(t.admin);
 
     // not signed in: sent to the sign-in page, which carries the security headers

@@ -94,16 +94,14 @@ fn every_shipped_mapping_loads_and_passes_its_cases() {
 
 #[test]
 fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
-    let (ok, out, err) = cli(
-        SHIPPED,
-        &[
-            "mapping",
-            "test",
-            "expense-voucher",
-            "--sample",
-            "mappings/expense-voucher.cases/basic-morning.json",
-        ],
-    );
+    let test_expense_case = |case: &str| {
+        let sample = format!("mappings/expense-voucher.cases/{case}");
+        cli(
+            SHIPPED,
+            &["mapping", "test", "expense-voucher", "--sample", &sample],
+        )
+    };
+    let (ok, out, err) = test_expense_case("basic-morning.json");
     assert!(ok, "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let want: serde_json::Value = serde_json::from_str(
@@ -115,16 +113,7 @@ fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
     .unwrap();
     assert_eq!(doc, want);
 
-    let (ok, out, err) = cli(
-        SHIPPED,
-        &[
-            "mapping",
-            "test",
-            "expense-voucher",
-            "--sample",
-            "mappings/expense-voucher.cases/total-mismatch.json",
-        ],
-    );
+    let (ok, out, err) = test_expense_case("total-mismatch.json");
     assert!(!ok, "{out}");
     assert!(
         err.contains("refused: total_mismatch") && err.contains("assert[0]"),

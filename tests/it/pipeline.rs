@@ -65,12 +65,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
     let q = "manual";
     let reason = "finance system said: account 6602 closed";
     let mut c = park(&own, q, &["evt_a", "evt_b"], reason).await;
-    let text = reqwest::get(format!("http://{}/admin/dead-letters?queue={q}", t.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = t.dead_letters(q).await;
     let listed = json_lines(&text);
     assert_eq!(listed.len(), 2, "{text}");
     assert_eq!(listed[0]["reason"], reason);
@@ -107,30 +102,15 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lists_and_replays_dead_letters_of_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(
-        dir.path(),
-        &config_toml(dir.path(), &[TestApp::new("cli_dead")]),
-    );
-    {
-        let b = embedded_at(dir.path()).await;
-        for i in 0..3 {
-            b.publish("route", &envelope(&format!("evt_cli_{i}")))
-                .await
-                .unwrap();
+    let ids = ["evt_cli_0", "evt_cli_1", "evt_cli_2"];
+    let config = embedded_with_dead_letters(dir.path(), "cli_dead", &ids, 3, |id| {
+        if id == "evt_cli_1" {
+            "mapping error: no cost center"
+        } else {
+            "target timeout"
         }
-        let mut c = b.consume("route").await.unwrap();
-        for _ in 0..3 {
-            let d = c.next().await.unwrap().unwrap();
-            let reason = if d.envelope().id == "evt_cli_1" {
-                "mapping error: no cost center"
-            } else {
-                "target timeout"
-            };
-            d.dead_letter(reason).await.unwrap();
-        }
-        drop(c);
-        b.close().await;
-    }
+    })
+    .await;
     // no bridge is running: the CLI opens the store itself
     let cli = |args: &[&str]| run_config(&config, args, dir.path(), &[]);
     let (ok, out, err) = cli(&["dead-letters"]);

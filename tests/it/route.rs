@@ -24,17 +24,7 @@ pub(crate) fn detail(sp_no: &str, status: u32) -> Value {
 
 /// The approval callback of the sample, for `sp_no` with `status` and change event `change`.
 pub(crate) fn callback(sp_no: &str, status: u32, change: u32) -> String {
-    include_str!("../../samples/approval-approved.xml")
-        .replace("wx5823bf96d3bd56c7", CORP_ID)
-        .replace("202506050012", sp_no)
-        .replace(
-            "<SpStatus>2</SpStatus><TemplateId>",
-            &format!("<SpStatus>{status}</SpStatus><TemplateId>"),
-        )
-        .replace(
-            "<StatuChangeEvent>2</StatuChangeEvent>",
-            &format!("<StatuChangeEvent>{change}</StatuChangeEvent>"),
-        )
+    wecom_bridge::cli::demo::samples::callback(CORP_ID, sp_no, status, change)
 }
 
 fn extra(fake: &FakeWeCom, broker: &str) -> String {
@@ -76,6 +66,15 @@ pub(crate) async fn jobs(
     match broker {
         AnyBroker::Embedded(b) => take(b, &q, want, wait).await,
         AnyBroker::Rabbitmq(b) => take(b, &q, want, wait).await,
+    }
+}
+
+/// On RabbitMQ, deletes the route and `deliver.finance` queues the test's bridge declared.
+pub(crate) async fn remove_rabbit_queues(broker: &AnyBroker) {
+    if let AnyBroker::Rabbitmq(b) = broker {
+        b.delete_queues(&["route".into(), "deliver.finance".into()])
+            .await
+            .unwrap();
     }
 }
 
@@ -209,11 +208,7 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     assert!(!doc.to_string().contains("e+"), "no floats in the document");
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(fake.calls("gettoken"), 1);
-    if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()])
-            .await
-            .unwrap();
-    }
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }
@@ -304,13 +299,9 @@ async fn approval_without_an_api_secret_is_parked_with_the_fix_in_the_reason() {
     let (q, body) = signed(&app, &callback("202506057777", 2, 2));
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
     eventually(30, "the event parked as a dead letter", || async {
-        let text = reqwest::get(format!("http://{}/admin/dead-letters?queue=route", t.admin))
+        t.dead_letters("route")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.contains("apps.nosecret.secret is not configured")
+            .contains("apps.nosecret.secret is not configured")
     })
     .await;
     t.stop().await;

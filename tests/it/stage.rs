@@ -10,7 +10,9 @@ use wecom_bridge::map::input::MapInput;
 use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::store::{QueueOp, Store};
 
-use crate::route::{broker_of, callback, detail, one_job_from_vector, start_bridge};
+use crate::route::{
+    broker_of, callback, detail, one_job_from_vector, remove_rabbit_queues, start_bridge,
+};
 use crate::support::*;
 
 /// Tiers with a short one (the route schedule's only delay) and one at WeCom's 60 s window.
@@ -107,9 +109,7 @@ async fn rabbitmq_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
         vec![(Duration::from_secs(1), 0), (Duration::from_secs(60), 1)],
         "the retry waits in the 60 s delay queue, not the 1 s one"
     );
-    b.delete_queues(&["route".into(), "deliver.finance".into()])
-        .await
-        .unwrap();
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }
@@ -134,11 +134,7 @@ async fn permanent_error_parks_at_once(name: &str, section: &str) {
     assert!(parked[0].reason.contains("60011"), "{}", parked[0].reason);
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(route_depth(&broker).await.delayed, 0);
-    if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()])
-            .await
-            .unwrap();
-    }
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }

@@ -440,6 +440,32 @@ pub fn finance_connector(dir: &std::path::Path) {
     .unwrap();
 }
 
+/// Writes, in `dir`, the configuration of app `app` (its path is returned) and fills its
+/// embedded broker's route queue with [`envelope`]s of `ids`, of which the first `parked`
+/// taken are parked with the reason `reason` gives their id. No bridge runs.
+pub async fn embedded_with_dead_letters(
+    dir: &std::path::Path,
+    app: &str,
+    ids: &[&str],
+    parked: usize,
+    reason: impl Fn(&str) -> &'static str,
+) -> std::path::PathBuf {
+    let config = config_file(dir, &config_toml(dir, &[TestApp::new(app)]));
+    let b = embedded_at(dir).await;
+    for id in ids {
+        b.publish(ROUTE_QUEUE, &envelope(id)).await.unwrap();
+    }
+    let mut c = b.consume(ROUTE_QUEUE).await.unwrap();
+    for _ in 0..parked {
+        let d = c.next().await.unwrap().unwrap();
+        let why = reason(&d.envelope().id);
+        d.dead_letter(why).await.unwrap();
+    }
+    drop(c);
+    b.close().await;
+    config
+}
+
 /// The embedded broker on the store of [`config_toml`]`(dir, …)`, opened by the test while
 /// no bridge runs (to lay out queues for the CLI).
 pub async fn embedded_at(dir: &std::path::Path) -> EmbeddedBroker {
@@ -568,6 +594,12 @@ impl TestBridge {
                 && route["unacked"] == 0
         })
         .await;
+    }
+
+    /// `/admin/dead-letters?queue=…` as the admin API answers it (one JSON object a line).
+    pub async fn dead_letters(&self, queue: &str) -> String {
+        let url = format!("http://{}/admin/dead-letters?queue={queue}", self.admin);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
     }
 
     /// `/admin/queues` as JSON.
