@@ -69,17 +69,11 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
     let listed = json_lines(&text);
     assert_eq!(listed.len(), 2, "{text}");
     assert_eq!(listed[0]["reason"], reason);
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "http://{}/admin/replay?queue={q}&ids=evt_b",
-            t.admin
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resp = post_json(&format!(
+        "http://{}/admin/replay?queue={q}&ids=evt_b",
+        t.admin
+    ))
+    .await;
     assert_eq!(resp["redriven"], 1);
     let d = tokio::time::timeout(Duration::from_secs(10), c.next())
         .await

@@ -339,14 +339,7 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
         "http://{}/admin/reconcile?since={since}&until={until}",
         t.admin
     );
-    let report: Value = client
-        .post(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = post_json(&url).await;
     assert_eq!(report["checked"], 250, "{report}");
     assert_eq!(report["missing"], 10, "{report}");
     assert_eq!(report["injected"], 10, "{report}");
@@ -370,14 +363,7 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
     let mut want: Vec<String> = missed.iter().map(|i| format!("2025070{i:05}:2")).collect();
     want.sort();
     assert_eq!(keys, want);
-    let again: Value = client
-        .post(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = post_json(&url).await;
     assert_eq!(
         (again["missing"].as_u64(), again["injected"].as_u64()),
         (Some(0), Some(0)),

@@ -204,6 +204,12 @@ pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u1
     (status, resp.text().await.unwrap())
 }
 
+/// POSTs to `url` without a body and answers the JSON it gets back.
+pub async fn post_json(url: &str) -> Value {
+    let resp = reqwest::Client::new().post(url).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 /// Gets a URL; returns (status, body).
 pub async fn get(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.unwrap();
