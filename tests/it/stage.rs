@@ -35,21 +35,32 @@ async fn route_depth(broker: &AnyBroker) -> wecom_bridge::broker::QueueDepth {
     broker.depths(&["route".to_string()]).await.unwrap()[0].clone()
 }
 
+/// Starts bridge `name` (with `section`) and posts an approved callback whose first detail
+/// fetch WeCom answers with `errcode`; returns the time just before the post, Unix ms.
+async fn approval_whose_detail_fails(
+    name: &str,
+    section: &str,
+    errcode: i64,
+) -> (TestBridge, FakeWeCom, AnyBroker, i64) {
+    let fake = FakeWeCom::start().await;
+    let sp = "202506051111";
+    fake.add_approval(detail(sp, 2));
+    fake.fail_next("getapprovaldetail", errcode, 1);
+    let (t, app) = start_bridge(name, &fake, section).await;
+    let broker = broker_of(&t).await;
+    let before = jiff::Timestamp::now().as_millisecond();
+    let (q, body) = signed(&app, &callback(sp, 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    (t, fake, broker, before)
+}
+
 /// Posts an approved callback whose detail fetch WeCom answers with 45009 once; returns when
 /// the route stage has settled it as a retry.
 async fn rate_limited_approval(
     name: &str,
     section: &str,
 ) -> (TestBridge, FakeWeCom, AnyBroker, i64) {
-    let fake = FakeWeCom::start().await;
-    let sp = "202506051111";
-    fake.add_approval(detail(sp, 2));
-    fake.fail_next("getapprovaldetail", 45009, 1);
-    let (t, app) = start_bridge(name, &fake, section).await;
-    let broker = broker_of(&t).await;
-    let before = jiff::Timestamp::now().as_millisecond();
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let (t, fake, broker, before) = approval_whose_detail_fails(name, section, 45009).await;
     eventually(
         30,
         "the rate-limited event waiting for its retry",
@@ -115,15 +126,8 @@ async fn rabbitmq_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
 }
 
 async fn permanent_error_parks_at_once(name: &str, section: &str) {
-    let fake = FakeWeCom::start().await;
-    let sp = "202506052222";
-    fake.add_approval(detail(sp, 2));
     // 60011: the app may not see this applicant; retrying cannot help
-    fake.fail_next("getapprovaldetail", 60011, 1);
-    let (t, app) = start_bridge(name, &fake, section).await;
-    let broker = broker_of(&t).await;
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let (t, fake, broker, _) = approval_whose_detail_fails(name, section, 60011).await;
     eventually(30, "the event parked", || async {
         route_depth(&broker).await.dead == 1
     })
