@@ -116,6 +116,10 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
             format!("/admin/dead-letters?queue={q}&payload=true"),
         ),
         (Method::GET, "/admin/events?payload=true".to_string()),
+        (
+            Method::GET,
+            "/admin/deliveries/202506050012?payload=true".to_string(),
+        ),
         (Method::POST, format!("/admin/replay?queue={q}&ids=evt_r1")),
         (
             Method::POST,

@@ -6,6 +6,7 @@ mod support;
 mod at_rest;
 mod broker;
 mod cli;
+mod conditions;
 mod console;
 mod deliver;
 mod demo;
