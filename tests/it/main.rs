@@ -16,6 +16,7 @@ mod edge;
 mod ingress;
 mod ledger;
 mod mappings;
+mod operator;
 mod paths;
 mod pipeline;
 mod reroute;
