@@ -72,8 +72,18 @@ struct WireEnvelope {
     created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Present-but-null (a listing's cleared body, see [`Envelope::clear_body`]) reads back as
+    /// `Some(Null)`, as it was written; only an absent field is `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     message: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 impl Envelope {
@@ -388,6 +398,15 @@ mod tests {
         assert!(e.to_string().contains("version 3 is not supported"), "{e}");
         let mixed = br#"{"v":2,"id":"x","kind":"k","business_key":"b","app":"a","created_at_ms":1,"payload":"p"}"#;
         assert!(Envelope::from_bytes(mixed).is_err());
+        let neither =
+            br#"{"v":2,"id":"x","kind":"k","business_key":"b","app":"a","created_at_ms":1}"#;
+        assert!(Envelope::from_bytes(neither).is_err());
+        // a listing without payloads (admin API → CLI) reads back as it was written
+        let mut cleared = Envelope::new("evt_2", "delivery_job", "1", "demo", 5, "x".into());
+        cleared.clear_body();
+        let text = serde_json::to_string(&cleared).unwrap();
+        assert!(text.contains(r#""message":null"#), "{text}");
+        assert_eq!(serde_json::from_str::<Envelope>(&text).unwrap(), cleared);
         assert!(Envelope::from_bytes(b"{not json").is_err());
     }
 
