@@ -36,7 +36,7 @@ async fn sigkilled_during_delivery_every_voucher_arrives_exactly_once_after_rest
     finance.set_slow(30, Duration::from_millis(400));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, stands.bridge_toml(dir.path(), APP, CONNECTOR)).unwrap();
+    std::fs::write(&config, stands.bridge_toml(dir.path(), APP, CONNECTOR, &[])).unwrap();
     let forms = approved_forms(fake, 202_612_040_000, FORMS);
     let server = serve(&config, dir.path()).await;
     let app = TestApp::new(APP);

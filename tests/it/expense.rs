@@ -266,14 +266,25 @@ impl Stands {
     }
 
     /// [`bridge_toml`] for app `app` delivering to the finance target through `connector`
-    /// (the shipped one with short retries) on an embedded broker; all under `dir`.
-    pub fn bridge_toml(&self, dir: &Path, app: &str, connector: &str) -> String {
+    /// (the shipped one with short retries and `edits`) on an embedded broker; all under
+    /// `dir`.
+    pub fn bridge_toml(
+        &self,
+        dir: &Path,
+        app: &str,
+        connector: &str,
+        edits: &[(&str, &str)],
+    ) -> String {
         let target = Target {
             name: connector,
             finance: &self.finance,
             oauth: &self.oauth,
         };
-        let catalog = write_catalog(dir, &[target], &[SHORT_RETRIES]);
+        let edits: Vec<(&str, &str)> = [SHORT_RETRIES]
+            .into_iter()
+            .chain(edits.iter().copied())
+            .collect();
+        let catalog = write_catalog(dir, &[target], &edits);
         bridge_toml(dir, app, &self.fake, &format!("{catalog}{SHORT_TIERS}"))
     }
 

@@ -386,6 +386,48 @@ fn counter_gauge(name: &str, connector: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A document the target keeps failing is parked once its attempts are used up, and the
+/// ledger says so (not "retrying" for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_attempts_is_parked_and_dead_in_the_ledger() {
+    let stands = Stands::start().await;
+    let connector = "fm_attempts";
+    stands.finance.set_server_error_percent(100);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = stands.bridge_toml(
+        dir.path(),
+        connector,
+        connector,
+        &[("max_attempts = 8", "max_attempts = 3")],
+    );
+    let t = TestBridge::start_config(Config::from_toml(&toml).unwrap(), dir).await;
+    let app = TestApp::new(connector);
+    let forms = approved_forms(&stands.fake, 202_612_050_000, 1);
+    let xmls = vec![approved_callback(CORP_ID, &forms[0])];
+    post_all(&t.url(&app.path), xmls, |x| signed(&app, x)).await;
+    let admin = t.admin.to_string();
+    eventually(30, "the job parked", || async {
+        dead_letters(&admin, connector).await.len() == 1
+    })
+    .await;
+    let reason = dead_letters(&admin, connector).await[0]["reason"].to_string();
+    assert!(
+        reason.contains("HTTP 500") && reason.contains("after 3 attempts"),
+        "{reason}"
+    );
+    assert_eq!(stands.finance.count(Outcome::ServerError), 3);
+    let jobs = ledger_jobs(&admin, connector).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (&jobs[0]["state"], &jobs[0]["attempts"]),
+        (&"dead".into(), &3.into()),
+        "{:#}",
+        jobs[0]
+    );
+    t.stop().await;
+    stands.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_fault_matrix_books_every_voucher_exactly_once() {
     fault_matrix(
