@@ -18,7 +18,8 @@ use crate::support::*;
 const FORMS: usize = 300;
 const CONNECTOR: &str = "kill_fin";
 const APP: &str = "killed";
-/// The shipped finance connector's concurrency cap: at most this many jobs are in flight.
+/// The shipped finance connector's concurrency cap: at most this many jobs are in flight
+/// in its deliver stage.
 const CONCURRENCY: usize = 8;
 
 async fn serve(config: &std::path::Path, dir: &std::path::Path) -> ServeProcess {
@@ -65,11 +66,13 @@ async fn sigkilled_during_delivery_every_voucher_arrives_exactly_once_after_rest
     ledger_settled(&server.admin, CONNECTOR, FORMS).await;
     assert_eq!(not_exactly_once(finance, &forms), vec![]);
     assert_eq!(finance.duplicate_vouchers(), 0);
-    // The jobs in flight at the kill were re-sent and recognised as duplicates; nothing else
-    // was sent twice (a job the ledger had as delivered is not sent again).
+    // The jobs in flight at the kill (at most the stage's concurrency; a route event that was
+    // not acked may publish one of them again) were re-sent and recognised as duplicates;
+    // nothing else was sent twice: a job the ledger has as delivered is not sent again, even
+    // when the broker delivers it again after the crash.
     let duplicates = finance.count(Outcome::Duplicate);
     assert!(
-        (1..=CONCURRENCY).contains(&duplicates),
+        (1..=2 * CONCURRENCY).contains(&duplicates),
         "{duplicates} re-sent documents ({in_flight_at_kill} requests were in flight at the kill)"
     );
     assert_eq!(finance.requests().len(), FORMS + duplicates);
