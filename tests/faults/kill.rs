@@ -1,7 +1,7 @@
 //! SIGKILL of the bridge process in the middle of deliveries, then a restart on the same
 //! store: every expense voucher reaches the finance system exactly once, none is lost.
 //!
-//! The real binary runs `serve` (embedded broker, the shipped expense mapping and finance
+//! The real binary runs `serve` (on each broker, the shipped expense mapping and finance
 //! connector); the WeCom API and the finance system (with its OAuth token endpoint) are
 //! stand-ins in this test process, so they outlive the bridge and count what arrived. A share
 //! of the target's answers is slow (committed first, answered later), so the kill lands while
@@ -29,16 +29,19 @@ async fn serve(config: &std::path::Path, dir: &std::path::Path) -> ServeProcess 
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_during_delivery_every_voucher_arrives_exactly_once_after_restart() {
+async fn killed_during_delivery(first_sp: u64, broker: &str) {
     let stands = Stands::start().await;
     let (fake, finance) = (&stands.fake, &stands.finance);
     finance.set_seed(11);
     finance.set_slow(30, Duration::from_millis(400));
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, stands.bridge_toml(dir.path(), APP, CONNECTOR, &[])).unwrap();
-    let forms = approved_forms(fake, 202_612_040_000, FORMS);
+    std::fs::write(
+        &config,
+        stands.bridge_toml(dir.path(), APP, CONNECTOR, &[], broker),
+    )
+    .unwrap();
+    let forms = approved_forms(fake, first_sp, FORMS);
     let server = serve(&config, dir.path()).await;
     let app = TestApp::new(APP);
     let xmls = forms
@@ -82,4 +85,18 @@ async fn sigkilled_during_delivery_every_voucher_arrives_exactly_once_after_rest
     );
     assert_eq!(server.terminate().code(), Some(0));
     stands.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_sigkilled_during_delivery_every_voucher_arrives_exactly_once() {
+    killed_during_delivery(202_612_040_000, SHORT_TIERS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_sigkilled_during_delivery_every_voucher_arrives_exactly_once() {
+    // RabbitMQ must stay up: the tests that stop it wait for this one
+    let _serial = crate::SERIAL.lock().await;
+    let prefix = format!("wbkilldel-{:08x}", rand::random::<u32>());
+    let _cleanup = crate::DeleteQueuesOnDrop(prefix.clone());
+    killed_during_delivery(202_612_060_000, &rabbit_section(&prefix)).await;
 }

@@ -575,8 +575,7 @@ mod expense;
 mod support;
 
 mod bridge;
-/// SIGKILL of the bridge during deliveries (embedded broker: it leaves RabbitMQ alone, so it
-/// runs without the lock).
+/// SIGKILL of the bridge during deliveries, on both brokers (the RabbitMQ one takes the lock).
 mod kill;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,7 +241,7 @@ pub fn bridge_toml(dir: &Path, app: &str, fake: &FakeWeCom, more: &str) -> Strin
     )
 }
 
-/// An embedded broker with the tests' short retry tiers.
+/// An embedded broker with the tests' short retry tiers (those of `rabbit_section` too).
 pub const SHORT_TIERS: &str = "[broker]\nretry_tiers_secs = [1, 2]\n";
 
 /// The WeCom API stand-in and one finance target: what a single-connector test talks to.
@@ -266,14 +266,15 @@ impl Stands {
     }
 
     /// [`bridge_toml`] for app `app` delivering to the finance target through `connector`
-    /// (the shipped one with short retries and `edits`) on an embedded broker; all under
-    /// `dir`.
+    /// (the shipped one with short retries and `edits`) on `broker` (a `[broker]` section
+    /// with the tests' tiers, e.g. [`SHORT_TIERS`]); all under `dir`.
     pub fn bridge_toml(
         &self,
         dir: &Path,
         app: &str,
         connector: &str,
         edits: &[(&str, &str)],
+        broker: &str,
     ) -> String {
         let target = Target {
             name: connector,
@@ -285,7 +286,7 @@ impl Stands {
             .chain(edits.iter().copied())
             .collect();
         let catalog = write_catalog(dir, &[target], &edits);
-        bridge_toml(dir, app, &self.fake, &format!("{catalog}{SHORT_TIERS}"))
+        bridge_toml(dir, app, &self.fake, &format!("{catalog}{broker}"))
     }
 
     /// Stops them.

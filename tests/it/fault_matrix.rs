@@ -399,6 +399,7 @@ async fn a_job_out_of_attempts_is_parked_and_dead_in_the_ledger() {
         connector,
         connector,
         &[("max_attempts = 8", "max_attempts = 3")],
+        SHORT_TIERS,
     );
     let t = TestBridge::start_config(Config::from_toml(&toml).unwrap(), dir).await;
     let app = TestApp::new(connector);

@@ -58,7 +58,7 @@ async fn redelivered_callbacks_and_reconciliation_send_nothing_more() {
     let (fake, finance) = (&stands.fake, &stands.finance);
     let connector = "redeliv_fin";
     let dir = tempfile::tempdir().unwrap();
-    let toml = stands.bridge_toml(dir.path(), "redeliv", connector, &[]);
+    let toml = stands.bridge_toml(dir.path(), "redeliv", connector, &[], SHORT_TIERS);
     let t = TestBridge::start_config(Config::from_toml(&toml).unwrap(), dir).await;
     let app = TestApp::new("redeliv");
     let url = t.url(&app.path);
