@@ -361,11 +361,10 @@ fn deliver_stages(
         plans.push(DeliverPlan {
             queue: crate::route::deliver_queue(&spec.name),
             concurrency: (spec.concurrency as usize).max(1),
-            stage: Arc::new(DeliverStage::new(
-                connector,
-                route.catalog.clone(),
-                ledger.clone(),
-            )),
+            stage: Arc::new(
+                DeliverStage::new(connector, route.catalog.clone(), ledger.clone())
+                    .with_max_attempts(policy.max_attempts()),
+            ),
             policy,
         });
     }

@@ -47,6 +47,7 @@ pub struct DeliverStage {
     catalog: Arc<Catalog>,
     ledger: Ledger,
     circuit: std::sync::Mutex<Circuit>,
+    max_attempts: u32,
 }
 
 impl DeliverStage {
@@ -58,7 +59,16 @@ impl DeliverStage {
             catalog,
             ledger,
             circuit,
+            max_attempts: u32::MAX,
         }
+    }
+
+    /// The attempts after which the stage loop parks a job (its [`RetryPolicy`]'s): a job
+    /// that would be retried after its last attempt is recorded dead in the ledger, as the
+    /// broker parks it, instead of `retrying` for ever.
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = max_attempts;
+        self
     }
 
     /// The retry policy of this connector: its own `[retry]` schedule when it has one,
@@ -167,7 +177,8 @@ impl DeliverStage {
         }))
     }
 
-    async fn deliver(&self, job: DeliveryJob) -> Disposition {
+    /// `delivery` counts the broker's deliveries of this job (1 the first time).
+    async fn deliver(&self, job: DeliveryJob, delivery: u32) -> Disposition {
         let key = job.key.as_str().to_string();
         let start = JobStart {
             key: key.clone(),
@@ -219,6 +230,13 @@ impl DeliverStage {
             Err(refusal) => return self.refused(&job, &refusal).await,
         };
         if let Err(left) = self.permit().await {
+            if delivery >= self.max_attempts {
+                let reason = format!(
+                    "circuit open for connector `{}` (the target kept failing) after {delivery} attempts",
+                    self.name()
+                );
+                return self.dead(&job, reason, "circuit_open").await;
+            }
             self.count("circuit_open");
             tracing::warn!(connector = %self.name(), job = %key, retry_in_s = left.as_secs(),
                 "the connector's circuit is open (the target keeps failing); the job waits in the broker");
@@ -248,11 +266,21 @@ impl DeliverStage {
             // refuses a duplicate, which settles the job as delivered).
             return self.ledger_failed(&job, &e);
         }
-        self.settle(&job, verdict).await
+        self.settle(&job, verdict, delivery).await
     }
 
-    async fn settle(&self, job: &DeliveryJob, verdict: Verdict) -> Disposition {
+    async fn settle(&self, job: &DeliveryJob, verdict: Verdict, delivery: u32) -> Disposition {
         let key = job.key.as_str();
+        let verdict = match verdict {
+            Verdict::Retryable { reason, .. } if delivery >= self.max_attempts => {
+                Verdict::Permanent {
+                    reason: format!(
+                        "{reason} (after {delivery} attempts; the target kept failing)"
+                    ),
+                }
+            }
+            other => other,
+        };
         let now = crate::broker::now_ms();
         let (outcome, disposition, label) = match verdict {
             Verdict::Delivered => (
@@ -354,9 +382,11 @@ impl Handler for DeliverStage {
         "deliver"
     }
 
-    async fn handle(&self, msg: Message, _attempt: u32) -> Disposition {
+    async fn handle(&self, msg: Message, attempt: u32) -> Disposition {
         match msg {
-            Message::DeliveryJob(job) if job.connector == self.name() => self.deliver(job).await,
+            Message::DeliveryJob(job) if job.connector == self.name() => {
+                self.deliver(job, attempt).await
+            }
             Message::DeliveryJob(job) => {
                 self.count("wrong_queue");
                 Disposition::park(format!(
