@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -49,6 +49,8 @@ pub struct Voucher {
     pub idempotency_key: Option<String>,
     /// The document as received.
     pub document: Value,
+    /// When it was committed (load runs measure latency up to here).
+    pub committed_at: Instant,
 }
 
 /// What the target answered to one request.
@@ -491,6 +493,7 @@ fn decide(
         document_no: document_no.clone(),
         idempotency_key: key.map(str::to_owned),
         document: doc.clone(),
+        committed_at: Instant::now(),
     });
     if then_500 {
         let r = answer(
