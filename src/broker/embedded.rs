@@ -575,6 +575,21 @@ impl std::fmt::Debug for EmbeddedDelivery {
 }
 
 impl EmbeddedDelivery {
+    /// Due again after `delay`; `counts`: a failed attempt (attempt + 1) or only a wait.
+    async fn later(self, delay: Duration, counts: bool) -> Result<(), BrokerError> {
+        let now = now_ms();
+        // +1 ms: due times are whole milliseconds; never come back early.
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let op = QueueOp::Retry {
+            id: self.id,
+            lease: self.lease,
+            due_ms: now.saturating_add(delay_ms).saturating_add(1),
+            now_ms: now,
+            counts,
+        };
+        self.settle(op).await
+    }
+
     /// Applies a settlement; the prefetch slot is released (with `self`) only after it is
     /// committed. A settlement of a lease that already expired changes nothing: the message
     /// was, or will be, delivered again.
@@ -609,16 +624,11 @@ impl Delivery for EmbeddedDelivery {
     }
 
     async fn retry_after(self, delay: Duration) -> Result<(), BrokerError> {
-        let now = now_ms();
-        // +1 ms: due times are whole milliseconds; never come back early.
-        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        let op = QueueOp::Retry {
-            id: self.id,
-            lease: self.lease,
-            due_ms: now.saturating_add(delay_ms).saturating_add(1),
-            now_ms: now,
-        };
-        self.settle(op).await
+        self.later(delay, true).await
+    }
+
+    async fn defer(self, delay: Duration) -> Result<(), BrokerError> {
+        self.later(delay, false).await
     }
 
     async fn dead_letter(self, reason: &str) -> Result<(), BrokerError> {

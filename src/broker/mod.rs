@@ -281,6 +281,10 @@ pub trait Delivery: Send + 'static {
     /// Deliver again no earlier than `delay`, with `attempt + 1`. The copy is durable before
     /// the original is removed.
     fn retry_after(self, delay: Duration) -> impl Future<Output = Result<(), BrokerError>> + Send;
+    /// Deliver again no earlier than `delay` with the SAME attempt number: the handler only
+    /// waits (its target's circuit is open), it did not fail an attempt, so waiting out a long
+    /// outage never uses up the retries. Durable before the original is removed.
+    fn defer(self, delay: Duration) -> impl Future<Output = Result<(), BrokerError>> + Send;
     /// Park it with a reason an operator can act on.
     fn dead_letter(self, reason: &str) -> impl Future<Output = Result<(), BrokerError>> + Send;
 }

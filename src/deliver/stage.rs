@@ -230,19 +230,28 @@ impl DeliverStage {
             Err(refusal) => return self.refused(&job, &refusal).await,
         };
         if let Err(left) = self.permit().await {
-            if delivery >= self.max_attempts {
-                let reason = format!(
-                    "circuit open for connector `{}` (the target kept failing) after {delivery} attempts",
-                    self.name()
-                );
-                return self.dead(&job, reason, "circuit_open").await;
+            // Waiting is not an attempt: nothing was sent, so an outage of hours uses up no
+            // retries (the job is deferred with the same attempt number).
+            let reason = format!(
+                "circuit open for connector `{}` (the target keeps failing); waiting, nothing sent",
+                self.name()
+            );
+            let waiting = Outcome::Retrying {
+                reason: reason.clone(),
+            };
+            if let Err(e) = self
+                .ledger
+                .finish(&key, waiting, crate::broker::now_ms())
+                .await
+            {
+                return self.ledger_failed(&job, &e);
             }
             self.count("circuit_open");
             tracing::warn!(connector = %self.name(), job = %key, retry_in_s = left.as_secs(),
                 "the connector's circuit is open (the target keeps failing); the job waits in the broker");
-            return Disposition::Retry {
-                reason: format!("circuit open for connector `{}`", self.name()),
-                hint: Some(left),
+            return Disposition::Wait {
+                reason,
+                delay: left,
             };
         }
         let attempt = self

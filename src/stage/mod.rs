@@ -53,6 +53,15 @@ pub enum Disposition {
         /// The [`RetryPolicy`] honours it up to its `max_hint`.
         hint: Option<Duration>,
     },
+    /// Not handled, and not a failed attempt either: come back after `delay` with the same
+    /// attempt number (the deliver stage while its connector's circuit is open). Never parks:
+    /// a target that is down for hours must not use up its jobs' retries while they wait.
+    Wait {
+        /// Why it waits, for the log.
+        reason: String,
+        /// How long.
+        delay: Duration,
+    },
     /// Retrying cannot help until an operator acts: park it with this reason.
     Park {
         /// What is wrong and what to fix, shown by `wecom-bridge dead-letters`.

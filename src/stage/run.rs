@@ -16,6 +16,7 @@ use crate::telemetry::STAGE_MESSAGES;
 /// - `Done` → ack;
 /// - `Retry` → `retry_after` the delay [`RetryPolicy::decide`] picks for this attempt and
 ///   hint, or parked once attempts are used up;
+/// - `Wait` → `defer`red by its delay with the same attempt (never parked by count);
 /// - `Park` → dead-lettered with the reason;
 /// - an envelope that cannot be decoded → parked with the decoding error.
 ///
@@ -115,6 +116,12 @@ async fn settle<D: Delivery, H: Handler>(d: D, handler: Arc<H>, policy: &RetryPo
                     .await
             }
         },
+        Disposition::Wait { reason, delay } => {
+            tracing::info!(stage, %queue, message_id = %id, %business_key, attempt,
+                wait_s = delay.as_secs(), %reason, "waiting; not counted as an attempt");
+            count(stage, "waiting");
+            d.defer(delay).await
+        }
         Disposition::Park { reason } => {
             tracing::error!(stage, %queue, message_id = %id, %business_key, attempt, %reason,
                 "cannot be handled until an operator acts; parked (fix the cause, then \

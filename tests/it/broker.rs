@@ -161,7 +161,7 @@ pub async fn round_trip<K: Backend>(mut k: K) {
     k.cleanup(b, std::slice::from_ref(&q)).await;
 }
 
-pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K) {
+pub async fn retry_comes_back_with_the_next_attempt_and_defer_with_the_same<K: Backend>(mut k: K) {
     let b = k.build().await;
     let q = unique("retry");
     let env = envelope("evt_retry");
@@ -181,6 +181,17 @@ pub async fn retry_comes_back_after_delay_with_next_attempt<K: Backend>(mut k: K
     d.retry_after(Duration::from_millis(10)).await.unwrap();
     let d = expect_next::<K::B>(&mut c).await;
     assert_eq!(d.attempt(), 3);
+    // a wait (the target's circuit is open) comes back later without using up an attempt
+    let asked = Instant::now();
+    d.defer(Duration::from_secs(1)).await.unwrap();
+    let d = expect_next::<K::B>(&mut c).await;
+    assert!(
+        asked.elapsed() >= Duration::from_secs(1),
+        "deferred {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(d.attempt(), 3, "deferring is not an attempt");
+    assert_eq!(d.envelope(), &env);
     d.ack().await.unwrap();
     assert!(
         next_within::<K::B>(&mut c, Duration::from_millis(1500))
@@ -363,8 +374,8 @@ macro_rules! conformance {
                 super::round_trip($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn retry_comes_back_after_delay_with_next_attempt() {
-                super::retry_comes_back_after_delay_with_next_attempt($make).await
+            async fn retry_comes_back_with_the_next_attempt_and_defer_with_the_same() {
+                super::retry_comes_back_with_the_next_attempt_and_defer_with_the_same($make).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn dead_letter_is_listed_and_redriven() {

@@ -311,6 +311,35 @@ impl Drop for RabbitDelivery {
 }
 
 impl RabbitDelivery {
+    /// Through the delay tier for `delay`; `counts`: a failed attempt (attempt + 1, failure
+    /// times set) or only a wait (same attempt, failure times kept).
+    async fn later(mut self, delay: Duration, counts: bool) -> Result<(), BrokerError> {
+        let tier = retry_tier(&self.inner.tiers, delay);
+        let target = self.inner.names.delay_queue(&self.queue, tier);
+        let now = now_ms();
+        let mut headers = FieldTable::default();
+        let attempt = if counts {
+            self.attempt.saturating_add(1)
+        } else {
+            self.attempt
+        };
+        put_int(&mut headers, HEADER_ATTEMPT, i64::from(attempt));
+        match (counts, self.first_failure_ms) {
+            (_, Some(first)) => put_int(&mut headers, HEADER_FIRST_FAILURE, first),
+            (true, None) => put_int(&mut headers, HEADER_FIRST_FAILURE, now),
+            (false, None) => {}
+        }
+        if counts {
+            put_int(&mut headers, HEADER_LAST_FAILURE, now);
+        }
+        let props = properties(&self.envelope.id, headers);
+        // on failure `self` is dropped unsettled: the original goes back to its queue
+        self.inner
+            .publish_to_queue(&self.queue, &target, &self.body, props)
+            .await?;
+        self.settle_ack().await
+    }
+
     async fn settle_ack(&mut self) -> Result<(), BrokerError> {
         let Some(acker) = self.acker.take() else {
             return Err(BrokerError::Closed);
@@ -342,28 +371,12 @@ impl Delivery for RabbitDelivery {
         self.settle_ack().await
     }
 
-    async fn retry_after(mut self, delay: Duration) -> Result<(), BrokerError> {
-        let tier = retry_tier(&self.inner.tiers, delay);
-        let target = self.inner.names.delay_queue(&self.queue, tier);
-        let now = now_ms();
-        let mut headers = FieldTable::default();
-        put_int(
-            &mut headers,
-            HEADER_ATTEMPT,
-            i64::from(self.attempt.saturating_add(1)),
-        );
-        put_int(
-            &mut headers,
-            HEADER_FIRST_FAILURE,
-            self.first_failure_ms.unwrap_or(now),
-        );
-        put_int(&mut headers, HEADER_LAST_FAILURE, now);
-        let props = properties(&self.envelope.id, headers);
-        // on failure `self` is dropped unsettled: the original goes back to its queue
-        self.inner
-            .publish_to_queue(&self.queue, &target, &self.body, props)
-            .await?;
-        self.settle_ack().await
+    async fn retry_after(self, delay: Duration) -> Result<(), BrokerError> {
+        self.later(delay, true).await
+    }
+
+    async fn defer(self, delay: Duration) -> Result<(), BrokerError> {
+        self.later(delay, false).await
     }
 
     async fn dead_letter(mut self, reason: &str) -> Result<(), BrokerError> {

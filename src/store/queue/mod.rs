@@ -100,7 +100,8 @@ pub enum QueueOp {
         /// Lease token from [`LeasedMessage::lease`].
         lease: u64,
     },
-    /// Turns a leased message into a delayed one, due at `due_ms`, with attempt + 1.
+    /// Turns a leased message into a delayed one, due at `due_ms`, with attempt + 1 (or the
+    /// same attempt when it only waits).
     Retry {
         /// Message id.
         id: u64,
@@ -110,6 +111,8 @@ pub enum QueueOp {
         due_ms: i64,
         /// Now (Unix ms), recorded as a failure time.
         now_ms: i64,
+        /// A failed attempt (attempt + 1), or only a wait (e.g. an open circuit): same attempt.
+        counts: bool,
     },
     /// Parks a leased message with a reason.
     DeadLetter {
@@ -319,8 +322,9 @@ impl Store {
                             lease,
                             due_ms,
                             now_ms,
+                            counts,
                         } => QueueOpResult::Settled {
-                            applied: t.retry(*id, *lease, *due_ms, *now_ms)?,
+                            applied: t.retry(*id, *lease, *due_ms, *now_ms, *counts)?,
                         },
                         QueueOp::DeadLetter {
                             id,

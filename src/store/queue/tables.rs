@@ -249,12 +249,15 @@ impl<'t> Tables<'t> {
         lease: u64,
         due_ms: i64,
         now_ms: i64,
+        counts: bool,
     ) -> Result<bool, StoreError> {
         let Some(mut st) = self.leased(id, lease)? else {
             return Ok(false);
         };
-        st.attempt = st.attempt.saturating_add(1);
-        st.first_failure_ms.get_or_insert(now_ms);
+        if counts {
+            st.attempt = st.attempt.saturating_add(1);
+            st.first_failure_ms.get_or_insert(now_ms);
+        }
         self.set_status(id, st, Status::Delayed { due_ms })?;
         Ok(true)
     }

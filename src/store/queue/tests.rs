@@ -185,6 +185,7 @@ fn retry_is_delayed_then_ready_with_next_attempt_and_is_durable() {
             lease: m.lease,
             due_ms: 500,
             now_ms: 400,
+            counts: true,
         },
     );
     assert_eq!(out.results[0], QueueOpResult::Settled { applied: true });
@@ -295,6 +296,7 @@ fn recovery_expires_every_lease_and_keeps_delays() {
                 lease: ms[2].lease,
                 due_ms: 1_000_000,
                 now_ms: 1,
+                counts: true,
             },
         );
     }
