@@ -136,7 +136,7 @@ pub(crate) async fn start_bridge(
     let base = config_toml(dir.path(), &[TestApp::new(name)]);
     let with_secret = base.replace(
         &format!("[apps.{name}]\n"),
-        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\n"),
+        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\nagent_id = 1000005\n"),
     );
     let config = wecom_bridge::config::Config::from_toml(&format!(
         "{with_secret}\n{}",
@@ -189,7 +189,7 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(fake.calls("gettoken"), 1);
     if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()])
+        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
             .await
             .unwrap();
     }

@@ -107,7 +107,7 @@ async fn rabbitmq_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
         vec![(Duration::from_secs(1), 0), (Duration::from_secs(60), 1)],
         "the retry waits in the 60 s delay queue, not the 1 s one"
     );
-    b.delete_queues(&["route".into(), "deliver.finance".into()])
+    b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
         .await
         .unwrap();
     t.stop().await;
@@ -135,7 +135,7 @@ async fn permanent_error_parks_at_once(name: &str, section: &str) {
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(route_depth(&broker).await.delayed, 0);
     if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()])
+        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
             .await
             .unwrap();
     }
