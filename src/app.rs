@@ -461,8 +461,17 @@ async fn run_stages<B: Broker>(
         )));
     }
     // Consumed when some mapping notifies (consuming declares the queue on RabbitMQ).
-    if ctx.catalog.mappings.iter().any(|m| m.compiled.writeback().is_some()) {
-        tracing::info!(queue = WRITEBACK_QUEUE, concurrency = writeback_plan.concurrency, "writeback stage consuming");
+    if ctx
+        .catalog
+        .mappings
+        .iter()
+        .any(|m| m.compiled.writeback().is_some())
+    {
+        tracing::info!(
+            queue = WRITEBACK_QUEUE,
+            concurrency = writeback_plan.concurrency,
+            "writeback stage consuming"
+        );
         stages.push(tokio::spawn(crate::stage::run(
             broker.clone(),
             WRITEBACK_QUEUE.to_string(),

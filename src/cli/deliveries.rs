@@ -359,7 +359,10 @@ fn print_delivery(d: &Delivery) {
             w.state.as_str(),
             w.attempts,
             when(w.updated_at_ms),
-            w.msg_id.as_deref().map(|m| format!("  msgid {m}")).unwrap_or_default(),
+            w.msg_id
+                .as_deref()
+                .map(|m| format!("  msgid {m}"))
+                .unwrap_or_default(),
             if w.invalid.is_empty() {
                 String::new()
             } else {

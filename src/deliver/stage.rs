@@ -35,8 +35,8 @@ use crate::catalog::{Action, Catalog, Mapping};
 use crate::map::Refusal;
 use crate::map::input::MapInput;
 use crate::record::{
-    AttemptPayload, AttemptRecord, Begin, Classification, JobRecord, JobStart, Ledger,
-    LedgerQuery, Outcome, WritebackKind, WritebackState,
+    AttemptPayload, AttemptRecord, Begin, Classification, JobRecord, JobStart, Ledger, LedgerQuery,
+    Outcome, WritebackKind, WritebackState,
 };
 use crate::stage::{DeliveryJob, Disposition, Handler, Message, Retry, RetryPolicy, WritebackJob};
 use crate::writeback::spec::{Facts, Recipients};
@@ -206,9 +206,13 @@ impl<B: Broker> DeliverStage<B> {
     ) -> Result<(), crate::record::LedgerError> {
         let key = job.key.as_str();
         let now = crate::broker::now_ms();
-        let wb = self.mapping(&job.mapping).and_then(|m| m.compiled.writeback().cloned());
+        let wb = self
+            .mapping(&job.mapping)
+            .and_then(|m| m.compiled.writeback().cloned());
         let kind = match &outcome {
-            Outcome::Delivered | Outcome::Duplicate if wb.as_ref().is_some_and(|w| w.delivered.is_some()) => {
+            Outcome::Delivered | Outcome::Duplicate
+                if wb.as_ref().is_some_and(|w| w.delivered.is_some()) =>
+            {
                 WritebackKind::Applicant
             }
             Outcome::Dead { .. } if wb.as_ref().is_some_and(|w| w.dead.is_some()) => {
@@ -238,11 +242,19 @@ impl<B: Broker> DeliverStage<B> {
                 WritebackKind::Applicant if applicant.is_empty() => None,
                 WritebackKind::Applicant => {
                     let users = [applicant.clone()];
-                    let to = Recipients { users: &users, parties: &[], tags: &[] };
+                    let to = Recipients {
+                        users: &users,
+                        parties: &[],
+                        tags: &[],
+                    };
                     wb.delivered.as_ref().map(|c| c.message(to, &facts))
                 }
                 WritebackKind::Operator => wb.dead.as_ref().map(|d| {
-                    let to = Recipients { users: &d.to_users, parties: &d.to_parties, tags: &d.to_tags };
+                    let to = Recipients {
+                        users: &d.to_users,
+                        parties: &d.to_parties,
+                        tags: &d.to_tags,
+                    };
                     d.card.message(to, &facts)
                 }),
             }
@@ -269,7 +281,10 @@ impl<B: Broker> DeliverStage<B> {
             .writebacks(key)
             .await
             .map_err(|e| self.ledger_failed(job, &e))?;
-        for r in records.into_iter().filter(|r| r.state == WritebackState::Pending) {
+        for r in records
+            .into_iter()
+            .filter(|r| r.state == WritebackState::Pending)
+        {
             let message = serde_json::from_str(&r.message).unwrap_or(Value::Null);
             let wb = WritebackJob {
                 key: job.key.clone(),
@@ -280,7 +295,11 @@ impl<B: Broker> DeliverStage<B> {
             };
             let now = crate::broker::now_ms();
             let published = match wb.to_envelope(now) {
-                Ok(env) => self.broker.publish(WRITEBACK_QUEUE, &env).await.map_err(|e| e.to_string()),
+                Ok(env) => self
+                    .broker
+                    .publish(WRITEBACK_QUEUE, &env)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = published {
@@ -385,7 +404,9 @@ impl<B: Broker> DeliverStage<B> {
             };
             if self.out_of_attempts(delivery, Some(left)) {
                 let reason = format!("{reason} (after {delivery} attempts)");
-                return self.conclude(&job, Outcome::Dead { reason }, Some(&document), retry).await;
+                return self
+                    .conclude(&job, Outcome::Dead { reason }, Some(&document), retry)
+                    .await;
             }
             return retry;
         }

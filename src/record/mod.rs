@@ -218,7 +218,8 @@ impl Ledger {
         at_ms: i64,
     ) -> Result<JobRecord, LedgerError> {
         let k = key.to_string();
-        let decide: Decision<JobRecord> = Box::new(move |old| decide_finish(old, k, &outcome, at_ms));
+        let decide: Decision<JobRecord> =
+            Box::new(move |old| decide_finish(old, k, &outcome, at_ms));
         count_failure(self.backend.update(key.to_string(), decide).await)
     }
 

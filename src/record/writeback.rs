@@ -62,24 +62,25 @@ impl Ledger {
                 None if fits(kind, job.state) => render(&job),
                 _ => None,
             };
-            let wb = match message {
-                Some(message) => Some(WritebackRecord {
-                    kind,
-                    state: WritebackState::Pending,
-                    message: message.to_string(),
-                    attempts: 0,
-                    created_at_ms: at_ms,
-                    updated_at_ms: at_ms,
-                    msg_id: None,
-                    invalid: Vec::new(),
-                    last_error: None,
-                }),
-                None => None,
-            };
+            let wb = message.map(|message| WritebackRecord {
+                kind,
+                state: WritebackState::Pending,
+                message: message.to_string(),
+                attempts: 0,
+                created_at_ms: at_ms,
+                updated_at_ms: at_ms,
+                msg_id: None,
+                invalid: Vec::new(),
+                last_error: None,
+            });
             let pending = wb.is_some();
             Ok((write, wb, (job, pending)))
         });
-        count_failure(self.backend.update_writeback(key.into(), kind, decide).await)
+        count_failure(
+            self.backend
+                .update_writeback(key.into(), kind, decide)
+                .await,
+        )
     }
 
     /// The writeback records of a job (applicant first).
@@ -125,7 +126,11 @@ impl Ledger {
             wb.updated_at_ms = wb.updated_at_ms.max(at_ms);
             Ok((None, Some(wb), Some(before)))
         });
-        count_failure(self.backend.update_writeback(key.into(), kind, decide).await)
+        count_failure(
+            self.backend
+                .update_writeback(key.into(), kind, decide)
+                .await,
+        )
     }
 
     /// Records how a send went.
@@ -179,7 +184,11 @@ impl Ledger {
                 None => Ok((None, None, false)),
             }
         });
-        count_failure(self.backend.update_writeback(key.into(), kind, decide).await)
+        count_failure(
+            self.backend
+                .update_writeback(key.into(), kind, decide)
+                .await,
+        )
     }
 }
 
@@ -227,7 +236,11 @@ mod tests {
         let wbs = l.writebacks("job_a").await.unwrap();
         assert_eq!(wbs.len(), 1);
         assert_eq!(wbs[0].state, WritebackState::Pending);
-        assert!(wbs[0].message.contains("202506050012"), "{}", wbs[0].message);
+        assert!(
+            wbs[0].message.contains("202506050012"),
+            "{}",
+            wbs[0].message
+        );
         // a second settling (a redelivery racing) records no second notification
         let (_, again) = l
             .finish_and_notify("job_a", Outcome::Duplicate, 30, applicant, card)
@@ -238,7 +251,9 @@ mod tests {
         let (job, op) = l
             .finish_and_notify(
                 "job_a",
-                Outcome::Dead { reason: "late".into() },
+                Outcome::Dead {
+                    reason: "late".into(),
+                },
                 40,
                 WritebackKind::Operator,
                 card,
@@ -248,35 +263,69 @@ mod tests {
         assert_eq!((job.state, op), (JobState::Duplicate, false));
 
         l.writeback_queued("job_a", applicant, 50).await.unwrap();
-        let before = l.writeback_begin("job_a", applicant, 60).await.unwrap().unwrap();
+        let before = l
+            .writeback_begin("job_a", applicant, 60)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(before.state, WritebackState::Queued);
-        let failed = WritebackResult::Retrying { reason: "45009".into() };
-        l.writeback_settle("job_a", applicant, failed, 61).await.unwrap();
+        let failed = WritebackResult::Retrying {
+            reason: "45009".into(),
+        };
+        l.writeback_settle("job_a", applicant, failed, 61)
+            .await
+            .unwrap();
         l.writeback_begin("job_a", applicant, 70).await.unwrap();
-        let sent = WritebackResult::Sent { msg_id: Some("m1".into()), invalid: vec![] };
-        l.writeback_settle("job_a", applicant, sent, 71).await.unwrap();
-        let after = l.writeback_begin("job_a", applicant, 80).await.unwrap().unwrap();
-        assert_eq!(after.state, WritebackState::Sent, "sent: the next begin sends nothing");
+        let sent = WritebackResult::Sent {
+            msg_id: Some("m1".into()),
+            invalid: vec![],
+        };
+        l.writeback_settle("job_a", applicant, sent, 71)
+            .await
+            .unwrap();
+        let after = l
+            .writeback_begin("job_a", applicant, 80)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            after.state,
+            WritebackState::Sent,
+            "sent: the next begin sends nothing"
+        );
         let d = l.get("job_a", false).await.unwrap().unwrap();
         let wb = &d.writebacks[0];
-        assert_eq!((wb.state, wb.attempts, wb.msg_id.as_deref()), (WritebackState::Sent, 2, Some("m1")));
+        assert_eq!(
+            (wb.state, wb.attempts, wb.msg_id.as_deref()),
+            (WritebackState::Sent, 2, Some("m1"))
+        );
         assert_eq!(wb.last_error, None);
         // a failure reported after the send does not undo it
         let late = WritebackResult::Failed { reason: "x".into() };
-        l.writeback_settle("job_a", applicant, late, 90).await.unwrap();
-        assert_eq!(l.writebacks("job_a").await.unwrap()[0].state, WritebackState::Sent);
+        l.writeback_settle("job_a", applicant, late, 90)
+            .await
+            .unwrap();
+        assert_eq!(
+            l.writebacks("job_a").await.unwrap()[0].state,
+            WritebackState::Sent
+        );
 
         // pruned with the job
         assert_eq!(l.prune(i64::MAX).await.unwrap(), 1);
         assert!(l.writebacks("job_a").await.unwrap().is_empty());
-        assert_eq!(l.writeback_begin("job_a", applicant, 99).await.unwrap(), None);
+        assert_eq!(
+            l.writeback_begin("job_a", applicant, 99).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
     async fn operators_are_notified_of_a_dead_job_and_an_unknown_job_is_an_error() {
         let (_d, l) = ledger();
         begun(&l, "job_b").await;
-        let dead = Outcome::Dead { reason: "refused".into() };
+        let dead = Outcome::Dead {
+            reason: "refused".into(),
+        };
         let (job, pending) = l
             .finish_and_notify("job_b", dead, 20, WritebackKind::Operator, card)
             .await
@@ -285,13 +334,25 @@ mod tests {
         assert_eq!(job.last_error.as_deref(), Some("refused"));
         // nothing rendered: nothing recorded
         let (_, none) = l
-            .finish_and_notify("job_b", Outcome::Delivered, 30, WritebackKind::Applicant, |_| None)
+            .finish_and_notify(
+                "job_b",
+                Outcome::Delivered,
+                30,
+                WritebackKind::Applicant,
+                |_| None,
+            )
             .await
             .unwrap();
         assert!(!none);
         assert_eq!(l.writebacks("job_b").await.unwrap().len(), 1);
         let e = l
-            .finish_and_notify("job_x", Outcome::Delivered, 1, WritebackKind::Applicant, card)
+            .finish_and_notify(
+                "job_x",
+                Outcome::Delivered,
+                1,
+                WritebackKind::Applicant,
+                card,
+            )
             .await
             .unwrap_err();
         assert!(matches!(e, LedgerError::UnknownJob { .. }), "{e}");

@@ -136,8 +136,12 @@ impl WritebackJob {
     /// The envelope of this job (id `<job key>.<kind>`).
     pub fn to_envelope(&self, created_at_ms: i64) -> Result<Envelope, MessageError> {
         let id = format!("{}.{}", self.key, self.kind.as_str());
-        let body = serde_json::to_value(WireRef::Writeback(self))
-            .map_err(|source| MessageError::Encode { id: id.clone(), source })?;
+        let body = serde_json::to_value(WireRef::Writeback(self)).map_err(|source| {
+            MessageError::Encode {
+                id: id.clone(),
+                source,
+            }
+        })?;
         Ok(Envelope::new(
             id,
             WRITEBACK_KIND,

@@ -613,10 +613,8 @@ impl FakeState {
                     msg_id = first.clone();
                 }
                 _ => {
-                    self.recent.insert(
-                        key,
-                        (now, Duration::from_secs(interval), msg_id.clone()),
-                    );
+                    self.recent
+                        .insert(key, (now, Duration::from_secs(interval), msg_id.clone()));
                     self.sent.push(msg);
                 }
             }

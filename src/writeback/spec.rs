@@ -361,7 +361,10 @@ impl<'c, 'a, 'r> Reader<'c, 'a, 'r> {
                 keys.extend(extra);
                 self.c.at(
                     it.span(),
-                    format!("unknown key `{k}` in [{name}]; it takes {}", keys.join(", ")),
+                    format!(
+                        "unknown key `{k}` in [{name}]; it takes {}",
+                        keys.join(", ")
+                    ),
                 );
             }
         }
@@ -439,7 +442,10 @@ impl<'c, 'a, 'r> Reader<'c, 'a, 'r> {
     ) -> Option<Template> {
         let Some(it) = t.get(key) else {
             if required {
-                self.c.at(self.span.clone(), format!("`{key}` is missing (a text; ${{…}} placeholders allowed)"));
+                self.c.at(
+                    self.span.clone(),
+                    format!("`{key}` is missing (a text; ${{…}} placeholders allowed)"),
+                );
             }
             return None;
         };
@@ -460,7 +466,10 @@ impl<'c, 'a, 'r> Reader<'c, 'a, 'r> {
             let Part::Var(v) = p else { continue };
             match v {
                 Var::Reason if use_ == Use::Delivered => {
-                    self.c.at(it.span(), format!("`{key}`: ${{reason}} is only known in [writeback.dead]"));
+                    self.c.at(
+                        it.span(),
+                        format!("`{key}`: ${{reason}} is only known in [writeback.dead]"),
+                    );
                     ok = false;
                 }
                 Var::Captured(name) => self.refs.push((name.clone(), pos)),
@@ -529,7 +538,9 @@ fn parse_template(s: &str) -> Result<Template, String> {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Every `${captured.<name>}` of `wb` that `connector` does not capture, as diagnostics.

@@ -42,7 +42,13 @@ fn errors(wb: &str) -> Vec<String> {
 fn spec(wb: &str) -> WritebackSpec {
     let text = format!("{HEAD}{wb}");
     let m = compile_as(&text, EventFamily::Approval).unwrap_or_else(|d| {
-        panic!("{}", d.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     });
     m.writeback().expect("a writeback spec").clone()
 }
@@ -52,20 +58,40 @@ const LINE: usize = 8; // first line after HEAD
 #[test]
 fn a_mapping_without_writeback_has_none() {
     let text = HEAD.to_string();
-    assert!(compile_as(&text, EventFamily::Approval).unwrap().writeback().is_none());
+    assert!(
+        compile_as(&text, EventFamily::Approval)
+            .unwrap()
+            .writeback()
+            .is_none()
+    );
 }
 
 #[test]
 fn unknown_keys_and_missing_texts_are_reported_where_they_are() {
     let e = errors("[writeback.delivered]\ntitle = \"入账\"\nlink = \"https://x\"\n");
-    assert!(e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 2)) && m.contains("unknown key `link` in [writeback.delivered]")), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("`description` is missing")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 2))
+            && m.contains("unknown key `link` in [writeback.delivered]")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.contains("`description` is missing")),
+        "{e:?}"
+    );
 
     let e = errors("[writeback.applicant]\ntitle = \"x\"\n");
-    assert!(e.iter().any(|m| m.contains("unknown key `applicant` in [writeback]; it takes `delivered` and `dead`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m
+            .contains("unknown key `applicant` in [writeback]; it takes `delivered` and `dead`")),
+        "{e:?}"
+    );
 
     let e = errors("[writeback]\n");
-    assert!(e.iter().any(|m| m.starts_with(&format!("{LINE}:1: [writeback] is empty"))), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{LINE}:1: [writeback] is empty"))),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -75,13 +101,17 @@ fn placeholders_are_checked_at_load() {
     );
     let at = |line: usize, text: &str| {
         assert!(
-            e.iter().any(|m| m.starts_with(&format!("{line}:")) && m.contains(text)),
+            e.iter()
+                .any(|m| m.starts_with(&format!("{line}:")) && m.contains(text)),
             "no `{text}` on line {line}: {e:?}"
         );
     };
     at(LINE + 1, "unknown placeholder `${voucher}`");
     at(LINE + 2, "${reason} is only known in [writeback.dead]");
-    at(LINE + 3, "${document.nope} is not a field of [document] (fields: document_no, total)");
+    at(
+        LINE + 3,
+        "${document.nope} is not a field of [document] (fields: document_no, total)",
+    );
 
     let e = errors("[writeback.delivered]\ntitle = \"${sp_no\"\ndescription = \"x\"\n");
     assert!(e.iter().any(|m| m.contains("`${` is not closed")), "{e:?}");
@@ -93,22 +123,48 @@ fn wecom_limits_are_checked_at_load() {
     let e = errors(&format!(
         "[writeback.delivered]\ntitle = \"{long}\"\ndescription = \"x\"\nurl = \"erp/v/1\"\nbtntxt = \"查看详情页\"\n"
     ));
-    assert!(e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 1)) && m.contains("limit of 128")), "{e:?}");
-    assert!(e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 3)) && m.contains("https://")), "{e:?}");
-    assert!(e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 4)) && m.contains("1 to 4 characters")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}:", LINE + 1)) && m.contains("limit of 128")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}:", LINE + 3)) && m.contains("https://")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}:", LINE + 4)) && m.contains("1 to 4 characters")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn operators_need_recipients_and_the_applicant_needs_an_approval() {
     let e = errors("[writeback.dead]\ntitle = \"失败\"\ndescription = \"${reason}\"\n");
-    assert!(e.iter().any(|m| m.contains("[writeback.dead] needs recipients")), "{e:?}");
-    let e = errors("[writeback.dead]\nto_users = [\"a|b\"]\ntitle = \"失败\"\ndescription = \"x\"\n");
-    assert!(e.iter().any(|m| m.starts_with(&format!("{}:", LINE + 1)) && m.contains("list of ids")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.contains("[writeback.dead] needs recipients")),
+        "{e:?}"
+    );
+    let e =
+        errors("[writeback.dead]\nto_users = [\"a|b\"]\ntitle = \"失败\"\ndescription = \"x\"\n");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}:", LINE + 1)) && m.contains("list of ids")),
+        "{e:?}"
+    );
 
     let contact = "connector = \"hr\"\n[match]\nevent = \"contact\"\n[document]\nx = \"1\"\n\
         [writeback.delivered]\ntitle = \"t\"\ndescription = \"d\"\n";
-    let d = compile_as(contact, EventFamily::Contact).expect_err("contact mappings have no applicant");
-    assert!(d.iter().any(|d| d.line == 6 && d.message.contains("only approval mappings")), "{d:?}");
+    let d =
+        compile_as(contact, EventFamily::Contact).expect_err("contact mappings have no applicant");
+    assert!(
+        d.iter()
+            .any(|d| d.line == 6 && d.message.contains("only approval mappings")),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -139,7 +195,11 @@ fn cards_render_with_captured_values_and_are_cut_to_wecom_limits() {
         document: Some(&doc),
     };
     let users = ["ZhangSan".to_string()];
-    let to = Recipients { users: &users, parties: &[], tags: &[] };
+    let to = Recipients {
+        users: &users,
+        parties: &[],
+        tags: &[],
+    };
     let msg = s.delivered.as_ref().unwrap().message(to, &facts);
     assert_eq!(msg["touser"], "ZhangSan");
     assert_eq!(msg["msgtype"], "textcard");
@@ -155,12 +215,22 @@ fn cards_render_with_captured_values_and_are_cut_to_wecom_limits() {
     let dead = s.dead.as_ref().unwrap();
     assert_eq!(dead.to_users, ["FinanceOps"]);
     assert_eq!(dead.to_parties, ["2"]);
-    let to = Recipients { users: &dead.to_users, parties: &dead.to_parties, tags: &dead.to_tags };
+    let to = Recipients {
+        users: &dead.to_users,
+        parties: &dead.to_parties,
+        tags: &dead.to_tags,
+    };
     let msg = dead.card.message(to, &facts);
     // no link: a plain text message (a text card needs one), cut to WeCom's limit
     assert_eq!(msg["msgtype"], "text");
-    assert_eq!((msg["touser"].as_str(), msg["toparty"].as_str()), (Some("FinanceOps"), Some("2")));
+    assert_eq!(
+        (msg["touser"].as_str(), msg["toparty"].as_str()),
+        (Some("FinanceOps"), Some("2"))
+    );
     let content = msg["text"]["content"].as_str().unwrap();
     assert!(content.starts_with("推送失败 202611300000\n"), "{content}");
-    assert_eq!(content.chars().count(), "推送失败 202611300000\n".chars().count() + MAX_DESCRIPTION_CHARS);
+    assert_eq!(
+        content.chars().count(),
+        "推送失败 202611300000\n".chars().count() + MAX_DESCRIPTION_CHARS
+    );
 }

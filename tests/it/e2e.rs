@@ -99,26 +99,30 @@ fn sums(doc: &Value) -> (Decimal, Decimal) {
 /// The route, deliver and writeback queues are empty (nothing ready, in flight or dead on
 /// finance except `dead_finance`, nothing delayed or dead on writeback).
 async fn drained(t: &TestBridge, dead_finance: u64) {
-    eventually(30, "route, deliver.finance and writeback drained", || async {
-        let q = t.queues().await;
-        let Some(list) = q["queues"].as_array() else {
-            return false;
-        };
-        let by = |name: &str| list.iter().find(|x| x["queue"] == name).cloned();
-        let (Some(route), Some(fin), Some(wb)) =
-            (by("route"), by("deliver.finance"), by("writeback"))
-        else {
-            return false;
-        };
-        let idle = |x: &Value| x["ready"] == 0 && x["unacked"] == 0 && x["delayed"] == 0;
-        q["outbox_backlog"] == 0
-            && route["ready"] == 0
-            && route["unacked"] == 0
-            && idle(&fin)
-            && fin["dead"] == dead_finance
-            && idle(&wb)
-            && wb["dead"] == 0
-    })
+    eventually(
+        30,
+        "route, deliver.finance and writeback drained",
+        || async {
+            let q = t.queues().await;
+            let Some(list) = q["queues"].as_array() else {
+                return false;
+            };
+            let by = |name: &str| list.iter().find(|x| x["queue"] == name).cloned();
+            let (Some(route), Some(fin), Some(wb)) =
+                (by("route"), by("deliver.finance"), by("writeback"))
+            else {
+                return false;
+            };
+            let idle = |x: &Value| x["ready"] == 0 && x["unacked"] == 0 && x["delayed"] == 0;
+            q["outbox_backlog"] == 0
+                && route["ready"] == 0
+                && route["unacked"] == 0
+                && idle(&fin)
+                && fin["dead"] == dead_finance
+                && idle(&wb)
+                && wb["dead"] == 0
+        },
+    )
     .await;
 }
 
@@ -218,7 +222,10 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     );
     let wbs = writebacks_of(&t, sp, "approved").await;
     assert_eq!(wbs.len(), 1, "{wbs:?}");
-    assert_eq!((&wbs[0]["kind"], &wbs[0]["state"]), (&"applicant".into(), &"sent".into()));
+    assert_eq!(
+        (&wbs[0]["kind"], &wbs[0]["state"]),
+        (&"applicant".into(), &"sent".into())
+    );
     assert_eq!(wbs[0]["attempts"], 1);
     assert!(wbs[0]["msg_id"].is_string(), "{wbs:?}");
 
@@ -277,7 +284,10 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     assert!(ops[0].to_string().contains("total_mismatch"), "{}", ops[0]);
     assert!(notes(&fake, "ZhangSan", bad, true).is_empty());
     let wbs = writebacks_of(&t, bad, "approved").await;
-    assert_eq!((&wbs[0]["kind"], &wbs[0]["state"]), (&"operator".into(), &"sent".into()));
+    assert_eq!(
+        (&wbs[0]["kind"], &wbs[0]["state"]),
+        (&"operator".into(), &"sent".into())
+    );
 
     // WeCom rate-limits the notification (45009): it is retried on the writeback queue and
     // arrives once; the voucher is booked once and never sent again
@@ -285,13 +295,23 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     fake.add_approval(detail(limited, 2));
     fake.fail_next("message/send", 45009, 1);
     send(limited, 2, 2).await;
-    eventually(60, "the rate-limited card arrives after a retry", || async {
-        !notes(&fake, "ZhangSan", limited, false).is_empty()
-    })
+    eventually(
+        60,
+        "the rate-limited card arrives after a retry",
+        || async { !notes(&fake, "ZhangSan", limited, false).is_empty() },
+    )
     .await;
     drained(&t, 1).await;
-    assert_eq!(notes(&fake, "ZhangSan", limited, true).len(), 2, "asked twice");
-    assert_eq!(notes(&fake, "ZhangSan", limited, false).len(), 1, "delivered once");
+    assert_eq!(
+        notes(&fake, "ZhangSan", limited, true).len(),
+        2,
+        "asked twice"
+    );
+    assert_eq!(
+        notes(&fake, "ZhangSan", limited, false).len(),
+        1,
+        "delivered once"
+    );
     assert_eq!(finance.vouchers_for(&format!("EXP-{limited}")), 1);
     assert_eq!(finance.voucher_count(), 3);
     assert_eq!(finance.duplicate_vouchers(), 0);
@@ -302,7 +322,10 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
         .count();
     assert_eq!(sent, 1, "the document was sent once");
     let wbs = writebacks_of(&t, limited, "approved").await;
-    assert_eq!((&wbs[0]["state"], &wbs[0]["attempts"]), (&"sent".into(), &2.into()));
+    assert_eq!(
+        (&wbs[0]["state"], &wbs[0]["attempts"]),
+        (&"sent".into(), &2.into())
+    );
 
     t.stop().await;
     finance.stop().await;
@@ -336,8 +359,8 @@ async fn rabbitmq_expense_claims_book_exactly_one_voucher_and_one_reversal() {
         "deliver.finance".to_string(),
         "writeback".to_string(),
     ])
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     own.close().await;
 }
 
@@ -382,7 +405,13 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
         "enable_duplicate_check": 1, "duplicate_check_interval": 14400});
     let sent = card.clone();
     let (_, pending) = ledger
-        .finish_and_notify(key.as_str(), Outcome::Delivered, now() * 1000, WritebackKind::Applicant, move |_| Some(sent))
+        .finish_and_notify(
+            key.as_str(),
+            Outcome::Delivered,
+            now() * 1000,
+            WritebackKind::Applicant,
+            move |_| Some(sent),
+        )
         .await
         .unwrap();
     assert!(pending);
@@ -402,9 +431,16 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     let mut expected = card;
     expected["agentid"] = 1000005.into();
     assert_eq!(got[0], expected);
-    assert_eq!(finance.requests().len(), 0, "the delivered document was not sent again");
+    assert_eq!(
+        finance.requests().len(),
+        0,
+        "the delivered document was not sent again"
+    );
     let wbs = writebacks_of(&t, sp, "approved").await;
-    assert_eq!((&wbs[0]["state"], &wbs[0]["attempts"]), (&"sent".into(), &1.into()));
+    assert_eq!(
+        (&wbs[0]["state"], &wbs[0]["attempts"]),
+        (&"sent".into(), &1.into())
+    );
 
     t.stop().await;
     finance.stop().await;

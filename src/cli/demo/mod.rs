@@ -429,8 +429,11 @@ async fn notifications(
         .count();
     let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
-        let got: Vec<serde_json::Value> =
-            wecom.sent_messages().into_iter().filter(|m| ours(m)).collect();
+        let got: Vec<serde_json::Value> = wecom
+            .sent_messages()
+            .into_iter()
+            .filter(|m| ours(m))
+            .collect();
         if got.len() >= expected || tokio::time::Instant::now() >= deadline {
             return got;
         }

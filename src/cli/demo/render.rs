@@ -153,14 +153,19 @@ pub fn summary(s: &Seen<'_>) -> String {
             .join(" ");
         let kind = text(&m["msgtype"]);
         let (title, body) = match kind.as_str() {
-            "textcard" => (text(&m["textcard"]["title"]), text(&m["textcard"]["description"])),
+            "textcard" => (
+                text(&m["textcard"]["title"]),
+                text(&m["textcard"]["description"]),
+            ),
             _ => (String::new(), text(&m["text"]["content"])),
         };
-        let _ = writeln!(
-            out,
-            "  → {to:<12} {kind:<9} {title}  {}",
-            crate::writeback::spec::plain_text(&body).replace('\n', "  ")
-        );
+        let body = crate::writeback::spec::plain_text(&body).replace('\n', "  ");
+        let text = [title, body]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("  ");
+        let _ = writeln!(out, "  → {to:<12} {kind:<9} {text}");
     }
     if s.notifications.is_empty() {
         let _ = writeln!(out, "  (none)");
