@@ -205,18 +205,9 @@ mod tests {
     }
 
     async fn begun(l: &Ledger, key: &str) {
-        l.begin(JobStart {
-            key: key.into(),
-            connector: "finance".into(),
-            mapping: "expense".into(),
-            action: "approved".into(),
-            business_key: "202506050012".into(),
-            app: "demo".into(),
-            event_id: "evt_1".into(),
-            at_ms: 10,
-        })
-        .await
-        .expect("begin");
+        l.begin(crate::record::tests::start(key, 10))
+            .await
+            .expect("begin");
     }
 
     fn card(rec: &JobRecord) -> Option<serde_json::Value> {

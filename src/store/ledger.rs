@@ -203,38 +203,9 @@ impl Store {
         key: &str,
         decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E>,
     ) -> Result<R, E> {
-        // The decision's own error travels inside the store's Ok, so the store's fault
-        // handling (`with_db`) sees only store errors.
-        self.with_db(|db| {
-            let tx = db.begin_write()?;
-            let (changed, result) = {
-                let mut w = Writer::open(&tx)?;
-                let old = w.job(key)?;
-                let (write, result) = match decide(old.clone()) {
-                    Ok(decided) => decided,
-                    Err(e) => return Ok(Err(e)),
-                };
-                match write {
-                    Some(write) if write.job.key != key => {
-                        return Err(StoreError::Db(format!(
-                            "ledger write for `{}` inside the transaction of `{key}`",
-                            write.job.key
-                        )));
-                    }
-                    Some(write) => {
-                        w.put(old.as_ref(), &write)?;
-                        (true, result)
-                    }
-                    None => (false, result),
-                }
-            };
-            if changed {
-                tx.commit()?;
-            } else {
-                tx.abort()?;
-            }
-            Ok(Ok(result))
-        })?
+        self.ledger_update_in(key, None, |old, _| {
+            decide(old).map(|(write, result)| (write, None, result))
+        })
     }
 
     /// Like [`Store::ledger_update`], with the job's `kind` writeback record read and written
@@ -249,17 +220,35 @@ impl Store {
             Option<WritebackRecord>,
         ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
     ) -> Result<R, E> {
+        self.ledger_update_in(key, Some(kind), decide)
+    }
+
+    /// The one write transaction of the ledger: the job `key` (and its `kind` writeback record,
+    /// if any) handed to `decide`, its writes applied, committed only when something changed.
+    fn ledger_update_in<R, E: From<StoreError>>(
+        &self,
+        key: &str,
+        kind: Option<WritebackKind>,
+        decide: impl FnOnce(
+            Option<JobRecord>,
+            Option<WritebackRecord>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
+    ) -> Result<R, E> {
+        // The decision's own error travels inside the store's Ok, so the store's fault
+        // handling (`with_db`) sees only store errors.
         self.with_db(|db| {
             let tx = db.begin_write()?;
             let (changed, result) = {
                 let mut w = Writer::open(&tx)?;
                 let old = w.job(key)?;
-                let wb_key = (key, kind.as_str());
-                let old_wb = w
-                    .writebacks
-                    .get(wb_key)?
-                    .map(|v| decode_writeback(key, v.value()))
-                    .transpose()?;
+                let old_wb = match kind {
+                    Some(kind) => w
+                        .writebacks
+                        .get((key, kind.as_str()))?
+                        .map(|v| decode_writeback(key, v.value()))
+                        .transpose()?,
+                    None => None,
+                };
                 let (write, wb, result) = match decide(old.clone(), old_wb) {
                     Ok(decided) => decided,
                     Err(e) => return Ok(Err(e)),
@@ -274,9 +263,11 @@ impl Store {
                     }
                     w.put(old.as_ref(), &write)?;
                 }
-                if let Some(wb) = wb {
-                    w.writebacks
-                        .insert(wb_key, encode("ledger writeback", &wb)?.as_slice())?;
+                if let (Some(wb), Some(kind)) = (wb, kind) {
+                    w.writebacks.insert(
+                        (key, kind.as_str()),
+                        encode("ledger writeback", &wb)?.as_slice(),
+                    )?;
                 }
                 (changed, result)
             };

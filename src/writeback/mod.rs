@@ -143,15 +143,10 @@ impl WritebackStage {
             msg_id: sent.msg_id,
             invalid,
         };
-        let now = crate::broker::now_ms();
-        if let Err(e) = self
-            .ledger
-            .writeback_settle(job.key.as_str(), job.kind, result, now)
-            .await
-        {
-            // Sent but not recorded: a retry would send again; WeCom's duplicate check drops
-            // the identical message, so retrying is the safe side.
-            return Self::ledger_failed(job, &e);
+        // Sent but not recorded: a retry would send again; WeCom's duplicate check drops the
+        // identical message, so retrying is the safe side.
+        if let Err(d) = self.record(job, result).await {
+            return d;
         }
         Self::count(job, "sent");
         tracing::info!(job = %job.key, sp_no = %job.business_key, kind = job.kind.as_str(), "notification sent");
@@ -170,33 +165,32 @@ impl WritebackStage {
                 failed
             };
         }
-        let now = crate::broker::now_ms();
         let result = WritebackResult::Retrying {
             reason: reason.clone(),
         };
-        if let Err(e) = self
-            .ledger
-            .writeback_settle(job.key.as_str(), job.kind, result, now)
-            .await
-        {
-            return Self::ledger_failed(job, &e);
+        if let Err(d) = self.record(job, result).await {
+            return d;
         }
         Self::count(job, "retried");
         Disposition::Retry { reason, hint }
     }
 
+    /// Records how a send went; `Err` is the disposition of a ledger failure.
+    async fn record(&self, job: &WritebackJob, result: WritebackResult) -> Result<(), Disposition> {
+        let now = crate::broker::now_ms();
+        self.ledger
+            .writeback_settle(job.key.as_str(), job.kind, result, now)
+            .await
+            .map_err(|e| Self::ledger_failed(job, &e))
+    }
+
     /// Records the notification as failed and parks it.
     async fn failed(&self, job: &WritebackJob, reason: String) -> Disposition {
-        let now = crate::broker::now_ms();
         let result = WritebackResult::Failed {
             reason: reason.clone(),
         };
-        if let Err(e) = self
-            .ledger
-            .writeback_settle(job.key.as_str(), job.kind, result, now)
-            .await
-        {
-            return Self::ledger_failed(job, &e);
+        if let Err(d) = self.record(job, result).await {
+            return d;
         }
         Self::count(job, "failed");
         tracing::error!(job = %job.key, sp_no = %job.business_key, kind = job.kind.as_str(), %reason,

@@ -151,13 +151,44 @@ async fn writebacks_of(t: &TestBridge, sp: &str, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The WeCom API, OAuth and finance stand-ins, with the shipped catalog pointed at them.
+struct StandIns {
+    fake: FakeWeCom,
+    oauth: OAuthStandIn,
+    finance: FinanceStandIn,
+    _catalog: tempfile::TempDir,
+    /// The `[catalog]` section.
+    section: String,
+}
+
+impl StandIns {
+    async fn start() -> StandIns {
+        let fake = FakeWeCom::start().await;
+        let oauth = OAuthStandIn::start().await;
+        oauth.add_client("wecom-bridge", CLIENT_SECRET);
+        let finance = FinanceStandIn::start(Some(oauth.authority())).await;
+        let (_catalog, section) = catalog(&finance, &oauth);
+        StandIns {
+            fake,
+            oauth,
+            finance,
+            _catalog,
+            section,
+        }
+    }
+
+    async fn stop(self) {
+        self.finance.stop().await;
+        self.oauth.stop().await;
+        self.fake.stop().await;
+    }
+}
+
 async fn expense_lifecycle(name: &str, broker_section: &str) {
-    let fake = FakeWeCom::start().await;
-    let oauth = OAuthStandIn::start().await;
-    oauth.add_client("wecom-bridge", CLIENT_SECRET);
-    let finance = FinanceStandIn::start(Some(oauth.authority())).await;
-    let (_catalog, section) = catalog(&finance, &oauth);
-    let (t, app) = start_bridge(name, &fake, &format!("{section}{broker_section}")).await;
+    let stand_ins = StandIns::start().await;
+    let (fake, finance) = (&stand_ins.fake, &stand_ins.finance);
+    let section = &stand_ins.section;
+    let (t, app) = start_bridge(name, fake, &format!("{section}{broker_section}")).await;
     let send = |sp: &str, status: u32, change: u32| {
         let (q, body) = signed(&app, &callback(sp, status, change));
         let url = t.url(&app.path);
@@ -195,7 +226,7 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     .await;
     // … and the applicant is told in WeCom, with the captured voucher number
     eventually(30, "the applicant's card reaches WeCom", || async {
-        !notes(&fake, "ZhangSan", sp, false).is_empty()
+        !notes(fake, "ZhangSan", sp, false).is_empty()
     })
     .await;
 
@@ -203,7 +234,7 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     send(sp, 2, 2).await;
     drained(&t, 0).await;
     assert_eq!(finance.voucher_count(), 1);
-    let cards = notes(&fake, "ZhangSan", sp, true);
+    let cards = notes(fake, "ZhangSan", sp, true);
     assert_eq!(cards.len(), 1, "one card asked of WeCom: {cards:?}");
     let card = &cards[0];
     assert_eq!(card["msgtype"], "textcard");
@@ -278,11 +309,11 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
         "nothing more reached the target"
     );
     // the operators are told, once, with the reason; the applicant is not
-    let ops = notes(&fake, "FinanceOps", bad, true);
+    let ops = notes(fake, "FinanceOps", bad, true);
     assert_eq!(ops.len(), 1, "{ops:?}");
-    assert_eq!(notes(&fake, "FinanceOps", bad, false).len(), 1);
+    assert_eq!(notes(fake, "FinanceOps", bad, false).len(), 1);
     assert!(ops[0].to_string().contains("total_mismatch"), "{}", ops[0]);
-    assert!(notes(&fake, "ZhangSan", bad, true).is_empty());
+    assert!(notes(fake, "ZhangSan", bad, true).is_empty());
     let wbs = writebacks_of(&t, bad, "approved").await;
     assert_eq!(
         (&wbs[0]["kind"], &wbs[0]["state"]),
@@ -298,17 +329,17 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     eventually(
         60,
         "the rate-limited card arrives after a retry",
-        || async { !notes(&fake, "ZhangSan", limited, false).is_empty() },
+        || async { !notes(fake, "ZhangSan", limited, false).is_empty() },
     )
     .await;
     drained(&t, 1).await;
     assert_eq!(
-        notes(&fake, "ZhangSan", limited, true).len(),
+        notes(fake, "ZhangSan", limited, true).len(),
         2,
         "asked twice"
     );
     assert_eq!(
-        notes(&fake, "ZhangSan", limited, false).len(),
+        notes(fake, "ZhangSan", limited, false).len(),
         1,
         "delivered once"
     );
@@ -328,9 +359,7 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
     );
 
     t.stop().await;
-    finance.stop().await;
-    oauth.stop().await;
-    fake.stop().await;
+    stand_ins.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,13 +402,11 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     use wecom_bridge::record::{JobStart, Ledger, Outcome, WritebackKind};
     use wecom_bridge::stage::JobKey;
 
-    let fake = FakeWeCom::start().await;
-    let oauth = OAuthStandIn::start().await;
-    oauth.add_client("wecom-bridge", CLIENT_SECRET);
-    let finance = FinanceStandIn::start(Some(oauth.authority())).await;
-    let (_catalog, section) = catalog(&finance, &oauth);
+    let stand_ins = StandIns::start().await;
+    let (fake, finance) = (&stand_ins.fake, &stand_ins.finance);
     let broker = "[broker]\nretry_tiers_secs = [1, 2]\n";
-    let (t, app) = start_bridge("e2e_crash", &fake, &format!("{section}{broker}")).await;
+    let section = &stand_ins.section;
+    let (t, app) = start_bridge("e2e_crash", fake, &format!("{section}{broker}")).await;
     let config = t.config.clone();
     let dir = t.stop().await;
 
@@ -422,11 +449,11 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     let (q, body) = signed(&app, &callback(sp, 2, 2));
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
     eventually(60, "the pending card reaches WeCom", || async {
-        !notes(&fake, "ZhangSan", sp, false).is_empty()
+        !notes(fake, "ZhangSan", sp, false).is_empty()
     })
     .await;
     drained(&t, 0).await;
-    let got = notes(&fake, "ZhangSan", sp, true);
+    let got = notes(fake, "ZhangSan", sp, true);
     assert_eq!(got.len(), 1, "{got:?}");
     let mut expected = card;
     expected["agentid"] = 1000005.into();
@@ -443,7 +470,5 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     );
 
     t.stop().await;
-    finance.stop().await;
-    oauth.stop().await;
-    fake.stop().await;
+    stand_ins.stop().await;
 }
