@@ -20,7 +20,7 @@ mod types;
 mod writeback;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -214,3 +214,6 @@ impl Handler for WritebackStage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
