@@ -247,7 +247,7 @@ impl Ledger {
             };
             attempts.push(a);
         }
-        let writebacks = count_failure(self.backend.writebacks(key.into()).await)?;
+        let writebacks = self.writebacks(key).await?;
         Ok(Some(Delivery {
             job,
             attempts,

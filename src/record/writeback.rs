@@ -7,8 +7,57 @@
 //! redelivered deliver job publishes it ([`Ledger::writebacks`] → [`Ledger::writeback_queued`]).
 //! The writeback stage then records each send ([`Ledger::writeback_begin`],
 //! [`Ledger::writeback_settle`]); a notification that was sent is never sent again.
+//!
+//! The message (names, amounts, the form's text) is sealed at rest with the store's sealer,
+//! bound to its (job, kind), like attempt payloads; the ledger's readers get it opened.
 
 use super::*;
+use crate::store::Sealed;
+
+fn message_aad(key: &str, kind: WritebackKind) -> Vec<u8> {
+    format!("writeback:{key}:{}", kind.as_str()).into_bytes()
+}
+
+/// `sealed:<key id>:<nonce hex>:<ciphertext hex>`.
+fn seal_message(cipher: &Sealer, key: &str, kind: WritebackKind, message: &str) -> String {
+    let Sealed {
+        key_id,
+        nonce,
+        ciphertext,
+    } = cipher.seal(&message_aad(key, kind), message.as_bytes());
+    format!(
+        "sealed:{key_id}:{}:{}",
+        hex::encode(nonce),
+        hex::encode(ciphertext)
+    )
+}
+
+fn open_message(cipher: &Sealer, key: &str, wb: &mut WritebackRecord) -> Result<(), LedgerError> {
+    let bad =
+        |what: &str| LedgerError::Seal(format!("writeback {} of {key}: {what}", wb.kind.as_str()));
+    let Some(rest) = wb.message.strip_prefix("sealed:") else {
+        return Err(bad("the message is not sealed"));
+    };
+    let mut parts = rest.rsplitn(3, ':');
+    let (Some(ct), Some(nonce), Some(key_id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad("malformed sealed message"));
+    };
+    let nonce: [u8; 12] = hex::decode(nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| bad("malformed nonce"))?;
+    let ciphertext = hex::decode(ct).map_err(|_| bad("malformed ciphertext"))?;
+    let sealed = Sealed {
+        key_id: key_id.to_owned(),
+        nonce,
+        ciphertext,
+    };
+    let plain = cipher
+        .open(&message_aad(key, wb.kind), &sealed)
+        .map_err(|e| bad(&e.to_string()))?;
+    wb.message = String::from_utf8(plain).map_err(|_| bad("not UTF-8"))?;
+    Ok(())
+}
 
 /// How one send of a notification went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +105,7 @@ impl Ledger {
         render: impl FnOnce(&JobRecord) -> Option<serde_json::Value> + Send + 'static,
     ) -> Result<(JobRecord, bool), LedgerError> {
         let k = key.to_string();
+        let cipher = self.cipher.clone();
         let decide: WritebackDecision<(JobRecord, bool)> = Box::new(move |old, old_wb| {
             let (write, job) = decide_finish(old, k, &outcome, at_ms)?;
             let message = match old_wb {
@@ -65,7 +115,7 @@ impl Ledger {
             let wb = message.map(|message| WritebackRecord {
                 kind,
                 state: WritebackState::Pending,
-                message: message.to_string(),
+                message: seal_message(&cipher, &job.key, kind, &message.to_string()),
                 attempts: 0,
                 created_at_ms: at_ms,
                 updated_at_ms: at_ms,
@@ -83,9 +133,13 @@ impl Ledger {
         )
     }
 
-    /// The writeback records of a job (applicant first).
+    /// The writeback records of a job (applicant first), messages opened.
     pub async fn writebacks(&self, key: &str) -> Result<Vec<WritebackRecord>, LedgerError> {
-        count_failure(self.backend.writebacks(key.into()).await)
+        let mut records = count_failure(self.backend.writebacks(key.into()).await)?;
+        for wb in &mut records {
+            count_failure(open_message(&self.cipher, key, wb))?;
+        }
+        Ok(records)
     }
 
     /// Marks a pending notification as published to the `writeback` queue.
