@@ -413,7 +413,18 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     // what the ledger holds after the crash: delivered, the applicant's card pending
     let sp = "202511300009";
     let key = JobKey::derive("e2e_crash", sp, "expense-voucher", Action::Approved);
-    let store = wecom_bridge::store::Store::open(&config.store.path, test_sealer()).unwrap();
+    // the stopped bridge's last blocking store calls may still be finishing: poll the lock
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let store = loop {
+        match wecom_bridge::store::Store::open(&config.store.path, test_sealer()) {
+            Err(wecom_bridge::store::StoreError::Locked { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => break other.unwrap(),
+        }
+    };
     let ledger = Ledger::embedded(store);
     let start = JobStart {
         key: key.to_string(),
