@@ -483,3 +483,84 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
     t.stop().await;
     stand_ins.stop().await;
 }
+
+/// The finance system is down for longer than the connector's attempts: the job is parked,
+/// the ledger says dead and the operators are told; after the outage an operator replays it,
+/// the voucher is booked once and the applicant is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_attempts_is_dead_notified_and_after_replay_delivered_and_notified() {
+    let stand_ins = StandIns::start().await;
+    let (fake, finance) = (&stand_ins.fake, &stand_ins.finance);
+    let connector = stand_ins._catalog.path().join("connectors/finance.toml");
+    let text = std::fs::read_to_string(&connector).unwrap();
+    assert!(text.contains("max_attempts = 8"));
+    std::fs::write(
+        &connector,
+        text.replace("max_attempts = 8", "max_attempts = 2"),
+    )
+    .unwrap();
+    let broker = "[broker]\nretry_tiers_secs = [1, 2]\n";
+    let section = &stand_ins.section;
+    let (t, app) = start_bridge("e2e_outage", fake, &format!("{section}{broker}")).await;
+
+    finance.set_outage(true);
+    let sp = "202511300020";
+    fake.add_approval(detail(sp, 2));
+    let (q, body) = signed(&app, &callback(sp, 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    eventually(60, "the operators are told the job is parked", || async {
+        !notes(fake, "FinanceOps", sp, false).is_empty()
+    })
+    .await;
+    drained(&t, 1).await;
+    let jobs = jobs_of(&t, sp).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["state"], "dead", "the ledger matches the parking");
+    assert_eq!(jobs[0]["attempts"], 2);
+    let ops = notes(fake, "FinanceOps", sp, true);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(
+        ops[0].to_string().contains("(after 2 attempts)"),
+        "{}",
+        ops[0]
+    );
+    assert!(notes(fake, "ZhangSan", sp, true).is_empty());
+    assert_eq!(finance.voucher_count(), 0);
+
+    // the outage ends; the operator replays the parked job
+    finance.set_outage(false);
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/replay?queue=deliver.finance&all=true",
+            t.admin
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    eventually(60, "the applicant is told after the replay", || async {
+        !notes(fake, "ZhangSan", sp, false).is_empty()
+    })
+    .await;
+    drained(&t, 0).await;
+    assert_eq!(finance.vouchers_for(&format!("EXP-{sp}")), 1);
+    assert_eq!(finance.duplicate_vouchers(), 0);
+    assert_eq!(notes(fake, "ZhangSan", sp, true).len(), 1);
+    assert_eq!(notes(fake, "FinanceOps", sp, true).len(), 1, "told once");
+    let mut kinds: Vec<(String, String)> = writebacks_of(&t, sp, "approved")
+        .await
+        .iter()
+        .map(|w| (w["kind"].to_string(), w["state"].to_string()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("\"applicant\"".into(), "\"sent\"".into()),
+            ("\"operator\"".into(), "\"sent\"".into())
+        ]
+    );
+
+    t.stop().await;
+    stand_ins.stop().await;
+}
