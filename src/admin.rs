@@ -169,7 +169,7 @@ fn caller(st: &AdminState, headers: &HeaderMap) -> Option<Principal> {
 
 /// The prelude of every `/admin/*` endpoint: a known token (401) holding `role` (403, and
 /// an audit row naming `action`).
-async fn require(
+pub(crate) async fn require(
     st: &AdminState,
     headers: &HeaderMap,
     role: Role,

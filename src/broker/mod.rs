@@ -75,8 +75,18 @@ struct WireEnvelope {
     created_at_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // `"message": null` (a body cleared for display) is present: it must not read as absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     message: Option<serde_json::Value>,
+}
+
+/// Any JSON value, `null` included, as `Some`; a missing field stays `None` (`default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
 }
 
 impl Envelope {
@@ -377,6 +387,12 @@ mod tests {
             serde_json::json!({"type": "event", "xml": "<xml/>"}),
         );
         assert_eq!(Envelope::from_bytes(&env.to_bytes()).unwrap(), env);
+        // a body cleared for display (`"message":null`, as the admin API lists dead letters
+        // to a viewer) reads back as cleared, not as "no body"
+        let mut cleared = env.clone();
+        cleared.clear_body();
+        assert!(String::from_utf8_lossy(&cleared.to_bytes()).contains(r#""message":null"#));
+        assert_eq!(Envelope::from_bytes(&cleared.to_bytes()).unwrap(), cleared);
         let v1 = Envelope {
             v: 1,
             body: Body::Legacy("<xml/>".into()),

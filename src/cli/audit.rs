@@ -23,7 +23,10 @@ pub struct AuditArgs {
 }
 
 pub(super) async fn run(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
-    let rows = if !config.store.path.exists() {
+    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
+    let rows = if super::admin_api::AdminApi::running(config).await?.is_some() {
+        from_admin_api(config, &args).await?
+    } else if !config.store.path.exists() {
         eprintln!(
             "no store yet at {} (nothing audited)",
             config.store.path.display()

@@ -79,7 +79,11 @@ enum Source {
     Nothing,
 }
 
-fn open(config: &Config) -> anyhow::Result<Source> {
+async fn open(config: &Config) -> anyhow::Result<Source> {
+    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
+    if super::admin_api::AdminApi::running(config).await?.is_some() {
+        return Ok(Source::Admin);
+    }
     if !config.store.path.exists() {
         eprintln!(
             "no store yet at {} (nothing delivered)",
@@ -127,7 +131,7 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?,
         limit: args.limit,
     };
-    let page = match open(config)? {
+    let page = match open(config).await? {
         Source::Direct(ledger) => ledger.list(query).await?,
         Source::Admin => list_from_admin_api(config, &query).await?,
         Source::Nothing => Page {
@@ -149,7 +153,7 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 }
 
 async fn run_show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
-    let found = match open(config)? {
+    let found = match open(config).await? {
         Source::Direct(ledger) => ledger.find(&args.target, args.payload).await?,
         Source::Admin => show_from_admin_api(config, &args).await?,
         Source::Nothing => Vec::new(),

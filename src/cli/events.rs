@@ -69,7 +69,10 @@ pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()>
         quarantined_only: args.quarantined,
         limit: args.limit,
     };
-    let views = if !config.store.path.exists() {
+    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
+    let views = if AdminApi::running(config).await?.is_some() {
+        from_admin_api(config, &args, since, until).await?
+    } else if !config.store.path.exists() {
         eprintln!(
             "no journal yet at {} (nothing received)",
             config.store.path.display()

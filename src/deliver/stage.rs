@@ -338,6 +338,7 @@ impl<B: Broker> DeliverStage<B> {
         self.policy.decide(attempt, hint) == Retry::Park
     }
 
+    /// `delivery` counts the broker's deliveries of this job (1 the first time).
     async fn deliver(&self, job: DeliveryJob, delivery: u32) -> Disposition {
         let key = job.key.as_str().to_string();
         let start = JobStart {
@@ -394,21 +395,20 @@ impl<B: Broker> DeliverStage<B> {
             Err(refusal) => return self.refused(&job, &refusal).await,
         };
         if let Err(left) = self.permit().await {
+            if self.out_of_attempts(delivery, Some(left)) {
+                let reason = format!(
+                    "circuit open for connector `{}` (the target kept failing) after {delivery} attempts",
+                    self.name()
+                );
+                return self.dead(&job, reason, "circuit_open").await;
+            }
             self.count("circuit_open");
             tracing::warn!(connector = %self.name(), job = %key, retry_in_s = left.as_secs(),
                 "the connector's circuit is open (the target keeps failing); the job waits in the broker");
-            let reason = format!("circuit open for connector `{}`", self.name());
-            let retry = Disposition::Retry {
-                reason: reason.clone(),
+            return Disposition::Retry {
+                reason: format!("circuit open for connector `{}`", self.name()),
                 hint: Some(left),
             };
-            if self.out_of_attempts(delivery, Some(left)) {
-                let reason = format!("{reason} (after {delivery} attempts)");
-                return self
-                    .conclude(&job, Outcome::Dead { reason }, Some(&document), retry)
-                    .await;
-            }
-            return retry;
         }
         let attempt = self
             .connector
@@ -442,6 +442,15 @@ impl<B: Broker> DeliverStage<B> {
         document: &Value,
     ) -> Disposition {
         let key = job.key.as_str();
+        // Out of attempts: the target kept failing; parked now, with the ledger saying so.
+        let verdict = match verdict {
+            Verdict::Retryable { reason, after } if self.out_of_attempts(attempt, after) => {
+                Verdict::Permanent {
+                    reason: format!("{reason} (after {attempt} attempts; the target kept failing)"),
+                }
+            }
+            other => other,
+        };
         let (outcome, disposition, label) = match verdict {
             Verdict::Delivered => (
                 Outcome::Delivered,
@@ -454,17 +463,6 @@ impl<B: Broker> DeliverStage<B> {
                 "duplicate",
             ),
             Verdict::DryRun => (Outcome::DryRun, Disposition::done("dry_run"), "dry_run"),
-            Verdict::Retryable { after, reason } if self.out_of_attempts(attempt, after) => (
-                Outcome::Dead {
-                    reason: format!("{reason} (after {attempt} attempts)"),
-                },
-                // the stage loop parks it, saying after how many attempts
-                Disposition::Retry {
-                    reason: format!("connector `{}`: {reason}", self.name()),
-                    hint: after,
-                },
-                "dead_lettered",
-            ),
             Verdict::Retryable { after, reason } => (
                 Outcome::Retrying {
                     reason: reason.clone(),

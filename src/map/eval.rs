@@ -93,10 +93,13 @@ fn bounds(v: &Value) -> Result<(), Refusal> {
 
 impl<'m, 'i> Run<'m, 'i> {
     pub(super) fn new(m: &'m CompiledMapping, input: &'i Value) -> Result<Self, Refusal> {
-        bounds(input)?;
         let mut ctx = m.root.new_inner_scope();
         let mut vars = Vars::new();
         if m.cel_vars.contains("input") || m.lets_read_input {
+            // Only converting the whole input into CEL values (recursive, allocating) needs
+            // the size and depth bounds; paths read it in place, without recursion of our own,
+            // and serde_json already refused anything nested deeper than 128 when parsing.
+            bounds(input)?;
             let v = from_json(input);
             if m.cel_vars.contains("input") {
                 ctx.add_variable_from_value("input", v.clone());

@@ -524,6 +524,11 @@ impl CompiledMapping {
         run.key()
     }
 
+    /// Whether the mapping has a `[match] condition` to decide per form.
+    pub fn has_condition(&self) -> bool {
+        self.condition.is_some()
+    }
+
     /// Whether the `[match]` condition holds for this input (`true` without a condition).
     ///
     /// # Errors

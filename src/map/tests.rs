@@ -172,7 +172,11 @@ fn the_match_condition_is_evaluated_on_the_input() {
 
 #[test]
 fn deep_and_huge_inputs_are_refused_not_walked_forever() {
-    let m = mapping(HEAD);
+    // the bounds guard the conversion of the whole input into CEL values: a mapping whose
+    // expressions read `input` converts it
+    let m = mapping(&format!(
+        "{HEAD}[let]\nn = \"=size(input)\"\n[document]\nn = \"=n\"\n"
+    ));
     let mut deep = json!("leaf");
     for _ in 0..(MAX_INPUT_DEPTH + 1) {
         deep = json!([deep]);
@@ -183,6 +187,14 @@ fn deep_and_huge_inputs_are_refused_not_walked_forever() {
         run(&m, &huge).expect_err("too large").code,
         "input_too_large"
     );
+    // a mapping that only reads paths reads the same inputs in place, without converting them
+    let paths = mapping(&format!(
+        "{HEAD}[document]\nsp = \"$.sp_no\"\nx = \"$..leaf\"\n"
+    ));
+    for input in [&deep, &huge] {
+        let doc = run(&paths, input).expect("paths read deep and large inputs in place");
+        assert_eq!(doc, json!({"sp": null, "x": []}), "{doc}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Cursor, JobState, LedgerError, LedgerQuery};
-use crate::admin::{AdminState, authorized, parse_rfc3339, unauthorized};
+use crate::admin::{AdminState, authorized, parse_rfc3339, require, unauthorized};
+use crate::console::{Role, audit, audit_row};
 
 /// Query of `GET /admin/deliveries`.
 #[derive(Debug, Deserialize, Default)]
@@ -98,8 +99,29 @@ pub async fn show(
     Path(key): Path<String>,
     Query(q): Query<ShowQuery>,
 ) -> Response {
-    if !authorized(&st, &headers) {
-        return unauthorized();
+    // Bodies of attempts are the documents sent (amounts, names): an operator's to read, and
+    // every such read is audited; a viewer sees the metadata.
+    let (role, action) = if q.payload {
+        (Role::Operator, "view_payload")
+    } else {
+        (Role::Viewer, "show_delivery")
+    };
+    let who = match require(&st, &headers, role, action).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    if q.payload {
+        audit(
+            st.journal.store(),
+            audit_row(
+                &who.name,
+                "view_payload",
+                &format!("delivery {key}"),
+                "ok",
+                "api",
+            ),
+        )
+        .await;
     }
     match st.ledger.find(&key, q.payload).await {
         Ok(found) if found.is_empty() => (

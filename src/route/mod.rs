@@ -332,6 +332,12 @@ impl<B: Broker> RouteStage<B> {
             )));
         }
         let input = MapInput::Approval(instance);
+        let routes = chosen(routes, &input)?;
+        if routes.is_empty() {
+            tracing::info!(sp_no = %a.sp_no, template = %a.sp_name, action = action.as_str(),
+                "no matching mapping's [match] condition holds for this form: not forwarded");
+            return Ok("unrouted");
+        }
         let jobs: Vec<DeliveryJob> = routes
             .iter()
             .map(|m| DeliveryJob {
@@ -368,6 +374,11 @@ impl<B: Broker> RouteStage<B> {
         routes: &[&Mapping],
         input: MapInput,
     ) -> Result<&'static str, Disposition> {
+        let routes = chosen(routes.to_vec(), &input)?;
+        if routes.is_empty() {
+            tracing::info!(event = %env.id, "no matching mapping's [match] condition holds: not forwarded");
+            return Ok("unrouted");
+        }
         let jobs: Vec<DeliveryJob> = routes
             .iter()
             .map(|m| DeliveryJob {
@@ -398,6 +409,33 @@ impl<B: Broker> RouteStage<B> {
         }
         Ok(())
     }
+}
+
+/// The mappings whose `[match] condition` holds for this input (all of them when none has a
+/// condition). A condition that cannot be evaluated parks the event with the mapping's name and
+/// the refusal, so the operator fixes the mapping and replays; no job is published for any
+/// mapping until every condition is decided (a form is fanned out whole or not at all).
+fn chosen<'a>(routes: Vec<&'a Mapping>, input: &MapInput) -> Result<Vec<&'a Mapping>, Disposition> {
+    if routes.iter().all(|m| !m.compiled.has_condition()) {
+        return Ok(routes);
+    }
+    let value = input.to_value();
+    let mut kept = Vec::with_capacity(routes.len());
+    for m in routes {
+        match m.compiled.condition(&value) {
+            Ok(true) => kept.push(m),
+            Ok(false) => {
+                tracing::debug!(mapping = %m.name, "[match] condition is false: mapping skipped");
+            }
+            Err(r) => {
+                return Err(Disposition::park(format!(
+                    "mapping `{}`: its [match] condition cannot be decided for this form ({}: {}); fix the mapping, then `wecom-bridge replay`",
+                    m.name, r.code, r.message
+                )));
+            }
+        }
+    }
+    Ok(kept)
 }
 
 async fn blocking<T: Send + 'static>(

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -85,6 +85,8 @@ pub struct ReceivedRequest {
     pub idempotency_key: Option<String>,
     /// What the target answered.
     pub outcome: Outcome,
+    /// When it arrived.
+    pub received_at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +111,8 @@ struct FinanceState {
     by_key: HashMap<String, usize>,
     requests: Vec<ReceivedRequest>,
     seen_per_document: HashMap<String, u32>,
+    /// Requests received and not answered yet (a slow answer, or one still being decided).
+    in_flight: usize,
 }
 
 type Shared = Arc<Mutex<(FinanceState, Option<TokenAuthority>)>>;
@@ -253,6 +257,12 @@ impl FinanceStandIn {
         self.lock().0.requests.clone()
     }
 
+    /// Requests received and not answered yet: a test kills the bridge while this is above 0
+    /// to land the kill in the middle of a request (a slow answer is committed first).
+    pub fn in_flight(&self) -> usize {
+        self.lock().0.in_flight
+    }
+
     /// How many requests got `outcome`.
     pub fn count(&self, outcome: Outcome) -> usize {
         self.lock()
@@ -334,7 +344,26 @@ fn validate(doc: &Value) -> Result<String, String> {
     Ok(no.to_owned())
 }
 
+/// Counts a request as in flight until dropped: also when the client goes away in the middle
+/// of a slow answer and the server drops the handler.
+struct InFlight(Shared);
+
+impl InFlight {
+    fn enter(state: &Shared) -> InFlight {
+        lock(state).0.in_flight += 1;
+        InFlight(Arc::clone(state))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.0).0.in_flight -= 1;
+    }
+}
+
 async fn create_voucher(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let _in_flight = InFlight::enter(&state);
+    let received_at = Instant::now();
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -365,6 +394,7 @@ async fn create_voucher(State(state): State<Shared>, headers: HeaderMap, body: B
             document_no,
             idempotency_key: key,
             outcome,
+            received_at,
         });
         (response, delay)
     };

@@ -1,6 +1,6 @@
 //! Test servers that speak the real protocols of systems the bridge cannot reach in a test:
 //! WeCom's server API ([`wecom`]), a finance system's voucher API ([`finance`]) and its OAuth2
-//! token endpoint ([`oauth`]), and the ERP, HR and CRM systems our users run: Kingdee
+//! token endpoint ([`oauth`]), a generic JSON target ([`inbox`]), and the ERP, HR and CRM systems our users run: Kingdee
 //! ([`kingdee`]), Yonyou YonBIP ([`yonbip`]) and U8 EAI ([`u8`]), Beisen ([`beisen`]),
 //! FxiaoKe ([`fxiaoke`]) and Salesforce ([`salesforce`]), on a shared recording server
 //! ([`vendor_server`]).
@@ -15,6 +15,7 @@
 pub mod beisen;
 pub mod finance;
 pub mod fxiaoke;
+pub mod inbox;
 pub mod kingdee;
 pub mod oauth;
 pub mod salesforce;

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-#[path = "../it/support.rs"]
-mod support;
-use support::*;
+use crate::support::*;
 
 /// Restarts the RabbitMQ app when dropped, so a failing test never leaves it stopped.
 struct RestartOnDrop;

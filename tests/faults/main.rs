@@ -567,7 +567,16 @@ async fn a_message_that_keeps_crashing_its_consumer_is_parked_by_rabbitmq() {
     b.close().await;
 }
 
+/// Expense claims through the pipeline (shared with the `it` binary).
+#[path = "../it/expense.rs"]
+mod expense;
+/// The `it` binary's test support: configurations, `serve` processes, signed callbacks.
+#[path = "../it/support.rs"]
+mod support;
+
 mod bridge;
+/// SIGKILL of the bridge during deliveries, on both brokers (the RabbitMQ one takes the lock).
+mod kill;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_keeps_accepting_while_rabbitmq_is_down_and_drains_the_backlog() {

@@ -132,6 +132,10 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
     for (method, path) in [
         ("GET", format!("/admin/dead-letters?queue={q}&payload=true")),
         ("GET", "/admin/events?payload=true".to_string()),
+        (
+            "GET",
+            "/admin/deliveries/202506050012?payload=true".to_string(),
+        ),
         ("POST", format!("/admin/replay?queue={q}&ids=evt_r1")),
         (
             "POST",

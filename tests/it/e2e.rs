@@ -520,7 +520,7 @@ async fn a_job_out_of_attempts_is_dead_notified_and_after_replay_delivered_and_n
     let ops = notes(fake, "FinanceOps", sp, true);
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert!(
-        ops[0].to_string().contains("(after 2 attempts)"),
+        ops[0].to_string().contains("(after 2 attempts"),
         "{}",
         ops[0]
     );
