@@ -42,6 +42,18 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// `diagnostics` one after another, `separator` between them (e.g. a new, indented line).
+    #[must_use]
+    pub fn join(diagnostics: &[Diagnostic], separator: &str) -> String {
+        diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(separator)
+    }
+}
+
 /// Which family of events a mapping matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -201,16 +213,8 @@ struct MatchFile {
     condition: Option<String>,
 }
 
-/// 1-based line and column of a byte offset in `text`.
-pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.chars().count(), |i| before[i + 1..].chars().count())
-        + 1;
-    (line, col)
-}
+// 1-based line and column of a byte offset in `text`: the mapping language's function.
+pub(crate) use crate::map::spec::position;
 
 /// A diagnostic at a span of `text` (line 0 when there is no span).
 pub(crate) fn diag(
@@ -509,15 +513,8 @@ mod tests {
     #[test]
     fn the_shipped_catalog_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cat = load(&root.join("mappings"), &root.join("connectors")).unwrap_or_else(|e| {
-            panic!(
-                "{}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        let cat = load(&root.join("mappings"), &root.join("connectors"))
+            .unwrap_or_else(|e| panic!("{}", Diagnostic::join(&e, "\n")));
         assert!(!cat.mappings.is_empty());
     }
 

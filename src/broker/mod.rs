@@ -413,22 +413,13 @@ mod tests {
     #[test]
     fn tiers_round_up_and_cap() {
         let tiers = [5, 30, 120].map(Duration::from_secs);
-        assert_eq!(
-            retry_tier(&tiers, Duration::from_secs(1)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            retry_tier(&tiers, Duration::from_secs(5)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(
-            retry_tier(&tiers, Duration::from_secs(31)),
-            Duration::from_secs(120)
-        );
-        assert_eq!(
-            retry_tier(&tiers, Duration::from_secs(9999)),
-            Duration::from_secs(120)
-        );
+        for (wait, tier) in [(1, 5), (5, 5), (31, 120), (9999, 120)] {
+            assert_eq!(
+                retry_tier(&tiers, Duration::from_secs(wait)),
+                Duration::from_secs(tier),
+                "a wait of {wait} s"
+            );
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
@@ -62,8 +62,39 @@ impl AdminApi {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base);
-        let mut req = reqwest::Client::new().request(method, &url).query(query);
+        let (status, text) = self
+            .send(method, &format!("{}{path}", self.base), query)
+            .await?;
+        success(status, text)
+    }
+
+    /// GETs the path made of `segments`, each percent-encoded (so a job key or an SpNo can be
+    /// one); `None` when the admin API answers 404 Not Found, otherwise as [`AdminApi::call`].
+    pub(super) async fn get_found(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Option<String>> {
+        let mut url = reqwest::Url::parse(&format!("{}/", self.base))
+            .with_context(|| format!("admin.listen `{}` is not an address", self.base))?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("admin.listen `{}` gives no usable URL", self.base))?
+            .pop_if_empty()
+            .extend(segments);
+        let (status, text) = self.send(Method::GET, url.as_str(), query).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        success(status, text).map(Some)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<(StatusCode, String)> {
+        let mut req = reqwest::Client::new().request(method, url).query(query);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
@@ -72,11 +103,7 @@ impl AdminApi {
             .await
             .with_context(|| format!("the running bridge's admin API at {url} did not answer"))?;
         let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("admin API answered {status}: {}", text.trim());
-        }
-        Ok(text)
+        Ok((status, resp.text().await?))
     }
 
     /// [`AdminApi::call`] for an endpoint that answers one JSON value.
@@ -102,4 +129,28 @@ impl AdminApi {
             .map(|l| serde_json::from_str(l).context("unexpected admin answer"))
             .collect()
     }
+}
+
+/// The body of a 2xx answer; any other status is an error that quotes the body.
+fn success(status: StatusCode, text: String) -> anyhow::Result<String> {
+    if !status.is_success() {
+        bail!("admin API answered {status}: {}", text.trim());
+    }
+    Ok(text)
+}
+
+/// Prints `rows` as one JSON object per line (`json`) or with `table`.
+pub(super) fn print_rows<T: serde::Serialize>(
+    rows: &[T],
+    json: bool,
+    table: fn(&[T]),
+) -> anyhow::Result<()> {
+    if json {
+        for r in rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        table(rows);
+    }
+    Ok(())
 }

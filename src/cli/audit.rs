@@ -2,8 +2,9 @@
 //! directly or, while `serve` holds the store, through the running bridge's admin API.
 //! Read-only: no command edits or deletes audit rows.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
+use super::admin_api::{AdminApi, print_rows};
 use crate::config::Config;
 use crate::journal::JournalCipher;
 use crate::store::{AuditEntry, Store, StoreError};
@@ -40,14 +41,7 @@ pub(super) async fn run(config: &Config, args: AuditArgs) -> anyhow::Result<()> 
             Err(e) => return Err(e.into()),
         }
     };
-    if args.json {
-        for r in &rows {
-            println!("{}", serde_json::to_string(r)?);
-        }
-    } else {
-        print_table(&rows);
-    }
-    Ok(())
+    print_rows(&rows, args.json, print_table)
 }
 
 async fn from_admin_api(config: &Config, args: &AuditArgs) -> anyhow::Result<Vec<AuditEntry>> {
@@ -55,23 +49,10 @@ async fn from_admin_api(config: &Config, args: &AuditArgs) -> anyhow::Result<Vec
     if let Some(b) = args.before {
         query.push(("before", b.to_string()));
     }
-    let url = format!("http://{}/admin/audit", config.admin.listen);
-    let mut req = reqwest::Client::new().get(&url).query(&query);
-    if let Some(token) = config.resolve()?.admin_token {
-        req = req.bearer_auth(token.expose());
-    }
-    let resp = req.send().await.with_context(|| {
-        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
-    })?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        bail!("admin API answered {status}: {}", text.trim());
-    }
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).context("admin API sent an unexpected line"))
-        .collect()
+    AdminApi::new(config)?
+        .json_lines("/admin/audit", &query)
+        .await
+        .context("the store is in use, so the audit trail was asked from the running bridge")
 }
 
 fn print_table(rows: &[AuditEntry]) {

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, bail};
 
+use super::admin_api::{AdminApi, print_rows};
 use super::events::parse_when;
 use crate::config::Config;
 use crate::journal::JournalCipher;
@@ -139,13 +140,7 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             next: None,
         },
     };
-    if args.json {
-        for j in &page.jobs {
-            println!("{}", serde_json::to_string(j)?);
-        }
-    } else {
-        print_table(&page.jobs);
-    }
+    print_rows(&page.jobs, args.json, print_table)?;
     if let Some(next) = &page.next {
         eprintln!("more: add --cursor {next}");
     }
@@ -174,40 +169,8 @@ async fn run_show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_get(
-    config: &Config,
-    url: reqwest::Url,
-    query: &[(&str, String)],
-) -> anyhow::Result<Option<String>> {
-    let mut req = reqwest::Client::new().get(url.clone()).query(query);
-    if let Some(token) = config.resolve()?.admin_token {
-        req = req.bearer_auth(token.expose());
-    }
-    let resp = req.send().await.with_context(|| {
-        format!("the store is in use, and the running bridge's admin API at {url} did not answer")
-    })?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if status == reqwest::StatusCode::NOT_FOUND {
-        return Ok(None);
-    }
-    if !status.is_success() {
-        bail!("admin API answered {status}: {}", text.trim());
-    }
-    Ok(Some(text))
-}
-
-fn admin_url(config: &Config, segments: &[&str]) -> anyhow::Result<reqwest::Url> {
-    let mut url = reqwest::Url::parse(&format!("http://{}/", config.admin.listen))
-        .with_context(|| format!("admin.listen `{}` is not an address", config.admin.listen))?;
-    url.path_segments_mut()
-        .map_err(|()| {
-            anyhow::anyhow!("admin.listen `{}` gives no usable URL", config.admin.listen)
-        })?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
-}
+/// What an admin API error says first: why the CLI asked the running bridge.
+const VIA_ADMIN: &str = "the store is in use, so the deliveries were asked from the running bridge";
 
 async fn list_from_admin_api(config: &Config, q: &LedgerQuery) -> anyhow::Result<Page> {
     let ms = |ms: i64| {
@@ -223,8 +186,11 @@ async fn list_from_admin_api(config: &Config, q: &LedgerQuery) -> anyhow::Result
         ("cursor", q.cursor.as_ref().map(ToString::to_string)),
     ];
     query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
-    let url = admin_url(config, &["admin", "deliveries"])?;
-    let Some(text) = admin_get(config, url, &query).await? else {
+    let Some(text) = AdminApi::new(config)?
+        .get_found(&["admin", "deliveries"], &query)
+        .await
+        .context(VIA_ADMIN)?
+    else {
         bail!("the running bridge has no /admin/deliveries (an older version?)");
     };
     #[derive(serde::Deserialize)]
@@ -244,9 +210,12 @@ async fn list_from_admin_api(config: &Config, q: &LedgerQuery) -> anyhow::Result
 }
 
 async fn show_from_admin_api(config: &Config, args: &ShowArgs) -> anyhow::Result<Vec<Delivery>> {
-    let url = admin_url(config, &["admin", "deliveries", &args.target])?;
     let query = [("payload", args.payload.to_string())];
-    match admin_get(config, url, &query).await? {
+    match AdminApi::new(config)?
+        .get_found(&["admin", "deliveries", &args.target], &query)
+        .await
+        .context(VIA_ADMIN)?
+    {
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(&text).context("admin API sent an unexpected answer"),
     }

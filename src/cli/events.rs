@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 
-use super::admin_api::AdminApi;
+use super::admin_api::{AdminApi, print_rows};
 use crate::config::Config;
 use crate::journal::{EntryView, JournalCipher};
 use crate::store::{JournalFilter, Store, StoreError};
@@ -93,14 +93,7 @@ pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()>
             Err(e) => return Err(e.into()),
         }
     };
-    if args.json {
-        for v in &views {
-            println!("{}", serde_json::to_string(v)?);
-        }
-    } else {
-        print_table(&views);
-    }
-    Ok(())
+    print_rows(&views, args.json, print_table)
 }
 
 async fn from_admin_api(

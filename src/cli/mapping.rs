@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use jiff::tz::TimeZone;
 use serde_json::json;
 
-use crate::catalog::{Catalog, Mapping};
+use crate::catalog::{Catalog, Diagnostic, Mapping};
 use crate::config::Config;
 use crate::map::cases;
 
@@ -67,7 +67,8 @@ fn zone(config: &Config) -> anyhow::Result<TimeZone> {
         .with_context(|| format!("wecom.time_zone `{}`", config.wecom.time_zone))
 }
 
-fn catalog(config: &Config, tz: &TimeZone) -> anyhow::Result<Catalog> {
+/// The catalog of `config` in zone `tz`; every problem in it, one a line, is the error.
+pub(super) fn catalog(config: &Config, tz: &TimeZone) -> anyhow::Result<Catalog> {
     crate::catalog::load_in_zone(
         &config.catalog.mappings_dir,
         &config.catalog.connectors_dir,
@@ -76,11 +77,7 @@ fn catalog(config: &Config, tz: &TimeZone) -> anyhow::Result<Catalog> {
     .map_err(|errors| {
         anyhow::anyhow!(
             "mappings/connectors are invalid:\n  {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n  ")
+            Diagnostic::join(&errors, "\n  ")
         )
     })
 }

@@ -159,21 +159,7 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
-    let catalog = crate::catalog::load_in_zone(
-        &config.catalog.mappings_dir,
-        &config.catalog.connectors_dir,
-        &zone,
-    )
-    .map_err(|errors| {
-        anyhow::anyhow!(
-            "mappings/connectors are invalid:\n  {}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n  ")
-        )
-    })?;
+    let catalog = mapping::catalog(config, &zone)?;
     println!("configuration {} is valid", path.display());
     println!("  callbacks   http://{}", config.server.listen);
     for e in &endpoints {

@@ -54,6 +54,11 @@ fn permanent_reason(v: Verdict) -> String {
 
 const JSON: &str = "application/json";
 
+/// [`run`] for a JSON answer without headers.
+fn json(rules: &AnswerRules, status: u16, body: &str) -> Verdict {
+    run(rules, status, &[], JSON, body)
+}
+
 /// PROTOCOLS.md §1.5: Kingdee answers HTTP 200 for everything.
 #[test]
 fn kingdee_success_failure_and_duplicate() {
@@ -72,10 +77,10 @@ eq = "FBillNo"
     let dup = r#"{"Result":{"ResponseStatus":{"ErrorCode":500,"IsSuccess":false,"Errors":[{"FieldName":"FBillNo","Message":"违反字段唯一性要求：编码唯一。[test5]在当前系统中已经被使用。","DIndex":0}],"SuccessEntitys":[],"SuccessMessages":[],"MsgCode":11}}}"#;
     let template =
         r#"{"Result":{"ResponseStatus":{"IsSuccess":"true","ErrorCode":"","MsgCode":""}}}"#;
-    assert_eq!(run(&r, 200, &[], JSON, ok), Verdict::Delivered);
-    assert_eq!(run(&r, 200, &[], JSON, template), Verdict::Delivered);
-    assert_eq!(run(&r, 200, &[], JSON, dup), Verdict::Duplicate);
-    let reason = permanent_reason(run(&r, 200, &[], JSON, required));
+    assert_eq!(json(&r, 200, ok), Verdict::Delivered);
+    assert_eq!(json(&r, 200, template), Verdict::Delivered);
+    assert_eq!(json(&r, 200, dup), Verdict::Duplicate);
+    let reason = permanent_reason(json(&r, 200, required));
     assert!(
         reason.contains("success condition does not hold") && reason.contains("“仓库”是必填项"),
         "{reason}"
@@ -99,42 +104,26 @@ in = ["310032", "310039", "310042", "310046", "310504", "202"]
 "#,
     );
     assert_eq!(
-        run(
+        json(
             &r,
             200,
-            &[],
-            JSON,
             r#"{"code":"200","message":"OK","data":{"voucherId":"2A45"}}"#
         ),
         Verdict::Delivered
     );
     assert_eq!(
-        run(
-            &r,
-            200,
-            &[],
-            JSON,
-            r#"{"code":200,"message":"OK","data":{}}"#
-        ),
+        json(&r, 200, r#"{"code":200,"message":"OK","data":{}}"#),
         Verdict::Delivered
     );
     assert_eq!(
-        run(&r, 200, &[], JSON, r#"{"code":100004,"data":{"id":7}}"#),
+        json(&r, 200, r#"{"code":100004,"data":{"id":7}}"#),
         Verdict::Duplicate
     );
-    let busy = run(
-        &r,
-        200,
-        &[],
-        JSON,
-        r#"{"code":"310046","message":"API调用超过限制"}"#,
-    );
+    let busy = json(&r, 200, r#"{"code":"310046","message":"API调用超过限制"}"#);
     assert_eq!(retryable_after(&busy), None);
-    let reason = permanent_reason(run(
+    let reason = permanent_reason(json(
         &r,
         200,
-        &[],
-        JSON,
         r#"{"code":"404","message":"凭证保存不成功,账簿code不能为空！","data":{}}"#,
     ));
     assert_eq!(
@@ -165,52 +154,41 @@ eq = "ALREADY_EXISTS"
 "#,
     );
     assert_eq!(
-        run(
+        json(
             &r,
             201,
-            &[],
-            JSON,
             r#"{"code":0,"message":"ok","data":{"voucher_no":"JZ-000001"}}"#
         ),
         Verdict::Delivered
     );
+    assert_eq!(json(&r, 201, r#"{"code":"0"}"#), Verdict::Delivered);
     assert_eq!(
-        run(&r, 201, &[], JSON, r#"{"code":"0"}"#),
-        Verdict::Delivered
-    );
-    assert_eq!(
-        run(
+        json(
             &r,
             409,
-            &[],
-            JSON,
             r#"{"code":"ALREADY_EXISTS","message":"单据编号 EXP-1 已存在"}"#
         ),
         Verdict::Duplicate
     );
     assert_eq!(
-        permanent_reason(run(
+        permanent_reason(json(
             &r,
             200,
-            &[],
-            JSON,
             r#"{"code":"E1001","message":"科目 6602 已停用","data":null}"#
         )),
         "HTTP 200, the success condition does not hold: E1001; 科目 6602 已停用"
     );
     assert_eq!(
-        permanent_reason(run(
+        permanent_reason(json(
             &r,
             422,
-            &[],
-            JSON,
             r#"{"code":"VALIDATION","message":"借贷不平衡"}"#
         )),
         "HTTP 422, refused: VALIDATION; 借贷不平衡"
     );
     // A 409 that is not the target's duplicate answer is a refusal, not a duplicate.
     assert!(matches!(
-        run(&r, 409, &[], JSON, r#"{"code":"CONFLICT"}"#),
+        json(&r, 409, r#"{"code":"CONFLICT"}"#),
         Verdict::Permanent { .. }
     ));
 }
@@ -247,15 +225,12 @@ fn rate_limits_and_server_errors_are_retryable_honouring_retry_after() {
         Some(Duration::from_secs(30))
     );
     assert_eq!(
-        retryable_after(&run(&r, 500, &[], JSON, r#"{"code":"INTERNAL"}"#)),
+        retryable_after(&json(&r, 500, r#"{"code":"INTERNAL"}"#)),
         None
     );
-    assert_eq!(retryable_after(&run(&r, 408, &[], JSON, "")), None);
+    assert_eq!(retryable_after(&json(&r, 408, "")), None);
     // Kingdee's public gateway uses the non-standard 519.
-    assert_eq!(
-        retryable_after(&run(&r, 519, &[], JSON, r#"{"errcode":4006}"#)),
-        None
-    );
+    assert_eq!(retryable_after(&json(&r, 519, r#"{"errcode":4006}"#)), None);
 }
 
 #[test]
@@ -272,7 +247,7 @@ fn answers_we_do_not_understand_are_never_success() {
         "{reason}"
     );
     let truncated = r#"{"code":0,"data":{"voucher_no":"JZ"#;
-    let reason = permanent_reason(run(&r, 200, &[], JSON, truncated));
+    let reason = permanent_reason(json(&r, 200, truncated));
     assert!(reason.contains("invalid JSON"), "{reason}");
     // An empty 204 is understood; a status-only success accepts it.
     assert_eq!(run(&r, 204, &[], "", ""), Verdict::Delivered);

@@ -242,6 +242,17 @@ fn eval_expr(
         .map_err(|x| from_exec(&x, field, &e.at))
 }
 
+/// The value of expression `e` as JSON.
+fn expr_json(
+    st: &State<'_>,
+    ctx: &cel::Context<'_, 'static>,
+    e: &Expr,
+    field: &str,
+) -> Result<Value, Refusal> {
+    let v = eval_expr(st, ctx, e, field)?;
+    to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
+}
+
 fn leaf_json<'i>(
     input: &'i Value,
     st: &mut State<'i>,
@@ -252,23 +263,14 @@ fn leaf_json<'i>(
     match l {
         Leaf::Const(v) => Ok(v.clone()),
         Leaf::Path(p) => query(input, st, p),
-        Leaf::Expr(e) => {
-            let v = eval_expr(st, ctx, e, field)?;
-            to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
-        }
+        Leaf::Expr(e) => expr_json(st, ctx, e, field),
         Leaf::Template(pieces) => {
             let mut out = String::new();
             for p in pieces {
                 match p {
                     Piece::Lit(s) => out.push_str(s),
                     Piece::Path(p) => scalar_into(&query(input, st, p)?, field, &mut out)?,
-                    Piece::Expr(e) => {
-                        let v = eval_expr(st, ctx, e, field)?;
-                        let v = to_json(&v).map_err(|m| {
-                            refusal("bad_value", field, format!("{m} (mapping {})", e.at))
-                        })?;
-                        scalar_into(&v, field, &mut out)?;
-                    }
+                    Piece::Expr(e) => scalar_into(&expr_json(st, ctx, e, field)?, field, &mut out)?,
                 }
             }
             Ok(Value::String(out))
@@ -356,6 +358,10 @@ fn generate<'i>(
     field: &str,
     out: &mut Vec<Value>,
 ) -> Result<(), Refusal> {
+    let not_a_list = || {
+        let message = format!("for_each must select a list (mapping {})", g.at);
+        refusal("not_a_list", field, message)
+    };
     let source: Vec<Item<'i>> = match &g.source {
         Leaf::Path(p) if !p.relative => {
             let nodes = p.path.query(input);
@@ -363,13 +369,7 @@ fn generate<'i>(
                 match nodes.into_iter().next() {
                     Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
                     None | Some(Value::Null) => Vec::new(),
-                    Some(_) => {
-                        return Err(refusal(
-                            "not_a_list",
-                            field,
-                            format!("for_each must select a list (mapping {})", g.at),
-                        ));
-                    }
+                    Some(_) => return Err(not_a_list()),
                 }
             } else {
                 nodes.into_iter().map(Item::Json).collect()
@@ -378,13 +378,7 @@ fn generate<'i>(
         Leaf::Path(p) => match query(input, st, p)? {
             Value::Array(a) => a.into_iter().map(Item::Owned).collect(),
             Value::Null => Vec::new(),
-            _ => {
-                return Err(refusal(
-                    "not_a_list",
-                    field,
-                    format!("for_each must select a list (mapping {})", g.at),
-                ));
-            }
+            _ => return Err(not_a_list()),
         },
         Leaf::Expr(e) => match eval_expr(st, ctx, e, field)? {
             Cel::List(l) => l.iter().cloned().map(Item::Cel).collect(),

@@ -200,16 +200,15 @@ pub fn compile(
             return None;
         }
     };
-    let mut bound: Vec<String> = Vec::new();
-    check(
-        program.expression(),
-        &program,
+    Checker {
+        p: &program,
         src,
         pos,
         names,
-        &mut bound,
-        diags,
-    );
+        bound: Vec::new(),
+        diags: &mut *diags,
+    }
+    .check(program.expression());
     if diags.len() > before {
         return None;
     }
@@ -231,139 +230,127 @@ fn offset_to_line_col(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check(
-    e: &IdedExpr,
-    p: &Program,
-    src: &str,
-    pos: SrcPos<'_>,
-    names: &Names<'_>,
-    bound: &mut Vec<String>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let offset = |id: u64| {
-        p.source_info()
-            .offset_for(id)
-            .map_or(0, |(s, _)| s as usize)
-    };
-    let here = |id: u64| offset_to_line_col(src, offset(id));
-    match &e.expr {
-        Ast::Call(call) => {
-            let name = call.func_name.as_str();
-            let is_ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-            if is_ident {
-                let argc = call.args.len() + usize::from(call.target.is_some());
-                // CEL places a call at its `(`; point at the function's name instead.
-                let paren = offset(e.id);
-                let n = name.chars().count();
-                let named = paren >= n && src.chars().skip(paren - n).take(n).eq(name.chars());
-                let (l, c) = offset_to_line_col(src, if named { paren - n } else { paren });
-                if let Some(spec) = funcs::spec(name) {
-                    if argc < spec.min || argc > spec.max {
-                        diags.push(pos.diag(
-                            l,
-                            c,
-                            format!(
-                                "`{name}` takes {} argument(s), {argc} given; usage: {}",
-                                arity(spec.min, spec.max),
-                                spec.sig
-                            ),
-                        ));
-                    }
-                    if name == "lookup"
-                        && let Some(IdedExpr {
-                            expr: Ast::Literal(LiteralValue::String(t)),
-                            id,
-                        }) = call.args.first()
-                    {
-                        {
-                            let t = t.inner().to_string();
-                            let (l, c) = here(*id);
-                            if !names.tables.contains(&t) {
-                                let hint = closest(&t, names.tables.iter().map(String::as_str))
-                                    .map(|c| format!(" did you mean `{c}`?"))
-                                    .unwrap_or_default();
-                                diags.push(pos.diag(l, c, format!("unknown table `{t}`; declare it under [tables.{t}] with a file.{hint}")));
-                            }
-                        }
-                    }
-                } else if !CEL_STANDARD.contains(&name) {
-                    let all = FUNCTIONS
-                        .iter()
-                        .map(|s| s.name)
-                        .chain(CEL_STANDARD.iter().copied());
-                    let hint = closest(name, all)
-                        .map(|c| format!("did you mean `{c}`? "))
-                        .unwrap_or_default();
-                    diags.push(pos.diag(l, c, format!("unknown function `{name}`; {hint}see docs/mappings.md for the functions a mapping may call")));
-                }
-            }
-            if let Some(t) = &call.target {
-                check(t, p, src, pos, names, bound, diags);
-            }
-            for a in &call.args {
-                check(a, p, src, pos, names, bound, diags);
-            }
-        }
-        Ast::Comprehension(c) => {
-            check(&c.iter_range, p, src, pos, names, bound, diags);
-            let n = bound.len();
-            bound.push(c.iter_var.clone());
-            bound.extend(c.iter_var2.clone());
-            bound.push(c.accu_var.clone());
-            for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
-                check(x, p, src, pos, names, bound, diags);
-            }
-            bound.truncate(n);
-        }
-        Ast::Ident(name) => {
-            if !names.vars.iter().any(|v| v == name) && !bound.iter().any(|v| v == name) {
-                let (l, c) = here(e.id);
-                let hint = closest(name, names.vars.iter().map(String::as_str))
-                    .map(|c| format!("did you mean `{c}`? "))
-                    .unwrap_or_default();
-                diags.push(pos.diag(
-                    l,
-                    c,
-                    format!(
-                        "unknown name `{name}`; {hint}names in scope: {}",
-                        names.vars.join(", ")
-                    ),
-                ));
-            }
-        }
-        Ast::List(l) => l
-            .elements
-            .iter()
-            .for_each(|x| check(x, p, src, pos, names, bound, diags)),
-        Ast::Map(m) => m
-            .entries
-            .iter()
-            .for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
-        Ast::Struct(s) => s
-            .entries
-            .iter()
-            .for_each(|x| entry(&x.expr, p, src, pos, names, bound, diags)),
-        Ast::Select(s) => check(&s.operand, p, src, pos, names, bound, diags),
-        Ast::Literal(_) | Ast::Unspecified => {}
-    }
+/// Checks the names and calls of one compiled expression, collecting what is wrong.
+struct Checker<'a> {
+    p: &'a Program,
+    src: &'a str,
+    pos: SrcPos<'a>,
+    names: &'a Names<'a>,
+    /// Comprehension variables in scope.
+    bound: Vec<String>,
+    diags: &'a mut Vec<Diagnostic>,
 }
 
-fn entry(
-    e: &EntryExpr,
-    p: &Program,
-    src: &str,
-    pos: SrcPos<'_>,
-    names: &Names<'_>,
-    bound: &mut Vec<String>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    match e {
-        EntryExpr::MapEntry(m) => {
-            check(&m.key, p, src, pos, names, bound, diags);
-            check(&m.value, p, src, pos, names, bound, diags);
+impl Checker<'_> {
+    fn check(&mut self, e: &IdedExpr) {
+        let (p, src, pos, names) = (self.p, self.src, self.pos, self.names);
+        let offset = |id: u64| {
+            p.source_info()
+                .offset_for(id)
+                .map_or(0, |(s, _)| s as usize)
+        };
+        let here = |id: u64| offset_to_line_col(src, offset(id));
+        match &e.expr {
+            Ast::Call(call) => {
+                let name = call.func_name.as_str();
+                let is_ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+                if is_ident {
+                    let argc = call.args.len() + usize::from(call.target.is_some());
+                    // CEL places a call at its `(`; point at the function's name instead.
+                    let paren = offset(e.id);
+                    let n = name.chars().count();
+                    let named = paren >= n && src.chars().skip(paren - n).take(n).eq(name.chars());
+                    let (l, c) = offset_to_line_col(src, if named { paren - n } else { paren });
+                    if let Some(spec) = funcs::spec(name) {
+                        if argc < spec.min || argc > spec.max {
+                            self.diags.push(pos.diag(
+                                l,
+                                c,
+                                format!(
+                                    "`{name}` takes {} argument(s), {argc} given; usage: {}",
+                                    arity(spec.min, spec.max),
+                                    spec.sig
+                                ),
+                            ));
+                        }
+                        if name == "lookup"
+                            && let Some(IdedExpr {
+                                expr: Ast::Literal(LiteralValue::String(t)),
+                                id,
+                            }) = call.args.first()
+                        {
+                            {
+                                let t = t.inner().to_string();
+                                let (l, c) = here(*id);
+                                if !names.tables.contains(&t) {
+                                    let hint = closest(&t, names.tables.iter().map(String::as_str))
+                                        .map(|c| format!(" did you mean `{c}`?"))
+                                        .unwrap_or_default();
+                                    self.diags.push(pos.diag(l, c, format!("unknown table `{t}`; declare it under [tables.{t}] with a file.{hint}")));
+                                }
+                            }
+                        }
+                    } else if !CEL_STANDARD.contains(&name) {
+                        let all = FUNCTIONS
+                            .iter()
+                            .map(|s| s.name)
+                            .chain(CEL_STANDARD.iter().copied());
+                        let hint = closest(name, all)
+                            .map(|c| format!("did you mean `{c}`? "))
+                            .unwrap_or_default();
+                        self.diags.push(pos.diag(l, c, format!("unknown function `{name}`; {hint}see docs/mappings.md for the functions a mapping may call")));
+                    }
+                }
+                if let Some(t) = &call.target {
+                    self.check(t);
+                }
+                for a in &call.args {
+                    self.check(a);
+                }
+            }
+            Ast::Comprehension(c) => {
+                self.check(&c.iter_range);
+                let n = self.bound.len();
+                self.bound.push(c.iter_var.clone());
+                self.bound.extend(c.iter_var2.clone());
+                self.bound.push(c.accu_var.clone());
+                for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    self.check(x);
+                }
+                self.bound.truncate(n);
+            }
+            Ast::Ident(name) => {
+                if !names.vars.iter().any(|v| v == name) && !self.bound.iter().any(|v| v == name) {
+                    let (l, c) = here(e.id);
+                    let hint = closest(name, names.vars.iter().map(String::as_str))
+                        .map(|c| format!("did you mean `{c}`? "))
+                        .unwrap_or_default();
+                    self.diags.push(pos.diag(
+                        l,
+                        c,
+                        format!(
+                            "unknown name `{name}`; {hint}names in scope: {}",
+                            names.vars.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ast::List(l) => l.elements.iter().for_each(|x| self.check(x)),
+            Ast::Map(m) => m.entries.iter().for_each(|x| self.entry(&x.expr)),
+            Ast::Struct(s) => s.entries.iter().for_each(|x| self.entry(&x.expr)),
+            Ast::Select(s) => self.check(&s.operand),
+            Ast::Literal(_) | Ast::Unspecified => {}
         }
-        EntryExpr::StructField(f) => check(&f.value, p, src, pos, names, bound, diags),
+    }
+
+    fn entry(&mut self, e: &EntryExpr) {
+        match e {
+            EntryExpr::MapEntry(m) => {
+                self.check(&m.key);
+                self.check(&m.value);
+            }
+            EntryExpr::StructField(f) => self.check(&f.value),
+        }
     }
 }
 

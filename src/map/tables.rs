@@ -92,36 +92,24 @@ pub fn load(
             ),
         )]);
     };
-    let key_col = match &decl.key {
-        Some(k) => columns.iter().position(|c| c == k).ok_or_else(|| {
+    let column = |name: &str| {
+        columns.iter().position(|c| c == name).ok_or_else(|| {
             vec![d(
                 at.0,
                 at.1,
                 at.2,
                 format!(
-                    "table `{}`: no column `{k}` in {} (columns: {})",
+                    "table `{}`: no column `{name}` in {} (columns: {})",
                     decl.name,
                     path.display(),
                     columns.join(", ")
                 ),
             )]
-        })?,
-        None => 0,
+        })
     };
-    let value_column = match &decl.value {
-        Some(v) => columns.iter().position(|c| c == v).ok_or_else(|| {
-            vec![d(
-                at.0,
-                at.1,
-                at.2,
-                format!(
-                    "table `{}`: no column `{v}` in {} (columns: {})",
-                    decl.name,
-                    path.display(),
-                    columns.join(", ")
-                ),
-            )]
-        })?,
+    let key_col = decl.key.as_deref().map(column).transpose()?.unwrap_or(0);
+    let value_column = match decl.value.as_deref() {
+        Some(v) => column(v)?,
         None => usize::from(columns.len() > 1 && key_col == 0),
     };
     let mut rows = HashMap::with_capacity(raw_rows.len());

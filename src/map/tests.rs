@@ -210,112 +210,62 @@ fn eval(expr: &str) -> Result<Value, Refusal> {
 
 #[test]
 fn money_is_exact_and_rounds_only_when_told() {
-    assert_eq!(eval("dec_add('0.1', '0.2')").expect("adds"), json!("0.3"));
-    assert_eq!(
-        eval("money(dec_add('0.10', '0.20'))").expect("adds"),
-        json!("0.30")
-    );
-    assert_eq!(
-        eval("dec_mul('2.5', '1333.33', 2, 'half_up')").expect("multiplies"),
-        json!("3333.33")
-    );
-    assert_eq!(
-        eval("dec_round('2.345', 2, 'half_even')").expect("rounds"),
-        json!("2.34")
-    );
-    assert_eq!(
-        eval("dec_round('2.345', 2, 'half_up')").expect("rounds"),
-        json!("2.35")
-    );
-    assert_eq!(
-        eval("dec_div('100', '3', 2, 'half_even')").expect("divides"),
-        json!("33.33")
-    );
-    assert_eq!(
-        eval("dec_eq('1234.5', '1234.50')").expect("compares"),
-        json!(true)
-    );
-    assert_eq!(eval("to_cents('12.34')").expect("cents"), json!(1234));
-    assert_eq!(
-        eval("thousands('-1234567.80')").expect("formats"),
-        json!("-1,234,567.80")
-    );
-    assert_eq!(eval("fixed('7', 3)").expect("formats"), json!("7.000"));
-    assert_eq!(
-        eval("money('100.005')").expect_err("three decimals").code,
-        "amount_precision"
-    );
-    assert_eq!(
-        eval("money(1.5)").expect_err("a double").code,
-        "inexact_amount"
-    );
-    assert_eq!(
-        eval("dec('12,50')").expect_err("not a decimal").code,
-        "bad_amount"
-    );
-    assert_eq!(
-        eval("dec_div('1', '0', 2, 'half_up')")
-            .expect_err("zero")
-            .code,
-        "division_by_zero"
-    );
-    assert_eq!(
-        eval("dec_round('1', 2, 'nearest')").expect_err("mode").code,
-        "bad_argument"
-    );
-    assert_eq!(
-        eval("1.5").expect_err("a double in a document").code,
-        "bad_value"
-    );
+    for (expr, want) in [
+        ("dec_add('0.1', '0.2')", json!("0.3")),
+        ("money(dec_add('0.10', '0.20'))", json!("0.30")),
+        ("dec_mul('2.5', '1333.33', 2, 'half_up')", json!("3333.33")),
+        ("dec_round('2.345', 2, 'half_even')", json!("2.34")),
+        ("dec_round('2.345', 2, 'half_up')", json!("2.35")),
+        ("dec_div('100', '3', 2, 'half_even')", json!("33.33")),
+        ("dec_eq('1234.5', '1234.50')", json!(true)),
+        ("to_cents('12.34')", json!(1234)),
+        ("thousands('-1234567.80')", json!("-1,234,567.80")),
+        ("fixed('7', 3)", json!("7.000")),
+    ] {
+        assert_eq!(eval(expr).expect(expr), want, "{expr}");
+    }
+    for (expr, code) in [
+        ("money('100.005')", "amount_precision"),
+        ("money(1.5)", "inexact_amount"),
+        ("dec('12,50')", "bad_amount"),
+        ("dec_div('1', '0', 2, 'half_up')", "division_by_zero"),
+        ("dec_round('1', 2, 'nearest')", "bad_argument"),
+        ("1.5", "bad_value"),
+    ] {
+        assert_eq!(eval(expr).expect_err(expr).code, code, "{expr}");
+    }
 }
 
 #[test]
 fn dates_belong_to_the_corp_zone() {
     // 07:12 in Shanghai on 4 June is 23:12 UTC on 3 June.
-    assert_eq!(
-        eval("date('2025-06-03T23:12:00Z')").expect("date"),
-        json!("2025-06-04")
-    );
-    assert_eq!(
-        eval("date('2025-06-03T23:12:00Z', 'UTC')").expect("date"),
-        json!("2025-06-03")
-    );
-    assert_eq!(
-        eval("period('2025-06-30T16:00:30Z')").expect("period"),
-        json!("2025-07")
-    );
-    assert_eq!(
-        eval("period('2025-06-30T15:59:30Z')").expect("period"),
-        json!("2025-06")
-    );
-    assert_eq!(
-        eval("from_unix(1749021127)").expect("from unix"),
-        json!("2025-06-04T15:12:07+08:00")
-    );
-    assert_eq!(
-        eval("month_end('2024-02-10')").expect("month end"),
-        json!("2024-02-29")
-    );
-    assert_eq!(
-        eval("month_start('2025-02-10T10:00:00+08:00')").expect("month start"),
-        json!("2025-02-01")
-    );
-    assert_eq!(
-        eval("format_time('2025-06-04T07:12:00+08:00', '%Y年%m月%d日')").expect("format"),
-        json!("2025年06月04日")
-    );
-    assert_eq!(
-        eval("parse_time('2025/06/04 07:12', '%Y/%m/%d %H:%M')").expect("parse"),
-        json!("2025-06-04T07:12:00+08:00")
-    );
-    assert_eq!(
-        eval("to_zone('2025-06-04T07:12:00+08:00', 'UTC')").expect("zone"),
-        json!("2025-06-03T23:12:00+00:00")
-    );
-    assert_eq!(
-        eval("days_between('2025-06-01', '2025-06-04')").expect("days"),
-        json!(3)
-    );
+    for (expr, want) in [
+        ("date('2025-06-03T23:12:00Z')", json!("2025-06-04")),
+        ("date('2025-06-03T23:12:00Z', 'UTC')", json!("2025-06-03")),
+        ("period('2025-06-30T16:00:30Z')", json!("2025-07")),
+        ("period('2025-06-30T15:59:30Z')", json!("2025-06")),
+        ("from_unix(1749021127)", json!("2025-06-04T15:12:07+08:00")),
+        ("month_end('2024-02-10')", json!("2024-02-29")),
+        (
+            "month_start('2025-02-10T10:00:00+08:00')",
+            json!("2025-02-01"),
+        ),
+        (
+            "format_time('2025-06-04T07:12:00+08:00', '%Y年%m月%d日')",
+            json!("2025年06月04日"),
+        ),
+        (
+            "parse_time('2025/06/04 07:12', '%Y/%m/%d %H:%M')",
+            json!("2025-06-04T07:12:00+08:00"),
+        ),
+        (
+            "to_zone('2025-06-04T07:12:00+08:00', 'UTC')",
+            json!("2025-06-03T23:12:00+00:00"),
+        ),
+        ("days_between('2025-06-01', '2025-06-04')", json!(3)),
+    ] {
+        assert_eq!(eval(expr).expect(expr), want, "{expr}");
+    }
     assert_eq!(
         eval("date('yesterday')").expect_err("not a time").code,
         "bad_time"
@@ -324,42 +274,29 @@ fn dates_belong_to_the_corp_zone() {
 
 #[test]
 fn strings_count_characters_not_bytes() {
-    assert_eq!(
-        eval("substr('上海-北京差旅', 3, 2)").expect("substr"),
-        json!("北京")
-    );
-    assert_eq!(
-        eval("pad_left('42', 6, '0')").expect("pad"),
-        json!("000042")
-    );
-    assert_eq!(
-        eval("pad_right('报销', 4, '＊')").expect("pad"),
-        json!("报销＊＊")
-    );
-    assert_eq!(eval("size('报销')").expect("size"), json!(2));
-    assert_eq!(eval("upper(trim('  abc '))").expect("upper"), json!("ABC"));
-    assert_eq!(
-        eval("replace('138 0000 0001', ' ', '')").expect("replace"),
-        json!("13800000001")
-    );
-    assert_eq!(
-        eval("concat('a', 1, true, null)").expect("concat"),
-        json!("a1true")
-    );
-    assert_eq!(
-        eval("join(['重点客户', '华东'], ';')").expect("join"),
-        json!("重点客户;华东")
-    );
+    for (expr, want) in [
+        ("substr('上海-北京差旅', 3, 2)", json!("北京")),
+        ("pad_left('42', 6, '0')", json!("000042")),
+        ("pad_right('报销', 4, '＊')", json!("报销＊＊")),
+        ("size('报销')", json!(2)),
+        ("upper(trim('  abc '))", json!("ABC")),
+        ("replace('138 0000 0001', ' ', '')", json!("13800000001")),
+        ("concat('a', 1, true, null)", json!("a1true")),
+        ("join(['重点客户', '华东'], ';')", json!("重点客户;华东")),
+    ] {
+        assert_eq!(eval(expr).expect(expr), want, "{expr}");
+    }
 }
 
 #[test]
 fn conditions_defaults_and_refusals() {
-    assert_eq!(
-        eval("coalesce(null, '', 'x')").expect("coalesce"),
-        json!("x")
-    );
-    assert_eq!(eval("default('', 'none')").expect("default"), json!("none"));
-    assert_eq!(eval("get({'a': 1}, 'b', 2)").expect("get"), json!(2));
+    for (expr, want) in [
+        ("coalesce(null, '', 'x')", json!("x")),
+        ("default('', 'none')", json!("none")),
+        ("get({'a': 1}, 'b', 2)", json!(2)),
+    ] {
+        assert_eq!(eval(expr).expect(expr), want, "{expr}");
+    }
     let r = eval("required(null, '报销总额')").expect_err("required");
     assert_eq!(r.code, "missing_field");
     assert!(

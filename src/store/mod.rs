@@ -44,6 +44,8 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const OUTBOX: TableDefinition<u64, ()> = TableDefinition::new("outbox");
+type JournalTable = redb::ReadOnlyTable<u64, &'static [u8]>;
+type OutboxTable = redb::ReadOnlyTable<u64, ()>;
 const DEDUP: TableDefinition<&[u8; 32], u64> = TableDefinition::new("dedup");
 const DEDUP_BY_TIME: TableDefinition<(i64, &[u8; 32]), ()> = TableDefinition::new("dedup_by_time");
 
@@ -363,12 +365,20 @@ impl Store {
         })
     }
 
-    /// Reads one entry.
-    pub fn journal_entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+    /// Runs `read` on the journal and outbox tables in one read transaction.
+    fn read_journal<T>(
+        &self,
+        read: impl FnOnce(&JournalTable, &OutboxTable) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.with_db(|db| {
             let tx = db.begin_read()?;
-            let journal = tx.open_table(JOURNAL)?;
-            let outbox = tx.open_table(OUTBOX)?;
+            read(&tx.open_table(JOURNAL)?, &tx.open_table(OUTBOX)?)
+        })
+    }
+
+    /// Reads one entry.
+    pub fn journal_entry(&self, seq: u64) -> Result<Option<StoredEntry>, StoreError> {
+        self.read_journal(|journal, outbox| {
             let Some(v) = journal.get(seq)? else {
                 return Ok(None);
             };
@@ -382,10 +392,7 @@ impl Store {
 
     /// Lists entries matching `filter`, newest first.
     pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
-            let journal = tx.open_table(JOURNAL)?;
-            let outbox = tx.open_table(OUTBOX)?;
+        self.read_journal(|journal, outbox| {
             let mut out = Vec::new();
             for item in journal.iter()?.rev() {
                 let (k, v) = item?;
@@ -414,10 +421,7 @@ impl Store {
 
     /// The oldest unpublished entries, at most `limit`, oldest first.
     pub fn outbox_pending(&self, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
-            let journal = tx.open_table(JOURNAL)?;
-            let outbox = tx.open_table(OUTBOX)?;
+        self.read_journal(|journal, outbox| {
             let mut out = Vec::new();
             for item in outbox.iter()?.take(limit) {
                 let seq = item?.0.value();

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Broker, Delivery, ENVELOPE_VERSION, Envelope};
+use wecom_bridge::broker::Delivery;
 
 use support::*;
 
@@ -122,31 +121,30 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("save screenshot");
 }
 
-/// Waits until the bridge's broker connection is up (`/readyz` says so).
-async fn broker_up(admin: std::net::SocketAddr) {
-    eventually(20, "the bridge's broker connection", || async move {
-        let (_, body) = get(&format!("http://{admin}/readyz")).await;
-        body.contains("\"state\":\"ok\"")
-    })
-    .await;
+/// Opens the console page `path` (with its query) of the bridge at `admin`.
+async fn goto(c: &Client, admin: SocketAddr, path: &str) {
+    c.goto(&format!("http://{admin}{path}")).await.unwrap();
+}
+
+/// Clicks the element `css`.
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
-    c.goto(&format!("http://{admin}/console/sign-in"))
-        .await
-        .unwrap();
+    goto(c, admin, "/console/sign-in").await;
     c.find(Locator::Css("#token"))
         .await
         .unwrap()
         .send_keys(token)
         .await
         .unwrap();
-    c.find(Locator::Css("#sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(c, "#sign-in").await;
     wait_for(c, "header .who").await;
     let url = c.current_url().await.unwrap();
     assert_eq!(
@@ -183,20 +181,6 @@ async fn text_of(c: &Client, css: &str) -> String {
         .unwrap()
 }
 
-fn envelope(id: &str) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        id: id.into(),
-        kind: "approval_change".into(),
-        business_key: "202506050012:2".into(),
-        app: "browser".into(),
-        created_at_ms: 1_749_106_583_000,
-        body: wecom_bridge::broker::Body::Message(
-            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id></xml>")}),
-        ),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     let prefix = format!("wbbrowse-{:08x}", rand::random::<u32>());
@@ -215,34 +199,21 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     assert_eq!(status, 200);
     // a dead letter, parked the way a stage parks one
     let queue = "manual";
-    let own = RabbitBroker::connect(
-        &amqp_url(),
-        RabbitOptions {
-            prefix: prefix.clone(),
-            prefetch: 8,
-            retry_tiers: vec![Duration::from_secs(1)],
-            delivery_limit: 20,
-            queues: vec![],
-        },
+    let own = own_rabbit(&prefix).await;
+    let mut consumer = park(
+        &own,
+        queue,
+        &["evt_browser1"],
+        "erp said: cost center 6602 closed",
     )
-    .await
-    .unwrap();
-    own.publish(queue, &envelope("evt_browser1")).await.unwrap();
-    let mut consumer = own.consume(queue).await.unwrap();
-    consumer
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .dead_letter("erp said: cost center 6602 closed")
-        .await
-        .unwrap();
+    .await;
 
-    broker_up(t.admin).await;
+    t.broker_up().await;
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;
     let admin = t.admin;
+    let dead_letters = format!("/console/dead-letters?queue={queue}");
 
     // the operator signs in and sees the overview
     sign_in(&c, admin, OPERATOR_TOKEN).await;
@@ -258,9 +229,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         "queue depths are shown"
     );
     shot(&c, "overview").await;
-    c.goto(&format!("http://{admin}/console/events"))
-        .await
-        .unwrap();
+    goto(&c, admin, "/console/events").await;
     assert!(
         text_of(&c, "#events").await.contains("202506050012"),
         "the callback is journaled"
@@ -268,11 +237,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     shot(&c, "events").await;
 
     // a replay whose form lost its CSRF token is refused
-    c.goto(&format!(
-        "http://{admin}/console/dead-letters?queue={queue}"
-    ))
-    .await
-    .unwrap();
+    goto(&c, admin, &dead_letters).await;
     assert!(text_of(&c, "#dead-letters").await.contains("evt_browser1"));
     shot(&c, "dead-letters").await;
     c.execute(
@@ -281,12 +246,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     )
     .await
     .unwrap();
-    c.find(Locator::Css("#dead-letters button.replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#dead-letters button.replay").await;
     wait_for(&c, "p.flash.error").await;
     assert!(
         text_of(&c, "main").await.contains("This form expired"),
@@ -295,25 +255,11 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     shot(&c, "csrf-refused").await;
 
     // with it: a confirmation, then the result on the page
-    c.goto(&format!(
-        "http://{admin}/console/dead-letters?queue={queue}"
-    ))
-    .await
-    .unwrap();
-    c.find(Locator::Css("#dead-letters button.replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    goto(&c, admin, &dead_letters).await;
+    click(&c, "#dead-letters button.replay").await;
     wait_for(&c, "#confirm-replay").await;
     shot(&c, "replay-confirm").await;
-    c.find(Locator::Css("#confirm-replay"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#confirm-replay").await;
     wait_for(&c, "#replay-result").await;
     assert!(
         text_of(&c, "#replay-result")
@@ -340,21 +286,12 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .dead_letter("erp said: still closed")
         .await
         .unwrap();
-    c.find(Locator::Css("#sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#sign-out").await;
     wait_for(&c, "#sign-in").await;
 
     // the viewer finds no replay button; the API refuses a forged attempt
     sign_in(&c, admin, VIEWER_TOKEN).await;
-    c.goto(&format!(
-        "http://{admin}/console/dead-letters?queue={queue}"
-    ))
-    .await
-    .unwrap();
+    goto(&c, admin, &dead_letters).await;
     assert!(text_of(&c, "#dead-letters").await.contains("evt_browser1"));
     assert!(
         c.find_all(Locator::Css("button.replay"))
@@ -392,9 +329,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     assert_eq!(api.status(), 403, "the admin API refuses a viewer's replay");
 
     // the audit log holds the replay and the refused attempts
-    c.goto(&format!("http://{admin}/console/audit"))
-        .await
-        .unwrap();
+    goto(&c, admin, "/console/audit").await;
     let audit = text_of(&c, "#audit").await;
     assert!(audit.contains("ok: 1 replayed"), "{audit}");
     assert!(
@@ -407,9 +342,6 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     c.close().await.unwrap();
     drop(driver);
     drop(consumer);
-    own.delete_queues(&["route".to_string(), queue.to_string()])
-        .await
-        .unwrap();
-    own.close().await;
+    remove_queues(own, queue).await;
     t.stop().await;
 }

@@ -10,27 +10,13 @@ use std::time::{Duration, Instant};
 
 use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Body, Broker, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter};
+use wecom_bridge::broker::{Broker, Delivery, RedriveFilter};
 use wecom_bridge::store::Store;
 
-use crate::support::test_sealer;
+use crate::support::{amqp_url, envelope, test_sealer};
 
 /// Prefetch every back end is built with in this suite.
 const PREFETCH: u16 = 4;
-
-pub fn envelope(id: &str) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        id: id.into(),
-        kind: "approval_change".into(),
-        business_key: format!("{id}:2"),
-        app: "demo".into(),
-        created_at_ms: 1_749_106_583_000,
-        body: Body::Message(
-            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id><Note><![CDATA[汉字 & <tags>]]></Note></xml>")}),
-        ),
-    }
-}
 
 fn unique(name: &str) -> String {
     format!("{name}-{:08x}", rand::random::<u32>())
@@ -79,11 +65,6 @@ impl Backend for Embedded {
     async fn cleanup(&mut self, b: EmbeddedBroker, _queues: &[String]) {
         b.close().await; // the temporary directory goes with the backend
     }
-}
-
-pub fn amqp_url() -> String {
-    std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub struct Rabbit {

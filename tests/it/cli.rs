@@ -30,36 +30,29 @@ async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() 
         ("BRIDGE_SERVER__LISTEN", server.public.as_str()),
         ("BRIDGE_ADMIN__LISTEN", server.admin.as_str()),
     ];
-    let cfg = config.to_str().unwrap();
+    let cli = |args: &[&str], env: &[(&str, &str)]| run_config(&config, args, cwd.path(), env);
 
-    let (ok, out, err) = run_cli(
-        &["--config", cfg, "simulate", "--verify-url"],
-        cwd.path(),
-        &env,
-    );
+    let (ok, out, err) = cli(&["simulate", "--verify-url"], &env);
     assert!(ok, "verify-url failed: {out}{err}");
     assert!(out.contains("URL verification passed"), "{out}");
 
-    let (ok, out, err) = run_cli(&["--config", cfg, "simulate"], cwd.path(), &env);
+    let (ok, out, err) = cli(&["simulate"], &env);
     assert!(ok, "simulate failed: {out}{err}");
     assert!(out.contains("200 OK"), "{out}");
 
     // the store is held by `serve`, so `events` goes through the admin API
-    let (ok, out, err) = run_cli(&["--config", cfg, "events", "--json"], cwd.path(), &env);
+    let (ok, out, err) = cli(&["events", "--json"], &env);
     assert!(ok, "events failed: {out}{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
     assert_eq!(lines[0]["kind"], "approval_change");
     assert_eq!(lines[0]["business_key"], "202506050012:2");
     assert_eq!(lines[0]["app"], "demo");
 
     // the same event simulated again (new nonce/timestamp) is journaled once
-    let (ok, _, _) = run_cli(&["--config", cfg, "simulate"], cwd.path(), &env);
+    let (ok, _, _) = cli(&["simulate"], &env);
     assert!(ok);
-    let (_, table, _) = run_cli(&["--config", cfg, "events"], cwd.path(), &env);
+    let (_, table, _) = cli(&["events"], &env);
     assert_eq!(
         table
             .lines()
@@ -71,19 +64,8 @@ async fn simulate_round_trips_an_approval_into_events_with_the_shipped_config() 
 
     // after a clean stop, `events` reads the store directly and can show the payload
     assert_eq!(server.terminate().code(), Some(0));
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            cfg,
-            "events",
-            "--json",
-            "--payload",
-            "--kind",
-            "approval_change",
-        ],
-        cwd.path(),
-        &[],
-    );
+    let args = ["events", "--json", "--payload", "--kind", "approval_change"];
+    let (ok, out, err) = cli(&args, &[]);
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert!(
@@ -99,11 +81,7 @@ fn check_validates_and_summarises_the_shipped_config() {
     let cwd = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     let cfg = shipped_config(root.path());
-    let (ok, out, err) = run_cli(
-        &["--config", cfg.to_str().unwrap(), "check"],
-        cwd.path(),
-        &[],
-    );
+    let (ok, out, err) = run_config(&cfg, &["check"], cwd.path(), &[]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("/wecom/callback"), "{out}");
     assert!(out.contains("wx5823bf96d3bd56c7"), "{out}");
@@ -119,11 +97,7 @@ fn check_lists_every_problem_and_fails() {
     let cwd = tempfile::tempdir().unwrap();
     let bad = cwd.path().join("bad.toml");
     std::fs::write(&bad, "[apps.x]\npath = \"nope\"\ntoken = \"t\"\nencoding_aes_key = \"short\"\nreceive_ids = []\n").unwrap();
-    let (ok, out, err) = run_cli(
-        &["--config", bad.to_str().unwrap(), "check"],
-        cwd.path(),
-        &[],
-    );
+    let (ok, out, err) = run_config(&bad, &["check"], cwd.path(), &[]);
     assert!(!ok);
     for needle in [
         "must start with /",
@@ -138,11 +112,7 @@ fn check_lists_every_problem_and_fails() {
 fn check_prints_the_demo_credentials_warning_once() {
     let cwd = tempfile::tempdir().unwrap();
     let cfg = shipped_config(cwd.path());
-    let (ok, out, err) = run_cli(
-        &["--config", cfg.to_str().unwrap(), "check"],
-        cwd.path(),
-        &[],
-    );
+    let (ok, out, err) = run_config(&cfg, &["check"], cwd.path(), &[]);
     assert!(ok, "{out}{err}");
     let all = format!("{out}{err}");
     let mentions = all
@@ -156,17 +126,7 @@ fn check_prints_the_demo_credentials_warning_once() {
 fn unknown_kinds_are_refused_with_the_list_of_valid_ones() {
     let cwd = tempfile::tempdir().unwrap();
     let cfg = shipped_config(cwd.path());
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "events",
-            "--kind",
-            "approval",
-        ],
-        cwd.path(),
-        &[],
-    );
+    let (ok, out, err) = run_config(&cfg, &["events", "--kind", "approval"], cwd.path(), &[]);
     assert!(!ok, "{out}");
     for kind in wecom_bridge::ingress::JOURNAL_KINDS {
         assert!(err.contains(kind), "{kind} not listed: {err}");
@@ -260,46 +220,11 @@ async fn an_all_digit_token_set_through_the_environment_stays_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_and_dead_letters_print_json() {
-    use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-    use wecom_bridge::broker::{Broker, Delivery};
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config,
-        config_toml(dir.path(), &[TestApp::new("cli_json")]),
-    )
-    .unwrap();
-    {
-        let store =
-            wecom_bridge::store::Store::open(&dir.path().join("bridge.redb"), test_sealer())
-                .unwrap();
-        let b = EmbeddedBroker::open(
-            store,
-            EmbeddedOptions {
-                prefetch: 8,
-                lease: std::time::Duration::from_secs(30),
-                delivery_limit: 20,
-            },
-        )
-        .await
-        .unwrap();
-        for id in ["evt_json_1", "evt_json_2"] {
-            b.publish("route", &crate::broker::envelope(id))
-                .await
-                .unwrap();
-        }
-        let mut c = b.consume("route").await.unwrap();
-        let d = c.next().await.unwrap().unwrap();
-        d.dead_letter("target said no").await.unwrap();
-        drop(c);
-        b.close().await;
-    }
-    let cfg = config.to_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--config", cfg.as_str()];
-        all.extend_from_slice(args);
-        run_cli(&all, dir.path(), &[])
-    };
+    let ids = ["evt_json_1", "evt_json_2"];
+    let config =
+        embedded_with_dead_letters(dir.path(), "cli_json", &ids, 1, |_| "target said no").await;
+    let run = |args: &[&str]| run_config(&config, args, dir.path(), &[]);
     let (ok, out, err) = run(&["queues", "--json"]);
     assert!(ok, "{out}{err}");
     assert_eq!(out.lines().count(), 1, "{out}");
@@ -319,10 +244,7 @@ async fn queues_and_dead_letters_print_json() {
 
     let (ok, out, err) = run(&["dead-letters", "--json"]);
     assert!(ok, "{out}{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 1, "{out}");
     assert_eq!(lines[0]["reason"], "target said no");
 }

@@ -2,14 +2,10 @@
 //! role of each token, and the audit trail they leave. (The same flows in a real browser
 //! are in `tests/browser`.)
 
-use std::time::Duration;
-
-use reqwest::StatusCode;
 use reqwest::redirect::Policy;
-use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{Broker, Delivery};
+use reqwest::{Method, StatusCode};
+use wecom_bridge::broker::rabbitmq::RabbitBroker;
 
-use crate::broker::envelope;
 use crate::support::*;
 
 pub const VIEWER_TOKEN: &str = "viewer-token-5b1c0e7f";
@@ -32,42 +28,17 @@ role = "operator"
     )
 }
 
-fn opts(prefix: &str) -> RabbitOptions {
-    RabbitOptions {
-        prefix: prefix.into(),
-        prefetch: 8,
-        retry_tiers: vec![Duration::from_secs(1)],
-        delivery_limit: 20,
-        queues: vec![],
-    }
-}
+const PARKED_REASON: &str = "erp said: cost center 6602 closed";
 
-/// Parks messages with these ids in `queue` of the bridge using `prefix`.
-async fn park(prefix: &str, queue: &str, ids: &[&str]) -> RabbitBroker {
-    let own = RabbitBroker::connect(&amqp_url(), opts(prefix))
-        .await
-        .unwrap();
-    for id in ids {
-        own.publish(queue, &envelope(id)).await.unwrap();
-    }
-    let mut c = own.consume(queue).await.unwrap();
-    for _ in ids {
-        let d = c.next().await.unwrap().unwrap();
-        d.dead_letter("erp said: cost center 6602 closed")
-            .await
-            .unwrap();
-    }
-    drop(c);
-    own
-}
-
-/// Waits until the bridge's broker connection is up (`/readyz` says so).
-async fn broker_up(admin: std::net::SocketAddr) {
-    eventually(20, "the bridge's broker connection", || async move {
-        let (_, body) = get(&format!("http://{admin}/readyz")).await;
-        body.contains("\"state\":\"ok\"")
-    })
-    .await;
+/// A bridge with the users of [`users_and_rabbit`] on RabbitMQ (under a fresh prefix), its
+/// broker connected, and message `id` parked in `queue`; with the test's own connection.
+async fn bridge_with_a_dead_letter(app: &str, queue: &str, id: &str) -> (TestBridge, RabbitBroker) {
+    let prefix = format!("wbcons-{:08x}", rand::random::<u32>());
+    let t = TestBridge::start_with(&[TestApp::new(app)], &users_and_rabbit(&prefix)).await;
+    let own = own_rabbit(&prefix).await;
+    drop(park(&own, queue, &[id], PARKED_REASON).await);
+    t.broker_up().await;
+    (t, own)
 }
 
 fn client() -> reqwest::Client {
@@ -77,50 +48,60 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn audit_rows(admin: std::net::SocketAddr) -> Vec<serde_json::Value> {
-    let text = client()
-        .get(format!("http://{admin}/admin/audit?limit=1000"))
-        .bearer_auth(VIEWER_TOKEN)
+/// `method base+path` with `token` as the bearer.
+async fn as_user(token: &str, method: Method, base: &str, path: &str) -> reqwest::Response {
+    client()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+}
+
+async fn audit_rows(admin: std::net::SocketAddr) -> Vec<serde_json::Value> {
+    let base = format!("http://{admin}");
+    let r = as_user(VIEWER_TOKEN, Method::GET, &base, "/admin/audit?limit=1000").await;
+    json_lines(&r.text().await.unwrap())
+}
+
+/// Asserts that `rows` hold, for each `(who, action, result)`, an audit row of `who` doing
+/// `action` via `via` whose result starts with `result`.
+fn assert_audited(rows: &[serde_json::Value], via: &str, expected: &[(&str, &str, &str)]) {
+    for (who, action, result) in expected {
+        let found = rows.iter().any(|r| {
+            r["who"] == *who
+                && r["action"] == *action
+                && r["result"].as_str().unwrap().starts_with(result)
+                && r["via"] == via
+        });
+        assert!(found, "no row {who} {action} {result} via {via}: {rows:#?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
-    let prefix = format!("wbrole-{:08x}", rand::random::<u32>());
-    let t = TestBridge::start_with(&[TestApp::new("roles")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
-    let own = park(&prefix, q, &["evt_r1"]).await;
-    broker_up(t.admin).await;
+    let (t, own) = bridge_with_a_dead_letter("roles", q, "evt_r1").await;
     let base = format!("http://{}", t.admin);
-    let c = client();
-    let status = |r: reqwest::Response| r.status();
 
     // no token, a wrong token: 401
-    let r = c.get(format!("{base}/admin/events")).send().await.unwrap();
-    assert_eq!(status(r), StatusCode::UNAUTHORIZED);
-    let r = c
+    let r = client()
         .get(format!("{base}/admin/events"))
-        .bearer_auth("guess")
         .send()
         .await
         .unwrap();
-    assert_eq!(status(r), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = as_user("guess", Method::GET, &base, "/admin/events").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // a viewer reads metadata but no payloads, and takes no action
-    let r = c
-        .get(format!("{base}/admin/dead-letters?queue={q}"))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = as_user(
+        VIEWER_TOKEN,
+        Method::GET,
+        &base,
+        &format!("/admin/dead-letters?queue={q}"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let text = r.text().await.unwrap();
     assert!(
@@ -130,68 +111,48 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
         "{text}"
     );
     for (method, path) in [
-        ("GET", format!("/admin/dead-letters?queue={q}&payload=true")),
-        ("GET", "/admin/events?payload=true".to_string()),
         (
-            "GET",
+            Method::GET,
+            format!("/admin/dead-letters?queue={q}&payload=true"),
+        ),
+        (Method::GET, "/admin/events?payload=true".to_string()),
+        (
+            Method::GET,
             "/admin/deliveries/202506050012?payload=true".to_string(),
         ),
-        ("POST", format!("/admin/replay?queue={q}&ids=evt_r1")),
+        (Method::POST, format!("/admin/replay?queue={q}&ids=evt_r1")),
         (
-            "POST",
+            Method::POST,
             "/admin/reconcile?since=2025-01-01T00:00:00Z".to_string(),
         ),
-        ("GET", "/admin/config".to_string()),
+        (Method::GET, "/admin/config".to_string()),
     ] {
-        let req = if method == "GET" {
-            c.get(format!("{base}{path}"))
-        } else {
-            c.post(format!("{base}{path}"))
-        };
-        let r = req.bearer_auth(VIEWER_TOKEN).send().await.unwrap();
+        let r = as_user(VIEWER_TOKEN, method.clone(), &base, &path).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "viewer {method} {path}");
     }
     // the operator replays and sees payloads, but not the configuration
-    let r = c
-        .get(format!("{base}/admin/dead-letters?queue={q}&payload=true"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/admin/dead-letters?queue={q}&payload=true");
+    let r = as_user(OPERATOR_TOKEN, Method::GET, &base, &path).await;
     assert!(r.text().await.unwrap().contains("<Id>evt_r1</Id>"));
-    let r = c
-        .get(format!("{base}/admin/config"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let r = as_user(OPERATOR_TOKEN, Method::GET, &base, "/admin/config").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = c
-        .post(format!("{base}/admin/replay?queue={q}&ids=evt_r1"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/admin/replay?queue={q}&ids=evt_r1");
+    let r = as_user(OPERATOR_TOKEN, Method::POST, &base, &path).await;
     assert_eq!(r.status(), StatusCode::OK);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["redriven"], 1);
 
     let rows = audit_rows(t.admin).await;
-    let has = |who: &str, action: &str, result: &str| {
-        rows.iter().any(|r| {
-            r["who"] == who
-                && r["action"] == action
-                && r["result"].as_str().unwrap().starts_with(result)
-                && r["via"] == "api"
-        })
-    };
-    assert!(has("vera", "replay", "refused: role viewer"), "{rows:#?}");
-    assert!(
-        has("vera", "view_payload", "refused: role viewer"),
-        "{rows:#?}"
+    assert_audited(
+        &rows,
+        "api",
+        &[
+            ("vera", "replay", "refused: role viewer"),
+            ("vera", "view_payload", "refused: role viewer"),
+            ("otto", "replay", "ok: 1 replayed"),
+            ("otto", "view_payload", "ok"),
+        ],
     );
-    assert!(has("otto", "replay", "ok: 1 replayed"), "{rows:#?}");
-    assert!(has("otto", "view_payload", "ok"), "{rows:#?}");
     assert!(
         !serde_json::to_string(&rows)
             .unwrap()
@@ -199,10 +160,7 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
         "no token in the audit log"
     );
 
-    own.delete_queues(&["route".to_string(), q.to_string()])
-        .await
-        .unwrap();
-    own.close().await;
+    remove_queues(own, q).await;
     t.stop().await;
 }
 
@@ -255,11 +213,21 @@ impl Browser {
     }
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_from("same-origin", path, form).await
+    }
+
+    /// A form post as the browser sends it from a page of `site` (`Sec-Fetch-Site`).
+    async fn post_from(
+        &mut self,
+        site: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
         let r = self
             .c
             .post(format!("{}{path}", self.base))
             .header("cookie", self.cookie_header())
-            .header("sec-fetch-site", "same-origin")
+            .header("sec-fetch-site", site)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form_body(form))
             .send()
@@ -267,6 +235,11 @@ impl Browser {
             .unwrap();
         self.keep_cookies(&r);
         r
+    }
+
+    /// Posts the dead-letter replay form.
+    async fn replay(&mut self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post("/console/dead-letters/replay", form).await
     }
 
     async fn sign_in(&mut self, token: &str) -> reqwest::Response {
@@ -296,11 +269,8 @@ fn hidden(html: &str, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
-    let prefix = format!("wbcons-{:08x}", rand::random::<u32>());
-    let t = TestBridge::start_with(&[TestApp::new("cons")], &users_and_rabbit(&prefix)).await;
     let q = "manual";
-    let own = park(&prefix, q, &["evt_c1"]).await;
-    broker_up(t.admin).await;
+    let (t, own) = bridge_with_a_dead_letter("cons", q, "evt_c1").await;
     let mut b = Browser::new(t.admin);
 
     // not signed in: sent to the sign-in page, which carries the security headers
@@ -355,65 +325,30 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
         "{html}"
     );
 
-    // the dead-letters page offers a replay; a POST without the CSRF token is refused
+    // the dead-letters page offers a replay; a POST without the CSRF token, or with a wrong
+    // one, is refused
     let (_, html) = b.get(&format!("/console/dead-letters?queue={q}")).await;
     assert!(html.contains("evt_c1") && html.contains("Replay"), "{html}");
     let csrf = hidden(&html, "csrf");
-    let r = b
-        .post(
-            "/console/dead-letters/replay",
-            &[("queue", q), ("ids", "evt_c1"), ("confirm", "yes")],
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = b
-        .post(
-            "/console/dead-letters/replay",
-            &[
-                ("csrf", "0".repeat(64).as_str()),
-                ("queue", q),
-                ("ids", "evt_c1"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let zeros = "0".repeat(64);
+    for wrong in [None, Some(zeros.as_str())] {
+        let mut form = vec![("queue", q), ("ids", "evt_c1"), ("confirm", "yes")];
+        form.extend(wrong.map(|c| ("csrf", c)));
+        let r = b.replay(&form).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "CSRF token {wrong:?}");
+    }
+    let replay = [("csrf", csrf.as_str()), ("queue", q), ("ids", "evt_c1")];
+    let confirmed = [&replay[..], &[("confirm", "yes")]].concat();
     // a cross-site post is refused by the listener's guard even with the token
-    let r =
-        b.c.post(format!("{}/console/dead-letters/replay", b.base))
-            .header("cookie", b.cookie_header())
-            .header("sec-fetch-site", "cross-site")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form_body(&[
-                ("csrf", csrf.as_str()),
-                ("queue", q),
-                ("ids", "evt_c1"),
-                ("confirm", "yes"),
-            ]))
-            .send()
-            .await
-            .unwrap();
+    let r = b
+        .post_from("cross-site", "/console/dead-letters/replay", &confirmed)
+        .await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // with the token: first a confirmation, then the replay and its result
-    let r = b
-        .post(
-            "/console/dead-letters/replay",
-            &[("csrf", &csrf), ("queue", q), ("ids", "evt_c1")],
-        )
-        .await;
+    let r = b.replay(&replay).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("confirm-replay"));
-    let r = b
-        .post(
-            "/console/dead-letters/replay",
-            &[
-                ("csrf", &csrf),
-                ("queue", q),
-                ("ids", "evt_c1"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
+    let r = b.replay(&confirmed).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let to = r.headers()["location"].to_str().unwrap().to_string();
     let (_, html) = b.get(&to).await;
@@ -435,45 +370,29 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
     assert!(!html.contains("dead-letters/replay"), "{html}");
     let (_, html) = v.get("/console/overview").await;
     let vcsrf = hidden(&html, "csrf");
-    let r = v
-        .post(
-            "/console/dead-letters/replay",
-            &[
-                ("csrf", &vcsrf),
-                ("queue", q),
-                ("all", "1"),
-                ("confirm", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let form = [
+        ("csrf", vcsrf.as_str()),
+        ("queue", q),
+        ("all", "1"),
+        ("confirm", "yes"),
+    ];
+    assert_eq!(v.replay(&form).await.status(), StatusCode::FORBIDDEN);
 
     // everything is in the audit log, on its page too
     let rows = audit_rows(t.admin).await;
-    let has = |who: &str, action: &str, result: &str| {
-        rows.iter().any(|r| {
-            r["who"] == who
-                && r["action"] == action
-                && r["result"].as_str().unwrap().starts_with(result)
-                && r["via"] == "console"
-        })
-    };
-    assert!(
-        has("unknown", "sign_in", "refused: unknown token"),
-        "{rows:#?}"
+    assert_audited(
+        &rows,
+        "console",
+        &[
+            ("unknown", "sign_in", "refused: unknown token"),
+            ("unknown", "sign_in", "refused: sign-in form without"),
+            ("otto", "sign_in", "ok"),
+            ("otto", "replay", "refused: missing or wrong CSRF token"),
+            ("otto", "replay", "ok: 1 replayed"),
+            ("otto", "sign_out", "ok"),
+            ("vera", "replay", "refused: role viewer"),
+        ],
     );
-    assert!(
-        has("unknown", "sign_in", "refused: sign-in form without"),
-        "{rows:#?}"
-    );
-    assert!(has("otto", "sign_in", "ok"), "{rows:#?}");
-    assert!(
-        has("otto", "replay", "refused: missing or wrong CSRF token"),
-        "{rows:#?}"
-    );
-    assert!(has("otto", "replay", "ok: 1 replayed"), "{rows:#?}");
-    assert!(has("otto", "sign_out", "ok"), "{rows:#?}");
-    assert!(has("vera", "replay", "refused: role viewer"), "{rows:#?}");
     let (_, html) = v.get("/console/audit").await;
     assert!(
         html.contains("ok: 1 replayed") && html.contains("refused: role viewer"),
@@ -481,9 +400,6 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
     );
     assert!(!html.contains(OPERATOR_TOKEN) && !html.contains(VIEWER_TOKEN));
 
-    own.delete_queues(&["route".to_string(), q.to_string()])
-        .await
-        .unwrap();
-    own.close().await;
+    remove_queues(own, q).await;
     t.stop().await;
 }

@@ -3,10 +3,20 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::run_cli;
+use wecom_bridge::catalog::Diagnostic;
+
+use crate::support::run_config;
+
+/// The shipped configuration, relative to [`root`].
+const SHIPPED: &str = "config/bridge.toml";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// `wecom-bridge --config <config> <args…>` run from the repository root.
+fn cli(config: impl AsRef<Path>, args: &[&str]) -> (bool, String, String) {
+    run_config(config.as_ref(), args, &root(), &[])
 }
 
 fn zone() -> jiff::tz::TimeZone {
@@ -53,15 +63,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn every_shipped_mapping_loads_and_passes_its_cases() {
     let cat = wecom_bridge::catalog::load(&root().join("mappings"), &root().join("connectors"))
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}",
-                e.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        });
+        .unwrap_or_else(|e| panic!("{}", Diagnostic::join(&e, "\n")));
     assert!(
         cat.mappings.len() >= 9,
         "{:?}",
@@ -92,19 +94,14 @@ fn every_shipped_mapping_loads_and_passes_its_cases() {
 
 #[test]
 fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            "config/bridge.toml",
-            "mapping",
-            "test",
-            "expense-voucher",
-            "--sample",
-            "mappings/expense-voucher.cases/basic-morning.json",
-        ],
-        &root(),
-        &[],
-    );
+    let test_expense_case = |case: &str| {
+        let sample = format!("mappings/expense-voucher.cases/{case}");
+        cli(
+            SHIPPED,
+            &["mapping", "test", "expense-voucher", "--sample", &sample],
+        )
+    };
+    let (ok, out, err) = test_expense_case("basic-morning.json");
     assert!(ok, "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let want: serde_json::Value = serde_json::from_str(
@@ -116,19 +113,7 @@ fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
     .unwrap();
     assert_eq!(doc, want);
 
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            "config/bridge.toml",
-            "mapping",
-            "test",
-            "expense-voucher",
-            "--sample",
-            "mappings/expense-voucher.cases/total-mismatch.json",
-        ],
-        &root(),
-        &[],
-    );
+    let (ok, out, err) = test_expense_case("total-mismatch.json");
     assert!(!ok, "{out}");
     assert!(
         err.contains("refused: total_mismatch") && err.contains("assert[0]"),
@@ -138,24 +123,18 @@ fn mapping_test_prints_the_document_of_a_raw_getapprovaldetail_response() {
 
 #[test]
 fn mapping_test_samples_prints_one_json_line_per_input_and_a_summary() {
-    let (ok, out, err) = run_cli(
+    let (ok, out, err) = cli(
+        SHIPPED,
         &[
-            "--config",
-            "config/bridge.toml",
             "mapping",
             "test",
             "expense-voucher",
             "--samples",
             "mappings/expense-voucher.cases",
         ],
-        &root(),
-        &[],
     );
     assert!(ok, "{out}{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = crate::support::json_lines(&out);
     let inputs =
         wecom_bridge::map::cases::inputs(&root().join("mappings/expense-voucher.cases")).unwrap();
     assert_eq!(lines.len(), inputs.len());
@@ -190,11 +169,7 @@ fn mapping_test_samples_prints_one_json_line_per_input_and_a_summary() {
 
 #[test]
 fn mapping_test_all_passes_and_shows_a_diff_on_a_mismatch() {
-    let (ok, out, err) = run_cli(
-        &["--config", "config/bridge.toml", "mapping", "test", "--all"],
-        &root(),
-        &[],
-    );
+    let (ok, out, err) = cli(SHIPPED, &["mapping", "test", "--all"]);
     assert!(ok, "{out}{err}");
     assert!(err.contains(" passed, 0 failed"), "{err}");
 
@@ -208,17 +183,7 @@ fn mapping_test_all_passes_and_shows_a_diff_on_a_mismatch() {
             .replacen("\"6602.01\"", "\"6602.99\"", 1);
     std::fs::write(&expected, text).unwrap();
     let cfg = config_with_mappings(t.path(), &mappings);
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "mapping",
-            "test",
-            "--all",
-        ],
-        &root(),
-        &[],
-    );
+    let (ok, out, err) = cli(&cfg, &["mapping", "test", "--all"]);
     assert!(!ok, "{out}");
     assert!(
         out.contains("FAIL  expense-voucher") && out.contains("basic-morning.json"),
@@ -233,10 +198,9 @@ fn mapping_test_all_passes_and_shows_a_diff_on_a_mismatch() {
 
 #[test]
 fn mapping_bench_reports_documents_per_second() {
-    let (ok, out, err) = run_cli(
+    let (ok, out, err) = cli(
+        SHIPPED,
         &[
-            "--config",
-            "config/bridge.toml",
             "mapping",
             "bench",
             "expense-voucher",
@@ -245,8 +209,6 @@ fn mapping_bench_reports_documents_per_second() {
             "--seconds",
             "0.3",
         ],
-        &root(),
-        &[],
     );
     assert!(ok, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -267,7 +229,7 @@ fn check_refuses_a_broken_mapping_with_every_diagnostic() {
     .unwrap();
     std::fs::remove_file(mappings.join("tables/leave-types.toml")).unwrap();
     let cfg = config_with_mappings(t.path(), &mappings);
-    let (ok, out, err) = run_cli(&["--config", cfg.to_str().unwrap(), "check"], &root(), &[]);
+    let (ok, out, err) = cli(&cfg, &["check"]);
     assert!(!ok, "{out}");
     for needle in [
         "broken.toml:7:26: path",

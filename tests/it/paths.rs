@@ -9,13 +9,8 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
         &format!("path = \"{}\"", dir.path().join("bridge.redb").display()),
         "path = \"data/bridge.redb\"",
     ) + "[catalog]\nmappings_dir = \"mappings\"\nconnectors_dir = \"connectors\"\n";
-    let config = dir.path().join("bridge.toml");
-    std::fs::write(&config, toml).unwrap();
-    std::fs::write(
-        dir.path().join("connectors/finance.toml"),
-        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
-    )
-    .unwrap();
+    let config = config_file(dir.path(), &toml);
+    finance_connector(dir.path());
     std::fs::write(
         dir.path().join("mappings/expense.toml"),
         "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_names = [\"费用报销\"]\n",
@@ -28,11 +23,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
 fn check_from_another_working_directory_finds_the_catalog_next_to_the_config() {
     let (dir, config) = setup();
     let elsewhere = tempfile::tempdir().unwrap();
-    let (ok, out, err) = run_cli(
-        &["--config", config.to_str().unwrap(), "check"],
-        elsewhere.path(),
-        &[],
-    );
+    let (ok, out, err) = run_config(&config, &["check"], elsewhere.path(), &[]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("mapping     expense"), "{out}");
     let store = std::path::absolute(dir.path().join("data/bridge.redb")).unwrap();
@@ -44,8 +35,7 @@ fn a_missing_catalog_folder_fails_check_and_serve() {
     let (dir, config) = setup();
     std::fs::remove_dir_all(dir.path().join("mappings")).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let cfg = config.to_str().unwrap();
-    let (ok, out, err) = run_cli(&["--config", cfg, "check"], elsewhere.path(), &[]);
+    let (ok, out, err) = run_config(&config, &["check"], elsewhere.path(), &[]);
     assert!(!ok, "check passed without its mappings folder: {out}");
     assert!(err.contains("folder does not exist"), "{err}");
     assert!(err.contains("mappings"), "{err}");
@@ -63,6 +53,6 @@ fn a_missing_catalog_folder_fails_check_and_serve() {
 
     // an empty folder is allowed
     std::fs::create_dir(dir.path().join("mappings")).unwrap();
-    let (ok, out, err) = run_cli(&["--config", cfg, "check"], elsewhere.path(), &[]);
+    let (ok, out, err) = run_config(&config, &["check"], elsewhere.path(), &[]);
     assert!(ok, "{out}{err}");
 }

@@ -9,26 +9,15 @@ use wecom_bridge::config::Config;
 use wecom_bridge::stage::{DeliveryJob, Message};
 use wecom_bridge::standins::wecom::FakeWeCom;
 
+use crate::route::{SECRET, config_with_secret, detail};
 use crate::support::*;
 
-const SECRET: &str = "fake-app-secret-for-tests";
-const EXPENSE: &str = include_str!("../fixtures/wecom/approval_detail_expense.json");
 const SP_NO: &str = "202511300001";
 const MAPPING: &str = "connector = \"finance\"\n[match]\nevent = \"approval\"\ntemplate_names = [\"费用报销\"]\nactions = [\"approved\", \"revoked\"]\n";
 
 /// The sample's callback for [`SP_NO`] with `status` (2 approved, 6 revoked after approval).
 fn callback(status: u32) -> String {
-    include_str!("../../samples/approval-approved.xml")
-        .replace("wx5823bf96d3bd56c7", CORP_ID)
-        .replace("202506050012", SP_NO)
-        .replace(
-            "<SpStatus>2</SpStatus><TemplateId>",
-            &format!("<SpStatus>{status}</SpStatus><TemplateId>"),
-        )
-        .replace(
-            "<StatuChangeEvent>2</StatuChangeEvent>",
-            &format!("<StatuChangeEvent>{status}</StatuChangeEvent>"),
-        )
+    crate::route::callback(SP_NO, status, status)
 }
 
 async fn start(config: &Config) -> TestBridge {
@@ -80,19 +69,8 @@ async fn take_jobs<B: Broker>(b: &B, n: usize) -> Vec<DeliveryJob> {
 }
 
 fn cli(config: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) -> String {
-    let (ok, out, err) = run_cli(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "reroute",
-            "--since",
-            "1h",
-            "--template",
-            "费用报销",
-        ],
-        cwd,
-        env,
-    );
+    let args = ["reroute", "--since", "1h", "--template", "费用报销"];
+    let (ok, out, err) = run_config(config, &args, cwd, env);
     assert!(ok, "reroute failed: {out}{err}");
     out
 }
@@ -101,30 +79,19 @@ fn cli(config: &std::path::Path, cwd: &std::path::Path, env: &[(&str, &str)]) ->
 async fn an_unrouted_approval_and_its_revocation_are_rerouted_once_after_the_mapping_is_added() {
     let fake = FakeWeCom::start().await;
     fake.add_credentials(CORP_ID, SECRET);
-    let mut info = serde_json::from_str::<serde_json::Value>(EXPENSE).unwrap()["info"].clone();
-    info["sp_no"] = SP_NO.into();
     // the detail as it is now: approved, then revoked
-    info["sp_status"] = 6.into();
-    fake.add_approval(info);
+    fake.add_approval(detail(SP_NO, 6));
 
     // The configuration file with relative catalog folders; the CLI runs from elsewhere.
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let toml = config_toml(dir.path(), &[TestApp::new("rr")]).replace(
-        "[apps.rr]\n",
-        &format!("[apps.rr]\nsecret = \"{SECRET}\"\n"),
-    );
+    let toml = config_with_secret(dir.path(), "rr");
     let toml = format!(
         "{toml}\n[wecom]\napi_base_url = \"{}\"\n[reconcile]\nenabled = false\n[catalog]\nmappings_dir = \"mappings\"\nconnectors_dir = \"connectors\"\n",
         fake.base_url()
     );
-    let path = dir.path().join("bridge.toml");
-    std::fs::write(&path, toml).unwrap();
-    std::fs::write(
-        dir.path().join("connectors/finance.toml"),
-        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
-    )
-    .unwrap();
+    let path = config_file(dir.path(), &toml);
+    finance_connector(dir.path());
     let config = Config::load(&path).unwrap();
     let app = TestApp::new("rr");
 

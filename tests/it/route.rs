@@ -11,7 +11,8 @@ use wecom_bridge::standins::wecom::FakeWeCom;
 
 use crate::support::*;
 
-const SECRET: &str = "fake-app-secret-for-tests";
+/// The API secret of the apps that [`start_bridge`] starts.
+pub(crate) const SECRET: &str = "fake-app-secret-for-tests";
 const EXPENSE: &str = include_str!("../fixtures/wecom/approval_detail_expense.json");
 
 pub(crate) fn detail(sp_no: &str, status: u32) -> Value {
@@ -23,17 +24,7 @@ pub(crate) fn detail(sp_no: &str, status: u32) -> Value {
 
 /// The approval callback of the sample, for `sp_no` with `status` and change event `change`.
 pub(crate) fn callback(sp_no: &str, status: u32, change: u32) -> String {
-    include_str!("../../samples/approval-approved.xml")
-        .replace("wx5823bf96d3bd56c7", CORP_ID)
-        .replace("202506050012", sp_no)
-        .replace(
-            "<SpStatus>2</SpStatus><TemplateId>",
-            &format!("<SpStatus>{status}</SpStatus><TemplateId>"),
-        )
-        .replace(
-            "<StatuChangeEvent>2</StatuChangeEvent>",
-            &format!("<StatuChangeEvent>{change}</StatuChangeEvent>"),
-        )
+    wecom_bridge::cli::demo::samples::callback(CORP_ID, sp_no, status, change)
 }
 
 fn extra(fake: &FakeWeCom, broker: &str) -> String {
@@ -75,6 +66,15 @@ pub(crate) async fn jobs(
     match broker {
         AnyBroker::Embedded(b) => take(b, &q, want, wait).await,
         AnyBroker::Rabbitmq(b) => take(b, &q, want, wait).await,
+    }
+}
+
+/// On RabbitMQ, deletes the route and `deliver.finance` queues the test's bridge declared.
+pub(crate) async fn remove_rabbit_queues(broker: &AnyBroker) {
+    if let AnyBroker::Rabbitmq(b) = broker {
+        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
+            .await
+            .unwrap();
     }
 }
 
@@ -131,27 +131,47 @@ pub(crate) async fn start_bridge(
     broker_section: &str,
 ) -> (TestBridge, TestApp) {
     fake.add_credentials(CORP_ID, SECRET);
-    // config_toml writes the app section; the API secret goes into it
     let dir = tempfile::tempdir().unwrap();
-    let base = config_toml(dir.path(), &[TestApp::new(name)]);
-    let with_secret = base.replace(
+    let toml = format!(
+        "{}\n{}",
+        config_with_secret(dir.path(), name),
+        extra(fake, broker_section)
+    );
+    let config = wecom_bridge::config::Config::from_toml(&toml).unwrap();
+    let t = TestBridge::start_config(config, dir).await;
+    (t, TestApp::new(name))
+}
+
+/// [`config_toml`] for app `name`, with the API secret that [`start_bridge`] gives the fake
+/// WeCom; `config_toml` writes the app section, the secret goes into it.
+pub(crate) fn config_with_secret(dir: &std::path::Path, name: &str) -> String {
+    config_toml(dir, &[TestApp::new(name)]).replace(
         &format!("[apps.{name}]\n"),
         &format!("[apps.{name}]\nsecret = \"{SECRET}\"\nagent_id = 1000005\n"),
-    );
-    let config = wecom_bridge::config::Config::from_toml(&format!(
-        "{with_secret}\n{}",
-        extra(fake, broker_section)
-    ))
-    .unwrap();
-    let bridge = wecom_bridge::app::start(&config).await.unwrap();
-    let t = TestBridge {
-        public: bridge.public_addr,
-        admin: bridge.admin_addr,
-        bridge: Some(bridge),
-        dir,
-        config,
-    };
-    (t, TestApp::new(name))
+    )
+}
+
+/// Starts a bridge `name` with one mapping `mapping` (matching `match_body`) that feeds
+/// `connector`, posts the callback of test vector `vector`, and returns the one job it makes
+/// (and the catalog folder, which must outlive the bridge).
+pub(crate) async fn one_job_from_vector(
+    fake: &FakeWeCom,
+    name: &str,
+    (connector, mapping, match_body): (&str, &str, &str),
+    vector_id: &str,
+) -> (TestBridge, DeliveryJob, tempfile::TempDir) {
+    let (catalog, section) = one_mapping_catalog(connector, mapping, match_body);
+    let (t, app) = start_bridge(name, fake, &section).await;
+    let xml = vector(vector_id)["expected"]["plaintext"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (q, body) = signed(&app, &xml);
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let broker = broker_of(&t).await;
+    let mut got = jobs(&broker, connector, 1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1);
+    (t, got.remove(0), catalog)
 }
 
 async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker_section: &str) {
@@ -188,11 +208,7 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     assert!(!doc.to_string().contains("e+"), "no floats in the document");
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(fake.calls("gettoken"), 1);
-    if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
-            .await
-            .unwrap();
-    }
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }
@@ -220,19 +236,10 @@ async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
         let url = t.url(&app.path);
         async move { assert_eq!(post(&url, &q, body).await.0, 200) }
     };
-    let settled = || async {
-        eventually(30, "route queue drained", || async {
-            let q = t.queues().await;
-            q["outbox_backlog"] == 0
-                && q["queues"][0]["ready"] == 0
-                && q["queues"][0]["unacked"] == 0
-        })
-        .await;
-    };
     fake.add_approval(detail(sp, 1));
     send(1, 1).await; // submitted
     send(1, 2).await; // approver 1 agreed, form still in progress
-    settled().await;
+    t.route_settled().await;
     fake.add_approval(detail(sp, 2));
     send(2, 2).await; // approved
     let first = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
@@ -241,7 +248,7 @@ async fn lifecycle_forwards_exactly_one_approved_and_one_revoked_job() {
     fake.add_approval(detail(sp, 10));
     send(2, 10).await; // comment added on the approved form
     send(10, 2).await; // paid
-    settled().await;
+    t.route_settled().await;
     fake.add_approval(detail(sp, 6));
     send(6, 8).await; // revoked after approval
     send(6, 10).await; // another event on the revoked form
@@ -292,13 +299,9 @@ async fn approval_without_an_api_secret_is_parked_with_the_fix_in_the_reason() {
     let (q, body) = signed(&app, &callback("202506057777", 2, 2));
     assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
     eventually(30, "the event parked as a dead letter", || async {
-        let text = reqwest::get(format!("http://{}/admin/dead-letters?queue=route", t.admin))
+        t.dead_letters("route")
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.contains("apps.nosecret.secret is not configured")
+            .contains("apps.nosecret.secret is not configured")
     })
     .await;
     t.stop().await;
@@ -336,14 +339,7 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
         "http://{}/admin/reconcile?since={since}&until={until}",
         t.admin
     );
-    let report: Value = client
-        .post(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = post_json(&url).await;
     assert_eq!(report["checked"], 250, "{report}");
     assert_eq!(report["missing"], 10, "{report}");
     assert_eq!(report["injected"], 10, "{report}");
@@ -367,14 +363,7 @@ async fn reconciliation_injects_exactly_the_missed_approvals_once() {
     let mut want: Vec<String> = missed.iter().map(|i| format!("2025070{i:05}:2")).collect();
     want.sort();
     assert_eq!(keys, want);
-    let again: Value = client
-        .post(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = post_json(&url).await;
     assert_eq!(
         (again["missing"].as_u64(), again["injected"].as_u64()),
         (Some(0), Some(0)),
@@ -395,12 +384,8 @@ async fn reconcile_cli_injects_missed_approvals_without_a_running_bridge() {
         fake.add_approval(info);
     }
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bridge.toml");
-    let toml = config_toml(dir.path(), &[TestApp::new("recli")]).replace(
-        "[apps.recli]\n",
-        &format!("[apps.recli]\nsecret = \"{SECRET}\"\n"),
-    );
-    std::fs::write(&config, format!("{toml}\n{}", extra(&fake, ""))).unwrap();
+    let toml = config_with_secret(dir.path(), "recli");
+    let config = config_file(dir.path(), &format!("{toml}\n{}", extra(&fake, "")));
     let cfg = config.to_str().unwrap();
     let since = jiff::Timestamp::from_second(base_time - 60)
         .unwrap()
@@ -450,27 +435,23 @@ async fn customer_events_route_to_crm_with_the_customer_record() {
         "external_contact": {"external_userid": "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw", "name": "李客户", "type": 1},
         "follow_user": [{"userid": "ZhangSan", "state": "expo2025_booth_b12"}]
     }));
-    let (_catalog, section) = one_mapping_catalog(
-        "crm",
-        "new-customers",
-        "event = \"external_contact\"\nchange_types = [\"add_external_contact\"]",
-    );
-    let (t, app) = start_bridge("crm_app", &fake, &section).await;
-    let xml = vector("external_contact_add")["expected"]["plaintext"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (q, body) = signed(&app, &xml);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
-    let broker = broker_of(&t).await;
-    let got = jobs(&broker, "crm", 1, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0].action.as_str(), "changed");
-    let MapInput::Customer(customer) = &got[0].input else {
-        panic!("not a typed customer input: {:?}", got[0].input)
+    let (t, job, _catalog) = one_job_from_vector(
+        &fake,
+        "crm_app",
+        (
+            "crm",
+            "new-customers",
+            "event = \"external_contact\"\nchange_types = [\"add_external_contact\"]",
+        ),
+        "external_contact_add",
+    )
+    .await;
+    assert_eq!(job.action.as_str(), "changed");
+    let MapInput::Customer(customer) = &job.input else {
+        panic!("not a typed customer input: {:?}", job.input)
     };
     assert!(customer.customer_fetched);
-    let doc = got[0].input.to_value();
+    let doc = job.input.to_value();
     assert_eq!(doc["name"], "李客户", "{doc}");
     assert_eq!(
         doc["external_user_id"], "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw",

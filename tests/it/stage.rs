@@ -10,7 +10,9 @@ use wecom_bridge::map::input::MapInput;
 use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::store::{QueueOp, Store};
 
-use crate::route::{broker_of, callback, detail, jobs, one_mapping_catalog, start_bridge};
+use crate::route::{
+    broker_of, callback, detail, one_job_from_vector, remove_rabbit_queues, start_bridge,
+};
 use crate::support::*;
 
 /// Tiers with a short one (the route schedule's only delay) and one at WeCom's 60 s window.
@@ -33,21 +35,32 @@ async fn route_depth(broker: &AnyBroker) -> wecom_bridge::broker::QueueDepth {
     broker.depths(&["route".to_string()]).await.unwrap()[0].clone()
 }
 
+/// Starts bridge `name` (with `section`) and posts an approved callback whose first detail
+/// fetch WeCom answers with `errcode`; returns the time just before the post, Unix ms.
+async fn approval_whose_detail_fails(
+    name: &str,
+    section: &str,
+    errcode: i64,
+) -> (TestBridge, FakeWeCom, AnyBroker, i64) {
+    let fake = FakeWeCom::start().await;
+    let sp = "202506051111";
+    fake.add_approval(detail(sp, 2));
+    fake.fail_next("getapprovaldetail", errcode, 1);
+    let (t, app) = start_bridge(name, &fake, section).await;
+    let broker = broker_of(&t).await;
+    let before = jiff::Timestamp::now().as_millisecond();
+    let (q, body) = signed(&app, &callback(sp, 2, 2));
+    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    (t, fake, broker, before)
+}
+
 /// Posts an approved callback whose detail fetch WeCom answers with 45009 once; returns when
 /// the route stage has settled it as a retry.
 async fn rate_limited_approval(
     name: &str,
     section: &str,
 ) -> (TestBridge, FakeWeCom, AnyBroker, i64) {
-    let fake = FakeWeCom::start().await;
-    let sp = "202506051111";
-    fake.add_approval(detail(sp, 2));
-    fake.fail_next("getapprovaldetail", 45009, 1);
-    let (t, app) = start_bridge(name, &fake, section).await;
-    let broker = broker_of(&t).await;
-    let before = jiff::Timestamp::now().as_millisecond();
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let (t, fake, broker, before) = approval_whose_detail_fails(name, section, 45009).await;
     eventually(
         30,
         "the rate-limited event waiting for its retry",
@@ -107,23 +120,14 @@ async fn rabbitmq_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
         vec![(Duration::from_secs(1), 0), (Duration::from_secs(60), 1)],
         "the retry waits in the 60 s delay queue, not the 1 s one"
     );
-    b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
-        .await
-        .unwrap();
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }
 
 async fn permanent_error_parks_at_once(name: &str, section: &str) {
-    let fake = FakeWeCom::start().await;
-    let sp = "202506052222";
-    fake.add_approval(detail(sp, 2));
     // 60011: the app may not see this applicant; retrying cannot help
-    fake.fail_next("getapprovaldetail", 60011, 1);
-    let (t, app) = start_bridge(name, &fake, section).await;
-    let broker = broker_of(&t).await;
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    let (t, fake, broker, _) = approval_whose_detail_fails(name, section, 60011).await;
     eventually(30, "the event parked", || async {
         route_depth(&broker).await.dead == 1
     })
@@ -134,11 +138,7 @@ async fn permanent_error_parks_at_once(name: &str, section: &str) {
     assert!(parked[0].reason.contains("60011"), "{}", parked[0].reason);
     assert_eq!(fake.calls("getapprovaldetail"), 1);
     assert_eq!(route_depth(&broker).await.delayed, 0);
-    if let AnyBroker::Rabbitmq(b) = &broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
-            .await
-            .unwrap();
-    }
+    remove_rabbit_queues(&broker).await;
     t.stop().await;
     fake.stop().await;
 }
@@ -161,26 +161,22 @@ async fn a_contact_change_job_carries_a_snake_case_contact_record() {
         "errcode": 0, "userid": "SunQi", "name": "孙七", "department": [5, 12],
         "mobile": "13800000007", "position": "财务专员", "status": 1
     }));
-    let (_catalog, section) = one_mapping_catalog(
-        "hr",
-        "new-members",
-        "event = \"contact\"\nchange_types = [\"create_user\"]",
-    );
-    let (t, app) = start_bridge("hr_app", &fake, &section).await;
-    let xml = vector("contact_create_user")["expected"]["plaintext"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (q, body) = signed(&app, &xml);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
-    let broker = broker_of(&t).await;
-    let got = jobs(&broker, "hr", 1, Duration::from_secs(30)).await;
-    assert_eq!(got.len(), 1);
-    let MapInput::Contact(record) = &got[0].input else {
-        panic!("not a typed contact input: {:?}", got[0].input)
+    let (t, job, _catalog) = one_job_from_vector(
+        &fake,
+        "hr_app",
+        (
+            "hr",
+            "new-members",
+            "event = \"contact\"\nchange_types = [\"create_user\"]",
+        ),
+        "contact_create_user",
+    )
+    .await;
+    let MapInput::Contact(record) = &job.input else {
+        panic!("not a typed contact input: {:?}", job.input)
     };
     assert!(record.directory_fetched, "user/get was merged in");
-    let doc: Value = got[0].input.to_value();
+    let doc: Value = job.input.to_value();
     assert_eq!(doc["user_id"], "SunQi", "{doc}");
     assert_eq!(doc["name"], "孙七", "{doc}");
     assert_eq!(doc["department_ids"], json!(["5", "12"]), "{doc}");

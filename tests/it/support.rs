@@ -3,12 +3,19 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 use wecom_bridge::app::{self, RunningBridge};
+use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitDelivery, RabbitOptions};
+use wecom_bridge::broker::{
+    Body, Broker, Consumer, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE,
+};
 use wecom_bridge::cli::simulate::sign_event;
 use wecom_bridge::config::Config;
+use wecom_bridge::store::Store;
 use wecom_bridge::wecom::crypto::CallbackCrypto;
 
 /// The generated test credentials of `vectors.json` (config `bridge_test`).
@@ -174,9 +181,7 @@ impl TestBridge {
         .text()
         .await
         .unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        json_lines(&text)
     }
 
     pub async fn stop(mut self) -> TempDir {
@@ -197,6 +202,12 @@ pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u1
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap())
+}
+
+/// POSTs to `url` without a body and answers the JSON it gets back.
+pub async fn post_json(url: &str) -> Value {
+    let resp = reqwest::Client::new().post(url).send().await.unwrap();
+    resp.json().await.unwrap()
 }
 
 /// Gets a URL; returns (status, body).
@@ -406,6 +417,73 @@ pub fn run_cli(
     )
 }
 
+/// [`run_cli`] of `wecom-bridge --config <config> <args…>`.
+pub fn run_config(
+    config: &std::path::Path,
+    args: &[&str],
+    cwd: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run_cli(&all, cwd, env)
+}
+
+/// Writes `toml` as `dir/bridge.toml` and returns its path.
+pub fn config_file(dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
+    let path = dir.join("bridge.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Writes the `finance` connector (an HTTP target at `env:FINANCE_URL`) into the catalog of
+/// [`config_toml`]`(dir, …)`.
+pub fn finance_connector(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("connectors/finance.toml"),
+        "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
+    )
+    .unwrap();
+}
+
+/// Writes, in `dir`, the configuration of app `app` (its path is returned) and fills its
+/// embedded broker's route queue with [`envelope`]s of `ids`, of which the first `parked`
+/// taken are parked with the reason `reason` gives their id. No bridge runs.
+pub async fn embedded_with_dead_letters(
+    dir: &std::path::Path,
+    app: &str,
+    ids: &[&str],
+    parked: usize,
+    reason: impl Fn(&str) -> &'static str,
+) -> std::path::PathBuf {
+    let config = config_file(dir, &config_toml(dir, &[TestApp::new(app)]));
+    let b = embedded_at(dir).await;
+    for id in ids {
+        b.publish(ROUTE_QUEUE, &envelope(id)).await.unwrap();
+    }
+    let mut c = b.consume(ROUTE_QUEUE).await.unwrap();
+    for _ in 0..parked {
+        let d = c.next().await.unwrap().unwrap();
+        let why = reason(&d.envelope().id);
+        d.dead_letter(why).await.unwrap();
+    }
+    drop(c);
+    b.close().await;
+    config
+}
+
+/// The embedded broker on the store of [`config_toml`]`(dir, …)`, opened by the test while
+/// no bridge runs (to lay out queues for the CLI).
+pub async fn embedded_at(dir: &std::path::Path) -> EmbeddedBroker {
+    let store = Store::open(&dir.join("bridge.redb"), test_sealer()).unwrap();
+    let opts = EmbeddedOptions {
+        prefetch: 8,
+        lease: Duration::from_secs(30),
+        delivery_limit: 20,
+    };
+    EmbeddedBroker::open(store, opts).await.unwrap()
+}
+
 /// The RabbitMQ URL tests use; RabbitMQ must be running (tests fail loudly otherwise).
 pub fn amqp_url() -> String {
     std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
@@ -418,6 +496,68 @@ pub fn rabbit_section(prefix: &str) -> String {
         "[broker]\nkind = \"rabbitmq\"\nurl = \"{}\"\nprefix = \"{prefix}\"\nretry_tiers_secs = [1, 2]\n",
         amqp_url()
     )
+}
+
+/// The test's own RabbitMQ connection to the broker of a bridge configured with
+/// [`rabbit_section`]`(prefix)`, with the same retry tiers.
+pub async fn own_rabbit(prefix: &str) -> RabbitBroker {
+    let opts = RabbitOptions {
+        prefix: prefix.into(),
+        prefetch: 8,
+        retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2)],
+        delivery_limit: 20,
+        queues: vec![],
+    };
+    RabbitBroker::connect(&amqp_url(), opts).await.unwrap()
+}
+
+/// Publishes [`envelope`]s with these ids to `queue` and parks each as a stage would, with
+/// `reason`; returns the consumer, still open (a replayed message comes back to it).
+pub async fn park(
+    own: &RabbitBroker,
+    queue: &str,
+    ids: &[&str],
+    reason: &str,
+) -> Consumer<RabbitDelivery> {
+    for id in ids {
+        own.publish(queue, &envelope(id)).await.unwrap();
+    }
+    let mut c = own.consume(queue).await.unwrap();
+    for _ in ids {
+        let d = c.next().await.unwrap().unwrap();
+        d.dead_letter(reason).await.unwrap();
+    }
+    c
+}
+
+/// Deletes the bridge's route queue and `queue` from RabbitMQ and closes the connection.
+pub async fn remove_queues(own: RabbitBroker, queue: &str) {
+    own.delete_queues(&[ROUTE_QUEUE.to_string(), queue.to_string()])
+        .await
+        .unwrap();
+    own.close().await;
+}
+
+/// A test message `id`: an approval event whose XML carries the id and some CDATA.
+pub fn envelope(id: &str) -> Envelope {
+    Envelope {
+        v: ENVELOPE_VERSION,
+        id: id.into(),
+        kind: "approval_change".into(),
+        business_key: format!("{id}:2"),
+        app: "demo".into(),
+        created_at_ms: 1_749_106_583_000,
+        body: Body::Message(
+            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id><Note><![CDATA[汉字 & <tags>]]></Note></xml>")}),
+        ),
+    }
+}
+
+/// One JSON value per line, as the admin API lists things.
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Polls `check` every 50 ms until it returns true or `secs` pass.
@@ -437,6 +577,37 @@ where
 }
 
 impl TestBridge {
+    /// Waits until the bridge's broker connection is up (`/readyz` says so).
+    pub async fn broker_up(&self) {
+        let url = format!("http://{}/readyz", self.admin);
+        eventually(
+            20,
+            "the bridge's broker connection (RabbitMQ running? `rabbitmq-server -detached`)",
+            || async { get(&url).await.1.contains("\"state\":\"ok\"") },
+        )
+        .await;
+    }
+
+    /// Waits until every journaled event is relayed to the broker and the route queue holds
+    /// nothing ready or unacknowledged (every event routed and settled).
+    pub async fn route_settled(&self) {
+        eventually(30, "outbox relayed and route queue drained", || async {
+            let q = self.queues().await;
+            let route = &q["queues"][0];
+            q["outbox_backlog"] == 0
+                && route["queue"] == ROUTE_QUEUE
+                && route["ready"] == 0
+                && route["unacked"] == 0
+        })
+        .await;
+    }
+
+    /// `/admin/dead-letters?queue=…` as the admin API answers it (one JSON object a line).
+    pub async fn dead_letters(&self, queue: &str) -> String {
+        let url = format!("http://{}/admin/dead-letters?queue={queue}", self.admin);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    }
+
     /// `/admin/queues` as JSON.
     pub async fn queues(&self) -> Value {
         let resp = reqwest::get(format!("http://{}/admin/queues", self.admin))

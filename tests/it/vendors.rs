@@ -31,6 +31,19 @@ async fn post_json(
     (status, cookies, resp.bytes().await.expect("body").to_vec())
 }
 
+/// POSTs `pairs` as an `application/x-www-form-urlencoded` body; answers status and body.
+async fn post_form(url: &str, pairs: &[(&'static str, String)]) -> (u16, Vec<u8>) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(pairs))
+        .send()
+        .await
+        .expect("reachable");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.expect("body").to_vec())
+}
+
 fn form(pairs: &[(&'static str, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
@@ -468,18 +481,10 @@ async fn beisen_token_push_poll_failure_and_expiry() {
     let server = standins::beisen::start(state).await;
     let client = reqwest::Client::new();
     let token = |tenant: &'static str, secret: &'static str| {
-        let client = client.clone();
         let url = format!("{}{}", server.base_url(), beisen::TOKEN_PATH);
         async move {
-            let r = client
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form(&beisen::token_form("1001", tenant, secret)))
-                .send()
-                .await
-                .expect("reachable");
-            let status = r.status().as_u16();
-            beisen::parse_token(status, &r.bytes().await.expect("body"))
+            let (status, body) = post_form(&url, &beisen::token_form("1001", tenant, secret)).await;
+            beisen::parse_token(status, &body)
         }
     };
     assert_eq!(
@@ -646,18 +651,10 @@ async fn salesforce_token_upsert_duplicate_failure_and_expiry() {
     let server = standins::salesforce::start(state).await;
     let client = reqwest::Client::new();
     let token = |secret: &'static str| {
-        let client = client.clone();
         let url = format!("{}{}", server.base_url(), salesforce::TOKEN_PATH);
         async move {
-            let r = client
-                .post(url)
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form(&salesforce::token_form("cid", secret)))
-                .send()
-                .await
-                .expect("reachable");
-            let status = r.status().as_u16();
-            salesforce::parse_token(status, &r.bytes().await.expect("body"))
+            let (status, body) = post_form(&url, &salesforce::token_form("cid", secret)).await;
+            salesforce::parse_token(status, &body)
         }
     };
     assert!(matches!(

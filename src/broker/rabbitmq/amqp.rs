@@ -199,6 +199,17 @@ pub(super) fn long_str(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
+/// [`quorum_args`] for a queue whose rejected or expired messages go, at least once, to
+/// `exchange` with routing key `q`; a full queue refuses publishes instead of dropping.
+pub(super) fn dead_lettering_args(exchange: &str, q: &str) -> FieldTable {
+    let mut args = quorum_args();
+    args.insert("x-dead-letter-exchange".into(), long_str(exchange));
+    args.insert("x-dead-letter-routing-key".into(), long_str(q));
+    args.insert("x-dead-letter-strategy".into(), long_str("at-least-once"));
+    args.insert("x-overflow".into(), long_str("reject-publish"));
+    args
+}
+
 pub(super) fn put_int(headers: &mut FieldTable, key: &str, v: i64) {
     headers.insert(key.into(), AMQPValue::LongLongInt(v));
 }

@@ -144,18 +144,11 @@ impl Inner {
         }
         for q in queues {
             let work = self.names.work_queue(q);
-            let mut args = quorum_args();
+            let mut args = dead_lettering_args(&self.names.dead_exchange(), q);
             args.insert(
                 "x-delivery-limit".into(),
                 AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
             );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                long_str(&self.names.dead_exchange()),
-            );
-            args.insert("x-dead-letter-routing-key".into(), long_str(q));
-            args.insert("x-dead-letter-strategy".into(), long_str("at-least-once"));
-            args.insert("x-overflow".into(), long_str("reject-publish"));
             declare_queue(link, ch, &work, args).await?;
             bind(ch, &work, &self.names.work_exchange(), q).await?;
 
@@ -166,15 +159,8 @@ impl Inner {
             for tier in &self.tiers {
                 let delay = self.names.delay_queue(q, *tier);
                 let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
-                let mut args = quorum_args();
+                let mut args = dead_lettering_args(&self.names.work_exchange(), q);
                 args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
-                args.insert(
-                    "x-dead-letter-exchange".into(),
-                    long_str(&self.names.work_exchange()),
-                );
-                args.insert("x-dead-letter-routing-key".into(), long_str(q));
-                args.insert("x-dead-letter-strategy".into(), long_str("at-least-once"));
-                args.insert("x-overflow".into(), long_str("reject-publish"));
                 declare_queue(link, ch, &delay, args).await?;
             }
         }

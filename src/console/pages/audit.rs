@@ -2,12 +2,12 @@
 //! edits or deletes rows.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{layout, signed_in, time, trouble};
+use super::{SignedIn, layout, time, trouble};
 use crate::admin::AdminState;
 
 const PAGE: usize = 100;
@@ -21,13 +21,9 @@ pub(super) struct AuditQuery {
 /// `GET /console/audit`.
 pub(super) async fn list(
     State(st): State<AdminState>,
-    headers: HeaderMap,
     Query(q): Query<AuditQuery>,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let store = st.journal.store().clone();
     let rows = match tokio::task::spawn_blocking(move || store.audit_list(q.before, PAGE)).await {
         Ok(Ok(r)) => r,

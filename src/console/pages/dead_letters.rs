@@ -3,12 +3,12 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{csrf_ok, layout, refused, signed_in, time, trouble};
+use super::{SignedIn, csrf_ok, layout, refused, time, trouble};
 use crate::admin::AdminState;
 use crate::broker::RedriveFilter;
 use crate::console::{Role, audit, audit_row};
@@ -37,13 +37,9 @@ fn queue_or_default(q: &str) -> String {
 /// `GET /console/dead-letters`.
 pub(super) async fn list(
     State(st): State<AdminState>,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let queue = queue_or_default(&q.queue);
     let Some(broker) = st.broker.get() else {
         return trouble(
@@ -123,13 +119,9 @@ pub(super) struct ReplayForm {
 /// result on the list page.
 pub(super) async fn replay(
     State(st): State<AdminState>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Form(f): Form<ReplayForm>,
 ) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let queue = queue_or_default(&f.queue);
     if !csrf_ok(&st, &session, &f.csrf, "replay").await {
         return refused(

@@ -2,12 +2,12 @@
 //! whose payload only operators see (each view is audited).
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{layout, signed_in, trouble};
+use super::{SignedIn, layout, trouble};
 use crate::admin::AdminState;
 use crate::console::{Role, audit, audit_row};
 use crate::journal::EntryView;
@@ -37,13 +37,9 @@ fn some(s: &str) -> Option<String> {
 /// `GET /console/events`.
 pub(super) async fn list(
     State(st): State<AdminState>,
-    headers: HeaderMap,
     Query(q): Query<EventsQuery>,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let until_ms = match some(&q.before).map(|b| b.parse::<jiff::Timestamp>()) {
         None => None,
         Some(Ok(t)) => Some(t.as_millisecond()),
@@ -120,13 +116,9 @@ pub(super) struct OneQuery {
 /// `GET /console/event?seq=N`: one event; its payload for operators (audited).
 pub(super) async fn one(
     State(st): State<AdminState>,
-    headers: HeaderMap,
     Query(q): Query<OneQuery>,
+    SignedIn(session): SignedIn,
 ) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let with_payload = session.principal.may(Role::Operator);
     let journal = st.journal.clone();
     let seq = q.seq;

@@ -8,6 +8,8 @@ mod overview;
 mod sign_in;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -38,11 +40,18 @@ fn session_of(st: &AdminState, headers: &HeaderMap) -> Option<(String, Session)>
     Some((id.to_string(), session))
 }
 
-/// The prelude of every page: the live session, or a redirect to the sign-in page.
-fn signed_in(st: &AdminState, headers: &HeaderMap) -> Result<Session, Box<Response>> {
-    session_of(st, headers)
-        .map(|(_, s)| s)
-        .ok_or_else(|| Box::new(Redirect::to("/console/sign-in").into_response()))
+/// The prelude of every page, as an extractor: the live session, or a redirect to the
+/// sign-in page.
+struct SignedIn(Session);
+
+impl FromRequestParts<AdminState> for SignedIn {
+    type Rejection = Redirect;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AdminState) -> Result<Self, Redirect> {
+        session_of(st, &parts.headers)
+            .map(|(_, s)| SignedIn(s))
+            .ok_or_else(|| Redirect::to("/console/sign-in"))
+    }
 }
 
 /// The prelude of every POST: the form's CSRF token must be the session's.

@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
-use super::{layout, signed_in};
+use super::{SignedIn, layout};
 use crate::admin::AdminState;
 
 /// Sums the samples of counter `name` in Prometheus text, grouped by the value of `label`.
@@ -38,11 +37,7 @@ pub(crate) fn counter_by_label(text: &str, name: &str, label: &str) -> BTreeMap<
 }
 
 /// `GET /console/overview`.
-pub(super) async fn page(State(st): State<AdminState>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&st, &headers) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub(super) async fn page(State(st): State<AdminState>, SignedIn(session): SignedIn) -> Response {
     let store = st.journal.store().clone();
     let counts = tokio::task::spawn_blocking(move || store.journal_counts())
         .await

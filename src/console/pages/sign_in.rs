@@ -66,6 +66,24 @@ pub(super) async fn form(State(st): State<AdminState>, headers: HeaderMap) -> Re
     form_page(&st, StatusCode::OK, None)
 }
 
+/// Refuses a sign-in: counted under `reason`, audited as `result` (by an unknown
+/// principal), and the form again with `status` and `message`.
+async fn refuse(
+    st: &AdminState,
+    reason: &'static str,
+    result: &str,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    metrics::counter!("wecom_bridge_console_refused_total", "reason" => reason).increment(1);
+    audit(
+        st.journal.store(),
+        audit_row("unknown", "sign_in", "", result, "console"),
+    )
+    .await;
+    form_page(st, status, Some(message))
+}
+
 /// `POST /console/sign-in`: a known token starts a session; anything else is refused and
 /// audited.
 pub(super) async fn submit(
@@ -80,47 +98,28 @@ pub(super) async fn submit(
         .and_then(|c| auth::cookie(c, auth::SIGN_IN_COOKIE))
         .unwrap_or("");
     if f.nonce.is_empty() || !auth::same(cookie_nonce, &f.nonce) {
-        metrics::counter!("wecom_bridge_console_refused_total", "reason" => "csrf").increment(1);
-        audit(
-            store,
-            audit_row(
-                "unknown",
-                "sign_in",
-                "",
-                "refused: sign-in form without its CSRF value",
-                "console",
-            ),
+        return refuse(
+            &st,
+            "csrf",
+            "refused: sign-in form without its CSRF value",
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or was posted from elsewhere. Please sign in again.",
         )
         .await;
-        return form_page(
-            &st,
-            StatusCode::FORBIDDEN,
-            Some("The sign-in form expired or was posted from elsewhere. Please sign in again."),
-        );
     }
     let Some(principal) = st.console.tokens.authenticate(f.token.trim()) else {
-        metrics::counter!("wecom_bridge_console_refused_total", "reason" => "unknown_token")
-            .increment(1);
         tracing::warn!(
             hint = "someone tried to sign in to the console with a token that is not configured; repeated attempts mean someone is guessing",
             "console sign-in refused"
         );
-        audit(
-            store,
-            audit_row(
-                "unknown",
-                "sign_in",
-                "",
-                "refused: unknown token",
-                "console",
-            ),
+        return refuse(
+            &st,
+            "unknown_token",
+            "refused: unknown token",
+            StatusCode::UNAUTHORIZED,
+            "That token is not valid.",
         )
         .await;
-        return form_page(
-            &st,
-            StatusCode::UNAUTHORIZED,
-            Some("That token is not valid."),
-        );
     };
     let id = st.console.sessions.create(principal.clone());
     tracing::info!(who = %principal.name, role = %principal.role, "console sign-in");

@@ -21,8 +21,9 @@ pub(super) struct Tables<'t> {
     dead: Table<'t, (&'static str, i64, u64), ()>,
     counts: Table<'t, &'static str, (u64, u64, u64, u64)>,
     meta: Table<'t, &'static str, u64>,
-    next_id: Option<u64>,
-    next_lease: Option<u64>,
+    /// The counters taken in this batch (`NEXT_ID`, `NEXT_LEASE`) with their next values,
+    /// written back once at the end.
+    next: Vec<(&'static str, u64)>,
     /// Per queue: changes of (ready, leased, delayed, dead), written once at the end.
     deltas: Vec<(String, [i64; 4])>,
     woken: Vec<String>,
@@ -39,8 +40,7 @@ impl<'t> Tables<'t> {
             dead: tx.open_table(DEAD)?,
             counts: tx.open_table(COUNTS)?,
             meta: tx.open_table(META)?,
-            next_id: None,
-            next_lease: None,
+            next: Vec::new(),
             deltas: Vec::new(),
             woken: Vec::new(),
         })
@@ -50,22 +50,27 @@ impl<'t> Tables<'t> {
         Ok(self.meta.get(name)?.map(|v| v.value()).unwrap_or(1))
     }
 
+    /// The next message id.
     pub(super) fn take_id(&mut self) -> Result<u64, StoreError> {
-        let id = match self.next_id {
-            Some(id) => id,
-            None => self.counter(NEXT_ID)?,
-        };
-        self.next_id = Some(id + 1);
-        Ok(id)
+        self.take(NEXT_ID)
     }
 
+    /// The next lease number.
     pub(super) fn take_lease(&mut self) -> Result<u64, StoreError> {
-        let lease = match self.next_lease {
-            Some(l) => l,
-            None => self.counter(NEXT_LEASE)?,
+        self.take(NEXT_LEASE)
+    }
+
+    /// Takes the value of counter `name`: read from the store on first use in the batch.
+    fn take(&mut self, name: &'static str) -> Result<u64, StoreError> {
+        let value = match self.next.iter().find(|(n, _)| *n == name) {
+            Some(&(_, v)) => v,
+            None => self.counter(name)?,
         };
-        self.next_lease = Some(lease + 1);
-        Ok(lease)
+        match self.next.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value + 1,
+            None => self.next.push((name, value + 1)),
+        }
+        Ok(value)
     }
 
     pub(super) fn count(&mut self, queue: &str, slot: usize, delta: i64) {
@@ -374,11 +379,8 @@ impl<'t> Tables<'t> {
 
     /// Writes counters and count changes; returns the woken queues and the next due time.
     pub(super) fn finish(mut self) -> Result<(Vec<String>, Option<i64>), StoreError> {
-        if let Some(id) = self.next_id {
-            self.meta.insert(NEXT_ID, id)?;
-        }
-        if let Some(lease) = self.next_lease {
-            self.meta.insert(NEXT_LEASE, lease)?;
+        for (name, next) in std::mem::take(&mut self.next) {
+            self.meta.insert(name, next)?;
         }
         for (queue, d) in std::mem::take(&mut self.deltas) {
             if d == [0; 4] {

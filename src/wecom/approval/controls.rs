@@ -11,7 +11,8 @@ use super::scalars::{
     code, flag, integer, items, lang_text, parse_decimal, render, text, timestamp, zone,
 };
 use super::types::{
-    ContactDept, ContactUser, DayItem, FormControl, FormValue, RelatedApprovalItem, SelectorOption,
+    AttendancePeriod, ContactDept, ContactUser, DayItem, FormControl, FormValue,
+    RelatedApprovalItem, SelectorOption,
 };
 use super::{MAX_TABLE_DEPTH, NormaliseError};
 
@@ -137,33 +138,17 @@ fn control(
             let vacation = raw.get("vacation").unwrap_or(&Value::Null);
             let option = items(vacation.get("selector").and_then(|s| s.get("options"))).next();
             let attendance = vacation.get("attendance").unwrap_or(&Value::Null);
-            let r = ctx.attendance(attendance)?;
             FormValue::Vacation {
                 type_key: text(option.and_then(|o| o.get("key"))),
                 type_name: lang_text(option.and_then(|o| o.get("value"))),
-                range_kind: r.range.kind,
-                begin: r.range.begin,
-                end: r.range.end,
-                begin_timestamp: r.range.begin_timestamp,
-                end_timestamp: r.range.end_timestamp,
-                duration_secs: r.range.duration_secs,
-                day_items: r.day_items,
-                slice_duration_secs: r.slice_duration_secs,
+                period: ctx.attendance(attendance)?,
             }
         }
         "Attendance" => {
             let attendance = raw.get("attendance").unwrap_or(&Value::Null);
-            let r = ctx.attendance(attendance)?;
             FormValue::Attendance {
                 kind: code(attendance.get("type")),
-                range_kind: r.range.kind,
-                begin: r.range.begin,
-                end: r.range.end,
-                begin_timestamp: r.range.begin_timestamp,
-                end_timestamp: r.range.end_timestamp,
-                duration_secs: r.range.duration_secs,
-                day_items: r.day_items,
-                slice_duration_secs: r.slice_duration_secs,
+                period: ctx.attendance(attendance)?,
             }
         }
         "PunchCorrection" => {
@@ -258,13 +243,6 @@ struct Range {
     begin_timestamp: Option<i64>,
     end_timestamp: Option<i64>,
     duration_secs: Option<i64>,
-}
-
-/// A normalised `attendance` object (also used inside `vacation`).
-struct AttendanceParts {
-    range: Range,
-    day_items: Vec<DayItem>,
-    slice_duration_secs: Option<i64>,
 }
 
 /// The control being read: its id for errors and the caller's zone.
@@ -363,7 +341,8 @@ impl Ctx<'_> {
         })
     }
 
-    fn attendance(&self, attendance: &Value) -> Result<AttendanceParts, NormaliseError> {
+    /// A normalised `attendance` object (also used inside `vacation`).
+    fn attendance(&self, attendance: &Value) -> Result<AttendancePeriod, NormaliseError> {
         let date_range = attendance.get("date_range").unwrap_or(&Value::Null);
         let zone = zone(date_range.get("timezone_info"), self.tz);
         let range = self.range(date_range)?;
@@ -379,8 +358,13 @@ impl Ctx<'_> {
                 duration_secs: self.seconds(item.get("duration"), "duration")?,
             });
         }
-        Ok(AttendanceParts {
-            range,
+        Ok(AttendancePeriod {
+            range_kind: range.kind,
+            begin: range.begin,
+            end: range.end,
+            begin_timestamp: range.begin_timestamp,
+            end_timestamp: range.end_timestamp,
+            duration_secs: range.duration_secs,
             day_items,
             slice_duration_secs: self.seconds(slice.get("duration"), "duration")?,
         })

@@ -58,8 +58,9 @@ mod types;
 
 pub use normalise::normalise;
 pub use types::{
-    Applicant, ApprovalInstance, ApprovalNode, Approver, Comment, ContactDept, ContactUser,
-    DayItem, Form, FormControl, FormValue, RelatedApprovalItem, SelectorOption, status_name,
+    Applicant, ApprovalInstance, ApprovalNode, Approver, AttendancePeriod, Comment, ContactDept,
+    ContactUser, DayItem, Form, FormControl, FormValue, RelatedApprovalItem, SelectorOption,
+    status_name,
 };
 
 /// How deeply `Table` controls may nest inside each other before the input is rejected.

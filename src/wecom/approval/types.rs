@@ -196,43 +196,17 @@ pub enum FormValue {
         type_key: String,
         /// Vacation type name (年假, 病假, …).
         type_name: String,
-        /// Precision of the range: `halfday`, `hour` or `day`.
-        range_kind: String,
-        /// Start, RFC 3339.
-        begin: Option<String>,
-        /// End, RFC 3339.
-        end: Option<String>,
-        /// Start, unix seconds.
-        begin_timestamp: Option<i64>,
-        /// End, unix seconds.
-        end_timestamp: Option<i64>,
-        /// Range duration (`new_duration`), seconds.
-        duration_secs: Option<i64>,
-        /// Per-day split (`slice_info.day_items`).
-        day_items: Vec<DayItem>,
-        /// Total from `slice_info.duration`, seconds.
-        slice_duration_secs: Option<i64>,
+        /// The period, its fields inline (`range_kind`, `begin`, …).
+        #[serde(flatten)]
+        period: AttendancePeriod,
     },
     /// `Attendance` (leave, punch correction, business trip, outing, overtime).
     Attendance {
         /// 1 leave, 2 punch correction, 3 business trip, 4 outing, 5 overtime.
         kind: Option<u32>,
-        /// Precision of the range: `halfday`, `hour` or `day`.
-        range_kind: String,
-        /// Start, RFC 3339.
-        begin: Option<String>,
-        /// End, RFC 3339.
-        end: Option<String>,
-        /// Start, unix seconds.
-        begin_timestamp: Option<i64>,
-        /// End, unix seconds.
-        end_timestamp: Option<i64>,
-        /// Range duration (`new_duration`), seconds.
-        duration_secs: Option<i64>,
-        /// Per-day split (`slice_info.day_items`).
-        day_items: Vec<DayItem>,
-        /// Total from `slice_info.duration`, seconds.
-        slice_duration_secs: Option<i64>,
+        /// The period, its fields inline (`range_kind`, `begin`, …).
+        #[serde(flatten)]
+        period: AttendancePeriod,
     },
     /// `PunchCorrection` (补卡).
     PunchCorrection {
@@ -331,6 +305,28 @@ pub struct ContactDept {
     pub id: String,
     /// Department name.
     pub name: String,
+}
+
+/// The period of a `Vacation` or `Attendance` control (its `attendance` object): the date
+/// range and its split into days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttendancePeriod {
+    /// Precision of the range: `halfday`, `hour` or `day`.
+    pub range_kind: String,
+    /// Start, RFC 3339.
+    pub begin: Option<String>,
+    /// End, RFC 3339.
+    pub end: Option<String>,
+    /// Start, unix seconds.
+    pub begin_timestamp: Option<i64>,
+    /// End, unix seconds.
+    pub end_timestamp: Option<i64>,
+    /// Range duration (`new_duration`), seconds.
+    pub duration_secs: Option<i64>,
+    /// Per-day split (`slice_info.day_items`).
+    pub day_items: Vec<DayItem>,
+    /// Total from `slice_info.duration`, seconds.
+    pub slice_duration_secs: Option<i64>,
 }
 
 /// One day of a leave or attendance split (`slice_info.day_items`).

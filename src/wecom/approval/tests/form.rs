@@ -302,18 +302,20 @@ fn vacation_in_expense_and_leave() {
         FormValue::Vacation {
             type_key: "1".into(),
             type_name: "年假".into(),
-            range_kind: "hour".into(),
-            begin: Some("2025-06-09T08:00:00+08:00".into()),
-            end: Some("2025-06-09T16:00:00+08:00".into()),
-            begin_timestamp: Some(1_749_427_200),
-            end_timestamp: Some(1_749_456_000),
-            duration_secs: Some(28_800),
-            day_items: vec![DayItem {
-                date: Some("2025-06-09".into()),
-                at: Some("2025-06-09T00:00:00+08:00".into()),
+            period: AttendancePeriod {
+                range_kind: "hour".into(),
+                begin: Some("2025-06-09T08:00:00+08:00".into()),
+                end: Some("2025-06-09T16:00:00+08:00".into()),
+                begin_timestamp: Some(1_749_427_200),
+                end_timestamp: Some(1_749_456_000),
                 duration_secs: Some(28_800),
-            }],
-            slice_duration_secs: Some(28_800),
+                day_items: vec![DayItem {
+                    date: Some("2025-06-09".into()),
+                    at: Some("2025-06-09T00:00:00+08:00".into()),
+                    duration_secs: Some(28_800),
+                }],
+                slice_duration_secs: Some(28_800),
+            },
         }
     );
     let l = leave();
@@ -322,12 +324,15 @@ fn vacation_in_expense_and_leave() {
     let FormValue::Vacation {
         type_key,
         type_name,
-        begin,
-        end,
-        duration_secs,
-        day_items,
-        slice_duration_secs,
-        ..
+        period:
+            AttendancePeriod {
+                begin,
+                end,
+                duration_secs,
+                day_items,
+                slice_duration_secs,
+                ..
+            },
     } = &vacation.value
     else {
         panic!("vacation");
@@ -357,13 +362,16 @@ fn attendance_in_expense_and_leave() {
     let a = expense();
     let FormValue::Attendance {
         kind,
-        range_kind,
-        begin,
-        end,
-        duration_secs,
-        day_items,
-        slice_duration_secs,
-        ..
+        period:
+            AttendancePeriod {
+                range_kind,
+                begin,
+                end,
+                duration_secs,
+                day_items,
+                slice_duration_secs,
+                ..
+            },
     } = &by_id(&a, "Attendance-1748000000020").value
     else {
         panic!("attendance");
@@ -387,14 +395,16 @@ fn attendance_in_expense_and_leave() {
         by_id(&leave(), "Attendance-1749000000001").value,
         FormValue::Attendance {
             kind: Some(4),
-            range_kind: "hour".into(),
-            begin: Some("2025-06-11T14:00:00+08:00".into()),
-            end: Some("2025-06-11T16:00:00+08:00".into()),
-            begin_timestamp: Some(1_749_621_600),
-            end_timestamp: Some(1_749_628_800),
-            duration_secs: Some(7_200),
-            day_items: vec![],
-            slice_duration_secs: None,
+            period: AttendancePeriod {
+                range_kind: "hour".into(),
+                begin: Some("2025-06-11T14:00:00+08:00".into()),
+                end: Some("2025-06-11T16:00:00+08:00".into()),
+                begin_timestamp: Some(1_749_621_600),
+                end_timestamp: Some(1_749_628_800),
+                duration_secs: Some(7_200),
+                day_items: vec![],
+                slice_duration_secs: None,
+            },
         }
     );
 }
