@@ -19,6 +19,8 @@ PORT=${PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
 export BROKER=${BROKER:-embedded}
 PREFIX="wbload-$$"
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+. scripts/rabbitmq-queues.sh
 
 cargo build --release --quiet --bin wecom-bridge --example loadgen
 work=$(mktemp -d)
@@ -28,11 +30,7 @@ cleanup() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   rm -rf "$work"
-  if [ "$BROKER" = rabbitmq ]; then
-    for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$PREFIX\." || true); do
-      rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
-    done
-  fi
+  if [ "$BROKER" = rabbitmq ]; then delete_queues "$PREFIX"; fi
 }
 trap cleanup EXIT
 
@@ -51,7 +49,7 @@ fi
   BRIDGE_ADMIN__LISTEN=127.0.0.1:$ADMIN_PORT BRIDGE_RECONCILE__ENABLED=false \
   BRIDGE_CATALOG__MAPPINGS_DIR="$work/mappings" BRIDGE_CATALOG__CONNECTORS_DIR="$repo/connectors" \
   BRIDGE_STORE__PATH="$work/data/bridge.redb" BRIDGE_JOURNAL__KEYS__LOCAL-1="file:$work/data/journal.key" \
-  RUST_LOG=error "$repo/target/release/wecom-bridge" --config "$repo/config/bridge.toml" serve) &
+  RUST_LOG=error "$target/release/wecom-bridge" --config "$repo/config/bridge.toml" serve) &
 pid=$!
 ready=no
 for _ in $(seq 300); do
@@ -64,7 +62,7 @@ backlog() { curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" | sed -n 's/.*"outbox
 url="http://127.0.0.1:$PORT/wecom/callback"
 echo "broker: $BROKER"
 t0=$(date +%s.%N)
-target/release/examples/loadgen --url "$url" --concurrency "$CONCURRENCY" --requests "$REQUESTS"
+"$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --requests "$REQUESTS"
 t1=$(date +%s.%N)
 echo "outbox backlog right after the closed loop: $(backlog)"
 if [ "$BROKER" != none ]; then
@@ -73,7 +71,7 @@ t2=$(date +%s.%N)
 awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
   printf "ingress → %s confirmed: %d events journaled and confirmed in %.2f s → %.0f events/s (outbox drained %.2f s after the last 200)\n", ENVIRON["BROKER"], n, c-a, n/(c-a), c-b }'
 fi
-target/release/examples/loadgen --url "$url" --concurrency "$CONCURRENCY" --rate "$RATE" --seconds "$SECONDS_AT_RATE"
+"$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --rate "$RATE" --seconds "$SECONDS_AT_RATE"
 echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"
 if [ "$BROKER" = rabbitmq ]; then
   # the limit, in the same run: bare lapin confirmed publishes to a quorum queue

@@ -49,6 +49,8 @@ pub struct Voucher {
     pub idempotency_key: Option<String>,
     /// The document as received.
     pub document: Value,
+    /// When it was committed (load runs measure latency up to here).
+    pub committed_at: Instant,
 }
 
 /// What the target answered to one request.
@@ -521,6 +523,7 @@ fn decide(
         document_no: document_no.clone(),
         idempotency_key: key.map(str::to_owned),
         document: doc.clone(),
+        committed_at: Instant::now(),
     });
     if then_500 {
         let r = answer(

@@ -24,7 +24,9 @@
 //!   ([`FakeWeCom::sent_messages`]), so tests count notifications here.
 //!
 //! Driven by fixtures: credentials, approvals (`info` objects of
-//! `getapprovaldetail`), users and external contacts are added by the test.
+//! `getapprovaldetail`), users and external contacts are added by the test. For load runs,
+//! [`FakeWeCom::serve_synthetic_approvals`] answers `getapprovaldetail` for any SpNo
+//! without a fixture from one template, so a million forms need no million fixtures.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -33,6 +35,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
@@ -128,6 +132,25 @@ impl FakeWeCom {
             _ => panic!("approval fixture without sp_no: {detail_info}"),
         };
         self.lock().approvals.insert(sp_no, detail_info);
+    }
+
+    /// Answers `getapprovaldetail` for every SpNo that has no fixture with `template` (an
+    /// `info` object) whose `sp_no` is the requested one; the answer text is built once, so
+    /// a load run spends almost nothing here. `getapprovalinfo` does not list these forms.
+    ///
+    /// # Panics
+    /// If `template` is not a JSON object (a broken fixture).
+    pub fn serve_synthetic_approvals(&self, template: Value) {
+        const MARK: &str = "\u{0}synthetic-sp-no\u{0}";
+        let mut info = template;
+        info["sp_no"] = json!(MARK);
+        let text = serde_json::to_string(&FakeState::ok(json!({ "info": info })))
+            .expect("a JSON value serialises");
+        let quoted = serde_json::to_string(MARK).expect("a string serialises");
+        let (before, after) = text
+            .split_once(&quoted)
+            .expect("the marker is in the text once");
+        self.lock().synthetic = Some((before.to_owned(), after.to_owned()));
     }
 
     /// Treats `userid` as outside the app's visible range: their forms take page
@@ -265,6 +288,9 @@ struct FakeState {
     recent: HashMap<String, (Instant, Duration, String)>,
     rate_limits: HashMap<String, RateWindow>,
     cursors: HashMap<String, CursorState>,
+    /// `getapprovaldetail`'s answer text before and after the SpNo, for forms without a
+    /// fixture ([`FakeWeCom::serve_synthetic_approvals`]).
+    synthetic: Option<(String, String)>,
 }
 
 impl Default for FakeState {
@@ -285,6 +311,7 @@ impl Default for FakeState {
             recent: HashMap::new(),
             rate_limits: HashMap::new(),
             cursors: HashMap::new(),
+            synthetic: None,
         }
     }
 }
@@ -450,6 +477,21 @@ impl FakeState {
             Some(info) => Self::ok(json!({ "info": info })),
             None => self.error(301025),
         }
+    }
+
+    /// The synthetic answer for a requested SpNo without a fixture, when that mode is on.
+    fn synthetic_detail(&self, body: &[u8]) -> Option<String> {
+        let (before, after) = self.synthetic.as_ref()?;
+        let sp_no = match parse_body(body)?.get("sp_no")? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        if self.approvals.contains_key(&sp_no) {
+            return None;
+        }
+        let quoted = serde_json::to_string(&sp_no).ok()?;
+        Some(format!("{before}{quoted}{after}"))
     }
 
     fn approval_info(&mut self, body: &[u8]) -> Value {
@@ -710,12 +752,15 @@ async fn approval_detail(
     State(st): State<Shared>,
     Query(q): Query<QueryMap>,
     body: Bytes,
-) -> Json<Value> {
+) -> Response {
     let mut st = lock(&st);
-    Json(match st.authorize("getapprovaldetail", &q) {
-        Ok(()) => st.approval_detail(&body),
-        Err(e) => e,
-    })
+    if let Err(e) = st.authorize("getapprovaldetail", &q) {
+        return Json(e).into_response();
+    }
+    match st.synthetic_detail(&body) {
+        Some(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        None => Json(st.approval_detail(&body)).into_response(),
+    }
 }
 
 async fn approval_info(

@@ -315,3 +315,36 @@ async fn message_send_checks_text_cards_and_drops_duplicates_like_wecom() {
     assert_eq!(fake.received_messages()[0]["textcard"]["url"], "");
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn synthetic_approvals_answer_any_sp_no_and_fixtures_win() {
+    let (fake, _) = started().await;
+    fake.serve_synthetic_approvals(json!({
+        "sp_no": "0", "sp_status": 2, "sp_name": "费用报销",
+        "apply_data": {"contents": [{"control": "Money", "id": "Money-1",
+            "title": [{"text": "金额", "lang": "zh_CN"}], "value": {"new_money": "1280.50"}}]}
+    }));
+    fake.add_approval(json!({"sp_no": "202506050012", "sp_status": 1}));
+    let api = WeComApi::new(ApiConfig {
+        base_url: fake.base_url(),
+        ..ApiConfig::default()
+    })
+    .expect("client");
+    let c = Credentials::new(CORP, Secret::new(SECRET));
+    for sp_no in ["202611300000000001", "202611300000000002"] {
+        let info = api.approval_detail(&c, sp_no).await.expect("synthetic");
+        assert_eq!(info["sp_no"], sp_no);
+        assert_eq!(info["sp_status"], 2);
+        assert_eq!(
+            info["apply_data"]["contents"][0]["value"]["new_money"],
+            "1280.50"
+        );
+    }
+    let fixture = api
+        .approval_detail(&c, "202506050012")
+        .await
+        .expect("fixture");
+    assert_eq!(fixture["sp_status"], 1);
+    assert_eq!(fake.calls("getapprovaldetail"), 3);
+    fake.stop().await;
+}
