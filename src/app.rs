@@ -13,16 +13,17 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, BrokerSlot};
-use crate::broker::{AnyBroker, Broker};
+use crate::broker::{AnyBroker, Broker, WRITEBACK_QUEUE};
 use crate::config::{Config, ConfigError, ResolvedSecrets, StagePlan};
 use crate::deliver::Connector;
-use crate::deliver::stage::DeliverStage;
+use crate::deliver::stage::{DeliverStage, retry_policy};
 use crate::ingress::{self, AppEndpoint};
 use crate::journal::{Journal, JournalCipher, JournalError, JournalWriter};
 use crate::route::RouteContext;
 use crate::stage::{Backoff, RetryPolicy, Shutdown, ShutdownTrigger};
 use crate::store::{Store, StoreError};
 use crate::wecom::crypto::CallbackCrypto;
+use crate::writeback::{Sender, WritebackStage};
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +224,8 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         serve(admin_listener, admin_router, "admin"),
     ];
     let retention = Duration::from_secs(config.journal.dedup_retention_hours * 3600);
-    let delivers = deliver_stages(config, &checked.deliver, &route, &ledger);
+    let delivers = deliver_stages(config, &checked.deliver, &route);
+    let writeback = writeback_stage(config, &checked.writeback, &route, &ledger);
     let pipeline = tokio::spawn(run_pipeline(
         config.broker.clone(),
         store.clone(),
@@ -232,6 +234,8 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         Plans {
             route: checked.route.clone(),
             delivers,
+            writeback,
+            ledger: ledger.clone(),
         },
         broker.clone(),
         rx_pipeline.clone(),
@@ -312,25 +316,48 @@ struct Plans {
     route: StagePlan,
     /// One deliver stage per connector that could be built.
     delivers: Vec<DeliverPlan>,
+    /// The writeback stage.
+    writeback: (Arc<WritebackStage>, StagePlan),
+    /// The ledger the deliver stages record in.
+    ledger: crate::record::Ledger,
 }
 
-/// The deliver stage of one connector, with its retry policy and concurrency cap.
+/// The deliver stage of one connector (built once the broker is up), with its retry policy
+/// and concurrency cap.
 struct DeliverPlan {
-    stage: Arc<DeliverStage>,
+    connector: Arc<Connector>,
     queue: String,
     policy: RetryPolicy,
     concurrency: usize,
 }
 
+/// The writeback stage: every app that can send messages (its secret and `agent_id`).
+fn writeback_stage(
+    config: &Config,
+    plan: &StagePlan,
+    route: &RouteContext,
+    ledger: &crate::record::Ledger,
+) -> (Arc<WritebackStage>, StagePlan) {
+    let senders = config
+        .apps
+        .iter()
+        .map(|(name, app)| {
+            let credentials = route.apps.get(name).and_then(|a| a.credentials.clone());
+            let sender = Sender {
+                credentials,
+                agent_id: app.agent_id,
+            };
+            (name.clone(), sender)
+        })
+        .collect();
+    let stage = WritebackStage::new(ledger.clone(), &route.api, senders, plan.policy.clone());
+    (Arc::new(stage), plan.clone())
+}
+
 /// Builds one deliver stage per connector. A connector that cannot be built (a secret is
 /// missing, its retry schedule is not a broker tier) is logged and counted, and its queue is
 /// not consumed: its jobs wait in the broker until the operator fixes it and restarts.
-fn deliver_stages(
-    config: &Config,
-    fallback: &StagePlan,
-    route: &RouteContext,
-    ledger: &crate::record::Ledger,
-) -> Vec<DeliverPlan> {
+fn deliver_stages(config: &Config, fallback: &StagePlan, route: &RouteContext) -> Vec<DeliverPlan> {
     let mut plans = Vec::new();
     for spec in &route.catalog.connectors {
         let connector = match Connector::build(spec.clone()) {
@@ -344,7 +371,7 @@ fn deliver_stages(
                 continue;
             }
         };
-        let policy = match DeliverStage::policy(
+        let policy = match retry_policy(
             &connector,
             &config.broker.retry_tiers_secs,
             &fallback.policy,
@@ -361,10 +388,7 @@ fn deliver_stages(
         plans.push(DeliverPlan {
             queue: crate::route::deliver_queue(&spec.name),
             concurrency: (spec.concurrency as usize).max(1),
-            stage: Arc::new(
-                DeliverStage::new(connector, route.catalog.clone(), ledger.clone())
-                    .with_max_attempts(policy.max_attempts()),
-            ),
+            connector,
             policy,
         });
     }
@@ -414,16 +438,46 @@ async fn run_stages<B: Broker>(
     let Plans {
         route: route_plan,
         delivers,
+        writeback: (writeback, writeback_plan),
+        ledger,
     } = plans;
     let mut stages = Vec::new();
     for d in delivers {
         tracing::info!(queue = %d.queue, concurrency = d.concurrency, "deliver stage consuming");
+        let stage = DeliverStage::new(
+            d.connector,
+            ctx.catalog.clone(),
+            ledger.clone(),
+            d.policy.clone(),
+            broker.clone(),
+        );
         stages.push(tokio::spawn(crate::stage::run(
             broker.clone(),
             d.queue,
-            d.stage,
+            Arc::new(stage),
             d.policy,
             d.concurrency,
+            shutdown.clone(),
+        )));
+    }
+    // Consumed when some mapping notifies (consuming declares the queue on RabbitMQ).
+    if ctx
+        .catalog
+        .mappings
+        .iter()
+        .any(|m| m.compiled.writeback().is_some())
+    {
+        tracing::info!(
+            queue = WRITEBACK_QUEUE,
+            concurrency = writeback_plan.concurrency,
+            "writeback stage consuming"
+        );
+        stages.push(tokio::spawn(crate::stage::run(
+            broker.clone(),
+            WRITEBACK_QUEUE.to_string(),
+            writeback,
+            writeback_plan.policy,
+            writeback_plan.concurrency,
             shutdown.clone(),
         )));
     }

@@ -183,6 +183,10 @@ struct MappingFile {
     #[serde(default)]
     #[allow(dead_code)]
     assert: Option<toml::Value>,
+    /// Notifications (read by `crate::map::compile` through `crate::writeback::spec`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    writeback: Option<toml::Value>,
     /// Test cases beside the mapping (used by `mapping test`).
     #[serde(default)]
     #[allow(dead_code)]
@@ -410,6 +414,12 @@ pub fn load_in_zone(
                 continue;
             }
         };
+        if let (Some(wb), Some(spec)) = (
+            compiled.writeback(),
+            catalog.connectors.iter().find(|c| c.name == connector),
+        ) {
+            errors.extend(crate::writeback::spec::check_captures(wb, spec, &file));
+        }
         catalog.mappings.push(Mapping {
             compiled,
             name,

@@ -84,6 +84,8 @@ pub struct StagesConfig {
     /// The deliver stage (consumes the `deliver.<connector>` queues); a connector's own
     /// retry settings, where it has them, take precedence.
     pub deliver: StageConfig,
+    /// The writeback stage (consumes the `writeback` queue: WeCom notifications).
+    pub writeback: StageConfig,
 }
 
 /// Settings of one queue stage.
@@ -135,6 +137,8 @@ pub struct Validated {
     pub route: StagePlan,
     /// The deliver stage's retry policy and concurrency (per deliver queue).
     pub deliver: StagePlan,
+    /// The writeback stage's retry policy and concurrency.
+    pub writeback: StagePlan,
     /// Per app: the corp id its API calls use.
     pub apps: BTreeMap<String, ValidApp>,
 }
@@ -738,6 +742,7 @@ impl Config {
         }
         let route = self.stage_plan("stages.route", &self.stages.route, &mut errors);
         let deliver = self.stage_plan("stages.deliver", &self.stages.deliver, &mut errors);
+        let writeback = self.stage_plan("stages.writeback", &self.stages.writeback, &mut errors);
         let time_zone = match jiff::tz::TimeZone::get(&self.wecom.time_zone) {
             Ok(tz) => Some(tz),
             Err(_) => {
@@ -800,11 +805,12 @@ impl Config {
                 ));
             }
         }
-        match (errors.is_empty(), time_zone, route, deliver) {
-            (true, Some(time_zone), Some(route), Some(deliver)) => Ok(Validated {
+        match (errors.is_empty(), time_zone, route, deliver, writeback) {
+            (true, Some(time_zone), Some(route), Some(deliver), Some(writeback)) => Ok(Validated {
                 time_zone,
                 route,
                 deliver,
+                writeback,
                 apps,
             }),
             _ => Err(ConfigError::Invalid(errors)),

@@ -2,7 +2,8 @@
 //! ERP, CRM and HR systems that act on them.
 //!
 //! The modules follow the data flow:
-//! [`ingress`] → [`journal`] → [`broker`] → [`route`] → [`map`] → [`deliver`] → [`record`],
+//! [`ingress`] → [`journal`] → [`broker`] → [`route`] → [`map`] → [`deliver`] → [`record`]
+//! → [`writeback`],
 //! with [`wecom`] (the protocol), [`config`], [`catalog`] (connectors/ and mappings/),
 //! [`store`] (the only user of the embedded database), [`admin`] and [`telemetry`] beside them,
 //! [`stage`] (the contract every queue stage runs on)
@@ -26,3 +27,4 @@ pub mod standins;
 pub mod store;
 pub mod telemetry;
 pub mod wecom;
+pub mod writeback;

@@ -27,6 +27,9 @@ use tokio::sync::mpsc;
 /// The stage queue that the outbox relay feeds and the route stage consumes.
 pub const ROUTE_QUEUE: &str = "route";
 
+/// The stage queue of WeCom notifications (writeback jobs), fed by the deliver stage.
+pub const WRITEBACK_QUEUE: &str = "writeback";
+
 /// Current envelope version. Version 1 (a `kind` plus the content in a string `payload`)
 /// is still read, so messages already in the queues survive a rolling upgrade.
 pub const ENVELOPE_VERSION: u16 = 2;
@@ -440,16 +443,18 @@ impl std::fmt::Debug for AnyBroker {
     }
 }
 
-/// Logical queues that exist whatever the configuration (the connectors add theirs).
+/// Logical queues that exist whatever the configuration, declared at connect (the connectors'
+/// deliver queues and the writeback queue are declared when first used, like any other).
 pub fn stage_queues() -> Vec<String> {
     vec![ROUTE_QUEUE.to_string()]
 }
 
-/// The queues an operator sees in `queues`: the route queue and the deliver queue of every
-/// connector (listed also when nothing consumes it yet).
+/// The queues an operator sees in `queues`: the route queue, the deliver queue of every
+/// connector and the writeback queue (listed also when nothing consumes them yet).
 pub fn listed_queues<'a>(connectors: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut queues = stage_queues();
+    let mut queues = vec![ROUTE_QUEUE.to_string()];
     queues.extend(connectors.into_iter().map(crate::route::deliver_queue));
+    queues.push(WRITEBACK_QUEUE.to_string());
     queues
 }
 

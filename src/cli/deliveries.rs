@@ -318,4 +318,33 @@ fn print_delivery(d: &Delivery) {
             }
         }
     }
+    for w in &d.writebacks {
+        let to: serde_json::Value = serde_json::from_str(&w.message).unwrap_or_default();
+        let to = ["touser", "toparty", "totag"]
+            .iter()
+            .filter_map(|k| to[*k].as_str().filter(|s| !s.is_empty()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "  writeback {} → {}  {}  sends {}  updated {}{}{}{}",
+            w.kind.as_str(),
+            to,
+            w.state.as_str(),
+            w.attempts,
+            when(w.updated_at_ms),
+            w.msg_id
+                .as_deref()
+                .map(|m| format!("  msgid {m}"))
+                .unwrap_or_default(),
+            if w.invalid.is_empty() {
+                String::new()
+            } else {
+                format!("  invalid {}", w.invalid.join("|"))
+            },
+            w.last_error
+                .as_deref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
 }

@@ -10,6 +10,15 @@
 //! schedule). A revocation whose approved document never reached the target is recorded as
 //! `revoked_without_approval` and nothing is sent.
 //!
+//! Writeback: when the job's mapping has `[writeback]`, the outcome that calls for a WeCom
+//! notification (delivered → the applicant, dead → operators) is recorded together with the
+//! rendered notification, pending ([`Ledger::finish_and_notify`]); then every pending
+//! notification of the job is published to the `writeback` queue and marked queued. A
+//! redelivered job (found delivered after a crash between the two) publishes what is still
+//! pending, so a notification is neither lost nor published for nothing; the document is not
+//! sent again. On its last attempt (by the same [`RetryPolicy`] the stage loop applies) a job
+//! that still fails is recorded dead, so the ledger and the notification match the parking.
+//!
 //! It must not settle deliveries itself, keep its own retry counters, or talk to the target
 //! other than through [`Connector::send`].
 
@@ -21,12 +30,16 @@ use serde_json::Value;
 
 use super::circuit::{Circuit, Permission};
 use super::{Attempt, Connector, Outgoing, Verdict};
-use crate::catalog::{Action, Catalog};
+use crate::broker::{Broker, WRITEBACK_QUEUE};
+use crate::catalog::{Action, Catalog, Mapping};
 use crate::map::Refusal;
+use crate::map::input::MapInput;
 use crate::record::{
-    AttemptPayload, AttemptRecord, Begin, Classification, JobStart, Ledger, LedgerQuery, Outcome,
+    AttemptPayload, AttemptRecord, Begin, Classification, JobRecord, JobStart, Ledger, LedgerQuery,
+    Outcome, WritebackKind, WritebackState,
 };
-use crate::stage::{DeliveryJob, Disposition, Handler, Message, RetryPolicy};
+use crate::stage::{DeliveryJob, Disposition, Handler, Message, Retry, RetryPolicy, WritebackJob};
+use crate::writeback::spec::{Facts, Recipients};
 
 /// Jobs handled by the deliver stage, by `connector` and `outcome`.
 pub const DELIVER_JOBS: &str = "wecom_bridge_deliver_jobs_total";
@@ -40,64 +53,66 @@ pub const DELIVER_REQUEST_SECONDS: &str = "wecom_bridge_deliver_request_seconds"
 /// connector's queue; the job stays unacknowledged (safe) in the broker.
 pub const MAX_CIRCUIT_WAIT: Duration = Duration::from_secs(60);
 
-/// The deliver stage of one connector.
+/// The retry policy of `connector`: its own `[retry]` schedule when it has one, else
+/// `fallback` (`[stages.deliver]`). Delays must be broker tiers (checked here as well as when
+/// the catalog is loaded).
+pub fn retry_policy(
+    connector: &Connector,
+    tiers_secs: &[u64],
+    fallback: &RetryPolicy,
+) -> Result<RetryPolicy, String> {
+    let retry = &connector.spec().retry;
+    if retry.position == (0, 0) {
+        return Ok(fallback.clone());
+    }
+    let schedule: Vec<u64> = retry.schedule.iter().map(Duration::as_secs).collect();
+    RetryPolicy::new(
+        &format!("connector `{}` [retry]", connector.name()),
+        &schedule,
+        tiers_secs,
+        retry.max_attempts,
+        None,
+    )
+    .map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The deliver stage of one connector; it publishes writeback jobs through `B`.
 #[derive(Debug)]
-pub struct DeliverStage {
+pub struct DeliverStage<B> {
     connector: Arc<Connector>,
     catalog: Arc<Catalog>,
     ledger: Ledger,
     circuit: std::sync::Mutex<Circuit>,
-    max_attempts: u32,
+    policy: RetryPolicy,
+    broker: B,
 }
 
-impl DeliverStage {
-    /// The stage delivering to `connector`, with mappings from `catalog`.
-    pub fn new(connector: Arc<Connector>, catalog: Arc<Catalog>, ledger: Ledger) -> Self {
+impl<B: Broker> DeliverStage<B> {
+    /// The stage delivering to `connector`, with mappings from `catalog`, retried by `policy`
+    /// (the one the stage loop applies: see [`retry_policy`]), publishing writeback jobs
+    /// through `broker`.
+    pub fn new(
+        connector: Arc<Connector>,
+        catalog: Arc<Catalog>,
+        ledger: Ledger,
+        policy: RetryPolicy,
+        broker: B,
+    ) -> Self {
         let circuit = std::sync::Mutex::new(Circuit::new(connector.spec().circuit));
         DeliverStage {
             connector,
             catalog,
             ledger,
             circuit,
-            max_attempts: u32::MAX,
+            policy,
+            broker,
         }
-    }
-
-    /// The attempts after which the stage loop parks a job (its [`RetryPolicy`]'s): a job
-    /// that would be retried after its last attempt is recorded dead in the ledger, as the
-    /// broker parks it, instead of `retrying` for ever.
-    pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {
-        self.max_attempts = max_attempts;
-        self
-    }
-
-    /// The retry policy of this connector: its own `[retry]` schedule when it has one,
-    /// else `fallback` (`[stages.deliver]`). Delays must be broker tiers (checked here as
-    /// well as when the catalog is loaded).
-    pub fn policy(
-        connector: &Connector,
-        tiers_secs: &[u64],
-        fallback: &RetryPolicy,
-    ) -> Result<RetryPolicy, String> {
-        let retry = &connector.spec().retry;
-        if retry.position == (0, 0) {
-            return Ok(fallback.clone());
-        }
-        let schedule: Vec<u64> = retry.schedule.iter().map(Duration::as_secs).collect();
-        RetryPolicy::new(
-            &format!("connector `{}` [retry]", connector.name()),
-            &schedule,
-            tiers_secs,
-            retry.max_attempts,
-            None,
-        )
-        .map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
     }
 
     fn name(&self) -> &str {
@@ -177,6 +192,152 @@ impl DeliverStage {
         }))
     }
 
+    fn mapping(&self, name: &str) -> Option<&Mapping> {
+        self.catalog.mappings.iter().find(|m| m.name == name)
+    }
+
+    /// Settles the job in the ledger with `outcome`, recording the notification the job's
+    /// mapping asks for with it (rendered from the job, its captured values and `document`).
+    async fn finish(
+        &self,
+        job: &DeliveryJob,
+        outcome: Outcome,
+        document: Option<&Value>,
+    ) -> Result<(), crate::record::LedgerError> {
+        let key = job.key.as_str();
+        let now = crate::broker::now_ms();
+        let wb = self
+            .mapping(&job.mapping)
+            .and_then(|m| m.compiled.writeback().cloned());
+        let kind = match &outcome {
+            Outcome::Delivered | Outcome::Duplicate
+                if wb.as_ref().is_some_and(|w| w.delivered.is_some()) =>
+            {
+                WritebackKind::Applicant
+            }
+            Outcome::Dead { .. } if wb.as_ref().is_some_and(|w| w.dead.is_some()) => {
+                WritebackKind::Operator
+            }
+            _ => return self.ledger.finish(key, outcome, now).await.map(|_| ()),
+        };
+        let reason = match &outcome {
+            Outcome::Dead { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        let (applicant, action) = (applicant(&job.input), job.action.as_str());
+        let document = document.cloned();
+        let render = move |rec: &JobRecord| -> Option<Value> {
+            let wb = wb?;
+            let facts = Facts {
+                sp_no: &rec.business_key,
+                applicant: &applicant,
+                mapping: &rec.mapping,
+                connector: &rec.connector,
+                action,
+                reason: &reason,
+                captured: &rec.captured,
+                document: document.as_ref(),
+            };
+            match kind {
+                WritebackKind::Applicant if applicant.is_empty() => None,
+                WritebackKind::Applicant => {
+                    let users = [applicant.clone()];
+                    let to = Recipients {
+                        users: &users,
+                        parties: &[],
+                        tags: &[],
+                    };
+                    wb.delivered.as_ref().map(|c| c.message(to, &facts))
+                }
+                WritebackKind::Operator => wb.dead.as_ref().map(|d| {
+                    let to = Recipients {
+                        users: &d.to_users,
+                        parties: &d.to_parties,
+                        tags: &d.to_tags,
+                    };
+                    d.card.message(to, &facts)
+                }),
+            }
+        };
+        self.ledger
+            .finish_and_notify(key, outcome, now, kind, render)
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes the job's pending notifications to the writeback queue and marks them queued.
+    /// `Err` (a retry of the deliver job; the document is not sent again) when the ledger or
+    /// the broker failed.
+    async fn publish_writebacks(&self, job: &DeliveryJob) -> Result<(), Disposition> {
+        if self
+            .mapping(&job.mapping)
+            .is_none_or(|m| m.compiled.writeback().is_none())
+        {
+            return Ok(());
+        }
+        let key = job.key.as_str();
+        let records = self
+            .ledger
+            .writebacks(key)
+            .await
+            .map_err(|e| self.ledger_failed(job, &e))?;
+        for r in records
+            .into_iter()
+            .filter(|r| r.state == WritebackState::Pending)
+        {
+            let message = serde_json::from_str(&r.message).unwrap_or(Value::Null);
+            let wb = WritebackJob {
+                key: job.key.clone(),
+                kind: r.kind,
+                app: job.app.clone(),
+                business_key: job.business_key.clone(),
+                message,
+            };
+            let now = crate::broker::now_ms();
+            let published = match wb.to_envelope(now) {
+                Ok(env) => self
+                    .broker
+                    .publish(WRITEBACK_QUEUE, &env)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = published {
+                self.count("writeback_unpublished");
+                tracing::warn!(connector = %self.name(), job = %key, kind = r.kind.as_str(), error = %e,
+                    "the notification could not be queued; the job is retried to queue it (the document is not sent again)");
+                return Err(Disposition::retry(format!("writeback job not queued: {e}")));
+            }
+            self.ledger
+                .writeback_queued(key, r.kind, now)
+                .await
+                .map_err(|e| self.ledger_failed(job, &e))?;
+        }
+        Ok(())
+    }
+
+    /// The job's outcome in the ledger, its notifications queued, then `disposition`.
+    async fn conclude(
+        &self,
+        job: &DeliveryJob,
+        outcome: Outcome,
+        document: Option<&Value>,
+        disposition: Disposition,
+    ) -> Disposition {
+        if let Err(e) = self.finish(job, outcome, document).await {
+            return self.ledger_failed(job, &e);
+        }
+        match self.publish_writebacks(job).await {
+            Ok(()) => disposition,
+            Err(retry) => retry,
+        }
+    }
+
+    /// Whether a retry after `attempt` is the end: the stage loop parks instead.
+    fn out_of_attempts(&self, attempt: u32, hint: Option<Duration>) -> bool {
+        self.policy.decide(attempt, hint) == Retry::Park
+    }
+
     /// `delivery` counts the broker's deliveries of this job (1 the first time).
     async fn deliver(&self, job: DeliveryJob, delivery: u32) -> Disposition {
         let key = job.key.as_str().to_string();
@@ -196,7 +357,11 @@ impl DeliverStage {
                 self.count("already_delivered");
                 tracing::info!(connector = %self.name(), job = %key, sp_no = %job.business_key,
                     "already delivered; nothing sent");
-                return Disposition::done("already_delivered");
+                // a crash after recording the delivery may have left its notification unqueued
+                return match self.publish_writebacks(&job).await {
+                    Ok(()) => Disposition::done("already_delivered"),
+                    Err(retry) => retry,
+                };
             }
             Ok(Begin::Settled(rec)) => {
                 self.count("already_settled");
@@ -217,7 +382,7 @@ impl DeliverStage {
                 Ok(true) => {}
             }
         }
-        let Some(mapping) = self.catalog.mappings.iter().find(|m| m.name == job.mapping) else {
+        let Some(mapping) = self.mapping(&job.mapping) else {
             let reason = format!(
                 "mapping `{}` is not in the catalog (removed or renamed?); restore it, then `wecom-bridge replay`",
                 job.mapping
@@ -275,22 +440,26 @@ impl DeliverStage {
             // refuses a duplicate, which settles the job as delivered).
             return self.ledger_failed(&job, &e);
         }
-        self.settle(&job, verdict, delivery).await
+        self.settle(&job, verdict, delivery, &document).await
     }
 
-    async fn settle(&self, job: &DeliveryJob, verdict: Verdict, delivery: u32) -> Disposition {
+    async fn settle(
+        &self,
+        job: &DeliveryJob,
+        verdict: Verdict,
+        attempt: u32,
+        document: &Value,
+    ) -> Disposition {
         let key = job.key.as_str();
+        // Out of attempts: the target kept failing; parked now, with the ledger saying so.
         let verdict = match verdict {
-            Verdict::Retryable { reason, .. } if delivery >= self.max_attempts => {
+            Verdict::Retryable { reason, after } if self.out_of_attempts(attempt, after) => {
                 Verdict::Permanent {
-                    reason: format!(
-                        "{reason} (after {delivery} attempts; the target kept failing)"
-                    ),
+                    reason: format!("{reason} (after {attempt} attempts; the target kept failing)"),
                 }
             }
             other => other,
         };
-        let now = crate::broker::now_ms();
         let (outcome, disposition, label) = match verdict {
             Verdict::Delivered => (
                 Outcome::Delivered,
@@ -325,9 +494,9 @@ impl DeliverStage {
                 )
             }
         };
-        if let Err(e) = self.ledger.finish(key, outcome, now).await {
-            return self.ledger_failed(job, &e);
-        }
+        let disposition = self
+            .conclude(job, outcome, Some(document), disposition)
+            .await;
         self.count(label);
         if label == "delivered" || label == "duplicate" {
             tracing::info!(connector = %self.name(), job = %key, sp_no = %job.business_key, outcome = label,
@@ -337,22 +506,15 @@ impl DeliverStage {
     }
 
     async fn dead(&self, job: &DeliveryJob, reason: String, label: &'static str) -> Disposition {
-        if let Err(e) = self
-            .ledger
-            .finish(
-                job.key.as_str(),
-                Outcome::Dead {
-                    reason: reason.clone(),
-                },
-                crate::broker::now_ms(),
-            )
-            .await
-        {
-            return self.ledger_failed(job, &e);
-        }
+        let outcome = Outcome::Dead {
+            reason: reason.clone(),
+        };
+        let disposition = self
+            .conclude(job, outcome, None, Disposition::park(reason))
+            .await;
         self.count(label);
         self.count("dead_lettered");
-        Disposition::park(reason)
+        disposition
     }
 
     async fn refused(&self, job: &DeliveryJob, refusal: &Refusal) -> Disposition {
@@ -386,7 +548,7 @@ impl DeliverStage {
     }
 }
 
-impl Handler for DeliverStage {
+impl<B: Broker> Handler for DeliverStage<B> {
     fn stage(&self) -> &'static str {
         "deliver"
     }
@@ -411,7 +573,28 @@ impl Handler for DeliverStage {
                     "a `{kind}` event arrived on a deliver queue; replay it to the route queue"
                 ))
             }
+            Message::Writeback(job) => {
+                self.count("wrong_queue");
+                Disposition::park(format!(
+                    "writeback job {}.{} arrived on a deliver queue; it belongs on {WRITEBACK_QUEUE}",
+                    job.key,
+                    job.kind.as_str()
+                ))
+            }
         }
+    }
+}
+
+/// The applicant's user id of an approval job (empty for other inputs).
+fn applicant(input: &MapInput) -> String {
+    match input {
+        MapInput::Approval(a) => a.applicant.user_id.clone(),
+        MapInput::ApprovalDocument(doc) => doc
+            .pointer("/applicant/user_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        MapInput::Contact(_) | MapInput::Customer(_) => String::new(),
     }
 }
 

@@ -97,6 +97,8 @@ pub struct CompiledMapping {
     asserts_read_doc: bool,
     /// Where `[match]` is, for catalog-level diagnostics.
     match_pos: (usize, usize),
+    /// `[writeback]`: the notifications to send when a job is delivered or parked.
+    writeback: Option<Arc<crate::writeback::spec::WritebackSpec>>,
 }
 
 impl std::fmt::Debug for CompiledMapping {
@@ -136,6 +138,7 @@ const TOP_KEYS: &[&str] = &[
     "document",
     "assert",
     "cases",
+    "writeback",
 ];
 
 /// Compiles a mapping file: parses, checks and indexes everything (paths, expressions, code
@@ -220,6 +223,15 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
         c.node(d)
     });
 
+    let writeback = top.get("writeback").and_then(|w| {
+        let fields: Vec<String> = top
+            .get("document")
+            .and_then(Item::as_table_like)
+            .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect())
+            .unwrap_or_default();
+        crate::writeback::spec::compile(&mut c, w, src.event == EventFamily::Approval, &fields)
+    });
+
     c.scope.push("doc".to_owned());
     let asserts = compile_asserts(&mut c, top.get("assert"));
 
@@ -249,6 +261,7 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
         lets,
         document,
         asserts,
+        writeback: writeback.map(Arc::new),
         match_pos: top
             .get("match")
             .and_then(Item::span)
@@ -489,6 +502,11 @@ pub fn overlaps(mappings: &[crate::catalog::Mapping]) -> Vec<Diagnostic> {
 }
 
 impl CompiledMapping {
+    /// `[writeback]`, when the mapping has one.
+    pub fn writeback(&self) -> Option<&crate::writeback::spec::WritebackSpec> {
+        self.writeback.as_deref()
+    }
+
     /// The mapping's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -10,7 +10,10 @@
 use crate::store::Store;
 
 use super::LedgerError;
-use super::types::{JobRecord, LedgerQuery, LedgerWrite, Page, StateCount, StoredAttempt};
+use super::types::{
+    JobRecord, LedgerQuery, LedgerWrite, Page, StateCount, StoredAttempt, WritebackKind,
+    WritebackRecord,
+};
 
 /// Where the ledger lives.
 #[derive(Clone, Debug)]
@@ -31,7 +34,42 @@ async fn blocking<R: Send + 'static>(
 pub type Decision<R> =
     Box<dyn FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), LedgerError> + Send>;
 
+/// A decision over a job and one of its writeback records, run inside a write transaction.
+pub type WritebackDecision<R> = Box<
+    dyn FnOnce(
+            Option<JobRecord>,
+            Option<WritebackRecord>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), LedgerError>
+        + Send,
+>;
+
 impl Backend {
+    /// Runs `decide` on the job `key` and its `kind` writeback record and applies both
+    /// writes, atomically.
+    pub async fn update_writeback<R: Send + 'static>(
+        &self,
+        key: String,
+        kind: WritebackKind,
+        decide: WritebackDecision<R>,
+    ) -> Result<R, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || store.ledger_update_writeback(&key, kind, decide)).await
+            }
+        }
+    }
+
+    /// The writeback records of a job.
+    pub async fn writebacks(&self, key: String) -> Result<Vec<WritebackRecord>, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_writebacks(&key)?)).await
+            }
+        }
+    }
+
     /// Runs `decide` on the current record of `key` and applies its write, atomically.
     pub async fn update<R: Send + 'static>(
         &self,

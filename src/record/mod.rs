@@ -17,16 +17,18 @@ pub mod admin;
 mod backend;
 mod seal;
 mod types;
+mod writeback;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::{Backend, Decision};
+pub use backend::{Backend, Decision, WritebackDecision};
 pub use seal::{MAX_BODY_BYTES, cap_body};
 pub use types::*;
+pub use writeback::WritebackResult;
 
 use crate::store::{Sealer, Store, StoreError};
 
@@ -216,31 +218,8 @@ impl Ledger {
         at_ms: i64,
     ) -> Result<JobRecord, LedgerError> {
         let k = key.to_string();
-        let decide: Decision<JobRecord> = Box::new(move |old| {
-            let Some(mut job) = old else {
-                return Err(LedgerError::UnknownJob { key: k });
-            };
-            let next = outcome.state();
-            if job.state.counts_as_delivered() && !next.counts_as_delivered() {
-                tracing::warn!(
-                    job = %job.key, sp_no = %job.business_key, state = %job.state, reported = %next,
-                    "a delivered job was reported as {next}; it stays {}; nothing to do unless the target lacks the document",
-                    job.state
-                );
-                metrics::counter!("wecom_bridge_ledger_kept_delivered_total").increment(1);
-                return Ok((None, job));
-            }
-            job.state = next;
-            job.last_error = outcome.error();
-            job.updated_at_ms = job.updated_at_ms.max(at_ms);
-            Ok((
-                Some(LedgerWrite {
-                    job: job.clone(),
-                    attempt: None,
-                }),
-                job,
-            ))
-        });
+        let decide: Decision<JobRecord> =
+            Box::new(move |old| decide_finish(old, k, &outcome, at_ms));
         count_failure(self.backend.update(key.to_string(), decide).await)
     }
 
@@ -268,7 +247,12 @@ impl Ledger {
             };
             attempts.push(a);
         }
-        Ok(Some(Delivery { job, attempts }))
+        let writebacks = self.writebacks(key).await?;
+        Ok(Some(Delivery {
+            job,
+            attempts,
+            writebacks,
+        }))
     }
 
     /// The job with this key, or else every job of this business key (SpNo), newest first.
@@ -379,6 +363,39 @@ fn to_stored(
         meta: attempt,
         sealed,
     })
+}
+
+/// The pure decision of [`Ledger::finish`]: the job settled with `outcome`, except that a job
+/// that counts as delivered stays delivered (then nothing is written).
+fn decide_finish(
+    old: Option<JobRecord>,
+    key: String,
+    outcome: &Outcome,
+    at_ms: i64,
+) -> Result<(Option<LedgerWrite>, JobRecord), LedgerError> {
+    let Some(mut job) = old else {
+        return Err(LedgerError::UnknownJob { key });
+    };
+    let next = outcome.state();
+    if job.state.counts_as_delivered() && !next.counts_as_delivered() {
+        tracing::warn!(
+            job = %job.key, sp_no = %job.business_key, state = %job.state, reported = %next,
+            "a delivered job was reported as {next}; it stays {}; nothing to do unless the target lacks the document",
+            job.state
+        );
+        metrics::counter!("wecom_bridge_ledger_kept_delivered_total").increment(1);
+        return Ok((None, job));
+    }
+    job.state = next;
+    job.last_error = outcome.error();
+    job.updated_at_ms = job.updated_at_ms.max(at_ms);
+    Ok((
+        Some(LedgerWrite {
+            job: job.clone(),
+            attempt: None,
+        }),
+        job,
+    ))
 }
 
 /// The pure decision of [`Ledger::begin`], run inside the back end's write transaction.

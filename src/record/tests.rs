@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn start(key: &str, at_ms: i64) -> JobStart {
+pub(crate) fn start(key: &str, at_ms: i64) -> JobStart {
     JobStart {
         key: key.into(),
         connector: "finance".into(),

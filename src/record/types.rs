@@ -316,6 +316,82 @@ pub struct Delivery {
     pub job: JobRecord,
     /// Its attempts.
     pub attempts: Vec<AttemptRecord>,
+    /// Its notifications (writeback), applicant first.
+    #[serde(default)]
+    pub writebacks: Vec<WritebackRecord>,
+}
+
+/// Who a writeback notification is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritebackKind {
+    /// The applicant, told their document was booked (on delivered).
+    Applicant,
+    /// The configured operators, told a job was parked (on dead-lettered).
+    Operator,
+}
+
+impl WritebackKind {
+    /// Both kinds, in display order.
+    pub const ALL: [WritebackKind; 2] = [WritebackKind::Applicant, WritebackKind::Operator];
+
+    /// The name used in the store, the CLI and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritebackKind::Applicant => "applicant",
+            WritebackKind::Operator => "operator",
+        }
+    }
+}
+
+/// Where a writeback notification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritebackState {
+    /// Recorded with the job's outcome; its writeback job is not yet on the broker. The deliver
+    /// stage publishes it (again after a crash: a redelivered job finds it pending).
+    Pending,
+    /// On the `writeback` queue (or being sent, or waiting for a retry).
+    Queued,
+    /// WeCom accepted it.
+    Sent,
+    /// Given up (a permanent WeCom error or attempts used up); parked on `writeback`.
+    Failed,
+}
+
+impl WritebackState {
+    /// The name shown to operators.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritebackState::Pending => "pending",
+            WritebackState::Queued => "queued",
+            WritebackState::Sent => "sent",
+            WritebackState::Failed => "failed",
+        }
+    }
+}
+
+/// One writeback notification of a job: what is sent and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritebackRecord {
+    /// For whom.
+    pub kind: WritebackKind,
+    /// Where it stands.
+    pub state: WritebackState,
+    /// WeCom's `message/send` body without `agentid`, as JSON text.
+    pub message: String,
+    /// Sends tried.
+    pub attempts: u32,
+    /// When it was recorded (Unix ms).
+    pub created_at_ms: i64,
+    /// When it last changed (Unix ms).
+    pub updated_at_ms: i64,
+    /// WeCom's message id once sent.
+    pub msg_id: Option<String>,
+    /// Recipients WeCom reported invalid (users, parties, tags), if any.
+    pub invalid: Vec<String>,
+    /// The last failure, readable by an operator.
+    pub last_error: Option<String>,
 }
 
 /// What one ledger write changes, handed to a back end to apply atomically.

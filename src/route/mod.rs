@@ -191,6 +191,14 @@ impl<B: Broker> Handler for RouteStage<B> {
                     deliver_queue(&job.connector)
                 ));
             }
+            Message::Writeback(job) => {
+                return Disposition::park(format!(
+                    "writeback job {}.{} is on the route queue; it belongs on {}",
+                    job.key,
+                    job.kind.as_str(),
+                    crate::broker::WRITEBACK_QUEUE
+                ));
+            }
         };
         match self.route(&event).await {
             Ok(outcome) => Disposition::done(outcome),

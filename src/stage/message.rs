@@ -2,7 +2,8 @@
 //!
 //! The broker carries [`Envelope`]s and never reads their body; this module is where a body
 //! becomes a [`Message`] and back. Version 2 bodies are a tagged JSON object:
-//! `{"type": "event", "xml": "…"}` or `{"type": "delivery_job", "key": "job_…", …}`.
+//! `{"type": "event", "xml": "…"}`, `{"type": "delivery_job", "key": "job_…", …}` or
+//! `{"type": "writeback", "key": "job_…", "kind": "applicant", …}`.
 //! Version 1 envelopes (a `kind` and the content in a string: the XML for events, the job as
 //! JSON-in-a-string for `kind = "delivery_job"`) are still decoded, so a rolling upgrade never
 //! strands what is already queued. `tests/fixtures/envelopes/` freezes one of each.
@@ -15,9 +16,12 @@ use sha2::{Digest, Sha256};
 use crate::broker::{Body, Envelope};
 use crate::catalog::Action;
 use crate::map::input::MapInput;
+use crate::record::WritebackKind;
 
 /// The `kind` header of delivery-job envelopes.
 pub const DELIVERY_JOB_KIND: &str = "delivery_job";
+/// The `kind` header of writeback-job envelopes.
+pub const WRITEBACK_KIND: &str = "writeback";
 
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -112,6 +116,43 @@ impl DeliveryJob {
     }
 }
 
+/// A unit of work for the writeback stage: one WeCom notification about one delivery job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WritebackJob {
+    /// The delivery job it reports on (with `kind`, the notification's identity: the ledger
+    /// keeps one record per pair, and a notification that was sent is not sent again).
+    pub key: JobKey,
+    /// For whom.
+    pub kind: WritebackKind,
+    /// The app that sends it (its `agent_id` and secret).
+    pub app: String,
+    /// Business key (SpNo) of the job.
+    pub business_key: String,
+    /// WeCom's `message/send` body without `agentid` (added when sent).
+    pub message: serde_json::Value,
+}
+
+impl WritebackJob {
+    /// The envelope of this job (id `<job key>.<kind>`).
+    pub fn to_envelope(&self, created_at_ms: i64) -> Result<Envelope, MessageError> {
+        let id = format!("{}.{}", self.key, self.kind.as_str());
+        let body = serde_json::to_value(WireRef::Writeback(self)).map_err(|source| {
+            MessageError::Encode {
+                id: id.clone(),
+                source,
+            }
+        })?;
+        Ok(Envelope::new(
+            id,
+            WRITEBACK_KIND,
+            self.business_key.as_str(),
+            self.app.as_str(),
+            created_at_ms,
+            body,
+        ))
+    }
+}
+
 /// A decoded envelope body.
 #[derive(Debug, Clone, PartialEq)]
 #[allow(
@@ -136,6 +177,8 @@ pub enum Message {
     },
     /// A job for the deliver stage.
     DeliveryJob(DeliveryJob),
+    /// A notification for the writeback stage.
+    Writeback(WritebackJob),
 }
 
 /// The envelope of an accepted callback.
@@ -157,6 +200,7 @@ pub fn event_envelope(
 #[serde(tag = "type", rename_all = "snake_case")]
 enum WireRef<'a> {
     DeliveryJob(&'a DeliveryJob),
+    Writeback(&'a WritebackJob),
 }
 
 /// The v2 body, owned for decoding.
@@ -169,6 +213,7 @@ enum WireRef<'a> {
 enum Wire {
     Event { xml: String },
     DeliveryJob(DeliveryJob),
+    Writeback(WritebackJob),
 }
 
 /// A v1 delivery job: `document` was untyped JSON.
@@ -239,6 +284,7 @@ impl Message {
                     xml,
                 }),
                 Wire::DeliveryJob(job) => Ok(Message::DeliveryJob(job)),
+                Wire::Writeback(job) => Ok(Message::Writeback(job)),
             },
             Body::Legacy(payload) if env.kind == DELIVERY_JOB_KIND => {
                 let v1: V1Job = serde_json::from_str(payload).map_err(body_error)?;
@@ -275,6 +321,7 @@ impl Message {
         match self {
             Message::Event { kind, .. } => kind,
             Message::DeliveryJob(_) => DELIVERY_JOB_KIND,
+            Message::Writeback(_) => WRITEBACK_KIND,
         }
     }
 }
@@ -325,6 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn the_frozen_writeback_envelope_decodes_and_encodes_the_same() {
+        let bytes = include_bytes!("../../tests/fixtures/envelopes/v2_writeback_applicant.json");
+        let env = Envelope::from_bytes(bytes).unwrap();
+        let Message::Writeback(job) = Message::decode(&env).unwrap() else {
+            panic!("not a writeback job")
+        };
+        assert_eq!(job.kind, WritebackKind::Applicant);
+        assert_eq!(job.key.as_str(), "job_8baa3877ccd83e48fa76baa789209e4d");
+        assert_eq!(job.message["textcard"]["title"], "报销单已入账");
+        assert_eq!(Message::Writeback(job.clone()).kind(), WRITEBACK_KIND);
+        assert_eq!(job.to_envelope(env.created_at_ms).unwrap(), env);
+    }
+
+    #[test]
     fn an_unknown_type_is_a_typed_error_naming_the_message() {
         let env = Envelope::new(
             "x1",
@@ -332,7 +393,7 @@ mod tests {
             "b",
             "a",
             1,
-            serde_json::json!({"type": "writeback"}),
+            serde_json::json!({"type": "telepathy"}),
         );
         let e = Message::decode(&env).unwrap_err();
         assert!(matches!(e, MessageError::Body { .. }));

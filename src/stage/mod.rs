@@ -32,7 +32,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use backoff::{Backoff, backoff, backoff_plain};
-pub use message::{DeliveryJob, EventId, JobKey, Message, MessageError};
+pub use message::{DeliveryJob, EventId, JobKey, Message, MessageError, WritebackJob};
 pub use retry::{Retry, RetryPolicy, RetryPolicyError};
 pub use run::run;
 pub use shutdown::{Shutdown, ShutdownTrigger};

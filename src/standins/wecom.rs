@@ -15,7 +15,13 @@
 //!   applicants outside the app's visible range ([`FakeWeCom::hide_applicant`]) use up
 //!   page slots but are not returned, so pages can be short;
 //! * errors can be injected per API ([`FakeWeCom::fail_next`]) and per-minute limits
-//!   set ([`FakeWeCom::set_rate_limit_per_minute`], 45009 beyond).
+//!   set ([`FakeWeCom::set_rate_limit_per_minute`], 45009 beyond);
+//! * `message/send` checks `agentid`, the message type and a text card's title, description
+//!   and link, reports unknown members in `invaliduser` (81013 when nobody is left), and
+//!   honours `enable_duplicate_check`: an identical body within `duplicate_check_interval`
+//!   (default 1800 s) is answered ok but not delivered again. Every request body is kept
+//!   ([`FakeWeCom::received_messages`]) and every message delivered to members
+//!   ([`FakeWeCom::sent_messages`]), so tests count notifications here.
 //!
 //! Driven by fixtures: credentials, approvals (`info` objects of
 //! `getapprovaldetail`), users and external contacts are added by the test. For load runs,
@@ -196,9 +202,16 @@ impl FakeWeCom {
         self.lock().calls.get(&normalize(api)).copied().unwrap_or(0)
     }
 
-    /// Bodies of successful `message/send` calls, oldest first.
+    /// Bodies of `message/send` calls that delivered a message (ok, and not dropped by the
+    /// duplicate check), oldest first.
     pub fn sent_messages(&self) -> Vec<Value> {
         self.lock().sent.clone()
+    }
+
+    /// Every `message/send` request body received (failed, rate-limited and duplicate ones
+    /// included), oldest first; bodies that are not JSON are kept as a string.
+    pub fn received_messages(&self) -> Vec<Value> {
+        self.lock().received.clone()
     }
 
     /// Limits `api` to `n` calls per minute (fixed window); beyond it: 45009.
@@ -270,6 +283,9 @@ struct FakeState {
     failures: HashMap<String, VecDeque<i64>>,
     calls: HashMap<String, usize>,
     sent: Vec<Value>,
+    received: Vec<Value>,
+    /// Bodies sent with `enable_duplicate_check`, with when they were sent and the interval.
+    recent: HashMap<String, (Instant, Duration, String)>,
     rate_limits: HashMap<String, RateWindow>,
     cursors: HashMap<String, CursorState>,
     /// `getapprovaldetail`'s answer text before and after the SpNo, for forms without a
@@ -291,6 +307,8 @@ impl Default for FakeState {
             failures: HashMap::new(),
             calls: HashMap::new(),
             sent: Vec::new(),
+            received: Vec::new(),
+            recent: HashMap::new(),
             rate_limits: HashMap::new(),
             cursors: HashMap::new(),
             synthetic: None,
@@ -580,17 +598,23 @@ impl FakeState {
         if msg.get("agentid").and_then(Value::as_i64).is_none() {
             return self.error(40056);
         }
-        if let Some(content) = msg.get(msgtype) {
-            if msgtype == "text"
-                && content
-                    .get("content")
-                    .and_then(Value::as_str)
-                    .is_none_or(str::is_empty)
-            {
+        let Some(content) = msg.get(msgtype) else {
+            return self.error(44004);
+        };
+        let text = |k: &str| content.get(k).and_then(Value::as_str).unwrap_or_default();
+        match msgtype {
+            "text" if text("content").is_empty() => return self.error(44004),
+            "textcard" if text("title").is_empty() || text("description").is_empty() => {
                 return self.error(44004);
             }
-        } else {
-            return self.error(44004);
+            "textcard" if text("url").is_empty() => return self.error(40058),
+            "textcard"
+                if text("title").chars().count() > 128
+                    || text("description").chars().count() > 512 =>
+            {
+                return self.error(45002);
+            }
+            _ => {}
         }
         let field = |k: &str| {
             msg.get(k)
@@ -617,14 +641,34 @@ impl FakeState {
         if valid_users == 0 && toparty.is_empty() && totag.is_empty() {
             return self.error(81013);
         }
-        self.sent.push(msg);
         let n = self.next_id();
+        let mut msg_id = format!("fake_msgid_{n:08}");
+        if msg.get("enable_duplicate_check").and_then(Value::as_i64) == Some(1) {
+            let interval = msg
+                .get("duplicate_check_interval")
+                .and_then(Value::as_u64)
+                .unwrap_or(1800);
+            let now = Instant::now();
+            let key = String::from_utf8_lossy(body).into_owned();
+            match self.recent.get(&key) {
+                Some((at, window, first)) if now.duration_since(*at) < *window => {
+                    msg_id = first.clone();
+                }
+                _ => {
+                    self.recent
+                        .insert(key, (now, Duration::from_secs(interval), msg_id.clone()));
+                    self.sent.push(msg);
+                }
+            }
+        } else {
+            self.sent.push(msg);
+        }
         Self::ok(json!({
             "invaliduser": invalid.join("|"),
             "invalidparty": "",
             "invalidtag": "",
             "unlicenseduser": "",
-            "msgid": format!("fake_msgid_{n:08}"),
+            "msgid": msg_id,
         }))
     }
 
@@ -737,6 +781,9 @@ async fn message_send(
     body: Bytes,
 ) -> Json<Value> {
     let mut st = lock(&st);
+    let received = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    st.received.push(received);
     Json(match st.authorize("message/send", &q) {
         Ok(()) => st.message_send(&body),
         Err(e) => e,

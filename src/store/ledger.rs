@@ -9,6 +9,9 @@
 //!   `ledger_by_connector_state`.
 //! - `ledger_counts`: (connector, state) → number of jobs, kept up to date on every write so
 //!   metrics and the console never count by scanning.
+//! - `ledger_writebacks`: (key, kind) → [`WritebackRecord`] (postcard): the job's WeCom
+//!   notifications, written in the same transaction as the outcome that causes them (so a
+//!   crash cannot lose one) and removed with the job.
 //!
 //! The exactly-once decisions (what `begin` answers, which transitions are allowed) are not
 //! made here: [`Store::ledger_update`] runs the caller's pure decision inside one write
@@ -19,6 +22,7 @@ use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransac
 use super::{Store, StoreError};
 use crate::record::{
     Cursor, JobRecord, JobState, LedgerQuery, LedgerWrite, Page, StateCount, StoredAttempt,
+    WritebackKind, WritebackRecord,
 };
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_jobs");
@@ -32,6 +36,7 @@ const BY_STATE: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("l
 const BY_CONNECTOR_STATE: TableDefinition<(&str, &str, i64, &str), ()> =
     TableDefinition::new("ledger_by_connector_state");
 const COUNTS: TableDefinition<(&str, &str), u64> = TableDefinition::new("ledger_counts");
+const WRITEBACKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ledger_writebacks");
 
 /// Largest page a listing returns.
 pub const MAX_PAGE: usize = 1000;
@@ -47,6 +52,7 @@ pub(super) fn init_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(BY_STATE)?;
     tx.open_table(BY_CONNECTOR_STATE)?;
     tx.open_table(COUNTS)?;
+    tx.open_table(WRITEBACKS)?;
     Ok(())
 }
 
@@ -61,6 +67,13 @@ fn decode_job(key: &str, bytes: &[u8]) -> Result<JobRecord, StoreError> {
     })
 }
 
+fn decode_writeback(key: &str, bytes: &[u8]) -> Result<WritebackRecord, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
+        key: format!("ledger_writebacks/{key}"),
+        reason: e.to_string(),
+    })
+}
+
 /// The ledger tables opened in one write transaction.
 struct Writer<'t> {
     jobs: Table<'t, &'static str, &'static [u8]>,
@@ -71,6 +84,7 @@ struct Writer<'t> {
     by_state: Table<'t, (&'static str, i64, &'static str), ()>,
     by_connector_state: Table<'t, (&'static str, &'static str, i64, &'static str), ()>,
     counts: Table<'t, (&'static str, &'static str), u64>,
+    writebacks: Table<'t, (&'static str, &'static str), &'static [u8]>,
 }
 
 impl<'t> Writer<'t> {
@@ -84,6 +98,7 @@ impl<'t> Writer<'t> {
             by_state: tx.open_table(BY_STATE)?,
             by_connector_state: tx.open_table(BY_CONNECTOR_STATE)?,
             counts: tx.open_table(COUNTS)?,
+            writebacks: tx.open_table(WRITEBACKS)?,
         })
     }
 
@@ -172,6 +187,9 @@ impl<'t> Writer<'t> {
         for n in numbers {
             self.attempts.remove((job.key.as_str(), n))?;
         }
+        for kind in WritebackKind::ALL {
+            self.writebacks.remove((job.key.as_str(), kind.as_str()))?;
+        }
         Ok(())
     }
 }
@@ -185,6 +203,37 @@ impl Store {
         key: &str,
         decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E>,
     ) -> Result<R, E> {
+        self.ledger_update_in(key, None, |old, _| {
+            decide(old).map(|(write, result)| (write, None, result))
+        })
+    }
+
+    /// Like [`Store::ledger_update`], with the job's `kind` writeback record read and written
+    /// in the same transaction: `decide` gets both and returns the job write and the
+    /// writeback record to store (either may be `None`: unchanged).
+    pub fn ledger_update_writeback<R, E: From<StoreError>>(
+        &self,
+        key: &str,
+        kind: WritebackKind,
+        decide: impl FnOnce(
+            Option<JobRecord>,
+            Option<WritebackRecord>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
+    ) -> Result<R, E> {
+        self.ledger_update_in(key, Some(kind), decide)
+    }
+
+    /// The one write transaction of the ledger: the job `key` (and its `kind` writeback record,
+    /// if any) handed to `decide`, its writes applied, committed only when something changed.
+    fn ledger_update_in<R, E: From<StoreError>>(
+        &self,
+        key: &str,
+        kind: Option<WritebackKind>,
+        decide: impl FnOnce(
+            Option<JobRecord>,
+            Option<WritebackRecord>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
+    ) -> Result<R, E> {
         // The decision's own error travels inside the store's Ok, so the store's fault
         // handling (`with_db`) sees only store errors.
         self.with_db(|db| {
@@ -192,23 +241,35 @@ impl Store {
             let (changed, result) = {
                 let mut w = Writer::open(&tx)?;
                 let old = w.job(key)?;
-                let (write, result) = match decide(old.clone()) {
+                let old_wb = match kind {
+                    Some(kind) => w
+                        .writebacks
+                        .get((key, kind.as_str()))?
+                        .map(|v| decode_writeback(key, v.value()))
+                        .transpose()?,
+                    None => None,
+                };
+                let (write, wb, result) = match decide(old.clone(), old_wb) {
                     Ok(decided) => decided,
                     Err(e) => return Ok(Err(e)),
                 };
-                match write {
-                    Some(write) if write.job.key != key => {
+                let changed = write.is_some() || wb.is_some();
+                if let Some(write) = write {
+                    if write.job.key != key {
                         return Err(StoreError::Db(format!(
                             "ledger write for `{}` inside the transaction of `{key}`",
                             write.job.key
                         )));
                     }
-                    Some(write) => {
-                        w.put(old.as_ref(), &write)?;
-                        (true, result)
-                    }
-                    None => (false, result),
+                    w.put(old.as_ref(), &write)?;
                 }
+                if let (Some(wb), Some(kind)) = (wb, kind) {
+                    w.writebacks.insert(
+                        (key, kind.as_str()),
+                        encode("ledger writeback", &wb)?.as_slice(),
+                    )?;
+                }
+                (changed, result)
             };
             if changed {
                 tx.commit()?;
@@ -217,6 +278,21 @@ impl Store {
             }
             Ok(Ok(result))
         })?
+    }
+
+    /// The writeback records of a job (applicant first).
+    pub fn ledger_writebacks(&self, key: &str) -> Result<Vec<WritebackRecord>, StoreError> {
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(WRITEBACKS)?;
+            let mut out = Vec::new();
+            for kind in WritebackKind::ALL {
+                if let Some(v) = table.get((key, kind.as_str()))? {
+                    out.push(decode_writeback(key, v.value())?);
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// Loads jobs with their attempts in one transaction, replacing jobs with the same key

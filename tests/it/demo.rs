@@ -82,5 +82,33 @@ async fn demo_delivers_the_sample_claims_and_prints_where_they_went() {
         s.contains("/metrics") && s.contains("wecom-bridge deliveries"),
         "{s}"
     );
+    // writeback: a card per booked approval (3) and one for the operators (the parked claim),
+    // counted at the WeCom stand-in, and each printed
+    let sent = d.wecom.sent_messages();
+    let cards: Vec<_> = sent.iter().filter(|m| m["msgtype"] == "textcard").collect();
+    assert_eq!(cards.len(), 3, "{sent:?}");
+    let ops: Vec<_> = sent
+        .iter()
+        .filter(|m| m["touser"] == "FinanceOps")
+        .collect();
+    assert_eq!(ops.len(), 1, "{sent:?}");
+    assert!(ops[0].to_string().contains(&parked), "{}", ops[0]);
+    assert!(s.contains("WeCom notifications"), "{s}");
+    for v in &vouchers {
+        if v.document_no.starts_with("EXP-R-") {
+            continue;
+        }
+        assert!(
+            s.lines()
+                .any(|l| l.contains("textcard") && l.contains(&format!("凭证号 {}", v.voucher_no))),
+            "the card of {} not printed:\n{s}",
+            v.voucher_no
+        );
+    }
+    assert!(
+        s.lines()
+            .any(|l| l.contains("FinanceOps") && l.contains("unknown_category")),
+        "{s}"
+    );
     d.stop().await;
 }

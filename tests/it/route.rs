@@ -72,7 +72,7 @@ pub(crate) async fn jobs(
 /// On RabbitMQ, deletes the route and `deliver.finance` queues the test's bridge declared.
 pub(crate) async fn remove_rabbit_queues(broker: &AnyBroker) {
     if let AnyBroker::Rabbitmq(b) = broker {
-        b.delete_queues(&["route".into(), "deliver.finance".into()])
+        b.delete_queues(&["route".into(), "deliver.finance".into(), "writeback".into()])
             .await
             .unwrap();
     }
@@ -147,7 +147,7 @@ pub(crate) async fn start_bridge(
 pub(crate) fn config_with_secret(dir: &std::path::Path, name: &str) -> String {
     config_toml(dir, &[TestApp::new(name)]).replace(
         &format!("[apps.{name}]\n"),
-        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\n"),
+        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\nagent_id = 1000005\n"),
     )
 }
 

@@ -33,6 +33,8 @@ const CONNECTOR: &str = "finance";
 const CLIENT_ID: &str = "wecom-bridge";
 /// The app secret the WeCom stand-in accepts for the demo app (`gettoken`).
 const APP_SECRET: &str = "demo-app-secret";
+/// The AgentId the demo app sends notifications as, unless the configuration names one.
+const DEMO_AGENT_ID: i64 = 1_000_002;
 /// How long each phase waits for the pipeline to settle before it reports what is missing.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -134,6 +136,8 @@ pub async fn start(
     config.reconcile.enabled = false;
     if let Some(a) = config.apps.get_mut(&app_name) {
         a.secret = Some(SecretRef::Literal(APP_SECRET.into()));
+        // writeback sends as the app: message/send needs its AgentId
+        a.agent_id.get_or_insert(DEMO_AGENT_ID);
     }
 
     let bridge = crate::app::start(&config)
@@ -192,6 +196,7 @@ pub async fn start(
         .collect();
     let settled = settle(&admin, &expected).await;
     let jobs: Vec<JobRecord> = admin.jobs().await?;
+    let notifications = notifications(&wecom, &sent, &jobs).await;
     let dead: Vec<Parked> = admin.dead_letters().await?;
     let summary = render::summary(&render::Seen {
         sent: &sent,
@@ -201,6 +206,7 @@ pub async fn start(
         vouchers: &finance.vouchers(),
         jobs: &jobs,
         dead: &dead,
+        notifications: &notifications,
         settled,
         admin: &admin.base,
         data_dir: &data_dir,
@@ -400,6 +406,39 @@ impl Admin {
 
 fn parse<T: DeserializeOwned>(text: &str) -> anyhow::Result<T> {
     serde_json::from_str(text).with_context(|| format!("unexpected admin API answer: {text}"))
+}
+
+/// The messages the WeCom stand-in delivered about the demo's forms, once there are as many as
+/// the ledger calls for (an applicant card per delivered approval, an operator card per dead
+/// job, for the sample mapping's `[writeback]`), or when [`SETTLE`] has passed.
+async fn notifications(
+    wecom: &FakeWeCom,
+    sent: &[(String, samples::Claim)],
+    jobs: &[JobRecord],
+) -> Vec<serde_json::Value> {
+    let ours = |m: &serde_json::Value| {
+        let text = m.to_string();
+        sent.iter().any(|(sp, _)| text.contains(sp.as_str()))
+    };
+    let expected = jobs
+        .iter()
+        .filter(|j| sent.iter().any(|(sp, _)| *sp == j.business_key))
+        .filter(|j| {
+            (j.action == "approved" && j.state.counts_as_delivered()) || j.state == JobState::Dead
+        })
+        .count();
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let got: Vec<serde_json::Value> = wecom
+            .sent_messages()
+            .into_iter()
+            .filter(|m| ours(m))
+            .collect();
+        if got.len() >= expected || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Whether the job is done with (delivered, refused, parked, skipped).

@@ -30,6 +30,8 @@ pub struct Seen<'a> {
     pub jobs: &'a [JobRecord],
     /// Parked messages on the connector's deliver queue.
     pub dead: &'a [Parked],
+    /// The messages the WeCom stand-in delivered (`message/send` bodies), oldest first.
+    pub notifications: &'a [Value],
     /// Whether every claim settled in time.
     pub settled: bool,
     /// The admin API's base URL.
@@ -138,6 +140,35 @@ pub fn summary(s: &Seen<'_>) -> String {
     }
     if dead.is_empty() {
         let _ = writeln!(out, "  (nothing parked)");
+    }
+    let _ = writeln!(
+        out,
+        "\nWeCom notifications (writeback; what the WeCom stand-in received on message/send):"
+    );
+    for m in s.notifications {
+        let to = ["touser", "toparty", "totag"]
+            .iter()
+            .filter_map(|k| m[*k].as_str().filter(|v| !v.is_empty()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let kind = text(&m["msgtype"]);
+        let (title, body) = match kind.as_str() {
+            "textcard" => (
+                text(&m["textcard"]["title"]),
+                text(&m["textcard"]["description"]),
+            ),
+            _ => (String::new(), text(&m["text"]["content"])),
+        };
+        let body = crate::writeback::spec::plain_text(&body).replace('\n', "  ");
+        let text = [title, body]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+            .join("  ");
+        let _ = writeln!(out, "  → {to:<12} {kind:<9} {text}");
+    }
+    if s.notifications.is_empty() {
+        let _ = writeln!(out, "  (none)");
     }
     if !s.settled {
         let _ = writeln!(

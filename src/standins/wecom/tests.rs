@@ -276,6 +276,47 @@ async fn serves_the_client_end_to_end() {
 }
 
 #[tokio::test]
+async fn message_send_checks_text_cards_and_drops_duplicates_like_wecom() {
+    let (fake, http) = started().await;
+    let t = token(&fake, &http).await;
+    let url = format!("{}/message/send?access_token={t}", fake.base_url());
+    let card = |title: &str, link: &str| {
+        json!({"touser": "ZhangSan", "msgtype": "textcard", "agentid": 1000005,
+            "textcard": {"title": title, "description": "<div>凭证号 JZ-1</div>", "url": link},
+            "enable_duplicate_check": 1, "duplicate_check_interval": 1800})
+    };
+    // a card needs its link and a title within WeCom's limit
+    assert_eq!(
+        post(&http, url.clone(), &card("入账", "")).await["errcode"],
+        40058
+    );
+    let long = "长".repeat(129);
+    assert_eq!(
+        post(&http, url.clone(), &card(&long, "https://x/1")).await["errcode"],
+        45002
+    );
+    // the same body twice within the interval: ok both times, delivered once, same msgid
+    let first = post(&http, url.clone(), &card("入账", "https://x/1")).await;
+    let again = post(&http, url.clone(), &card("入账", "https://x/1")).await;
+    assert_eq!(
+        (first["errcode"].clone(), again["errcode"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(first["msgid"], again["msgid"]);
+    // a different body is a different message
+    let other = post(&http, url.clone(), &card("入账", "https://x/2")).await;
+    assert_ne!(other["msgid"], first["msgid"]);
+    assert_eq!(
+        fake.sent_messages().len(),
+        2,
+        "the duplicate was not delivered"
+    );
+    assert_eq!(fake.received_messages().len(), 5, "every request is kept");
+    assert_eq!(fake.received_messages()[0]["textcard"]["url"], "");
+    fake.stop().await;
+}
+
+#[tokio::test]
 async fn synthetic_approvals_answer_any_sp_no_and_fixtures_win() {
     let (fake, _) = started().await;
     fake.serve_synthetic_approvals(json!({
