@@ -21,6 +21,7 @@ use crate::app::RunningBridge;
 use crate::config::{Config, SecretRef};
 use crate::record::{JobRecord, JobState};
 use crate::standins::finance::FinanceStandIn;
+use crate::standins::inbox::InboxStandIn;
 use crate::standins::oauth::OAuthStandIn;
 use crate::standins::wecom::FakeWeCom;
 use crate::wecom::crypto::CallbackCrypto;
@@ -61,6 +62,8 @@ pub struct Demo {
     pub oauth: OAuthStandIn,
     /// WeCom's API stand-in (approval details).
     pub wecom: FakeWeCom,
+    /// The generic target the other shipped connectors (ERP, HR, CRM, legal) point at.
+    pub inbox: InboxStandIn,
     /// The sample claims as sent: (SpNo, claim).
     pub sent: Vec<(String, samples::Claim)>,
     /// What the demo printed.
@@ -74,6 +77,7 @@ impl Demo {
         self.finance.stop().await;
         self.oauth.stop().await;
         self.wecom.stop().await;
+        self.inbox.stop().await;
     }
 }
 
@@ -123,7 +127,13 @@ pub async fn start(
     oauth.add_client(CLIENT_ID, &client_secret);
     let finance = FinanceStandIn::start(Some(oauth.authority())).await;
 
-    let connectors = copy_connectors(&config, &data_dir, &finance, &oauth, &client_secret)?;
+    let inbox = InboxStandIn::start().await;
+    let stand_ins = StandIns {
+        finance: &finance,
+        oauth: &oauth,
+        inbox: &inbox,
+    };
+    let connectors = copy_connectors(&config, &data_dir, &stand_ins, &client_secret)?;
     config.catalog.connectors_dir = connectors;
     config.store.path = data_dir.join("bridge.redb");
     config.journal.active_key = "demo".into();
@@ -218,6 +228,7 @@ pub async fn start(
         finance,
         oauth,
         wecom,
+        inbox,
         sent,
         summary,
     })
@@ -248,13 +259,40 @@ fn numbered_claims(config: &Config, now: i64) -> anyhow::Result<Vec<(String, sam
 /// connector's `env:` references (URL, token URL, client secret) pointed at the stand-ins:
 /// the shipped file is used as is otherwise. (The demo cannot set environment variables for
 /// itself: the process is already multi-threaded.)
+/// The stand-ins the demo's connectors point at.
+struct StandIns<'a> {
+    finance: &'a FinanceStandIn,
+    oauth: &'a OAuthStandIn,
+    inbox: &'a InboxStandIn,
+}
+
+/// The copy of a connector other than finance: its `url = "env:…"` points at the inbox
+/// stand-in under the connector's name, so every shipped connector can be built (no ERROR
+/// lines for unset variables) and a document sent to it lands somewhere visible.
+fn to_inbox(text: &str, inbox: &InboxStandIn, name: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.trim_start().starts_with("url = \"env:") {
+                format!("url = \"{}\"", inbox.url(name))
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn copy_connectors(
     config: &Config,
     data_dir: &Path,
-    finance: &FinanceStandIn,
-    oauth: &OAuthStandIn,
+    stand_ins: &StandIns<'_>,
     client_secret: &str,
 ) -> anyhow::Result<PathBuf> {
+    let StandIns {
+        finance,
+        oauth,
+        inbox,
+    } = stand_ins;
     let from = &config.catalog.connectors_dir;
     let to = data_dir.join("connectors");
     std::fs::create_dir_all(&to)?;
@@ -289,6 +327,9 @@ fn copy_connectors(
                 }
                 text = text.replace(reference, &value);
             }
+        } else {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("other");
+            text = to_inbox(&text, inbox, stem);
         }
         std::fs::write(to.join(name), text)?;
     }
