@@ -436,4 +436,69 @@ mod run_loop {
         task.await.unwrap();
         broker.close().await;
     }
+
+    /// Waits (`Disposition::Wait`) three times, then succeeds; records the attempt numbers.
+    struct Waiter {
+        seen: std::sync::Mutex<Vec<u32>>,
+    }
+
+    impl Handler for Waiter {
+        fn stage(&self) -> &'static str {
+            "waiter"
+        }
+
+        async fn handle(&self, _msg: Message, attempt: u32) -> Disposition {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(attempt);
+            if seen.len() <= 3 {
+                Disposition::Wait {
+                    reason: "circuit open".into(),
+                    delay: Duration::from_millis(50),
+                }
+            } else {
+                Disposition::done("ok")
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_is_not_an_attempt_and_never_parks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&dir.path().join("wait.redb"), crate::support::test_sealer()).unwrap();
+        let options = EmbeddedOptions {
+            prefetch: 4,
+            lease: Duration::from_secs(60),
+            delivery_limit: 20,
+        };
+        let broker = EmbeddedBroker::open(store, options).await.unwrap();
+        broker.publish("waits", &event("w1", "ok")).await.unwrap();
+        let waiter = Arc::new(Waiter {
+            seen: std::sync::Mutex::new(Vec::new()),
+        });
+        // two attempts at most: three waits would have parked it were they attempts
+        let policy = RetryPolicy::new("stages.waiter", &[1], &[1, 60], 2, None).unwrap();
+        let (trigger, shutdown) = Shutdown::channel();
+        let task = tokio::spawn(wecom_bridge::stage::run(
+            broker.clone(),
+            "waits".to_string(),
+            waiter.clone(),
+            policy,
+            1,
+            shutdown,
+        ));
+        eventually(20, "handled after three waits", || async {
+            waiter.seen.lock().unwrap().len() == 4
+        })
+        .await;
+        eventually(20, "acknowledged", || async {
+            let d = broker.depths(&["waits".to_string()]).await.unwrap()[0].clone();
+            d.ready == 0 && d.unacked == 0 && d.delayed == 0 && d.dead == 0
+        })
+        .await;
+        assert_eq!(*waiter.seen.lock().unwrap(), [1, 1, 1, 1]);
+        trigger.stop();
+        task.await.unwrap();
+        broker.close().await;
+    }
 }
