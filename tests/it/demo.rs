@@ -8,15 +8,19 @@ use rust_decimal::Decimal;
 use wecom_bridge::cli::demo;
 use wecom_bridge::config::Config;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_delivers_the_sample_claims_and_prints_where_they_went() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped = root.join("config/bridge.toml");
+/// The demo on the shipped config, its listeners on port 0, its data in `data_dir`.
+pub(crate) async fn start_demo(data_dir: &Path) -> demo::Demo {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bridge.toml");
     let mut config = Config::load(&shipped).unwrap();
     config.server.listen = "127.0.0.1:0".into();
     config.admin.listen = "127.0.0.1:0".into();
+    demo::start(config, data_dir, &shipped).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_delivers_the_sample_claims_and_prints_where_they_went() {
     let dir = tempfile::tempdir().unwrap();
-    let d = demo::start(config, dir.path(), &shipped).await.unwrap();
+    let d = start_demo(dir.path()).await;
 
     let sp = |i: usize| d.sent[i].0.clone();
     let vouchers = d.finance.vouchers();

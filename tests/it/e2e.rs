@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
 use wecom_bridge::standins::finance::FinanceStandIn;
 use wecom_bridge::standins::oauth::OAuthStandIn;
 use wecom_bridge::standins::wecom::FakeWeCom;
@@ -371,26 +370,8 @@ async fn embedded_expense_claims_book_exactly_one_voucher_and_one_reversal() {
 async fn rabbitmq_expense_claims_book_exactly_one_voucher_and_one_reversal() {
     let prefix = format!("wbe2e-{:08x}", rand::random::<u32>());
     expense_lifecycle("e2e_rabbit", &rabbit_section(&prefix)).await;
-    let own = RabbitBroker::connect(
-        &amqp_url(),
-        RabbitOptions {
-            prefix: prefix.clone(),
-            prefetch: 8,
-            retry_tiers: vec![Duration::from_secs(1)],
-            delivery_limit: 20,
-            queues: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    own.delete_queues(&[
-        "route".to_string(),
-        "deliver.finance".to_string(),
-        "writeback".to_string(),
-    ])
-    .await
-    .unwrap();
-    own.close().await;
+    let queues = ["route", "deliver.finance", "writeback"].map(String::from);
+    delete_rabbit_queues(&prefix, &queues).await;
 }
 
 /// The bridge died after recording a delivery (with its pending notification) and before the

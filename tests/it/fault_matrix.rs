@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
 use wecom_bridge::config::Config;
 use wecom_bridge::standins::finance::{FinanceStandIn, Outcome};
 use wecom_bridge::standins::wecom::FakeWeCom;
@@ -444,24 +443,11 @@ async fn rabbitmq_fault_matrix_books_every_voucher_exactly_once() {
     let prefix = format!("wbfm-{:08x}", rand::random::<u32>());
     let name = "fm_rabbit";
     fault_matrix(name, 202_612_020_000, &rabbit_section(&prefix)).await;
-    let own = RabbitBroker::connect(
-        &amqp_url(),
-        RabbitOptions {
-            prefix,
-            prefetch: 8,
-            retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2)],
-            delivery_limit: 20,
-            queues: vec![],
-        },
-    )
-    .await
-    .unwrap();
-    own.delete_queues(&[
+    let queues = [
         "route".to_string(),
         format!("deliver.{name}_fin"),
         format!("deliver.{name}_arc"),
-    ])
-    .await
-    .unwrap();
-    own.close().await;
+        "writeback".to_string(),
+    ];
+    delete_rabbit_queues(&prefix, &queues).await;
 }

@@ -4,22 +4,15 @@
 
 use std::path::Path;
 
-use wecom_bridge::cli::demo;
-use wecom_bridge::config::Config;
-
+use crate::demo::start_demo;
 use crate::support::run_cli_async;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_finds_a_failed_delivery_in_the_running_bridge() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shipped = root.join("config/bridge.toml");
-    let mut config = Config::load(&shipped).unwrap();
-    config.server.listen = "127.0.0.1:0".into();
-    config.admin.listen = "127.0.0.1:0".into();
     let dir = tempfile::tempdir().unwrap();
-    let d = demo::start(config, &dir.path().join("demo"), &shipped)
-        .await
-        .unwrap();
+    let d = start_demo(&dir.path().join("demo")).await;
     let parked = d.sent[3].0.clone();
     let delivered = d.sent[0].0.clone();
 

@@ -530,6 +530,14 @@ pub async fn park(
     c
 }
 
+/// Deletes `queues` (with their delay and dead-letter queues at the tiers of
+/// [`rabbit_section`]) of the bridge configured with `rabbit_section(prefix)`.
+pub async fn delete_rabbit_queues(prefix: &str, queues: &[String]) {
+    let own = own_rabbit(prefix).await;
+    own.delete_queues(queues).await.unwrap();
+    own.close().await;
+}
+
 /// Deletes the bridge's route queue and `queue` from RabbitMQ and closes the connection.
 pub async fn remove_queues(own: RabbitBroker, queue: &str) {
     own.delete_queues(&[ROUTE_QUEUE.to_string(), queue.to_string()])
