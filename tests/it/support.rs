@@ -11,7 +11,7 @@ use wecom_bridge::app::{self, RunningBridge};
 use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitDelivery, RabbitOptions};
 use wecom_bridge::broker::{
-    Body, Broker, Consumer, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE,
+    Body, Broker, Consumer, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE, WRITEBACK_QUEUE,
 };
 use wecom_bridge::cli::simulate::sign_event;
 use wecom_bridge::config::Config;
@@ -538,11 +538,16 @@ pub async fn delete_rabbit_queues(prefix: &str, queues: &[String]) {
     own.close().await;
 }
 
-/// Deletes the bridge's route queue and `queue` from RabbitMQ and closes the connection.
+/// Deletes the bridge's route and writeback queues and `queue` from RabbitMQ (with their
+/// delay tiers and dead letters) and closes the connection.
 pub async fn remove_queues(own: RabbitBroker, queue: &str) {
-    own.delete_queues(&[ROUTE_QUEUE.to_string(), queue.to_string()])
-        .await
-        .unwrap();
+    own.delete_queues(&[
+        ROUTE_QUEUE.to_string(),
+        WRITEBACK_QUEUE.to_string(),
+        queue.to_string(),
+    ])
+    .await
+    .unwrap();
     own.close().await;
 }
 
