@@ -21,6 +21,7 @@ pub mod encode;
 pub mod http;
 pub mod limits;
 pub mod predicate;
+pub mod probe;
 mod redact;
 pub mod spec;
 pub mod stage;

@@ -21,6 +21,7 @@ mod mappings;
 mod operator;
 mod paths;
 mod pipeline;
+mod probe;
 mod redelivery;
 mod reroute;
 mod route;
