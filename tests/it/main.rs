@@ -27,4 +27,5 @@ mod route;
 mod stage;
 mod store_faults;
 mod vectors;
+mod vendor_connectors;
 mod vendors;
