@@ -120,6 +120,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Builds every vendor connector (`kind = "kingdee"`, …), resolving and checking its signing
+/// secrets, so that a missing or malformed AppID/AppSecret fails `check` instead of the first
+/// delivery. (Generic `http` connectors resolve their secrets when `serve` starts.)
+fn check_vendor_secrets(catalog: &crate::catalog::Catalog) -> anyhow::Result<()> {
+    let problems: Vec<String> = catalog
+        .connectors
+        .iter()
+        .filter(|c| c.vendor.is_some())
+        .filter_map(|c| crate::deliver::Connector::build(c.clone()).err())
+        .map(|e| e.to_string())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "connector secrets are missing or malformed:\n  {}",
+            problems.join("\n  ")
+        )
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -168,6 +189,7 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
     };
     let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
     let catalog = mapping::catalog(config, &zone)?;
+    check_vendor_secrets(&catalog)?;
     println!("configuration {} is valid", path.display());
     println!("  callbacks   http://{}", config.server.listen);
     for e in &endpoints {

@@ -28,4 +28,5 @@ mod route;
 mod stage;
 mod store_faults;
 mod vectors;
+mod vendor_connectors;
 mod vendors;
