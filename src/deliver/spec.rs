@@ -207,9 +207,9 @@ struct ConnectorFile {
     kingdee: Option<Spanned<client::kingdee::KingdeeFile>>,
     yonbip: Option<Spanned<client::yonbip::YonbipFile>>,
     u8_eai: Option<Spanned<client::u8::U8File>>,
-    beisen: Option<Spanned<toml::Value>>,
-    fxiaoke: Option<Spanned<toml::Value>>,
-    salesforce: Option<Spanned<toml::Value>>,
+    beisen: Option<Spanned<client::beisen::BeisenFile>>,
+    fxiaoke: Option<Spanned<client::fxiaoke::FxiaokeFile>>,
+    salesforce: Option<Spanned<client::salesforce::SalesforceFile>>,
 }
 
 #[derive(Deserialize)]

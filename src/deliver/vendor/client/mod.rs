@@ -19,7 +19,11 @@
 //! broker), write the record (the connector redacts and records what [`Sent`] says), or know
 //! a vendor's wire details (the pure modules in [`super`] do).
 
+pub mod beisen;
+pub mod fxiaoke;
 pub mod kingdee;
+pub mod salesforce;
+mod token_cache;
 pub mod u8;
 pub mod yonbip;
 
@@ -48,12 +52,12 @@ pub struct VendorTables {
     pub yonbip: Option<Spanned<yonbip::YonbipFile>>,
     /// `[u8_eai]`.
     pub u8_eai: Option<Spanned<u8::U8File>>,
-    /// `[beisen]` (not wired yet).
-    pub beisen: Option<Spanned<toml::Value>>,
-    /// `[fxiaoke]` (not wired yet).
-    pub fxiaoke: Option<Spanned<toml::Value>>,
-    /// `[salesforce]` (not wired yet).
-    pub salesforce: Option<Spanned<toml::Value>>,
+    /// `[beisen]`.
+    pub beisen: Option<Spanned<beisen::BeisenFile>>,
+    /// `[fxiaoke]`.
+    pub fxiaoke: Option<Spanned<fxiaoke::FxiaokeFile>>,
+    /// `[salesforce]`.
+    pub salesforce: Option<Spanned<salesforce::SalesforceFile>>,
 }
 
 impl VendorTables {
@@ -82,6 +86,12 @@ pub enum VendorSpec {
     Yonbip(yonbip::YonbipSpec),
     /// U8 EAI XML.
     U8Eai(u8::U8Spec),
+    /// Beisen iTalent (HR).
+    Beisen(beisen::BeisenSpec),
+    /// FxiaoKe (CRM).
+    Fxiaoke(fxiaoke::FxiaokeSpec),
+    /// Salesforce REST.
+    Salesforce(salesforce::SalesforceSpec),
 }
 
 /// Validates the vendor table of a connector of `kind` (pure). `None` for `http`, or when
@@ -113,16 +123,6 @@ pub fn parse(
         ));
         None
     };
-    let not_yet = |errs: &mut Problems| {
-        errs.push((
-            Some(kind_span.clone()),
-            format!(
-                "kind = \"{}\" is not supported yet; use kind = \"http\" with [auth] meanwhile",
-                kind.as_str()
-            ),
-        ));
-        None
-    };
     match kind {
         ConnectorKind::Http => None,
         ConnectorKind::Kingdee => match tables.kingdee {
@@ -137,10 +137,18 @@ pub fn parse(
             Some(t) => u8::validate(t, errs).map(VendorSpec::U8Eai),
             None => missing(errs),
         },
-        // Slots for the HR and CRM systems (issue 11, part B).
-        ConnectorKind::Beisen => not_yet(errs),
-        ConnectorKind::Fxiaoke => not_yet(errs),
-        ConnectorKind::Salesforce => not_yet(errs),
+        ConnectorKind::Beisen => match tables.beisen {
+            Some(t) => beisen::validate(t, errs).map(VendorSpec::Beisen),
+            None => missing(errs),
+        },
+        ConnectorKind::Fxiaoke => match tables.fxiaoke {
+            Some(t) => fxiaoke::validate(t, errs).map(VendorSpec::Fxiaoke),
+            None => missing(errs),
+        },
+        ConnectorKind::Salesforce => match tables.salesforce {
+            Some(t) => salesforce::validate(t, errs).map(VendorSpec::Salesforce),
+            None => missing(errs),
+        },
     }
 }
 
@@ -185,6 +193,12 @@ pub enum VendorClient {
     Yonbip(yonbip::YonbipClient),
     /// U8 EAI.
     U8Eai(u8::U8Client),
+    /// Beisen.
+    Beisen(beisen::BeisenClient),
+    /// FxiaoKe.
+    Fxiaoke(fxiaoke::FxiaokeClient),
+    /// Salesforce.
+    Salesforce(salesforce::SalesforceClient),
 }
 
 /// One exchange as it may be recorded (the connector redacts it): the document request as
@@ -219,6 +233,13 @@ impl VendorClient {
             }
             VendorSpec::Yonbip(s) => VendorClient::Yonbip(yonbip::YonbipClient::build(s, base)?),
             VendorSpec::U8Eai(s) => VendorClient::U8Eai(u8::U8Client::build(s, base)),
+            VendorSpec::Beisen(s) => VendorClient::Beisen(beisen::BeisenClient::build(s, base)?),
+            VendorSpec::Fxiaoke(s) => {
+                VendorClient::Fxiaoke(fxiaoke::FxiaokeClient::build(s, base)?)
+            }
+            VendorSpec::Salesforce(s) => {
+                VendorClient::Salesforce(salesforce::SalesforceClient::build(s, base)?)
+            }
         })
     }
 
@@ -231,13 +252,20 @@ impl VendorClient {
             VendorClient::Kingdee(c) => c.encode(document),
             VendorClient::Yonbip(c) => c.encode(document),
             VendorClient::U8Eai(c) => c.encode(document),
+            VendorClient::Beisen(c) => c.encode(document),
+            VendorClient::Fxiaoke(c) => c.encode(document),
+            VendorClient::Salesforce(c) => c.encode(document),
         }
     }
 
     /// The `Content-Type` of the body.
     pub fn content_type(&self) -> &'static str {
         match self {
-            VendorClient::Kingdee(_) | VendorClient::Yonbip(_) => "application/json",
+            VendorClient::Kingdee(_)
+            | VendorClient::Yonbip(_)
+            | VendorClient::Beisen(_)
+            | VendorClient::Fxiaoke(_)
+            | VendorClient::Salesforce(_) => "application/json",
             VendorClient::U8Eai(_) => "text/xml; charset=utf-8",
         }
     }
@@ -249,6 +277,9 @@ impl VendorClient {
             VendorClient::Kingdee(c) => c.document_url(),
             VendorClient::Yonbip(c) => c.document_url(),
             VendorClient::U8Eai(c) => c.document_url(),
+            VendorClient::Beisen(c) => c.document_url(),
+            VendorClient::Fxiaoke(c) => c.document_url(),
+            VendorClient::Salesforce(c) => c.document_url(),
         }
     }
 
@@ -258,6 +289,9 @@ impl VendorClient {
             VendorClient::Kingdee(c) => c.send(http, total, body).await,
             VendorClient::Yonbip(c) => c.send(http, total, body).await,
             VendorClient::U8Eai(c) => c.send(http, total, body).await,
+            VendorClient::Beisen(c) => c.send(http, total, body).await,
+            VendorClient::Fxiaoke(c) => c.send(http, total, body).await,
+            VendorClient::Salesforce(c) => c.send(http, total, body).await,
         }
     }
 
@@ -267,6 +301,9 @@ impl VendorClient {
             VendorClient::Kingdee(c) => c.static_secrets(),
             VendorClient::Yonbip(c) => c.static_secrets(),
             VendorClient::U8Eai(_) => Vec::new(),
+            VendorClient::Beisen(c) => c.static_secrets(),
+            VendorClient::Fxiaoke(c) => c.static_secrets(),
+            VendorClient::Salesforce(c) => c.static_secrets(),
         }
     }
 
@@ -274,7 +311,11 @@ impl VendorClient {
     pub fn secret_headers(&self) -> Vec<String> {
         match self {
             VendorClient::Kingdee(_) => kingdee::SECRET_HEADERS.map(String::from).to_vec(),
-            VendorClient::Yonbip(_) | VendorClient::U8Eai(_) => Vec::new(),
+            VendorClient::Yonbip(_)
+            | VendorClient::U8Eai(_)
+            | VendorClient::Beisen(_)
+            | VendorClient::Fxiaoke(_)
+            | VendorClient::Salesforce(_) => Vec::new(),
         }
     }
 
@@ -284,6 +325,9 @@ impl VendorClient {
             VendorClient::Kingdee(c) => c.logins(),
             VendorClient::Yonbip(c) => c.token_fetches(),
             VendorClient::U8Eai(_) => 0,
+            VendorClient::Beisen(c) => c.token_fetches(),
+            VendorClient::Fxiaoke(c) => c.token_fetches(),
+            VendorClient::Salesforce(c) => c.token_fetches(),
         }
     }
 }

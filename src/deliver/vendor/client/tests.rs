@@ -84,7 +84,7 @@ fn vendor_tables_are_checked_with_positions() {
     );
 
     let errs = parse_str("kind = \"beisen\"\nurl = \"http://e/\"\n").unwrap_err();
-    assert!(errs[0].contains("not supported yet"), "{errs:?}");
+    assert!(errs[0].contains("needs a [beisen] table"), "{errs:?}");
 }
 
 #[test]
