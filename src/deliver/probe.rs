@@ -261,25 +261,41 @@ pub async fn probe_spec(spec: &ConnectorSpec) -> ProbeReport {
                 Ok(u) => u,
                 Err(p) => return report("reading the URL".into(), failed(p)),
             };
-            let origin = url.join("/").unwrap_or_else(|_| url.clone());
-            let probed = format!("HEAD {}", shown(&origin));
-            let req = http.head(origin.clone());
-            match exchange(&origin, req, spec.timeouts.connect, spec.timeouts.total).await {
-                Ok(a) => report(
-                    probed,
-                    ProbeResult::Reachable {
-                        detail: format!(
-                            "reachable (HEAD {} answered HTTP {}); {} credentials are not checked: no harmless call is known for them, the first delivery shows",
-                            shown(&origin),
-                            a.status,
-                            auth_kind(other)
-                        ),
-                    },
-                ),
-                Err(p) => report(probed, failed(p)),
-            }
+            let http = vendor::ProbeHttp {
+                client: http,
+                connect: spec.timeouts.connect,
+                total: spec.timeouts.total,
+            };
+            let (probed, result) = match &spec.vendor {
+                Some(v) => vendor::probe(&http, v, &url).await,
+                None => reachable(&http, &url, auth_kind(other)).await,
+            };
+            report(probed, result)
         }
     }
+}
+
+/// A `HEAD` of `url`'s origin without credentials: reachable or not; `what` names the
+/// credentials that are not checked.
+pub(crate) async fn reachable(
+    http: &vendor::ProbeHttp,
+    url: &url::Url,
+    what: &str,
+) -> (String, ProbeResult) {
+    let origin = url.join("/").unwrap_or_else(|_| url.clone());
+    let probed = format!("HEAD {}", shown(&origin));
+    let req = http.client.head(origin.clone());
+    let result = match exchange(&origin, req, http.connect, http.total).await {
+        Ok(a) => ProbeResult::Reachable {
+            detail: format!(
+                "reachable (HEAD {} answered HTTP {}); {what} credentials are not checked: no harmless call is known for them, the first delivery shows",
+                shown(&origin),
+                a.status
+            ),
+        },
+        Err(problem) => ProbeResult::Failed { problem },
+    };
+    (probed, result)
 }
 
 /// The name of an auth kind, as written in connector files.

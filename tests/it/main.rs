@@ -30,3 +30,4 @@ mod store_faults;
 mod vectors;
 mod vendor_connectors;
 mod vendors;
+mod vendors_crm;

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{ProbeAnswer, Problem, exchange, status_problem};
-use crate::config::Secret;
-use crate::deliver::vendor::{beisen, fxiaoke, salesforce};
+use super::{ProbeAnswer, ProbeResult, Problem, exchange, reachable, shown, status_problem};
+use crate::config::{Secret, SecretRef};
+use crate::deliver::vendor::client::{VendorSpec, kingdee::KingdeeAuth, resolve};
+use crate::deliver::vendor::kingdee::{self, Op};
+use crate::deliver::vendor::{beisen, fxiaoke, salesforce, yonbip};
 
 /// Time limits and client for a vendor probe.
 #[derive(Debug, Clone)]
@@ -38,6 +40,193 @@ impl ProbeHttp {
 
     async fn send(&self, url: &Url, req: reqwest::RequestBuilder) -> Result<ProbeAnswer, Problem> {
         exchange(url, req, self.connect, self.total).await
+    }
+}
+
+/// Probes a vendor connector whose URL is `base`: what was probed, and the result.
+pub(crate) async fn probe(
+    http: &ProbeHttp,
+    vendor: &VendorSpec,
+    base: &Url,
+) -> (String, ProbeResult) {
+    let secret =
+        |what: &str, r: &SecretRef| resolve(what, r).map_err(|detail| Problem::Config { detail });
+    let done = |probed: String, r: Result<String, Problem>| {
+        let result = match r {
+            Ok(detail) => ProbeResult::Ok { detail },
+            Err(problem) => ProbeResult::Failed { problem },
+        };
+        (probed, result)
+    };
+    match vendor {
+        VendorSpec::Beisen(s) => {
+            let probed = format!(
+                "Beisen token request to {}",
+                shown(&endpoint(base, beisen::TOKEN_PATH))
+            );
+            let r = match secret("beisen.secret", &s.secret) {
+                Ok(k) => beisen_token(http, base, &s.app_id, &s.tenant_id, &k).await,
+                Err(p) => Err(p),
+            };
+            done(probed, r)
+        }
+        VendorSpec::Fxiaoke(s) => {
+            let probed = format!(
+                "FxiaoKe token request to {}",
+                shown(&endpoint(base, fxiaoke::TOKEN_PATH))
+            );
+            let r = match (
+                secret("fxiaoke.app_secret", &s.app_secret),
+                secret("fxiaoke.permanent_code", &s.permanent_code),
+            ) {
+                (Ok(a), Ok(p)) => fxiaoke_token(http, base, &s.app_id, &a, &p).await,
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+            done(probed, r)
+        }
+        VendorSpec::Salesforce(s) => {
+            let probed = format!(
+                "Salesforce token request to {}",
+                shown(&endpoint(base, salesforce::TOKEN_PATH))
+            );
+            let r = match secret("salesforce.client_secret", &s.client_secret) {
+                Ok(k) => salesforce_token(http, base, &s.client_id, &k).await,
+                Err(p) => Err(p),
+            };
+            done(probed, r)
+        }
+        VendorSpec::Yonbip(s) => {
+            let probed = "YonBIP token request".to_owned();
+            let r = match secret("yonbip.app_secret", &s.app_secret) {
+                Ok(k) => {
+                    yonbip_token(
+                        http,
+                        base,
+                        s.tenant_id.as_deref(),
+                        s.token_url.as_ref(),
+                        &s.app_key,
+                        &k,
+                    )
+                    .await
+                }
+                Err(p) => Err(p),
+            };
+            done(probed, r)
+        }
+        VendorSpec::Kingdee(s) => {
+            let Some(op) = login_op(s.auth) else {
+                return reachable(http, base, "Kingdee signed-header").await;
+            };
+            let url = endpoint(base, &Op::path(op, ""));
+            let probed = format!("Kingdee {} at {}", op.service(), shown(&url));
+            let creds = (|| {
+                let opt = |what: &str, r: &Option<SecretRef>| match r {
+                    Some(r) => secret(what, r).map(|s| s.expose().to_owned()),
+                    None => Ok(String::new()),
+                };
+                Ok::<_, Problem>((
+                    kingdee::Credentials {
+                        acct_id: s.acct_id.clone(),
+                        user: s.user.clone(),
+                        app_id: opt("kingdee.app_id", &s.app_id)?,
+                        app_secret: opt("kingdee.app_secret", &s.app_secret)?,
+                        lcid: s.lcid,
+                        org_num: s.org_num.clone(),
+                    },
+                    opt("kingdee.password", &s.password)?,
+                ))
+            })();
+            let r = match creds {
+                Ok((c, password)) => kingdee_login(http, &url, op, &c, &password).await,
+                Err(p) => Err(p),
+            };
+            done(probed, r)
+        }
+        VendorSpec::U8Eai(_) => {
+            reachable(http, base, "U8 EAI (network-level: no credentials)").await
+        }
+    }
+}
+
+fn login_op(auth: KingdeeAuth) -> Option<Op> {
+    match auth {
+        KingdeeAuth::Signed => None,
+        KingdeeAuth::LoginBySign => Some(Op::LoginBySign),
+        KingdeeAuth::LoginByAppSecret => Some(Op::LoginByAppSecret),
+        KingdeeAuth::ValidateUser => Some(Op::ValidateUser),
+    }
+}
+
+/// Kingdee: a session login (`LoginBySign`, `LoginByAppSecret` or `ValidateUser`).
+///
+/// # Errors
+/// The [`Problem`] with its fix.
+pub async fn kingdee_login(
+    http: &ProbeHttp,
+    url: &Url,
+    op: Op,
+    creds: &kingdee::Credentials,
+    password: &str,
+) -> Result<String, Problem> {
+    let body = kingdee::login_body(op, creds, password, jiff::Timestamp::now().as_second());
+    let req = http.client.post(url.clone()).json(&body);
+    let a = http.send(url, req).await?;
+    match kingdee::parse_login(a.status, &a.body, std::iter::empty()) {
+        Ok(_) => Ok(format!("Kingdee login accepted for user {} in 账套 {}", creds.user, creds.acct_id)),
+        Err(kingdee::KingdeeError::LoginRefused { result_type, message }) => Err(Problem::Credentials {
+            detail: format!("LoginResultType {result_type}: {message}"),
+            fix: "check kingdee.acct_id (账套ID), kingdee.user and the app_id/app_secret or password with the Kingdee administrator".into(),
+        }),
+        Err(_) => Err(status_problem(&a)),
+    }
+}
+
+/// YonBIP: gateway discovery (with a tenant id) and the signed token GET.
+///
+/// # Errors
+/// The [`Problem`] with its fix.
+pub async fn yonbip_token(
+    http: &ProbeHttp,
+    base: &Url,
+    tenant_id: Option<&str>,
+    token_url: Option<&Url>,
+    app_key: &str,
+    app_secret: &Secret,
+) -> Result<String, Problem> {
+    let token_base = match (tenant_id, token_url) {
+        (Some(tenant), _) => {
+            let mut url = endpoint(base, yonbip::GATEWAY_PATH);
+            url.query_pairs_mut().append_pair("tenantId", tenant);
+            let a = http.send(&url, http.client.get(url.clone())).await?;
+            let g = yonbip::parse_gateways(a.status, &a.body).map_err(|e| match e {
+                yonbip::YonbipError::AuthRefused { code, message } => Problem::Credentials {
+                    detail: format!("gateway discovery: code {code}: {message}"),
+                    fix: "check yonbip.tenant_id (租户ID)".into(),
+                },
+                _ => status_problem(&a),
+            })?;
+            Url::parse(&g.token_url).map_err(|e| Problem::Unexpected {
+                status: a.status,
+                excerpt: format!("tokenUrl is not a URL: {e}"),
+            })?
+        }
+        (None, Some(u)) => u.clone(),
+        (None, None) => base.clone(),
+    };
+    let mut url = endpoint(&token_base, yonbip::TOKEN_PATH);
+    url.query_pairs_mut().extend_pairs(yonbip::token_query(
+        app_key,
+        app_secret.expose(),
+        jiff::Timestamp::now().as_millisecond(),
+    ));
+    let a = http.send(&url, http.client.get(url.clone())).await?;
+    match yonbip::parse_token(a.status, &a.body) {
+        Ok(_) => Ok(format!("YonBIP token issued by {}", shown(&url))),
+        Err(yonbip::YonbipError::AuthRefused { code, message }) => Err(Problem::Credentials {
+            detail: format!("code {code}: {message}"),
+            fix: "check yonbip.app_key and yonbip.app_secret with the YonBIP administrator; the request is signed with this machine's time, so check its clock too".into(),
+        }),
+        Err(_) => Err(status_problem(&a)),
     }
 }
 
