@@ -366,3 +366,79 @@ async fn check_online_probes_vendor_connectors_with_their_token_requests() {
         2
     );
 }
+
+#[tokio::test]
+async fn check_online_probes_kingdee_by_login_and_yonbip_by_its_signed_token_request() {
+    use wecom_bridge::deliver::vendor::{kingdee, yonbip};
+    let dir = tempfile::tempdir().unwrap();
+    let creds = crate::vendor_connectors::kingdee_creds();
+    let kd = standins::kingdee::start(standins::kingdee::KingdeeState::new(
+        creds.clone(),
+        crate::vendor_connectors::KD_PASSWORD,
+    ))
+    .await;
+    std::fs::write(dir.path().join("kd"), format!("{}\n", creds.app_secret)).unwrap();
+    let kd_file = |auth: &str, secret: &str| {
+        format!(
+            "kind = \"kingdee\"\nurl = \"{}/k3cloud\"\n[kingdee]\nform_id = \"GL_VOUCHER\"\nauth = \"{auth}\"\nacct_id = \"{}\"\nuser = \"{}\"\napp_id = \"{}\"\napp_secret = \"file:{{dir}}/{secret}\"\n",
+            kd.base_url(),
+            creds.acct_id,
+            creds.user,
+            creds.app_id
+        )
+    };
+    let r = probe_spec(&spec_of(dir.path(), &kd_file("login_by_app_secret", "kd"))).await;
+    assert!(matches!(r.result, ProbeResult::Ok { .. }), "{r:?}");
+    assert!(r.probed.contains("AuthService.LoginByAppSecret"), "{r:?}");
+    let r = probe_spec(&spec_of(
+        dir.path(),
+        &kd_file("login_by_app_secret", "wrong"),
+    ))
+    .await;
+    assert!(
+        matches!(
+            &r.result,
+            ProbeResult::Failed {
+                problem: Problem::Credentials { .. }
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(r.line().contains("kingdee.acct_id"), "{}", r.line());
+    let logins = kd.count(&kingdee::Op::LoginByAppSecret.path("/k3cloud"));
+    assert_eq!(logins, 2, "counted at the stand-in");
+    // signed headers have no login: reachability only, and the line says so
+    let r = probe_spec(&spec_of(dir.path(), &kd_file("signed", "kd"))).await;
+    assert!(
+        matches!(&r.result, ProbeResult::Reachable { detail } if detail.contains("not checked")),
+        "{r:?}"
+    );
+
+    let mut state = standins::yonbip::YonbipState::default();
+    state
+        .apps
+        .insert("yb-key-1".into(), "yb-secret-8c2e".into());
+    let yb = standins::yonbip::start(state).await;
+    std::fs::write(dir.path().join("yb"), "yb-secret-8c2e\n").unwrap();
+    let yb_file = |secret: &str| {
+        format!(
+            "kind = \"yonbip\"\nurl = \"{}\"\n[yonbip]\napp_key = \"yb-key-1\"\napp_secret = \"file:{{dir}}/{secret}\"\ntenant_id = \"tenant-1\"\n",
+            yb.base_url()
+        )
+    };
+    let r = probe_spec(&spec_of(dir.path(), &yb_file("yb"))).await;
+    assert!(matches!(r.result, ProbeResult::Ok { .. }), "{r:?}");
+    let r = probe_spec(&spec_of(dir.path(), &yb_file("wrong"))).await;
+    assert!(
+        matches!(
+            &r.result,
+            ProbeResult::Failed {
+                problem: Problem::Credentials { .. }
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(r.line().contains("yonbip.app_secret"), "{}", r.line());
+    assert_eq!(yb.count(yonbip::TOKEN_PATH), 2);
+    assert!(!r.line().contains("yb-secret-8c2e"));
+}
