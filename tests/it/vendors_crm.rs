@@ -442,3 +442,49 @@ async fn check_online_probes_kingdee_by_login_and_yonbip_by_its_signed_token_req
     assert_eq!(yb.count(yonbip::TOKEN_PATH), 2);
     assert!(!r.line().contains("yb-secret-8c2e"));
 }
+
+#[test]
+fn hr_and_crm_templates_load_and_pass_their_cases() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+    let mut ran = 0;
+    for (template, connector) in [
+        ("beisen-leave", "beisen"),
+        ("fxiaoke-customer", "fxiaoke"),
+        ("salesforce-customer", "salesforce"),
+    ] {
+        let root = repo.join("templates").join(template);
+        let cat = wecom_bridge::catalog::load_in_zone(
+            &root.join("mappings"),
+            &root.join("connectors"),
+            &zone,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{template}: {}",
+                wecom_bridge::catalog::Diagnostic::join(&e, "\n")
+            )
+        });
+        assert_eq!(cat.connectors.len(), 1, "{template}");
+        assert_eq!(cat.connectors[0].name, connector);
+        assert!(
+            cat.connectors[0].vendor.is_some(),
+            "{template} uses the vendor protocol"
+        );
+        assert_eq!(cat.mappings.len(), 1, "{template}");
+        let m = &cat.mappings[0];
+        let dir = wecom_bridge::map::cases::cases_dir(&m.file);
+        let results = wecom_bridge::map::cases::run_cases(&m.compiled, &dir, &zone).unwrap();
+        assert!(results.len() >= 2, "{template}: {results:?}");
+        for r in results {
+            ran += 1;
+            assert!(
+                r.failure.is_none(),
+                "{template} {}: {}",
+                r.input.display(),
+                r.failure.unwrap()
+            );
+        }
+    }
+    assert_eq!(ran, 8);
+}
