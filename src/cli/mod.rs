@@ -6,6 +6,7 @@
 
 mod admin_api;
 pub mod audit;
+pub mod check_online;
 pub mod deliveries;
 pub mod demo;
 pub mod events;
@@ -48,8 +49,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run the bridge: accept WeCom callbacks and process them.
     Serve,
-    /// Validate the configuration and print what would be served.
-    Check,
+    /// Validate the configuration and print what would be served; `--online` also probes each
+    /// connector's credentials at its target.
+    Check(check_online::CheckArgs),
     /// Act as WeCom: sign, encrypt and POST an event XML to an app, or run URL verification.
     Simulate(simulate::SimulateArgs),
     /// List journaled events (newest first).
@@ -98,7 +100,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             // As for `serve`: do not drop the runtime under a parked broker reconnect.
             std::process::exit(0)
         }
-        Command::Check => check(&cli.config, &config),
+        Command::Check(args) => {
+            check(&cli.config, &config)?;
+            if args.online {
+                rt.block_on(check_online::run(&config))?;
+            }
+            Ok(())
+        }
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
         Command::Audit(args) => rt.block_on(audit::run(&config, args)),
@@ -109,6 +117,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reroute(args) => rt.block_on(reroute::run(&config, args)),
         Command::Mapping(args) => mapping::run(&config, args),
         Command::Deliveries(args) => rt.block_on(deliveries::run(&config, args)),
+    }
+}
+
+/// Builds every vendor connector (`kind = "kingdee"`, …), resolving and checking its signing
+/// secrets, so that a missing or malformed AppID/AppSecret fails `check` instead of the first
+/// delivery. (Generic `http` connectors resolve their secrets when `serve` starts.)
+fn check_vendor_secrets(catalog: &crate::catalog::Catalog) -> anyhow::Result<()> {
+    let problems: Vec<String> = catalog
+        .connectors
+        .iter()
+        .filter(|c| c.vendor.is_some())
+        .filter_map(|c| crate::deliver::Connector::build(c.clone()).err())
+        .map(|e| e.to_string())
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "connector secrets are missing or malformed:\n  {}",
+            problems.join("\n  ")
+        )
     }
 }
 
@@ -160,6 +189,7 @@ fn check(path: &Path, config: &Config) -> anyhow::Result<()> {
     };
     let zone = jiff::tz::TimeZone::get(&config.wecom.time_zone)?;
     let catalog = mapping::catalog(config, &zone)?;
+    check_vendor_secrets(&catalog)?;
     println!("configuration {} is valid", path.display());
     println!("  callbacks   http://{}", config.server.listen);
     for e in &endpoints {

@@ -475,43 +475,55 @@ impl OAuth2Client {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// The token endpoint.
+    pub fn token_url(&self) -> &url::Url {
+        &self.token_url
+    }
+
+    /// The token request, exactly as [`OAuth2Client::token`] sends it (also used by
+    /// `crate::deliver::probe`, so that a probe tests what deliveries will do). Uncached.
+    pub fn token_request(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(s) = &self.scope {
+            form.append_pair("scope", s);
+        }
+        if let Some(a) = &self.audience {
+            form.append_pair("audience", a);
+        }
+        let mut req = http
+            .post(self.token_url.clone())
+            .timeout(timeout)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        match self.client_auth {
+            ClientAuth::Basic => {
+                req = req.basic_auth(&self.client_id, Some(self.client_secret.expose()));
+            }
+            ClientAuth::Post => {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", self.client_secret.expose());
+            }
+        }
+        req.body(form.finish())
+    }
+
     async fn fetch(
         &self,
         http: &reqwest::Client,
         timeout: Duration,
     ) -> Result<CachedToken, AuthFailure> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        // The form serializer is not `Send`: it lives in this scope, finished before awaiting.
-        let (req, body) = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "client_credentials");
-            if let Some(s) = &self.scope {
-                form.append_pair("scope", s);
-            }
-            if let Some(a) = &self.audience {
-                form.append_pair("audience", a);
-            }
-            let mut req = http
-                .post(self.token_url.clone())
-                .timeout(timeout)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                );
-            match self.client_auth {
-                ClientAuth::Basic => {
-                    req = req.basic_auth(&self.client_id, Some(self.client_secret.expose()));
-                }
-                ClientAuth::Post => {
-                    form.append_pair("client_id", &self.client_id);
-                    form.append_pair("client_secret", self.client_secret.expose());
-                }
-            }
-            (req, form.finish())
-        };
+        let req = self.token_request(http, timeout);
         let started = Instant::now();
-        let answer = req.body(body).send().await.map_err(|e| {
+        let answer = req.send().await.map_err(|e| {
             metrics::counter!("wecom_bridge_deliver_token_failures_total", "reason" => "unreachable").increment(1);
             AuthFailure::Unavailable(e.without_url().to_string())
         })?;

@@ -17,6 +17,7 @@ use super::encode::encode;
 use super::predicate::AnswerView;
 use super::redact::Redactor;
 use super::spec::{ConnectorSpec, Method};
+use super::vendor::client::VendorClient;
 use super::{Attempt, Outgoing, RecordedRequest, RecordedResponse, Verdict};
 use crate::config::Secret;
 
@@ -42,6 +43,14 @@ pub enum BuildError {
         /// What is wrong.
         detail: String,
     },
+    /// A vendor setting or secret is missing or malformed (`[kingdee]`, `[yonbip]`, …).
+    #[error("connector `{connector}`: {detail}")]
+    Vendor {
+        /// Connector name.
+        connector: String,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// The HTTP client could not be built.
     #[error("connector `{connector}`: HTTP client: {detail}")]
     Client {
@@ -58,6 +67,7 @@ pub struct Connector {
     url: url::Url,
     http: reqwest::Client,
     auth: Auth,
+    vendor: Option<VendorClient>,
     limits: super::limits::Limits,
     redactor: Redactor,
 }
@@ -67,16 +77,22 @@ impl std::fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("name", &self.spec.name)
             .field("auth", &self.auth)
+            .field("vendor", &self.vendor)
             .finish_non_exhaustive()
     }
 }
 
 /// An answer as read off the wire.
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    truncated: bool,
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body, capped at [`MAX_ANSWER_BYTES`].
+    pub body: Vec<u8>,
+    /// Whether the body was cut at the cap.
+    pub truncated: bool,
 }
 
 /// What one exchange produced.
@@ -119,13 +135,27 @@ impl Connector {
                 connector: name,
                 detail: e.to_string(),
             })?;
-        let secrets = auth.static_secrets();
+        let vendor = match &spec.vendor {
+            None => None,
+            Some(v) => Some(
+                VendorClient::build(v, &url).map_err(|detail| BuildError::Vendor {
+                    connector: spec.name.clone(),
+                    detail,
+                })?,
+            ),
+        };
+        let mut secrets = auth.static_secrets();
+        let mut secret_headers = auth.secret_headers();
+        if let Some(v) = &vendor {
+            secrets.extend(v.static_secrets());
+            secret_headers.extend(v.secret_headers());
+        }
         let mut secret_query: Vec<String> =
             auth.secret_query().map(str::to_owned).into_iter().collect();
         secret_query.extend(["access_token", "token", "sign", "signature"].map(String::from));
         let redactor = Redactor::new(
             secrets,
-            auth.secret_headers(),
+            secret_headers,
             secret_query,
             spec.redact.clone(),
             spec.record_body_limit,
@@ -136,6 +166,7 @@ impl Connector {
             url,
             http,
             auth,
+            vendor,
             redactor,
         })
     }
@@ -150,11 +181,23 @@ impl Connector {
         &self.spec
     }
 
-    /// OAuth2 token requests made so far (0 for other auth kinds).
+    /// Token requests or logins made so far (OAuth2, or the vendor protocol's; 0 for other
+    /// auth kinds).
     pub fn token_fetches(&self) -> u64 {
+        if let Some(v) = &self.vendor {
+            return v.auth_requests();
+        }
         match &self.auth {
             Auth::OAuth2(c) => c.fetches(),
             _ => 0,
+        }
+    }
+
+    /// The document as sent: the vendor envelope, or the `[body]` encoding.
+    fn encode(&self, document: &serde_json::Value) -> Result<Vec<u8>, String> {
+        match &self.vendor {
+            Some(v) => v.encode(document),
+            None => encode(&self.spec.body, document).map_err(|e| e.to_string()),
         }
     }
 
@@ -169,11 +212,15 @@ impl Connector {
         } else {
             out.document.clone()
         };
-        let recorded_body = encode(&self.spec.body, &recorded_doc).unwrap_or_default();
+        let recorded_body = self.encode(&recorded_doc).unwrap_or_default();
         let (body_text, body_truncated) = self.redactor.body(&recorded_body, &[]);
+        let target_url = self
+            .vendor
+            .as_ref()
+            .map_or_else(|| self.url.clone(), VendorClient::document_url);
         let mut request = RecordedRequest {
             method: method.to_owned(),
-            url: self.redactor.url(&self.url, &[]),
+            url: self.redactor.url(&target_url, &[]),
             headers: self.redactor.headers(&self.base_headers(out), &[]),
             body: body_text,
             body_truncated,
@@ -226,7 +273,7 @@ impl Connector {
                 );
             }
         }
-        let body = match encode(&self.spec.body, out.document) {
+        let body = match self.encode(out.document) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 let reason = format!("cannot encode the document: {e}");
@@ -243,6 +290,21 @@ impl Connector {
         }
 
         let _slot = self.limits.acquire().await;
+        if let Some(vendor) = &self.vendor {
+            let sent = vendor
+                .send(&self.http, self.spec.timeouts.total, &body)
+                .await;
+            let extra: Vec<&str> = sent.volatile.iter().map(String::as_str).collect();
+            request.method = sent.method.to_owned();
+            request.url = self.redactor.url(&sent.url, &extra);
+            request.headers = self.redactor.headers(&sent.headers, &extra);
+            let Some(answer) = sent.answer else {
+                return finish(sent.verdict, request, None, sent.captured);
+            };
+            let mut captured = sent.captured;
+            let response = self.recorded_answer(&answer, &sent.verdict, &extra, &mut captured);
+            return finish(sent.verdict, request, Some(response), captured);
+        }
         let mut exchange = self.exchange(out, &body).await;
         if let (Auth::OAuth2(client), Ok(Answer { status: 401, .. }), Some(token)) =
             (&self.auth, &exchange.outcome, &exchange.token)
@@ -278,7 +340,31 @@ impl Connector {
             jiff::Timestamp::now(),
         );
         let mut captured = BTreeMap::new();
+        let response = self.recorded_answer(&answer, &verdict, &extra, &mut captured);
+        finish(verdict, request, Some(response), captured)
+    }
+
+    /// The answer as recorded (redacted), and the configured captures of a delivered one
+    /// added to `captured` (values already there win).
+    fn recorded_answer(
+        &self,
+        answer: &Answer,
+        verdict: &Verdict,
+        extra: &[&str],
+        captured: &mut BTreeMap<String, serde_json::Value>,
+    ) -> RecordedResponse {
+        let content_type = answer
+            .headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.as_str());
+        let parsed = parse_body(content_type, &answer.body, answer.truncated);
         if verdict.is_delivered() {
+            let view = AnswerView {
+                status: answer.status,
+                headers: &answer.headers,
+                body: &parsed,
+            };
             for (name, at) in &self.spec.capture {
                 if !captured.contains_key(name)
                     && let Some(v) = view.read(at)
@@ -287,20 +373,19 @@ impl Connector {
                 }
             }
         }
-        let recorded_answer = match (&parsed, self.redactor.has_fields()) {
+        let recorded = match (&parsed, self.redactor.has_fields()) {
             (super::predicate::Body::Json(v), true) => {
                 serde_json::to_vec(&self.redactor.document(v)).unwrap_or_default()
             }
             _ => answer.body.clone(),
         };
-        let (body, body_truncated) = self.redactor.body(&recorded_answer, &extra);
-        let response = RecordedResponse {
+        let (body, body_truncated) = self.redactor.body(&recorded, extra);
+        RecordedResponse {
             status: answer.status,
-            headers: self.redactor.headers(&answer.headers, &extra),
+            headers: self.redactor.headers(&answer.headers, extra),
             body,
             body_truncated: body_truncated || answer.truncated,
-        };
-        finish(verdict, request, Some(response), captured)
+        }
     }
 
     /// Static headers, content type and the idempotency header.
@@ -379,7 +464,7 @@ impl Connector {
         for (n, v) in &headers {
             req = req.header(n.as_str(), v.as_str());
         }
-        let outcome = self.read(req).await;
+        let outcome = read(req, self.spec.timeouts.total).await;
         Exchange {
             url,
             headers,
@@ -387,52 +472,53 @@ impl Connector {
             outcome,
         }
     }
+}
 
-    async fn read(&self, req: reqwest::RequestBuilder) -> Result<Answer, Verdict> {
-        let total = self.spec.timeouts.total;
-        let failure = |e: reqwest::Error| {
-            let f = if e.is_timeout() {
-                TransportFailure::Timeout { after: total }
-            } else if e.is_connect() {
-                TransportFailure::Connect {
-                    detail: e.without_url().to_string(),
-                }
-            } else {
-                TransportFailure::Interrupted {
-                    detail: e.without_url().to_string(),
-                }
-            };
-            transport_verdict(&f)
-        };
-        let mut resp = req.send().await.map_err(failure)?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = resp.chunk().await.map_err(failure)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                body.extend_from_slice(&chunk[..MAX_ANSWER_BYTES - body.len()]);
-                truncated = true;
-                break;
+/// Sends `req` and reads the answer (capped at [`MAX_ANSWER_BYTES`]); a transport failure is
+/// its (retryable) verdict. `total` is the timeout, quoted in the reason.
+pub(crate) async fn read(req: reqwest::RequestBuilder, total: Duration) -> Result<Answer, Verdict> {
+    let failure = |e: reqwest::Error| {
+        let f = if e.is_timeout() {
+            TransportFailure::Timeout { after: total }
+        } else if e.is_connect() {
+            TransportFailure::Connect {
+                detail: e.without_url().to_string(),
             }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-            truncated,
+        } else {
+            TransportFailure::Interrupted {
+                detail: e.without_url().to_string(),
+            }
+        };
+        transport_verdict(&f)
+    };
+    let mut resp = req.send().await.map_err(failure)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
         })
+        .collect();
+    let mut body = Vec::new();
+    let mut truncated = false;
+    while let Some(chunk) = resp.chunk().await.map_err(failure)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            body.extend_from_slice(&chunk[..MAX_ANSWER_BYTES - body.len()]);
+            truncated = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
     }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+        truncated,
+    })
 }
 
 /// The wait before the next attempt after `attempts_so_far` attempts ended in `verdict`: the

@@ -7,7 +7,10 @@
 //! ([`auth`]), the idempotency carriers, the concurrency cap and rate limit ([`limits`]), sends
 //! it ([`http`]) and classifies the answer ([`classify`], pure). The returned [`Attempt`]
 //! carries the request and response as they may be recorded: secrets always redacted,
-//! configured fields redacted, bodies capped.
+//! configured fields redacted, bodies capped. A connector of a vendor kind (`kingdee`,
+//! `yonbip`, `u8_eai`, …) hands encoding, auth, sending and reading the answer to its
+//! [`vendor::client::VendorClient`], which holds the token or session state; the rest
+//! (idempotency field, dry run, limits, redaction, record) is the same for every kind.
 //!
 //! This module owns talking to targets. Apart from [`stage`], it must NOT touch the broker,
 //! the ledger or the mapping engine: the deliver stage ([`stage`]: consume → ledger → map →
@@ -21,6 +24,7 @@ pub mod encode;
 pub mod http;
 pub mod limits;
 pub mod predicate;
+pub mod probe;
 mod redact;
 pub mod spec;
 pub mod stage;

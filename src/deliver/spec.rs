@@ -18,23 +18,47 @@ use super::circuit::CircuitConfig;
 use super::classify::AnswerRules;
 use super::encode::{BodySpec, Encoding, Envelope};
 use super::predicate::{self, Locator, Predicate, PredicateFile, StatusRange};
+use super::vendor::client::{self, VendorSpec, VendorTables};
 use super::xml_path::XmlPath;
 use crate::catalog::{Diagnostic, diag};
 use crate::config::SecretRef;
 
 /// Connector kinds. A closed set: a new kind is a new variant and one more `match` arm.
+///
+/// `http` is the generic connector, configured entirely by the file. The others speak one
+/// vendor's protocol (auth, envelope, answers: PROTOCOLS.md); their vendor-specific settings
+/// sit in a table named like the kind (`[kingdee]`, `[yonbip]`, `[u8_eai]`, …), parsed by
+/// [`super::vendor::client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectorKind {
     /// A document sent in one HTTP request (JSON, form or XML body).
     Http,
+    /// Kingdee 金蝶云·星空 (K3Cloud) WebAPI: signed headers or session login, `Save`.
+    Kingdee,
+    /// Yonyou YonBIP / YonSuite open API: signed token GET, token in the query string.
+    Yonbip,
+    /// Yonyou U8 EAI (on-premise): the `<ufinterface>` XML envelope.
+    U8Eai,
+    /// Beisen 北森 iTalent (HR).
+    Beisen,
+    /// FxiaoKe 纷享销客 (CRM).
+    Fxiaoke,
+    /// Salesforce REST.
+    Salesforce,
 }
 
 impl ConnectorKind {
-    /// The name used in files.
+    /// The name used in files (also the name of the kind's vendor table).
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectorKind::Http => "http",
+            ConnectorKind::Kingdee => "kingdee",
+            ConnectorKind::Yonbip => "yonbip",
+            ConnectorKind::U8Eai => "u8_eai",
+            ConnectorKind::Beisen => "beisen",
+            ConnectorKind::Fxiaoke => "fxiaoke",
+            ConnectorKind::Salesforce => "salesforce",
         }
     }
 }
@@ -146,6 +170,8 @@ pub struct ConnectorSpec {
     pub circuit: CircuitConfig,
     /// Largest body kept in the record, in bytes.
     pub record_body_limit: usize,
+    /// The vendor protocol's settings (`None` for `kind = "http"`).
+    pub vendor: Option<VendorSpec>,
 }
 
 #[derive(Deserialize)]
@@ -155,7 +181,7 @@ struct ConnectorFile {
     kind: Spanned<ConnectorKind>,
     url: Spanned<String>,
     #[serde(default)]
-    method: Option<Method>,
+    method: Option<Spanned<Method>>,
     #[serde(default)]
     dry_run: bool,
     concurrency: Option<Spanned<u32>>,
@@ -178,6 +204,12 @@ struct ConnectorFile {
     retry: Option<Spanned<RetryFile>>,
     circuit: Option<Spanned<CircuitFile>>,
     record: Option<RecordFile>,
+    kingdee: Option<Spanned<client::kingdee::KingdeeFile>>,
+    yonbip: Option<Spanned<client::yonbip::YonbipFile>>,
+    u8_eai: Option<Spanned<client::u8::U8File>>,
+    beisen: Option<Spanned<client::beisen::BeisenFile>>,
+    fxiaoke: Option<Spanned<client::fxiaoke::FxiaokeFile>>,
+    salesforce: Option<Spanned<client::salesforce::SalesforceFile>>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +287,18 @@ pub fn parse(
         Ok(f) => f,
         Err(e) => return Err(vec![diag(file, text, e.span(), e.message().to_string())]),
     };
+    // Spans of the generic settings a vendor kind must not have (checked below).
+    let generic: Vec<(&str, Range<usize>)> = [
+        ("method", f.method.as_ref().map(Spanned::span)),
+        ("[body]", f.body.as_ref().map(Spanned::span)),
+        ("[auth]", f.auth.as_ref().map(Spanned::span)),
+        ("[success]", f.success.as_ref().map(Spanned::span)),
+        ("[duplicate]", f.duplicate.as_ref().map(Spanned::span)),
+        ("[retryable]", f.retryable.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(key, span)| span.map(|s| (key, s)))
+    .collect();
     let mut errs: Vec<(Option<Range<usize>>, String)> = Vec::new();
     let mut at = |span: Range<usize>, m: String| errs.push((Some(span), m));
 
@@ -523,6 +567,34 @@ pub fn parse(
         .record
         .map_or(DEFAULT_RECORD_BODY_LIMIT, |r| r.body_limit_bytes);
 
+    let kind = *f.kind.get_ref();
+    if kind != ConnectorKind::Http {
+        // The vendor protocol decides these; a generic setting would be silently ignored.
+        for (key, span) in generic {
+            at(
+                span,
+                format!(
+                    "{key} does not apply to kind = \"{}\": the vendor protocol sets it; remove it (vendor settings go in [{}])",
+                    kind.as_str(),
+                    kind.as_str()
+                ),
+            );
+        }
+    }
+    let vendor = client::parse(
+        kind,
+        f.kind.span(),
+        VendorTables {
+            kingdee: f.kingdee,
+            yonbip: f.yonbip,
+            u8_eai: f.u8_eai,
+            beisen: f.beisen,
+            fxiaoke: f.fxiaoke,
+            salesforce: f.salesforce,
+        },
+        &mut errs,
+    );
+
     if !errs.is_empty() {
         return Err(errs
             .into_iter()
@@ -532,9 +604,9 @@ pub fn parse(
     Ok(ConnectorSpec {
         name: f.name.unwrap_or_else(|| default_name.to_owned()),
         file: file.to_path_buf(),
-        kind: *f.kind.get_ref(),
+        kind,
         url,
-        method: f.method.unwrap_or(Method::Post),
+        method: f.method.map_or(Method::Post, Spanned::into_inner),
         body,
         headers,
         timeouts,
@@ -554,6 +626,7 @@ pub fn parse(
         auth,
         circuit,
         record_body_limit,
+        vendor,
     })
 }
 

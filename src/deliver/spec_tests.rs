@@ -129,7 +129,7 @@ fn unknown_keys_and_kinds_are_refused_with_a_position() {
     );
     let e = parse_str("kind = \"soap\"\nurl = \"https://x.example\"\n").unwrap_err();
     assert!(
-        e[0].contains("1:8: unknown variant `soap`, expected `http`"),
+        e[0].contains("1:8: unknown variant `soap`, expected one of `http`, `kingdee`"),
         "{e:?}"
     );
     let e = parse_str("kind = \"http\"\nurl = \"https://x.example\"\n[auth]\nkind = \"basic\"\nusername = \"u\"\npassword = \"env:P\"\npasword = \"x\"\n").unwrap_err();

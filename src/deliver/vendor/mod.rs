@@ -6,15 +6,17 @@
 //! request/response shapes, document envelopes, and a "classify this answer" function that
 //! turns an HTTP status plus body into an [`Outcome`].
 //!
-//! Must NOT: open connections, hold tokens or sessions, sleep, or decide retry policy. The
-//! generic connector in `crate::deliver` sends the requests and maps [`Outcome`] onto its
-//! own verdict; these modules only say what the answer means.
+//! Must NOT (the per-vendor modules): open connections, hold tokens or sessions, sleep, or
+//! decide retry policy. [`client`] is the stateful side: it parses a connector's vendor table,
+//! holds tokens and sessions, sends through the connector's HTTP client and maps [`Outcome`]
+//! onto the connector's verdict; the per-vendor modules only say what an answer means.
 //!
 //! Bad input: an answer we do not understand (HTML, truncated JSON, an unknown code) is
 //! never a success. It is [`Outcome::Retryable`] only when the HTTP status says gateway or
 //! server error (5xx), otherwise [`Outcome::Permanent`] carrying a raw excerpt.
 
 pub mod beisen;
+pub mod client;
 pub mod fxiaoke;
 pub mod kingdee;
 pub mod salesforce;
