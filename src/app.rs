@@ -175,10 +175,11 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     let broker: BrokerSlot = Arc::new(tokio::sync::OnceCell::new());
     let admin_state = AdminState {
         journal: journal.clone(),
-        console: Arc::new(crate::console::ConsoleShared::new(
-            config.console.clone(),
-            tokens,
-        )),
+        console: Arc::new(
+            crate::console::ConsoleShared::new(config.console.clone(), tokens).with_wecom(
+                crate::console::WeComSignIn::from_config(&config.console, &config.apps, &route),
+            ),
+        ),
         config_view: Arc::new(format!("{config:#?}")),
         broker: broker.clone(),
         broker_kind: format!("{:?}", config.broker.kind).to_lowercase(),

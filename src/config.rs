@@ -709,7 +709,11 @@ impl Config {
                 "admin.token is empty: set a long random token (or remove the key to run without one on a loopback listener)".into(),
             );
         }
-        errors.extend(crate::console::settings_errors(&self.admin, &self.console));
+        errors.extend(crate::console::settings_errors(
+            &self.admin,
+            &self.console,
+            &self.apps,
+        ));
         if self.server.header_read_timeout_ms == 0 || self.server.body_read_timeout_ms == 0 {
             errors.push(
                 "server.header_read_timeout_ms and server.body_read_timeout_ms must be above 0"

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod pages;
 pub mod settings;
+pub mod wecom_login;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 pub use auth::{Principal, Sessions, TokenBook};
-pub use settings::{AdminUser, ConsoleConfig, MIN_AUDIT_RETENTION_DAYS, Role};
+pub use settings::{
+    AdminUser, ConsoleConfig, MIN_AUDIT_RETENTION_DAYS, Role, WeComLoginConfig, WeComUser,
+};
+pub use wecom_login::WeComSignIn;
 
 use crate::admin::AdminState;
 use crate::config::AdminConfig;
@@ -49,6 +53,8 @@ pub struct ConsoleShared {
     pub tokens: TokenBook,
     /// Live sessions.
     pub sessions: Sessions,
+    /// Sign-in with WeCom, when configured.
+    pub wecom: Option<WeComSignIn>,
 }
 
 impl ConsoleShared {
@@ -59,14 +65,25 @@ impl ConsoleShared {
             config,
             tokens,
             sessions: Sessions::new(idle),
+            wecom: None,
         }
+    }
+
+    /// The same, with sign-in with WeCom (see [`WeComSignIn::from_config`]).
+    pub fn with_wecom(mut self, wecom: Option<WeComSignIn>) -> Self {
+        self.wecom = wecom;
+        self
     }
 }
 
 /// Configuration errors of `[console]` and `[[admin.users]]` (reported with the others at
-/// start and by `check`).
-pub fn settings_errors(admin: &AdminConfig, console: &ConsoleConfig) -> Vec<String> {
-    let mut errors = Vec::new();
+/// start and by `check`); `apps` are the configured WeCom apps (for sign-in with WeCom).
+pub fn settings_errors(
+    admin: &AdminConfig,
+    console: &ConsoleConfig,
+    apps: &std::collections::BTreeMap<String, crate::config::AppConfig>,
+) -> Vec<String> {
+    let mut errors = wecom_login::settings_errors(console, apps);
     if console.audit_retention_days < MIN_AUDIT_RETENTION_DAYS {
         errors.push(format!(
             "console.audit_retention_days = {} is below the minimum of {MIN_AUDIT_RETENTION_DAYS} days",

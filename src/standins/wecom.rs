@@ -2,7 +2,8 @@
 //!
 //! Speaks WeCom's real JSON for the calls the bridge makes (`gettoken`,
 //! `oa/getapprovaldetail`, `oa/getapprovalinfo`, `message/send`, `user/get`,
-//! `externalcontact/get`) on the real paths under `/cgi-bin`, and behaves like
+//! `externalcontact/get`, `auth/getuserinfo`) on the real paths under `/cgi-bin`, plays
+//! WeCom's two login pages for console sign-in (the `login` submodule), and behaves like
 //! WeCom where the client has to cope with it (PROTOCOL.md §4):
 //!
 //! * every answer is HTTP 200 with `errcode`/`errmsg` (errmsg carries a changing
@@ -81,6 +82,9 @@ impl FakeWeCom {
             .route("/cgi-bin/message/send", post(message_send))
             .route("/cgi-bin/user/get", get(user_get))
             .route("/cgi-bin/externalcontact/get", get(external_contact_get))
+            .route("/cgi-bin/auth/getuserinfo", get(login::getuserinfo))
+            .route("/connect/oauth2/authorize", get(login::authorize))
+            .route("/wwlogin/sso/login", get(login::sso_login))
             .with_state(Arc::clone(&state));
         let (addr, tx, task) = super::serve_loopback(router, "fake WeCom server").await;
         FakeWeCom {
@@ -291,6 +295,8 @@ struct FakeState {
     /// `getapprovaldetail`'s answer text before and after the SpNo, for forms without a
     /// fixture ([`FakeWeCom::serve_synthetic_approvals`]).
     synthetic: Option<(String, String)>,
+    /// Console sign-in: who confirms at the login pages, and the codes issued.
+    login: login::LoginState,
 }
 
 impl Default for FakeState {
@@ -312,6 +318,7 @@ impl Default for FakeState {
             rate_limits: HashMap::new(),
             cursors: HashMap::new(),
             synthetic: None,
+            login: login::LoginState::default(),
         }
     }
 }
@@ -324,6 +331,7 @@ fn errmsg_text(code: i64) -> &'static str {
         40003 => "invalid userid",
         40008 => "invalid message type",
         40013 => "invalid corpid",
+        40029 => "invalid code",
         40014 => "invalid access_token",
         40056 => "invalid agentid",
         40058 => "invalid parameter",
@@ -331,6 +339,7 @@ fn errmsg_text(code: i64) -> &'static str {
         41001 => "access_token missing",
         41002 => "corpid missing",
         41004 => "corpsecret missing",
+        41008 => "missing oauth code",
         41009 => "missing userid",
         42001 => "access_token expired",
         44004 => "empty content",
@@ -806,5 +815,6 @@ async fn external_contact_get(State(st): State<Shared>, Query(q): Query<QueryMap
     })
 }
 
+mod login;
 #[cfg(test)]
 mod tests;

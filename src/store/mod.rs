@@ -12,6 +12,8 @@
 //! - `outbox`: sequence numbers not yet confirmed by the broker. An entry is *published*
 //!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
+//! - `journal_by_*`: the journal's indexes (time, kind, app, quarantined, business key), in
+//!   the `journal_index` submodule with the listings that read them.
 //!
 //! The audit trail's `audit` and `audit_by_time` tables live in the `audit` submodule.
 //!
@@ -28,6 +30,7 @@ mod audit;
 mod files;
 mod forms;
 mod health;
+mod journal_index;
 mod ledger;
 mod queue;
 mod seal;
@@ -291,6 +294,7 @@ impl Store {
             forms::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
+            journal_index::init_tables(&tx)?;
             tx.commit()?;
             Ok(())
         })
@@ -312,6 +316,7 @@ impl Store {
                 let mut dedup = tx.open_table(DEDUP)?;
                 let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
                 let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
+                let mut index = journal_index::Writer::open(&tx)?;
                 let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
                 for record in records {
                     if let Some(seq) = dedup.get(&record.content_hash)? {
@@ -327,6 +332,7 @@ impl Store {
                         outbox.insert(seq, ())?;
                     }
                     dedup.insert(&record.content_hash, seq)?;
+                    index.add(seq, record)?;
                     by_time.insert((record.received_at_ms, &record.content_hash), ())?;
                     if keys
                         .get((record.app.as_str(), record.business_key.as_str()))?
@@ -387,35 +393,6 @@ impl Store {
                 record: decode_record(seq, v.value())?,
                 published: outbox.get(seq)?.is_none(),
             }))
-        })
-    }
-
-    /// Lists entries matching `filter`, newest first.
-    pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
-        self.read_journal(|journal, outbox| {
-            let mut out = Vec::new();
-            for item in journal.iter()?.rev() {
-                let (k, v) = item?;
-                let seq = k.value();
-                let record = decode_record(seq, v.value())?;
-                if filter.kind.as_deref().is_some_and(|k| k != record.kind)
-                    || filter.app.as_deref().is_some_and(|a| a != record.app)
-                    || filter.since_ms.is_some_and(|s| record.received_at_ms < s)
-                    || filter.until_ms.is_some_and(|u| record.received_at_ms >= u)
-                    || (filter.quarantined_only && record.quarantine.is_none())
-                {
-                    continue;
-                }
-                out.push(StoredEntry {
-                    seq,
-                    published: outbox.get(seq)?.is_none(),
-                    record,
-                });
-                if filter.limit != 0 && out.len() >= filter.limit {
-                    break;
-                }
-            }
-            Ok(out)
         })
     }
 

@@ -116,3 +116,83 @@ async fn demo_delivers_the_sample_claims_and_prints_where_they_went() {
     );
     d.stop().await;
 }
+
+/// The printout names the console's address and a viewer and an operator token: the address
+/// answers, each token signs in with its role, and the admin API takes the operator token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_a_console_that_answers_and_tokens_that_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_demo(dir.path()).await;
+    let s = &d.summary;
+    assert!(
+        s.contains(&format!("Operator console: {}", d.console_url)),
+        "{s}"
+    );
+    assert!(
+        s.contains(&d.viewer_token) && s.contains(&d.operator_token),
+        "{s}"
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("{}/sign-in", d.console_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let nonce_cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .find(|c| c.starts_with("wb_signin="))
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in with WeCom"), "{html}");
+    let nonce = nonce_cookie.trim_start_matches("wb_signin=").to_string();
+    for (token, role) in [(&d.viewer_token, "viewer"), (&d.operator_token, "operator")] {
+        let r = client
+            .post(format!("{}/sign-in", d.console_url))
+            .header("cookie", &nonce_cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([("token", token.as_str()), ("nonce", nonce.as_str())])
+                    .finish(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{role}");
+        let session = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with("wb_session="))
+            .unwrap();
+        let html = client
+            .get(format!("{}/overview", d.console_url))
+            .header("cookie", session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            html.contains(&format!(r#"<span class="role">{role}</span>"#)),
+            "{html}"
+        );
+    }
+    let api = client
+        .get(format!("http://{}/admin/deliveries", d.bridge.admin_addr))
+        .bearer_auth(&d.operator_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    d.stop().await;
+}

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::demo::start_demo;
-use crate::support::run_cli_async;
+use crate::support::run_cli;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_finds_a_failed_delivery_in_the_running_bridge() {
@@ -34,13 +34,26 @@ async fn cli_finds_a_failed_delivery_in_the_running_bridge() {
     std::fs::write(&cfg, text).unwrap();
     let cfg = cfg.to_string_lossy().to_string();
     let cwd = dir.path().to_path_buf();
+    // The demo's admin API takes tokens: the CLI uses the operator token it printed, as the
+    // printout says (`export BRIDGE_ADMIN__TOKEN=…`).
+    assert!(
+        d.summary
+            .contains(&format!("export BRIDGE_ADMIN__TOKEN={}", d.operator_token)),
+        "{}",
+        d.summary
+    );
+    let token = d.operator_token.clone();
     let cli = |args: &[&str]| {
         let mut all = vec!["--config".to_string(), cfg.clone()];
         all.extend(args.iter().map(|a| a.to_string()));
-        let cwd = cwd.clone();
+        let (cwd, token) = (cwd.clone(), token.clone());
         async move {
-            let args: Vec<&str> = all.iter().map(String::as_str).collect();
-            run_cli_async(&args, &cwd).await
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = all.iter().map(String::as_str).collect();
+                run_cli(&args, &cwd, &[("BRIDGE_ADMIN__TOKEN", token.as_str())])
+            })
+            .await
+            .unwrap()
         }
     };
 

@@ -38,6 +38,8 @@ const APP_SECRET: &str = "demo-app-secret";
 const DEMO_AGENT_ID: i64 = 1_000_002;
 /// How long each phase waits for the pipeline to settle before it reports what is missing.
 const SETTLE: Duration = Duration::from_secs(30);
+/// The WeCom member the stand-in's login pages sign in ("Sign in with WeCom" in the demo).
+const DEMO_WECOM_USER: &str = "ZhangSan";
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -66,6 +68,12 @@ pub struct Demo {
     pub inbox: InboxStandIn,
     /// The sample claims as sent: (SpNo, claim).
     pub sent: Vec<(String, samples::Claim)>,
+    /// The console's address (`http://<admin listener>/console`).
+    pub console_url: String,
+    /// A token with the viewer role (`demo-viewer`), printed for the console.
+    pub viewer_token: String,
+    /// A token with the operator role (`demo-operator`), printed for the console and the CLI.
+    pub operator_token: String,
     /// What the demo printed.
     pub summary: String,
 }
@@ -149,6 +157,7 @@ pub async fn start(
         // writeback sends as the app: message/send needs its AgentId
         a.agent_id.get_or_insert(DEMO_AGENT_ID);
     }
+    let console = ConsoleAccess::add_to(&mut config, &app_name, &wecom);
 
     let bridge = crate::app::start(&config)
         .await
@@ -165,8 +174,9 @@ pub async fn start(
     let admin = Admin {
         client: reqwest::Client::new(),
         base: format!("http://{}", bridge.admin_addr),
-        token: secrets.admin_token.as_ref().map(|t| t.expose().to_string()),
+        token: Some(console.operator_token.clone()),
     };
+    let console_url = format!("{}/console", admin.base);
 
     let now = unix_now();
     let sent = numbered_claims(&config, now)?;
@@ -219,6 +229,12 @@ pub async fn start(
         notifications: &notifications,
         settled,
         admin: &admin.base,
+        console: render::ConsoleHint {
+            url: &console_url,
+            viewer_token: &console.viewer_token,
+            operator_token: &console.operator_token,
+            wecom_user: DEMO_WECOM_USER,
+        },
         data_dir: &data_dir,
         config_path,
         connector: CONNECTOR,
@@ -230,8 +246,50 @@ pub async fn start(
         wecom,
         inbox,
         sent,
+        console_url,
+        viewer_token: console.viewer_token,
+        operator_token: console.operator_token,
         summary,
     })
+}
+
+/// The demo's way into the console: a viewer and an operator token (random per run, never
+/// stored), and sign-in with WeCom through the WeCom stand-in, which signs in
+/// [`DEMO_WECOM_USER`] as an operator.
+struct ConsoleAccess {
+    viewer_token: String,
+    operator_token: String,
+}
+
+impl ConsoleAccess {
+    fn add_to(config: &mut Config, app_name: &str, wecom: &FakeWeCom) -> ConsoleAccess {
+        use crate::console::{AdminUser, Role, WeComUser};
+        let token = || format!("{:032x}", rand::random::<u128>());
+        let access = ConsoleAccess {
+            viewer_token: token(),
+            operator_token: token(),
+        };
+        for (name, token, role) in [
+            ("demo-viewer", &access.viewer_token, Role::Viewer),
+            ("demo-operator", &access.operator_token, Role::Operator),
+        ] {
+            config.admin.users.push(AdminUser {
+                name: name.into(),
+                token: SecretRef::Literal(token.clone()),
+                role,
+            });
+        }
+        config.console.enabled = true;
+        config.console.wecom_login.app = app_name.to_string();
+        config.console.wecom_login.authorize_url = wecom.authorize_url();
+        config.console.wecom_login.sso_url = wecom.sso_login_url();
+        config.console.wecom_users.push(WeComUser {
+            user_id: DEMO_WECOM_USER.into(),
+            role: Role::Operator,
+        });
+        wecom.set_login_user(DEMO_WECOM_USER);
+        access
+    }
 }
 
 /// Gives each sample claim an SpNo of today (in the configured zone) that a re-run with the

@@ -36,12 +36,27 @@ pub struct Seen<'a> {
     pub settled: bool,
     /// The admin API's base URL.
     pub admin: &'a str,
+    /// How to open the console.
+    pub console: ConsoleHint<'a>,
     /// The demo's data folder.
     pub data_dir: &'a Path,
     /// The configuration file (quoted in commands when it is not the default).
     pub config_path: &'a Path,
     /// The connector the claims go to.
     pub connector: &'a str,
+}
+
+/// How to open the demo's console.
+#[derive(Debug)]
+pub struct ConsoleHint<'a> {
+    /// Its address.
+    pub url: &'a str,
+    /// A viewer's token.
+    pub viewer_token: &'a str,
+    /// An operator's token (also what the CLI needs while the demo runs).
+    pub operator_token: &'a str,
+    /// The WeCom member the stand-in signs in with "Sign in with WeCom".
+    pub wecom_user: &'a str,
 }
 
 /// Renders the human summary (aligned columns, no log noise).
@@ -180,6 +195,28 @@ pub fn summary(s: &Seen<'_>) -> String {
 
     let c = config_flag(s.config_path);
     let _ = writeln!(out, "\nThe bridge keeps running. Admin API: {}", s.admin);
+    let h = &s.console;
+    let _ = writeln!(out, "\nOperator console: {}", h.url);
+    let _ = writeln!(
+        out,
+        "  sign in with the operator token  {}  (replays, payloads)",
+        h.operator_token
+    );
+    let _ = writeln!(
+        out,
+        "  or the viewer token              {}  (read only)",
+        h.viewer_token
+    );
+    let _ = writeln!(
+        out,
+        "  or \"Sign in with WeCom\": the WeCom stand-in signs you in as {} (operator)",
+        h.wecom_user
+    );
+    let _ = writeln!(
+        out,
+        "\nThe admin API needs a token while the demo runs; for the commands below:\n  export BRIDGE_ADMIN__TOKEN={}",
+        h.operator_token
+    );
     let _ = writeln!(out, "Try:");
     for (cmd, what) in [
         (format!("wecom-bridge{c} deliveries"), "every delivery job"),

@@ -6,6 +6,7 @@ mod dead_letters;
 mod events;
 mod overview;
 mod sign_in;
+mod wecom_sign_in;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -24,6 +25,8 @@ pub(super) fn routes() -> Router<AdminState> {
     Router::new()
         .route("/console/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/wecom/start", get(wecom_sign_in::start))
+        .route("/console/wecom/callback", get(wecom_sign_in::callback))
         .route("/console/overview", get(overview::page))
         .route("/console/events", get(events::list))
         .route("/console/event", get(events::one))

@@ -1,5 +1,6 @@
 //! Sign-in with a token, and sign-out. The sign-in form is protected against login CSRF by
-//! a random value held both in a `SameSite=Strict` cookie and in the form.
+//! a random value held both in a `SameSite=Strict` cookie and in the form. The page also
+//! offers sign-in with WeCom when it is configured (`wecom_sign_in`).
 
 use axum::Form;
 use axum::extract::State;
@@ -45,6 +46,13 @@ fn form_page(st: &AdminState, status: StatusCode, message: Option<&str>) -> Resp
                 button.primary type="submit" id="sign-in" { "Sign in" }
             }
             p.muted { "Tokens are configured by the bridge's administrator under [[admin.users]]." }
+            @if st.console.wecom.is_some() {
+                p.wecom {
+                    a.button id="wecom-sign-in" href="/console/wecom/start" { "Sign in with WeCom" }
+                    " "
+                    a.muted id="wecom-qr" href="/console/wecom/start?via=qr" { "(QR code)" }
+                }
+            }
         }
     };
     (

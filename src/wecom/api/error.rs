@@ -168,6 +168,10 @@ pub(super) fn hint(errcode: i64) -> &'static str {
         60111 => "the userid does not exist",
         40003 => "the userid is invalid",
         301112 => "the time range is too large; split it into windows of at most 31 days",
+        40029 => "the sign-in code is invalid, already used or older than five minutes",
+        50001 => {
+            "the redirect URI's domain is not a trusted domain (可信域名 / 授权回调域) of the app"
+        }
         _ => "unexpected WeCom errcode; look it up in WeCom's global error codes (doc 90313)",
     }
 }

@@ -1,8 +1,8 @@
 //! Client for WeCom's server API (`qyapi.weixin.qq.com/cgi-bin`).
 //!
 //! Owns every call the bridge makes to WeCom: `gettoken`, the approval APIs
-//! (`oa/getapprovaldetail`, `oa/getapprovalinfo`), `message/send`, `user/get` and
-//! `externalcontact/get`. It follows PROTOCOL.md §4:
+//! (`oa/getapprovaldetail`, `oa/getapprovalinfo`), `message/send`, `user/get`,
+//! `externalcontact/get` and `auth/getuserinfo` (who signed in to the console with WeCom). It follows PROTOCOL.md §4:
 //!
 //! * WeCom answers HTTP 200 even on errors; every body is checked for a non-zero
 //!   `errcode`, and errors are classified by `errcode` only, never by `errmsg` text.
@@ -33,6 +33,7 @@ use crate::config::Secret;
 
 mod error;
 mod limiter;
+mod login;
 #[cfg(test)]
 mod tests;
 mod transport;
@@ -40,6 +41,7 @@ mod transport;
 pub use error::ApiError;
 use error::*;
 use limiter::*;
+pub use login::LoginIdentity;
 use transport::*;
 
 /// WeCom's production API base URL.
@@ -76,6 +78,7 @@ mod names {
     pub const MESSAGE_SEND: &str = "message/send";
     pub const USER_GET: &str = "user/get";
     pub const EXTERNAL_CONTACT_GET: &str = "externalcontact/get";
+    pub const AUTH_GETUSERINFO: &str = "auth/getuserinfo";
     pub const CLIENT: &str = "client";
 }
 
