@@ -12,6 +12,8 @@
 //! - `outbox`: sequence numbers not yet confirmed by the broker. An entry is *published*
 //!   exactly when it is in `journal` and not in `outbox` (state derived, never duplicated).
 //! - `dedup`: content hash → sequence number, and `dedup_by_time` to expire old hashes.
+//! - `journal_by_key`: (business key, sequence number), so one form's callbacks are a range
+//!   read (the `journal_index` submodule, with the time lookups of the console).
 //!
 //! The audit trail's `audit` and `audit_by_time` tables live in the `audit` submodule.
 //!
@@ -28,12 +30,14 @@ mod audit;
 mod files;
 mod forms;
 mod health;
+mod journal_index;
 mod ledger;
 mod queue;
 mod seal;
 pub use audit::{AuditEntry, AuditRecord};
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
+pub use journal_index::MAX_FORM_ENTRIES;
 pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,
@@ -289,6 +293,7 @@ impl Store {
             tx.open_table(DEDUP_BY_TIME)?;
             queue::init_tables(&tx)?;
             forms::init_tables(&tx)?;
+            journal_index::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
             tx.commit()?;
@@ -312,6 +317,7 @@ impl Store {
                 let mut dedup = tx.open_table(DEDUP)?;
                 let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
                 let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
+                let mut by_key = tx.open_table(journal_index::JOURNAL_BY_KEY)?;
                 let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
                 for record in records {
                     if let Some(seq) = dedup.get(&record.content_hash)? {
@@ -327,6 +333,7 @@ impl Store {
                         outbox.insert(seq, ())?;
                     }
                     dedup.insert(&record.content_hash, seq)?;
+                    by_key.insert((record.business_key.as_str(), seq), ())?;
                     by_time.insert((record.received_at_ms, &record.content_hash), ())?;
                     if keys
                         .get((record.app.as_str(), record.business_key.as_str()))?
