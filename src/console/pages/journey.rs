@@ -25,7 +25,7 @@ use crate::store::{FormState, StoredEntry};
 use crate::wecom::event::{InboundEvent, parse_event};
 
 /// Most callbacks a search reads (newest first) before it asks for a narrower time range.
-pub(super) const SCAN_LIMIT: usize = 5_000;
+pub(super) const SCAN_LIMIT: usize = 2_000;
 /// Most forms a search lists.
 const FOUND_LIMIT: usize = 100;
 
