@@ -381,6 +381,50 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     );
     assert!(audit.contains("refused: role viewer"), "{audit}");
     shot(&c, "audit-after-replay").await;
+    click(&c, "#sign-out").await;
+    wait_for(&c, "#sign-in").await;
+
+    // the operator again: a search by applicant and template, then "replay all matching"
+    sign_in(&c, admin, OPERATOR_TOKEN).await;
+    goto(
+        &c,
+        admin,
+        "/console/journey?applicant=ZhangSan&template=费用报销",
+    )
+    .await;
+    let found = text_of(&c, "#found").await;
+    for sp in [booked, fixed, still_dead] {
+        assert!(found.contains(sp), "the search finds {sp}: {found}");
+    }
+    shot(&c, "journey-search").await;
+    goto(
+        &c,
+        admin,
+        "/console/deliveries?state=dead&connector=finance",
+    )
+    .await;
+    click(&c, "#replay-all").await;
+    wait_for(&c, "#confirm-replay").await;
+    assert!(
+        text_of(&c, "main").await.contains("(1 job(s))"),
+        "the confirmation says how many"
+    );
+    click(&c, "#confirm-replay").await;
+    wait_for(&c, "#replay-result").await;
+    assert!(
+        text_of(&c, "#replay-result")
+            .await
+            .contains("Replayed 1 dead job(s)")
+    );
+    eventually(60, "every replayed job is delivered", || async {
+        finance.vouchers_for(&format!("EXP-{still_dead}")) == 1
+    })
+    .await;
+    assert_eq!(
+        finance.voucher_count(),
+        3,
+        "one voucher per approval, no more"
+    );
 
     c.close().await.unwrap();
     drop(driver);
