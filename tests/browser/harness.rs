@@ -104,7 +104,24 @@ pub fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// Saves a screenshot of the page as `target/screenshots/<name>.png`, after checking that the
+/// page keeps to the strict CSP: no inline script, no `<style>` element, no `style`
+/// attribute (they would be blocked, so a page relying on them would look broken).
 pub async fn shot(c: &Client, name: &str) {
+    let inline = c
+        .execute(
+            "return [document.querySelectorAll('[style]').length,
+                     Array.from(document.scripts).filter(s => !s.src).length,
+                     document.querySelectorAll('style').length];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inline,
+        json!([0, 0, 0]),
+        "{name}: inline style or script on the page"
+    );
     let png = c.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("save screenshot");

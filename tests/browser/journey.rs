@@ -297,6 +297,18 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
         "the shipped cases pass"
     );
     shot(&c, "playground").await;
+    // a recent real approval as the sample: fetched from WeCom, mapped to a voucher
+    click(&c, "a.use-instance").await;
+    wait_for(&c, "#sample-note").await;
+    click(&c, "#try").await;
+    wait_for(&c, "#document").await;
+    assert!(
+        text_of(&c, "#document")
+            .await
+            .contains("\"document_no\": \"EXP-"),
+        "the real instance maps to a voucher"
+    );
+    shot(&c, "playground-document").await;
 
     // connectors: settings with secrets as ***
     goto(&c, admin, "/console/connectors").await;

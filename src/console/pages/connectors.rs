@@ -217,6 +217,8 @@ fn settings(c: &ConnectorSpec) -> Markup {
             c.capture
                 .iter()
                 .map(|(n, _)| n.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
