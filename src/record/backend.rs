@@ -123,6 +123,23 @@ impl Backend {
         }
     }
 
+    /// Jobs of `state` created per window of `bucket_ms` from `since_ms`.
+    pub async fn histogram(
+        &self,
+        state: super::JobState,
+        since_ms: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<u64>, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || Ok(store.ledger_histogram(state, since_ms, bucket_ms, buckets)?))
+                    .await
+            }
+        }
+    }
+
     /// Counters per (connector, state).
     pub async fn counts(&self) -> Result<Vec<StateCount>, LedgerError> {
         match self {

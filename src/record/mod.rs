@@ -295,6 +295,22 @@ impl Ledger {
         count_failure(self.backend.counts().await)
     }
 
+    /// Jobs of `state` created in each of `buckets` windows of `bucket_ms` from `since_ms`,
+    /// counted from an index (for the console's chart).
+    pub async fn histogram(
+        &self,
+        state: JobState,
+        since_ms: i64,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<u64>, LedgerError> {
+        count_failure(
+            self.backend
+                .histogram(state, since_ms, bucket_ms, buckets)
+                .await,
+        )
+    }
+
     /// Removes jobs created before `cutoff_ms` with their attempts; returns how many.
     pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, LedgerError> {
         let n = count_failure(self.backend.prune(cutoff_ms).await)?;

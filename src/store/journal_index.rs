@@ -12,7 +12,7 @@
 //! existed gets them built once when it is opened.
 
 use redb::{
-    ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
 };
 
@@ -26,6 +26,9 @@ const BY_APP: TableDefinition<(&str, i64, u64), ()> = TableDefinition::new("jour
 const QUARANTINED: TableDefinition<(i64, u64), ()> = TableDefinition::new("journal_quarantined");
 const BY_BUSINESS_KEY: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("journal_by_business_key");
+
+/// Most entries one form's journey lists (a form has a handful of callbacks).
+pub const MAX_FORM_ENTRIES: usize = 500;
 
 /// Most entries one listing returns when the filter sets no limit.
 const MAX_LIST: usize = 100_000;
@@ -85,6 +88,29 @@ pub(super) fn init_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
         "journal indexes built for entries journaled before they existed"
     );
     Ok(())
+}
+
+type Journal = ReadOnlyTable<u64, &'static [u8]>;
+
+/// The first sequence number received at or after `at_ms` (one past the last when none is).
+fn first_seq_since(journal: &Journal, at_ms: i64) -> Result<u64, StoreError> {
+    let Some((last, _)) = journal.last()? else {
+        return Ok(1);
+    };
+    let (mut lo, mut hi) = (1u64, last.value() + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let received = match journal.get(mid)? {
+            Some(v) => decode_record(mid, v.value())?.received_at_ms,
+            None => i64::MIN, // a gap cannot happen (contiguous); treat as older
+        };
+        if received < at_ms {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// Where a listing reads its candidates from: the most selective index the filter allows.
@@ -196,6 +222,50 @@ impl Store {
                         record: decode_record(seq, v.value())?,
                     });
                 }
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many entries were received at or after `since_ms`.
+    pub fn journal_count_since(&self, since_ms: i64) -> Result<u64, StoreError> {
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let journal = tx.open_table(JOURNAL)?;
+            let next = journal.last()?.map_or(1, |(k, _)| k.value() + 1);
+            Ok(next - first_seq_since(&journal, since_ms)?)
+        })
+    }
+
+    /// Entries received in `[since_ms, until_ms)`, newest first, at most `max` of them
+    /// (found by binary search on the sequence numbers, then read in order: no scan).
+    pub fn journal_entries_between(
+        &self,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        max: usize,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let journal = tx.open_table(JOURNAL)?;
+            let outbox = tx.open_table(OUTBOX)?;
+            let first = first_seq_since(&journal, since_ms.unwrap_or(i64::MIN))?;
+            let end = match until_ms {
+                Some(u) => first_seq_since(&journal, u)?,
+                None => journal.last()?.map_or(1, |(k, _)| k.value() + 1),
+            };
+            let mut out = Vec::new();
+            if first >= end {
+                return Ok(out);
+            }
+            for item in journal.range(first..end)?.rev().take(max) {
+                let (k, v) = item?;
+                let seq = k.value();
+                out.push(StoredEntry {
+                    seq,
+                    record: decode_record(seq, v.value())?,
+                    published: outbox.get(seq)?.is_none(),
+                });
             }
             Ok(out)
         })
@@ -314,5 +384,56 @@ mod tests {
             .unwrap();
         assert_eq!(hr.len(), 1);
         assert_eq!(s.journal_entries_of_form("sp1", 10).unwrap().len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod bisection_tests {
+    use super::*;
+    use crate::store::JournalRecord;
+
+    fn record(n: u8, key: &str, at: i64) -> JournalRecord {
+        JournalRecord {
+            app: "demo".into(),
+            kind: "approval_change".into(),
+            business_key: key.into(),
+            received_at_ms: at,
+            content_hash: [n; 32],
+            key_id: "k1".into(),
+            nonce: [0; 12],
+            ciphertext: vec![n],
+            quarantine: None,
+            source: "callback".into(),
+        }
+    }
+
+    #[test]
+    fn forms_by_sp_no_and_time_ranges_by_bisection() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        s.append_journal(&[
+            record(1, "2025001:1", 100),
+            record(2, "20250012:2", 200),
+            record(3, "2025001:2", 300),
+            record(4, "2025001:10", 400),
+            record(5, "2025002:2", 500),
+        ])
+        .unwrap();
+        let seqs = |v: Vec<StoredEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        // 20250012 shares the prefix 2025001 but is another form
+        assert_eq!(
+            seqs(s.journal_entries_of_form("2025001", MAX_FORM_ENTRIES).unwrap()),
+            [1, 3, 4]
+        );
+        assert_eq!(seqs(s.journal_entries_of_form("20250012", MAX_FORM_ENTRIES).unwrap()), [2]);
+        assert!(s.journal_entries_of_form("nope", MAX_FORM_ENTRIES).unwrap().is_empty());
+        assert_eq!(s.journal_count_since(0).unwrap(), 5);
+        assert_eq!(s.journal_count_since(300).unwrap(), 3);
+        assert_eq!(s.journal_count_since(301).unwrap(), 2);
+        assert_eq!(s.journal_count_since(501).unwrap(), 0);
+        let between = s.journal_entries_between(Some(200), Some(500), 10).unwrap();
+        assert_eq!(seqs(between), [4, 3, 2]);
+        let newest = s.journal_entries_between(None, None, 2).unwrap();
+        assert_eq!(seqs(newest), [5, 4]);
     }
 }

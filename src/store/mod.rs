@@ -37,6 +37,7 @@ mod seal;
 pub use audit::{AuditEntry, AuditRecord};
 pub use forms::{FormState, Forwarded};
 pub use health::StoreHealth;
+pub use journal_index::MAX_FORM_ENTRIES;
 pub use ledger::MAX_PAGE as LEDGER_MAX_PAGE;
 pub use queue::{
     LeasedMessage, QueueBatchOutcome, QueueCounts, QueueOp, QueueOpResult, StoredDeadLetter,

@@ -10,3 +10,15 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 });
+// Mapping playground: a chosen sample file is read into the sample box (nothing is uploaded
+// until the operator presses "Try").
+document.addEventListener("DOMContentLoaded", () => {
+  const file = document.getElementById("sample-file");
+  const box = document.getElementById("sample");
+  if (!file || !box) return;
+  file.addEventListener("change", () => {
+    const f = file.files && file.files[0];
+    if (!f) return;
+    f.text().then((text) => { box.value = text; });
+  });
+});

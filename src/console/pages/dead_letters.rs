@@ -72,7 +72,12 @@ pub(super) async fn list(
                 @for d in &list {
                     tr {
                         td { code { (d.envelope.id) } }
-                        td { (d.envelope.kind) } td { (d.envelope.business_key) } td { (d.envelope.app) }
+                        td { (d.envelope.kind) }
+                        td { @match super::journey::sp_no_of(&d.envelope.kind, &d.envelope.business_key) {
+                            Some(sp) => { (super::journey::link(sp)) (d.envelope.business_key.strip_prefix(sp).unwrap_or("")) },
+                            None => (d.envelope.business_key),
+                        } }
+                        td { (d.envelope.app) }
                         td { (d.reason) } td.num { (d.attempts) } td { (time(d.last_failure_ms)) }
                         @if operator {
                             td {

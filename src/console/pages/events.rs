@@ -90,7 +90,11 @@ pub(super) async fn list(
                     tr {
                         td { a href={ "/console/event?seq=" (v.seq) } { (v.seq) } }
                         td { time datetime=(v.received_at) { (v.received_at) } }
-                        td { (v.app) } td { (v.kind) } td { (v.business_key) }
+                        td { (v.app) } td { (v.kind) }
+                        td { @match super::journey::sp_no_of(&v.kind, &v.business_key) {
+                            Some(sp) => { (super::journey::link(sp)) (v.business_key.strip_prefix(sp).unwrap_or("")) },
+                            None => (v.business_key),
+                        } }
                         td { (v.state) @if let Some(r) = &v.quarantine_reason { " — " (r) } }
                         td { (v.source) }
                     }
@@ -162,7 +166,10 @@ pub(super) async fn one(
             tr { th { "received" } td { time datetime=(view.received_at) { (view.received_at) } } }
             tr { th { "app" } td { (view.app) } }
             tr { th { "kind" } td { (view.kind) } }
-            tr { th { "business key" } td { (view.business_key) } }
+            tr { th { "business key" } td {
+                (view.business_key)
+                @if let Some(sp) = super::journey::sp_no_of(&view.kind, &view.business_key) { " · journey: " (super::journey::link(sp)) }
+            } }
             tr { th { "state" } td { (view.state) } }
             tr { th { "source" } td { (view.source) } }
         }

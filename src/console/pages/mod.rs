@@ -7,6 +7,11 @@ mod events;
 mod overview;
 mod sign_in;
 mod wecom_sign_in;
+// console-pages: journey, deliveries, playground, connectors
+mod connectors;
+mod deliveries;
+mod journey;
+mod playground;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -33,6 +38,15 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/console/dead-letters", get(dead_letters::list))
         .route("/console/dead-letters/replay", post(dead_letters::replay))
         .route("/console/audit", get(audit::list))
+        // console-pages: journey, deliveries, playground, connectors
+        .route("/console/journey", get(journey::page))
+        .route("/console/deliveries", get(deliveries::list))
+        .route("/console/deliveries/replay", post(deliveries::replay))
+        .route(
+            "/console/playground",
+            get(playground::page).post(playground::try_it),
+        )
+        .route("/console/connectors", get(connectors::page))
 }
 
 /// The session cookie's id and the live session it names.
@@ -106,8 +120,12 @@ fn time(ms: i64) -> Markup {
 fn layout(title: &str, session: Option<&Session>, active: &str, body: Markup) -> Html<String> {
     let nav: &[(&str, &str, Role)] = &[
         ("overview", "Overview", Role::Viewer),
+        ("journey", "Journey", Role::Viewer),
         ("events", "Events", Role::Viewer),
+        ("deliveries", "Deliveries", Role::Viewer),
         ("dead-letters", "Dead letters", Role::Viewer),
+        ("playground", "Playground", Role::Operator),
+        ("connectors", "Connectors", Role::Viewer),
         ("audit", "Audit", Role::Viewer),
     ];
     let page = html! {
