@@ -106,7 +106,7 @@ impl Store {
                 t.insert((app, sp_no), bytes.as_slice())?;
                 state
             };
-            tx.commit()?;
+            super::commit(tx, "forms", true)?;
             Ok(state)
         })
     }

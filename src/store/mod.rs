@@ -125,6 +125,21 @@ macro_rules! db_err {
 }
 db_err!(TransactionError, TableError, CommitError);
 
+/// Commits a write transaction and counts it in `wecom_bridge_store_commits_total{what,
+/// durable}`: the number of commits (and of fsyncs, the durable ones) per callback or per
+/// delivered approval is the figure group commit is about.
+/// `durable` must say how the transaction was set up (redb's default is durable).
+fn commit(tx: redb::WriteTransaction, what: &'static str, durable: bool) -> Result<(), StoreError> {
+    tx.commit()?;
+    metrics::counter!(
+        crate::telemetry::names::STORE_COMMITS,
+        "what" => what,
+        "durable" => if durable { "true" } else { "false" }
+    )
+    .increment(1);
+    Ok(())
+}
+
 /// A journal entry as stored. The payload is opaque ciphertext.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct JournalRecord {
@@ -291,7 +306,7 @@ impl Store {
             forms::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
-            tx.commit()?;
+            commit(tx, "init", true)?;
             Ok(())
         })
     }
@@ -337,7 +352,7 @@ impl Store {
                     outcomes.push(AppendOutcome::Appended(seq));
                 }
             }
-            tx.commit()?;
+            commit(tx, "journal", true)?;
             Ok(outcomes)
         })
     }
@@ -360,7 +375,7 @@ impl Store {
                     removed += 1;
                 }
             }
-            tx.commit()?;
+            commit(tx, "journal", true)?;
             Ok(removed)
         })
     }
@@ -448,7 +463,7 @@ impl Store {
                     outbox.remove(seq)?;
                 }
             }
-            tx.commit()?;
+            commit(tx, "journal", true)?;
             Ok(())
         })
     }

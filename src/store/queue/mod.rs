@@ -345,7 +345,7 @@ impl Store {
                 }
                 t.finish()?
             };
-            tx.commit()?;
+            super::commit(tx, "queue", durable)?;
             Ok(QueueBatchOutcome {
                 results,
                 woken,
@@ -371,7 +371,7 @@ impl Store {
                 let (woken, next) = t.finish()?;
                 (QueueOpResult::Promoted { ready, dead }, woken, next)
             };
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(QueueBatchOutcome {
                 results: vec![result],
                 woken,
@@ -396,7 +396,7 @@ impl Store {
                 t.finish()?;
                 moved
             };
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(moved)
         })
     }
@@ -405,7 +405,7 @@ impl Store {
     pub fn queue_sync(&self) -> Result<(), StoreError> {
         self.with_db(|db| {
             let tx = db.begin_write()?;
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(())
         })
     }
