@@ -58,9 +58,18 @@ for _ in $(seq 300); do
 done
 [ "$ready" = yes ] || { echo "the bridge did not become ready on 127.0.0.1:$ADMIN_PORT" >&2; exit 1; }
 backlog() { curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" | sed -n 's/.*"outbox_backlog":\([0-9]*\).*/\1/p'; }
+# Sum of the samples of a metric whose line contains a label text ("" = all).
+metric() { curl -fs "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v name="$1" -v label="$2" \
+  'index($0, name) == 1 && index($0, label) { s += $NF } END { printf "%d\n", s }'; }
+disk_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$pid/io"; }
+route_settled() { metric wecom_bridge_stage_messages_total 'stage="route"'; }
 
 url="http://127.0.0.1:$PORT/wecom/callback"
 echo "broker: $BROKER"
+commits0=$(metric wecom_bridge_store_commits_total 'durable="true"')
+lazy0=$(metric wecom_bridge_store_commits_total 'durable="false"')
+bytes0=$(disk_bytes)
+route0=$(route_settled)
 t0=$(date +%s.%N)
 "$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --requests "$REQUESTS"
 t1=$(date +%s.%N)
@@ -70,6 +79,20 @@ while [ "$(backlog)" != "0" ]; do sleep 0.05; done
 t2=$(date +%s.%N)
 awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
   printf "ingress → %s confirmed: %d events journaled and confirmed in %.2f s → %.0f events/s (outbox drained %.2f s after the last 200)\n", ENVIRON["BROKER"], n, c-a, n/(c-a), c-b }'
+  # Store work per callback, until the route stage has settled every event of the run.
+  for _ in $(seq 1200); do
+    [ $(( $(route_settled) - route0 )) -ge "$REQUESTS" ] && break
+    sleep 0.1
+  done
+  t3=$(date +%s.%N)
+  commits1=$(metric wecom_bridge_store_commits_total 'durable="true"')
+  lazy1=$(metric wecom_bridge_store_commits_total 'durable="false"')
+  bytes1=$(disk_bytes)
+  routed=$(( $(route_settled) - route0 ))
+  awk -v n="$REQUESTS" -v r="$routed" -v d=$((commits1 - commits0)) -v l=$((lazy1 - lazy0)) \
+    -v b=$((bytes1 - bytes0)) -v a="$t0" -v c="$t3" 'BEGIN {
+    printf "route stage settled %d of %d events %.2f s after the first callback\n", r, n, c-a
+    printf "store per callback (ingress + relay + route): %.4f durable commits (fsync), %.4f non-durable commits; %.0f bytes written to disk\n", d/n, l/n, b/n }'
 fi
 "$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --rate "$RATE" --seconds "$SECONDS_AT_RATE"
 echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"

@@ -1,9 +1,12 @@
 //! Assembly: builds every stage from a validated [`Config`], binds the listeners, and runs
 //! until shut down. Tests use it with port 0 and drive the real thing.
 //!
-//! Start-up order follows the data flow: store → journal → ingress. Shutdown runs backwards:
-//! stop accepting, let in-flight requests finish (bounded by `server.shutdown_grace_secs`),
-//! then let the journal writer commit what it holds and close the store.
+//! Start-up order follows the data flow: store → (embedded broker) → journal → ingress; the
+//! embedded broker opens first because its writer commits the journal's appends (one commit
+//! from callback to route queue), while RabbitMQ comes up in the background. Shutdown runs
+//! backwards: stop accepting, let in-flight requests finish (bounded by
+//! `server.shutdown_grace_secs`), then let the writers commit what they hold and close the
+//! store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +16,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, BrokerSlot};
-use crate::broker::{AnyBroker, Broker, WRITEBACK_QUEUE};
-use crate::config::{Config, ConfigError, ResolvedSecrets, StagePlan};
+use crate::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
+use crate::broker::{AnyBroker, Broker, BrokerError, WRITEBACK_QUEUE};
+use crate::config::{BrokerKind, Config, ConfigError, ResolvedSecrets, StagePlan};
 use crate::deliver::Connector;
 use crate::deliver::stage::{DeliverStage, retry_policy};
 use crate::ingress::{self, AppEndpoint};
@@ -37,6 +41,9 @@ pub enum StartError {
     /// Journal keys.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The embedded broker could not be opened on the store.
+    #[error("the embedded broker cannot be opened on the store")]
+    Broker(#[source] BrokerError),
     /// An app's credentials are unusable.
     #[error("apps.{app}: the Token or EncodingAESKey is unusable")]
     App {
@@ -72,7 +79,8 @@ pub struct RunningBridge {
     pipeline: JoinHandle<()>,
     broker: BrokerSlot,
     background: Vec<JoinHandle<()>>,
-    writer: JournalWriter,
+    /// The journal's own writer (RabbitMQ); on the embedded broker its writer commits.
+    writer: Option<JournalWriter>,
 }
 
 /// Builds the callback endpoints from resolved secrets. It does not log: `start` warns about
@@ -143,7 +151,6 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
     let ledger = crate::record::Ledger::embedded(store.clone());
-    let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
     let counts = store.journal_counts()?;
     tracing::info!(
         store = %config.store.path.display(),
@@ -172,7 +179,24 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
             source,
         })?;
 
+    // The last fallible step: the embedded broker holds the store from here on.
     let broker: BrokerSlot = Arc::new(tokio::sync::OnceCell::new());
+    let (journal, writer) = match config.broker.kind {
+        // One commit from callback to route queue: the broker's writer journals.
+        BrokerKind::Embedded => {
+            let opts = EmbeddedOptions::from_config(&config.broker);
+            let embedded = EmbeddedBroker::open(store.clone(), opts)
+                .await
+                .map_err(StartError::Broker)?;
+            let journal = Journal::start_embedded(store.clone(), cipher, embedded.clone());
+            let _ = broker.set(AnyBroker::Embedded(embedded));
+            (journal, None)
+        }
+        BrokerKind::Rabbitmq => {
+            let (journal, writer) = Journal::start(store.clone(), cipher, config.journal.max_batch);
+            (journal, Some(writer))
+        }
+    };
     let admin_state = AdminState {
         journal: journal.clone(),
         console: Arc::new(
@@ -256,7 +280,7 @@ pub async fn start(config: &Config) -> Result<RunningBridge, StartError> {
     if config.reconcile.enabled {
         background.push(tokio::spawn(crate::route::reconcile::run_periodic(
             route.clone(),
-            journal.clone(),
+            journal,
             Duration::from_secs(config.reconcile.interval_secs),
             Duration::from_secs(config.reconcile.lookback_days * 86_400),
             rx_pipeline,
@@ -305,8 +329,9 @@ impl RunningBridge {
             task.abort();
             let _ = task.await;
         }
-        let writer = self.writer;
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        if let Some(writer) = self.writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
         tracing::info!("stopped cleanly");
     }
 }
@@ -409,6 +434,10 @@ async fn run_pipeline(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(15));
     let broker = loop {
+        // The embedded broker was opened at start (the journal commits through it).
+        if let Some(opened) = slot.get() {
+            break opened.clone();
+        }
         match AnyBroker::from_config(&cfg, &store).await {
             Ok(b) => break b,
             Err(e) => {
@@ -422,7 +451,9 @@ async fn run_pipeline(
         }
     };
     tracing::info!(kind = broker.kind(), "broker ready");
-    let _ = slot.set(broker.clone());
+    if slot.get().is_none() {
+        let _ = slot.set(broker.clone());
+    }
     match broker {
         AnyBroker::Embedded(b) => run_stages(b, journal, route, plans, shutdown).await,
         AnyBroker::Rabbitmq(b) => run_stages(b, journal, route, plans, shutdown).await,

@@ -26,7 +26,10 @@ use super::{
     Broker, BrokerError, Consumer, DeadLetter, Delivery, Envelope, QueueDepth, RedriveFilter,
     now_ms,
 };
-use crate::store::{QueueCounts, QueueOp, QueueOpResult, Store, StoreError, StoredDeadLetter};
+use crate::store::{
+    AppendOutcome, JournalRecord, QueueCounts, QueueOp, QueueOpResult, Store, StoreError,
+    StoredDeadLetter,
+};
 
 /// Most queue changes applied in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -50,6 +53,17 @@ pub struct EmbeddedOptions {
     /// Poison backstop: a message whose redelivery (after a lost lease or a crash) would be
     /// attempt `delivery_limit + 1` is parked as dead instead.
     pub delivery_limit: u32,
+}
+
+impl EmbeddedOptions {
+    /// The options `[broker]` configures.
+    pub fn from_config(cfg: &crate::config::BrokerConfig) -> Self {
+        EmbeddedOptions {
+            prefetch: cfg.prefetch,
+            lease: Duration::from_secs(cfg.lease_secs),
+            delivery_limit: cfg.delivery_limit,
+        }
+    }
 }
 
 /// The embedded broker; cheap to clone. Call [`EmbeddedBroker::close`] to stop it and
@@ -220,6 +234,30 @@ impl EmbeddedBroker {
                 Ok(Ok(())) => {}
                 _ => tracing::error!("embedded broker writer thread panicked"),
             }
+        }
+    }
+
+    /// Appends a journal record and, when it is new (and not quarantined), publishes `body`
+    /// on `queue`, in one durable commit that the writer shares with every other change
+    /// queued meanwhile (other callbacks, leases, acks, jobs). Answers once that commit is on
+    /// disk: the journal's path when this is the back end, so an acknowledged callback is
+    /// journaled and enqueued at once.
+    pub async fn append_journal(
+        &self,
+        record: JournalRecord,
+        queue: &str,
+        body: Vec<u8>,
+    ) -> Result<AppendOutcome, BrokerError> {
+        let op = QueueOp::AppendJournal {
+            record: Box::new(record),
+            queue: queue.to_string(),
+            body,
+        };
+        match request(&self.shared.cmds, |reply| Cmd::Op(op, reply)).await? {
+            QueueOpResult::Appended(outcome) => Ok(outcome),
+            other => Err(BrokerError::Store(format!(
+                "unexpected answer to a journal append: {other:?}"
+            ))),
         }
     }
 

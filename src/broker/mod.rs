@@ -469,11 +469,7 @@ impl AnyBroker {
         match cfg.kind {
             BrokerKind::Embedded => embedded::EmbeddedBroker::open(
                 store.clone(),
-                embedded::EmbeddedOptions {
-                    prefetch: cfg.prefetch,
-                    lease: Duration::from_secs(cfg.lease_secs),
-                    delivery_limit: cfg.delivery_limit,
-                },
+                embedded::EmbeddedOptions::from_config(cfg),
             )
             .await
             .map(AnyBroker::Embedded),

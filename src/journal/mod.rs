@@ -3,8 +3,13 @@
 //! Owns the group-commit writer (one thread commits whatever callbacks queued up while the
 //! previous commit was being flushed, so many concurrent callbacks share one fsync),
 //! content-hash de-duplication of WeCom re-deliveries, and AES-256-GCM encryption of the
-//! decrypted payload with a key id so keys can rotate. It must not know HTTP or the broker:
-//! ingress calls [`Journal::append`]; the outbox relay reads pending entries from the store.
+//! decrypted payload with a key id so keys can rotate. It must not know HTTP: ingress calls
+//! [`Journal::append`]. Where an appended event goes next depends on the broker:
+//! - RabbitMQ (or no broker): the entry enters the outbox, and the relay (`relay`) publishes
+//!   it with confirms and marks it published;
+//! - the embedded broker ([`Journal::start_embedded`]): the broker's writer appends the entry
+//!   and puts its message on the route queue in one transaction, shared with every other
+//!   change it batches; nothing enters the outbox.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +22,11 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 pub mod relay;
 
+use crate::broker::ROUTE_QUEUE;
+use crate::broker::embedded::EmbeddedBroker;
 use crate::config::{JournalConfig, SecretRef};
+use crate::stage::EventId;
+use crate::stage::message::event_envelope;
 use crate::store::{
     AppendOutcome, JournalFilter, JournalRecord, Sealed, Sealer, Store, StoreError, StoredEntry,
 };
@@ -180,10 +189,19 @@ type AppendRequest = (
     oneshot::Sender<Result<AppendOutcome, String>>,
 );
 
+/// Who commits appends.
+#[derive(Clone, Debug)]
+enum Appender {
+    /// The journal's own writer thread; entries go through the outbox.
+    Writer(mpsc::Sender<AppendRequest>),
+    /// The embedded broker's writer: entry and route-queue message in one commit.
+    Embedded(EmbeddedBroker),
+}
+
 /// Handle to the journal; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Journal {
-    tx: mpsc::Sender<AppendRequest>,
+    appender: Appender,
     store: Store,
     cipher: JournalCipher,
     appended: Arc<Notify>,
@@ -219,7 +237,7 @@ impl Journal {
             .expect("spawning a thread at start-up");
         (
             Journal {
-                tx,
+                appender: Appender::Writer(tx),
                 store,
                 cipher,
                 appended: Arc::new(Notify::new()),
@@ -228,15 +246,44 @@ impl Journal {
         )
     }
 
-    /// Appends an event and returns once it is durable on disk (or known as a duplicate).
+    /// A journal whose appends the embedded broker commits: each new entry and its message
+    /// on the route queue in one transaction, so the caller hears back once the event is
+    /// both journaled and enqueued. No writer thread of its own; `broker` must run on
+    /// `store`.
+    pub fn start_embedded(store: Store, cipher: JournalCipher, broker: EmbeddedBroker) -> Journal {
+        Journal {
+            appender: Appender::Embedded(broker),
+            store,
+            cipher,
+            appended: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Appends an event and returns once it is durable on disk (or known as a duplicate);
+    /// on the embedded broker, once it is also on the route queue (same commit).
     pub async fn append(&self, ev: IncomingEvent) -> Result<AppendOutcome, JournalError> {
         let hash = content_hash(&ev.app, &ev.xml);
         let (key_id, nonce, ciphertext) = self.cipher.seal(&hash, ev.xml.as_bytes());
+        let received_at_ms = jiff::Timestamp::now().as_millisecond();
+        // The route queue's message, for the embedded broker: built for every event, used
+        // only if it is new (the store decides that inside the commit).
+        let body = match (&self.appender, &ev.quarantine) {
+            (Appender::Embedded(_), None) => event_envelope(
+                &EventId::new(event_id(&hash)),
+                &ev.kind,
+                &ev.business_key,
+                &ev.app,
+                received_at_ms,
+                ev.xml,
+            )
+            .to_bytes(),
+            _ => Vec::new(),
+        };
         let record = JournalRecord {
             app: ev.app,
             kind: ev.kind,
             business_key: ev.business_key,
-            received_at_ms: jiff::Timestamp::now().as_millisecond(),
+            received_at_ms,
             content_hash: hash,
             key_id,
             nonce,
@@ -244,9 +291,20 @@ impl Journal {
             quarantine: ev.quarantine,
             source: ev.source,
         };
+        let tx = match &self.appender {
+            Appender::Writer(tx) => tx,
+            Appender::Embedded(broker) => {
+                return broker
+                    .append_journal(record, ROUTE_QUEUE, body)
+                    .await
+                    .map_err(|e| match e {
+                        crate::broker::BrokerError::Closed => JournalError::WriterGone,
+                        other => JournalError::Store(StoreError::Db(other.to_string())),
+                    });
+            }
+        };
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.tx
-            .send((record, reply_tx))
+        tx.send((record, reply_tx))
             .await
             .map_err(|_| JournalError::WriterGone)?;
         let outcome = reply_rx

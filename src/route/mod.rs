@@ -291,23 +291,41 @@ impl<B: Broker> RouteStage<B> {
         a: crate::wecom::event::ApprovalChange,
     ) -> Result<&'static str, Disposition> {
         let ctx = &self.ctx;
+        let routes_for = |action| {
+            ctx.catalog.routes(&RouteInput::Approval {
+                app: &env.app,
+                template_id: &a.template_id,
+                template_name: &a.sp_name,
+                action,
+            })
+        };
+        // A template no mapping routes can never be forwarded: acknowledged with no write
+        // (a mapping added later is applied to past forms by `reroute`, which needs none).
+        if routes_for(Action::Approved).is_empty() && routes_for(Action::Revoked).is_empty() {
+            if a.sp_status == 2 {
+                tracing::info!(sp_no = %a.sp_no, template_id = %a.template_id, template = %a.sp_name,
+                    "no mapping matches this template: not forwarded (add one under mappings/ to route it)");
+            }
+            return Ok("unrouted");
+        }
         let (app, sp_no, status) = (env.app.clone(), a.sp_no.clone(), a.sp_status);
         let store = ctx.store.clone();
-        let state = blocking(move || store.form_observe(&app, &sp_no, status)).await?;
+        // Read only: the one write is the observation, or (for an action) the mark after
+        // the jobs are published, which records the observation too.
+        let state = blocking(move || store.form_state(&app, &sp_no))
+            .await?
+            .unwrap_or_default();
         let Some(action) = decide(&state, a.sp_status) else {
+            let (app, sp_no) = (env.app.clone(), a.sp_no.clone());
+            let store = ctx.store.clone();
+            blocking(move || store.form_observe(&app, &sp_no, status)).await?;
             tracing::debug!(sp_no = %a.sp_no, status = a.sp_status, "approval event recorded; not an action we forward");
             return Ok("recorded");
         };
-        let input = RouteInput::Approval {
-            app: &env.app,
-            template_id: &a.template_id,
-            template_name: &a.sp_name,
-            action,
-        };
-        let routes = ctx.catalog.routes(&input);
+        let routes = routes_for(action);
         if routes.is_empty() {
             tracing::info!(sp_no = %a.sp_no, template_id = %a.template_id, template = %a.sp_name, action = action.as_str(),
-                "no mapping matches this template: not forwarded (add one under mappings/ to route it)");
+                "no mapping matches this template for this action: not forwarded");
             return Ok("unrouted");
         }
         let credentials = self.credentials(&env.app).ok_or_else(|| {
@@ -358,8 +376,8 @@ impl<B: Broker> RouteStage<B> {
             Action::Revoked => Forwarded::Revoked,
             _ => Forwarded::Approved,
         };
-        blocking(move || store.form_mark_forwarded(&app, &sp_no, mark, crate::broker::now_ms()))
-            .await?;
+        let at_ms = crate::broker::now_ms();
+        blocking(move || store.form_mark_forwarded(&app, &sp_no, status, mark, at_ms)).await?;
         tracing::info!(sp_no = %a.sp_no, action = action.as_str(), jobs = jobs.len(), "approval forwarded");
         Ok(if action == Action::Revoked {
             "revoked"

@@ -95,7 +95,7 @@ impl Store {
                 by_time.insert((record.at_ms, seq), ())?;
                 seq
             };
-            tx.commit()?;
+            super::commit(tx, "audit", true)?;
             Ok(seq)
         })
     }
@@ -145,7 +145,7 @@ impl Store {
                 }
                 old.len()
             };
-            tx.commit()?;
+            super::commit(tx, "audit", true)?;
             Ok(removed)
         })
     }

@@ -72,17 +72,23 @@ impl Store {
         })
     }
 
-    /// Records that the jobs of `action` were published (durable before returning).
+    /// Records that an event with `status` was seen and that it made the jobs of `action`
+    /// published, in one write (durable before returning).
     pub fn form_mark_forwarded(
         &self,
         app: &str,
         sp_no: &str,
+        status: u32,
         action: Forwarded,
         at_ms: i64,
     ) -> Result<FormState, StoreError> {
-        self.form_update(app, sp_no, |s| match action {
-            Forwarded::Approved => s.approved_forwarded_at_ms = Some(at_ms),
-            Forwarded::Revoked => s.revoked_forwarded_at_ms = Some(at_ms),
+        self.form_update(app, sp_no, |s| {
+            s.last_status = status;
+            s.events_seen = s.events_seen.saturating_add(1);
+            match action {
+                Forwarded::Approved => s.approved_forwarded_at_ms = Some(at_ms),
+                Forwarded::Revoked => s.revoked_forwarded_at_ms = Some(at_ms),
+            }
         })
     }
 
@@ -106,7 +112,7 @@ impl Store {
                 t.insert((app, sp_no), bytes.as_slice())?;
                 state
             };
-            tx.commit()?;
+            super::commit(tx, "forms", true)?;
             Ok(state)
         })
     }
@@ -135,8 +141,10 @@ mod tests {
             s.form_observe("a", "1", 1).unwrap();
             let st = s.form_observe("a", "1", 2).unwrap();
             assert_eq!((st.last_status, st.events_seen), (2, 2));
-            s.form_mark_forwarded("a", "1", Forwarded::Approved, 77)
+            let st = s
+                .form_mark_forwarded("a", "1", 2, Forwarded::Approved, 77)
                 .unwrap();
+            assert_eq!((st.last_status, st.events_seen), (2, 3));
         }
         let s = Store::open(&path, crate::store::test_sealer()).unwrap();
         let st = s.form_state("a", "1").unwrap().unwrap();

@@ -198,10 +198,10 @@ fn probe(db: &Database) -> Result<(), StoreError> {
     let filler = vec![0u8; PROBE_BYTES];
     let tx = db.begin_write()?;
     tx.open_table(PROBE)?.insert(0, filler.as_slice())?;
-    tx.commit()?;
+    super::commit(tx, "health", true)?;
     let tx = db.begin_write()?;
     tx.open_table(PROBE)?.remove(0)?;
-    tx.commit()?;
+    super::commit(tx, "health", true)?;
     Ok(())
 }
 

@@ -272,7 +272,7 @@ impl Store {
                 (changed, result)
             };
             if changed {
-                tx.commit()?;
+                super::commit(tx, "ledger", true)?;
             } else {
                 tx.abort()?;
             }
@@ -324,7 +324,7 @@ impl Store {
                     }
                 }
             }
-            tx.commit()?;
+            super::commit(tx, "ledger", true)?;
             Ok(())
         })
     }
@@ -537,7 +537,7 @@ impl Store {
                     }
                     keys.len()
                 };
-                tx.commit()?;
+                super::commit(tx, "ledger", true)?;
                 Ok(batch)
             })?;
             removed += batch;

@@ -129,8 +129,23 @@ macro_rules! db_err {
 }
 db_err!(TransactionError, TableError, CommitError);
 
+/// Commits a write transaction and counts it in `wecom_bridge_store_commits_total{what,
+/// durable}`: the number of commits (and of fsyncs, the durable ones) per callback or per
+/// delivered approval is the figure group commit is about.
+/// `durable` must say how the transaction was set up (redb's default is durable).
+fn commit(tx: redb::WriteTransaction, what: &'static str, durable: bool) -> Result<(), StoreError> {
+    tx.commit()?;
+    metrics::counter!(
+        crate::telemetry::names::STORE_COMMITS,
+        "what" => what,
+        "durable" => if durable { "true" } else { "false" }
+    )
+    .increment(1);
+    Ok(())
+}
+
 /// A journal entry as stored. The payload is opaque ciphertext.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JournalRecord {
     /// Which configured app received it.
     pub app: String,
@@ -296,7 +311,7 @@ impl Store {
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
             journal_index::init_tables(&tx)?;
-            tx.commit()?;
+            commit(tx, "init", true)?;
             Ok(())
         })
     }
@@ -310,41 +325,14 @@ impl Store {
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         self.with_db(|db| {
             let tx = db.begin_write()?;
-            let mut outcomes = Vec::with_capacity(records.len());
-            {
-                let mut journal = tx.open_table(JOURNAL)?;
-                let mut outbox = tx.open_table(OUTBOX)?;
-                let mut dedup = tx.open_table(DEDUP)?;
-                let mut by_time = tx.open_table(DEDUP_BY_TIME)?;
-                let mut keys = tx.open_table(forms::JOURNAL_KEYS)?;
-                let mut index = journal_index::Writer::open(&tx)?;
-                let mut next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
-                for record in records {
-                    if let Some(seq) = dedup.get(&record.content_hash)? {
-                        outcomes.push(AppendOutcome::Duplicate(seq.value()));
-                        continue;
-                    }
-                    let seq = next;
-                    next += 1;
-                    let bytes = postcard::to_allocvec(record)
-                        .map_err(|e| StoreError::Db(format!("encode journal record: {e}")))?;
-                    journal.insert(seq, bytes.as_slice())?;
-                    if record.quarantine.is_none() {
-                        outbox.insert(seq, ())?;
-                    }
-                    dedup.insert(&record.content_hash, seq)?;
-                    index.add(seq, record)?;
-                    by_time.insert((record.received_at_ms, &record.content_hash), ())?;
-                    if keys
-                        .get((record.app.as_str(), record.business_key.as_str()))?
-                        .is_none()
-                    {
-                        keys.insert((record.app.as_str(), record.business_key.as_str()), seq)?;
-                    }
-                    outcomes.push(AppendOutcome::Appended(seq));
-                }
-            }
-            tx.commit()?;
+            let outcomes = {
+                let mut journal = JournalTables::open(&tx)?;
+                records
+                    .iter()
+                    .map(|r| journal.append(r, true))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            commit(tx, "journal", true)?;
             Ok(outcomes)
         })
     }
@@ -367,7 +355,7 @@ impl Store {
                     removed += 1;
                 }
             }
-            tx.commit()?;
+            commit(tx, "journal", true)?;
             Ok(removed)
         })
     }
@@ -426,7 +414,7 @@ impl Store {
                     outbox.remove(seq)?;
                 }
             }
-            tx.commit()?;
+            commit(tx, "journal", true)?;
             Ok(())
         })
     }
@@ -450,6 +438,64 @@ impl Store {
             tx.open_table(OUTBOX)?.len()?;
             Ok(())
         })
+    }
+}
+
+/// The journal's tables opened in one write transaction: the journal entry, its dedup and
+/// time indexes and its business key go in together.
+struct JournalTables<'t> {
+    journal: redb::Table<'t, u64, &'static [u8]>,
+    outbox: redb::Table<'t, u64, ()>,
+    dedup: redb::Table<'t, &'static [u8; 32], u64>,
+    by_time: redb::Table<'t, (i64, &'static [u8; 32]), ()>,
+    keys: redb::Table<'t, (&'static str, &'static str), u64>,
+    index: journal_index::Writer<'t>,
+    next: u64,
+}
+
+impl<'t> JournalTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        let journal = tx.open_table(JOURNAL)?;
+        let next = journal.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+        Ok(JournalTables {
+            journal,
+            outbox: tx.open_table(OUTBOX)?,
+            dedup: tx.open_table(DEDUP)?,
+            by_time: tx.open_table(DEDUP_BY_TIME)?,
+            keys: tx.open_table(forms::JOURNAL_KEYS)?,
+            index: journal_index::Writer::open(tx)?,
+            next,
+        })
+    }
+
+    /// Appends one record unless its content hash is known. `via_outbox`: a new,
+    /// unquarantined record also enters the outbox (for the relay); without it the caller
+    /// hands the record to the broker in this same transaction.
+    fn append(
+        &mut self,
+        record: &JournalRecord,
+        via_outbox: bool,
+    ) -> Result<AppendOutcome, StoreError> {
+        if let Some(seq) = self.dedup.get(&record.content_hash)? {
+            return Ok(AppendOutcome::Duplicate(seq.value()));
+        }
+        let seq = self.next;
+        self.next += 1;
+        let bytes = postcard::to_allocvec(record)
+            .map_err(|e| StoreError::Db(format!("encode journal record: {e}")))?;
+        self.journal.insert(seq, bytes.as_slice())?;
+        if via_outbox && record.quarantine.is_none() {
+            self.outbox.insert(seq, ())?;
+        }
+        self.dedup.insert(&record.content_hash, seq)?;
+        self.index.add(seq, record)?;
+        self.by_time
+            .insert((record.received_at_ms, &record.content_hash), ())?;
+        let key = (record.app.as_str(), record.business_key.as_str());
+        if self.keys.get(key)?.is_none() {
+            self.keys.insert(key, seq)?;
+        }
+        Ok(AppendOutcome::Appended(seq))
     }
 }
 

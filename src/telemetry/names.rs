@@ -29,5 +29,8 @@ pub const JOURNAL_BATCH_SIZE: &str = "wecom_bridge_journal_batch_size";
 pub const STORE_HEALTHY: &str = "wecom_bridge_store_healthy";
 /// Counter: I/O errors that faulted the store.
 pub const STORE_FAULTS: &str = "wecom_bridge_store_faults_total";
+/// Counter: store write transactions committed, by `what` (journal, queue, forms, ledger,
+/// audit, health) and `durable` (`true`: flushed with fsync before returning).
+pub const STORE_COMMITS: &str = "wecom_bridge_store_commits_total";
 /// Counter: queued messages that did not open with the configured keys (parked).
 pub const STORE_UNOPENABLE: &str = "wecom_bridge_store_unopenable_total";

@@ -121,3 +121,79 @@ async fn sigkill_mid_stream_keeps_every_acknowledged_event() {
         acked.len()
     );
 }
+
+/// On the embedded broker an acknowledged callback is journaled *and* on the route queue:
+/// both are written in one commit. The shipped expense mapping routes the sample's template
+/// and the app has no API secret, so the route stage parks every event it takes: no message
+/// ever leaves the route queue, and after a SIGKILL mid-stream the queue must hold exactly
+/// one message per journal entry, whatever the route stage had reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_every_acknowledged_event_is_journaled_and_enqueued() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let toml = format!(
+        "{}\n[catalog]\nmappings_dir = \"{repo}/mappings\"\nconnectors_dir = \"{repo}/connectors\"\n[reconcile]\nenabled = false\n",
+        config_toml(dir.path(), &[TestApp::new("durable")])
+    );
+    let config = config_file(dir.path(), &toml);
+    let server = ServeProcess::start(&config, dir.path());
+    let url = format!("http://{}/cb/durable", server.public);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let workers = 16;
+    for w in 0..workers {
+        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
+        let app = TestApp::new("durable");
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut i = w;
+            while !stop.load(Ordering::SeqCst) {
+                let (q, body) = signed(&app, &approval(i));
+                if let Ok(resp) = client.post(format!("{url}?{q}")).body(body).send().await
+                    && resp.status() == 200
+                {
+                    acked.lock().await.push(format!("2025{i:08}:2"));
+                }
+                i += workers;
+            }
+        }));
+    }
+    while acked.lock().await.len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    let store = Store::open(&dir.path().join("bridge.redb"), test_sealer()).unwrap();
+    let journal: Vec<String> = store
+        .journal_entries(&JournalFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.record.business_key)
+        .collect();
+    for key in &acked {
+        assert!(
+            journal.contains(key),
+            "acknowledged {key} missing after SIGKILL"
+        );
+    }
+    let route = store.queue_counts(&["route".to_string()]).unwrap()[0];
+    let queued = route.ready + route.leased + route.delayed + route.dead;
+    assert_eq!(
+        queued,
+        journal.len() as u64,
+        "route queue {route:?} against {} journal entries ({} acknowledged)",
+        journal.len(),
+        acked.len()
+    );
+    assert!(route.dead > 0, "the route stage parked none: {route:?}");
+    assert_eq!(
+        store.journal_counts().unwrap().unpublished,
+        0,
+        "nothing is left for the outbox relay on the embedded broker"
+    );
+}

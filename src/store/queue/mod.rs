@@ -22,7 +22,7 @@
 use redb::{Durability, ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{Sealer, Store, StoreError};
+use super::{AppendOutcome, JournalRecord, JournalTables, Sealer, Store, StoreError};
 
 mod tables;
 #[cfg(test)]
@@ -125,6 +125,18 @@ pub enum QueueOp {
         /// Now (Unix ms).
         now_ms: i64,
     },
+    /// Appends a journal record (de-duplication, time index, business key) and, when it is
+    /// new and not quarantined, publishes `body` on `queue` at attempt 1, in the same
+    /// transaction: one commit from callback to route queue. The record never enters the
+    /// outbox (nothing is left for a relay to do).
+    AppendJournal {
+        /// The record.
+        record: Box<JournalRecord>,
+        /// Where a new record's message goes.
+        queue: String,
+        /// The message, published only when the record is new.
+        body: Vec<u8>,
+    },
     /// Makes due delayed messages ready, and expired leases ready with attempt + 1 (or dead
     /// once attempt + 1 would exceed `delivery_limit`).
     Promote {
@@ -142,7 +154,10 @@ impl QueueOp {
     fn needs_durability(&self) -> bool {
         matches!(
             self,
-            QueueOp::Publish { .. } | QueueOp::Retry { .. } | QueueOp::DeadLetter { .. }
+            QueueOp::Publish { .. }
+                | QueueOp::AppendJournal { .. }
+                | QueueOp::Retry { .. }
+                | QueueOp::DeadLetter { .. }
         )
     }
 }
@@ -170,6 +185,9 @@ pub enum QueueOpResult {
     },
     /// Leased messages (possibly none).
     Leased(Vec<LeasedMessage>),
+    /// What an [`QueueOp::AppendJournal`] did: appended (and published) or a duplicate
+    /// (nothing written).
+    Appended(AppendOutcome),
     /// Ack, retry or dead-letter: `applied` is false when the lease was no longer current
     /// (it expired and the message was, or will be, delivered again), so nothing changed.
     Settled {
@@ -282,7 +300,8 @@ impl Store {
     /// Applies `ops` in order in one write transaction (group commit).
     ///
     /// The commit is durable (fsync) when an op needs it ([`QueueOp::Publish`],
-    /// [`QueueOp::Retry`], [`QueueOp::DeadLetter`]) or when `force_durable` is set. A batch
+    /// [`QueueOp::AppendJournal`], [`QueueOp::Retry`], [`QueueOp::DeadLetter`]) or when
+    /// `force_durable` is set. A batch
     /// of only leases, acks and promotions is committed without fsync: if the process dies
     /// before the next durable commit, those changes are lost, which only means the
     /// messages are delivered again (at-least-once already requires idempotent consumers).
@@ -304,8 +323,27 @@ impl Store {
             let mut results = Vec::with_capacity(ops.len());
             let (woken, next_due_ms) = {
                 let mut t = Tables::open(&tx, &self.inner.sealer)?;
+                // Opened on the first append of the batch only.
+                let mut journal: Option<JournalTables> = None;
                 for op in ops {
                     results.push(match op {
+                        QueueOp::AppendJournal {
+                            record,
+                            queue,
+                            body,
+                        } => {
+                            let journal = match &mut journal {
+                                Some(j) => j,
+                                None => journal.insert(JournalTables::open(&tx)?),
+                            };
+                            let outcome = journal.append(record, false)?;
+                            if matches!(outcome, AppendOutcome::Appended(_))
+                                && record.quarantine.is_none()
+                            {
+                                t.publish(queue, body)?;
+                            }
+                            QueueOpResult::Appended(outcome)
+                        }
                         QueueOp::Publish { queue, body } => QueueOpResult::Published {
                             id: t.publish(queue, body)?,
                         },
@@ -345,7 +383,7 @@ impl Store {
                 }
                 t.finish()?
             };
-            tx.commit()?;
+            super::commit(tx, "queue", durable)?;
             Ok(QueueBatchOutcome {
                 results,
                 woken,
@@ -371,7 +409,7 @@ impl Store {
                 let (woken, next) = t.finish()?;
                 (QueueOpResult::Promoted { ready, dead }, woken, next)
             };
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(QueueBatchOutcome {
                 results: vec![result],
                 woken,
@@ -396,7 +434,7 @@ impl Store {
                 t.finish()?;
                 moved
             };
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(moved)
         })
     }
@@ -405,7 +443,7 @@ impl Store {
     pub fn queue_sync(&self) -> Result<(), StoreError> {
         self.with_db(|db| {
             let tx = db.begin_write()?;
-            tx.commit()?;
+            super::commit(tx, "queue", true)?;
             Ok(())
         })
     }

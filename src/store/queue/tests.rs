@@ -407,3 +407,65 @@ fn a_body_that_does_not_open_is_parked_with_the_reason_not_lost() {
     assert_eq!(s.queue_redrive("q", &mut |_, _| true).unwrap(), 1);
     assert_eq!(bodies(&lease(&s, "q", 1, 1_000)), ["x"]);
 }
+
+fn journal_record(hash: u8, quarantine: Option<&str>) -> JournalRecord {
+    JournalRecord {
+        app: "demo".into(),
+        kind: "approval_change".into(),
+        business_key: format!("sp{hash}:2"),
+        received_at_ms: 10,
+        content_hash: [hash; 32],
+        key_id: "k1".into(),
+        nonce: [0; 12],
+        ciphertext: vec![1, 2, 3],
+        quarantine: quarantine.map(str::to_string),
+        source: "callback".into(),
+    }
+}
+
+fn append(hash: u8, quarantine: Option<&str>, body: &str) -> QueueOp {
+    QueueOp::AppendJournal {
+        record: Box::new(journal_record(hash, quarantine)),
+        queue: "route".into(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+#[test]
+fn a_journal_append_enqueues_a_new_event_once_in_the_same_durable_commit() {
+    let (_d, s) = store();
+    let out = s
+        .queue_apply(
+            &[
+                append(1, None, "one"),
+                append(1, None, "one again"),
+                append(2, Some("bad xml"), ""),
+                append(3, None, "three"),
+            ],
+            false,
+        )
+        .unwrap();
+    assert!(out.durable, "an append must commit durably");
+    assert_eq!(out.woken, vec!["route".to_string()]);
+    assert_eq!(
+        out.results,
+        vec![
+            QueueOpResult::Appended(AppendOutcome::Appended(1)),
+            QueueOpResult::Appended(AppendOutcome::Duplicate(1)),
+            QueueOpResult::Appended(AppendOutcome::Appended(2)),
+            QueueOpResult::Appended(AppendOutcome::Appended(3)),
+        ]
+    );
+    // a re-delivery in a later batch is a duplicate too, and enqueues nothing
+    let again = apply1(&s, append(3, None, "three again"));
+    assert_eq!(
+        again.results,
+        vec![QueueOpResult::Appended(AppendOutcome::Duplicate(3))]
+    );
+    // new, unquarantined events only, in order; nothing is left for the outbox relay
+    assert_eq!(counts(&s, "route"), (2, 0, 0, 0));
+    assert_eq!(bodies(&lease(&s, "route", 10, 1_000)), vec!["one", "three"]);
+    let journal = s.journal_counts().unwrap();
+    assert_eq!((journal.entries, journal.unpublished), (3, 0));
+    assert!(s.journal_has_key("demo", "sp1:2").unwrap());
+}
