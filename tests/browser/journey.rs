@@ -401,7 +401,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     goto(
         &c,
         admin,
-        "/console/journey?applicant=ZhangSan&template=费用报销",
+        "/console/journey?applicant=ZhangSan&template=费用报销&since=1h",
     )
     .await;
     let found = text_of(&c, "#found").await;
