@@ -183,6 +183,11 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
         c.find(Locator::Css("#chart")).await.is_ok(),
         "the chart is drawn"
     );
+    let queues = text_of(&c, "#queues").await;
+    assert!(
+        queues.contains("deliver.finance") && queues.contains("writeback"),
+        "every stage queue's depth: {queues}"
+    );
     shot(&c, "overview").await;
     goto(&c, admin, "/console/journey").await;
     c.find(Locator::Css("#sp-no"))
@@ -401,7 +406,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     goto(
         &c,
         admin,
-        "/console/journey?applicant=ZhangSan&template=费用报销",
+        "/console/journey?applicant=ZhangSan&template=费用报销&since=1h",
     )
     .await;
     let found = text_of(&c, "#found").await;

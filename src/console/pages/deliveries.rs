@@ -46,17 +46,7 @@ pub(super) struct Filter {
 impl Filter {
     /// The ledger query of this filter (in `state` if given, else the filter's own).
     fn query(&self, state: Option<JobState>) -> Result<LedgerQuery, String> {
-        let t = |s: &str, name: &str| -> Result<Option<i64>, String> {
-            let s = s.trim();
-            if s.is_empty() {
-                return Ok(None);
-            }
-            s.parse::<jiff::Timestamp>()
-                .map(|t| Some(t.as_millisecond()))
-                .map_err(|e| {
-                    format!("`{name}` is not an RFC 3339 time (e.g. 2025-06-05T00:00:00Z): {e}")
-                })
-        };
+        let t = super::journey::parse_time;
         let own = match self.state.trim() {
             "" => None,
             s => Some(s.parse::<JobState>().map_err(|e| e.to_string())?),
@@ -160,8 +150,8 @@ pub(super) async fn list(
                     @for s in ALL_STATES { option value=(s.as_str()) selected[f.state == s.as_str()] { (s.as_str()) } }
                 }
             }
-            label { "since (RFC 3339)" input type="text" name="since" value=(f.since); }
-            label { "until (RFC 3339)" input type="text" name="until" value=(f.until); }
+            label { "since (RFC 3339, or 2h, 7d)" input type="text" name="since" value=(f.since); }
+            label { "until (RFC 3339, or 2h, 7d)" input type="text" name="until" value=(f.until); }
             label { "SpNo" input type="text" name="sp_no" value=(f.sp_no); }
             button type="submit" id="filter" { "Filter" }
         }

@@ -25,7 +25,7 @@ use crate::store::{FormState, StoredEntry};
 use crate::wecom::event::{InboundEvent, parse_event};
 
 /// Most callbacks a search reads (newest first) before it asks for a narrower time range.
-pub(super) const SCAN_LIMIT: usize = 2_000;
+pub(super) const SCAN_LIMIT: usize = 1_000;
 /// Most forms a search lists.
 const FOUND_LIMIT: usize = 100;
 
@@ -190,14 +190,15 @@ fn decisions(st: &AdminState, calls: &[Callback]) -> Vec<String> {
         .collect()
 }
 
-fn parse_time(s: &str, name: &str) -> Result<Option<i64>, String> {
+/// A time filter: empty, RFC 3339, or an age like `90m`, `2h`, `7d` (as the CLI takes it).
+pub(super) fn parse_time(s: &str, name: &str) -> Result<Option<i64>, String> {
     let s = s.trim();
     if s.is_empty() {
         return Ok(None);
     }
-    s.parse::<jiff::Timestamp>()
+    crate::cli::events::parse_when(s)
         .map(|t| Some(t.as_millisecond()))
-        .map_err(|e| format!("`{name}` is not an RFC 3339 time (e.g. 2025-06-05T00:00:00Z): {e}"))
+        .map_err(|e| format!("`{name}`: {e}"))
 }
 
 /// `GET /console/journey`.
@@ -290,8 +291,8 @@ fn search_form(q: &JourneyQuery) -> Markup {
             label { "SpNo" input type="text" id="sp-no" name="sp_no" value=(q.sp_no.trim()); }
             label { "applicant (user id)" input type="text" name="applicant" value=(q.applicant); }
             label { "template (name or id)" input type="text" name="template" value=(q.template); }
-            label { "since (RFC 3339)" input type="text" name="since" value=(q.since); }
-            label { "until (RFC 3339)" input type="text" name="until" value=(q.until); }
+            label { "since (RFC 3339, or 2h, 7d)" input type="text" name="since" value=(q.since); }
+            label { "until (RFC 3339, or 2h, 7d)" input type="text" name="until" value=(q.until); }
             button.primary type="submit" id="find" { "Find" }
         }
     }
@@ -498,5 +499,19 @@ mod tests {
         assert_eq!(sp_no_of("delivery_job", "create_user:zhangsan"), None);
         assert_eq!(sp_no_of("contact_change", "update_user:1"), None);
         assert_eq!(urlencode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn time_filters_take_rfc3339_or_an_age() {
+        assert_eq!(parse_time("", "since"), Ok(None));
+        assert_eq!(
+            parse_time("2025-06-05T00:00:00Z", "since"),
+            Ok(Some(1_749_081_600_000))
+        );
+        let now = jiff::Timestamp::now().as_millisecond();
+        let two_hours_ago = parse_time("2h", "since").unwrap().unwrap();
+        assert!((now - 7_200_000 - two_hours_ago).abs() < 60_000);
+        let e = parse_time("yesterday", "until").unwrap_err();
+        assert!(e.starts_with("`until`:"), "{e}");
     }
 }

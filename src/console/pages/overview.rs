@@ -144,7 +144,12 @@ pub(super) async fn page(State(st): State<AdminState>, SignedIn(session): Signed
     let counts = journal.map(|j| j.0);
     let (broker_state, depths) = match st.broker.get() {
         None => ("connecting".to_string(), Vec::new()),
-        Some(b) => match b.depths(&crate::broker::stage_queues()).await {
+        Some(b) => match b
+            .depths(&crate::broker::listed_queues(
+                st.route.catalog.connectors.iter().map(|c| c.name.as_str()),
+            ))
+            .await
+        {
             Ok(d) => ("ok".to_string(), d),
             Err(e) => (format!("unavailable: {e}"), Vec::new()),
         },

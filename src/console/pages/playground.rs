@@ -74,7 +74,7 @@ fn find<'a>(st: &'a AdminState, name: &str) -> Option<&'a Mapping> {
 async fn recent(st: &AdminState) -> Vec<(String, String, String, i64)> {
     let store = st.journal.store().clone();
     let Ok(Ok(entries)) =
-        tokio::task::spawn_blocking(move || store.journal_entries_between(None, None, 300)).await
+        tokio::task::spawn_blocking(move || store.journal_entries_between(None, None, 200)).await
     else {
         return Vec::new();
     };
