@@ -422,11 +422,24 @@ mod bisection_tests {
         let seqs = |v: Vec<StoredEntry>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
         // 20250012 shares the prefix 2025001 but is another form
         assert_eq!(
-            seqs(s.journal_entries_of_form("2025001", MAX_FORM_ENTRIES).unwrap()),
+            seqs(
+                s.journal_entries_of_form("2025001", MAX_FORM_ENTRIES)
+                    .unwrap()
+            ),
             [1, 3, 4]
         );
-        assert_eq!(seqs(s.journal_entries_of_form("20250012", MAX_FORM_ENTRIES).unwrap()), [2]);
-        assert!(s.journal_entries_of_form("nope", MAX_FORM_ENTRIES).unwrap().is_empty());
+        assert_eq!(
+            seqs(
+                s.journal_entries_of_form("20250012", MAX_FORM_ENTRIES)
+                    .unwrap()
+            ),
+            [2]
+        );
+        assert!(
+            s.journal_entries_of_form("nope", MAX_FORM_ENTRIES)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(s.journal_count_since(0).unwrap(), 5);
         assert_eq!(s.journal_count_since(300).unwrap(), 3);
         assert_eq!(s.journal_count_since(301).unwrap(), 2);

@@ -324,6 +324,21 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     );
     assert!(page.contains("Last success"), "{page}");
     shot(&c, "connectors").await;
+    // "test auth" asks the token endpoint (counted there) and shows the verdict
+    let tokens_before = oauth.token_requests();
+    click(&c, "#test-auth-finance").await;
+    wait_for(&c, "#probe-result").await;
+    let probe = text_of(&c, "#probe-result").await;
+    assert!(
+        probe.contains("finance") && probe.contains(" ok "),
+        "{probe}"
+    );
+    assert_eq!(
+        oauth.token_requests(),
+        tokens_before + 1,
+        "one token request"
+    );
+    shot(&c, "connectors-test-auth").await;
     click(&c, "#sign-out").await;
     wait_for(&c, "#sign-in").await;
 
@@ -338,6 +353,16 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
             .is_empty(),
         "no replay button for a viewer"
     );
+    goto(&c, admin, "/console/connectors").await;
+    wait_for(&c, "#connector-finance").await;
+    assert!(
+        c.find_all(Locator::Css("form.test-auth"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no test-auth button for a viewer"
+    );
+    goto(&c, admin, "/console/deliveries?state=dead").await;
     assert!(
         c.find_all(Locator::Css("#replay-all"))
             .await
@@ -397,6 +422,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
         "{audit}"
     );
     assert!(audit.contains("refused: role viewer"), "{audit}");
+    assert!(audit.contains("test_auth"), "the probe is audited: {audit}");
     shot(&c, "audit-after-replay").await;
     click(&c, "#sign-out").await;
     wait_for(&c, "#sign-in").await;

@@ -6,15 +6,21 @@
 
 use std::collections::BTreeMap;
 
+use axum::Form;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
+use serde::Deserialize;
 
-use super::{SignedIn, layout, time};
+use super::{SignedIn, csrf_ok, layout, refused, time, trouble};
 use crate::admin::AdminState;
 use crate::config::SecretRef;
+use crate::console::auth::Session;
+use crate::console::{Role, audit, audit_row};
 use crate::deliver::ConnectorSpec;
 use crate::deliver::auth::AuthSpec;
+use crate::deliver::probe::ProbeReport;
 use crate::record::{JobRecord, JobState, LedgerQuery};
 
 /// How one connector is doing.
@@ -245,8 +251,71 @@ fn settings(c: &ConnectorSpec) -> Markup {
 
 /// `GET /console/connectors`.
 pub(super) async fn page(State(st): State<AdminState>, SignedIn(session): SignedIn) -> Response {
-    let health = health(&st).await;
+    render(&st, &session, None).await
+}
+
+/// The form of the "test auth" button.
+#[derive(Deserialize)]
+pub(super) struct TestAuthForm {
+    csrf: String,
+    connector: String,
+}
+
+/// `POST /console/connectors/test-auth`: probes one connector's credentials at its target
+/// (the `check --online` probe: a token request, a login or a harmless read; nothing is
+/// delivered), operator role and up, audited, and shows the page with the result.
+pub(super) async fn test_auth(
+    State(st): State<AdminState>,
+    SignedIn(session): SignedIn,
+    Form(f): Form<TestAuthForm>,
+) -> Response {
+    if !csrf_ok(&st, &session, &f.csrf, "test_auth").await {
+        return refused(
+            &session,
+            "This form expired or came from another page. Reload the page and try again.",
+        );
+    }
+    let who = session.principal.name.clone();
+    let row = |result: &str| audit_row(&who, "test_auth", &f.connector, result, "console");
+    if !session.principal.may(Role::Operator) {
+        audit(st.journal.store(), row("refused: role viewer")).await;
+        return refused(
+            &session,
+            "Testing a connector's credentials needs the operator role.",
+        );
+    }
+    let Some(spec) = st
+        .route
+        .catalog
+        .connectors
+        .iter()
+        .find(|c| c.name == f.connector)
+    else {
+        return trouble(
+            &session,
+            StatusCode::NOT_FOUND,
+            &format!("No connector `{}` is configured.", f.connector),
+        );
+    };
+    let report = crate::deliver::probe::probe_spec(spec).await;
+    let result = if report.passed() { "ok" } else { "failed" };
+    audit(
+        st.journal.store(),
+        row(&format!("{result}: {}", report.line().trim())),
+    )
+    .await;
+    render(&st, &session, Some(report)).await
+}
+
+/// The page, with the result of a "test auth" probe on top when there is one.
+async fn render(st: &AdminState, session: &Session, tested: Option<ProbeReport>) -> Response {
+    let health = health(st).await;
     let body = html! {
+        @if let Some(r) = &tested {
+            p class={ "probe " (if r.passed() { "probe-ok" } else { "probe-failed" }) } id="probe-result" {
+                "Test auth: " (r.line())
+            }
+        }
         @if st.route.catalog.connectors.is_empty() {
             p.muted { "No connector is configured: add one under connectors/ (see docs/connectors.md)." }
         }
@@ -278,15 +347,19 @@ pub(super) async fn page(State(st): State<AdminState>, SignedIn(session): Signed
                         None => span.muted { "none" },
                     }
                 }
-                // TEST-AUTH: the lead wires the "test auth" button to `crate::deliver::probe`
-                // here at merge (a POST with the CSRF token, operator+, audited).
-                (PreEscaped(format!("<!-- TEST-AUTH {} -->", c.name)))
-                p.test-auth { button type="button" disabled id={ "test-auth-" (c.name) } { "Test auth" } " " span.muted { "(the auth probe is not wired yet)" } }
+                @if session.principal.may(Role::Operator) {
+                    form.test-auth method="post" action="/console/connectors/test-auth" {
+                        input type="hidden" name="csrf" value=(session.csrf);
+                        input type="hidden" name="connector" value=(c.name);
+                        button type="submit" id={ "test-auth-" (c.name) } { "Test auth" }
+                        " " span.muted { "asks the target for a token, a session or a harmless read; sends no document" }
+                    }
+                }
                 (settings(c))
             }
         }
     };
-    layout("Connectors", Some(&session), "connectors", body).into_response()
+    layout("Connectors", Some(session), "connectors", body).into_response()
 }
 
 #[cfg(test)]

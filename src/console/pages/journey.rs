@@ -302,14 +302,17 @@ async fn journey(st: &AdminState, session: &super::Session, sp_no: &str, form: M
     let operator = session.principal.may(Role::Operator);
     let store = st.journal.store().clone();
     let sp = sp_no.to_string();
-    let entries =
-        match tokio::task::spawn_blocking(move || store.journal_entries_of_form(&sp, crate::store::MAX_FORM_ENTRIES)).await {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                return trouble(session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-            }
-            Err(e) => return trouble(session, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
+    let entries = match tokio::task::spawn_blocking(move || {
+        store.journal_entries_of_form(&sp, crate::store::MAX_FORM_ENTRIES)
+    })
+    .await
+    {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
+            return trouble(session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
+        Err(e) => return trouble(session, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
     let calls = callbacks(st, entries);
     let decided = decisions(st, &calls);
     let deliveries = match st.ledger.find(sp_no, operator).await {

@@ -47,6 +47,7 @@ pub(super) fn routes() -> Router<AdminState> {
             get(playground::page).post(playground::try_it),
         )
         .route("/console/connectors", get(connectors::page))
+        .route("/console/connectors/test-auth", post(connectors::test_auth))
 }
 
 /// The session cookie's id and the live session it names.
