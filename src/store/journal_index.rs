@@ -30,9 +30,6 @@ const BY_BUSINESS_KEY: TableDefinition<(&str, u64), ()> =
 /// Most entries one form's journey lists (a form has a handful of callbacks).
 pub const MAX_FORM_ENTRIES: usize = 500;
 
-/// Most entries one listing returns when the filter sets no limit.
-const MAX_LIST: usize = 100_000;
-
 /// The index tables opened in one write transaction.
 pub(super) struct Writer<'t> {
     by_time: Table<'t, (i64, u64), ()>,
@@ -122,14 +119,14 @@ enum Source<'f> {
 }
 
 impl Store {
-    /// Lists entries matching `filter`, newest first, at most `filter.limit` (0: up to
-    /// 100,000). Reads the most selective index (kind, app, quarantined, time) over the
+    /// Lists entries matching `filter`, newest first, at most `filter.limit` (0: all, for
+    /// re-routing a time window). Reads the most selective index (kind, app, quarantined, time) over the
     /// filter's time window, so a page costs about its own size, wherever it is.
     pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
         let limit = if filter.limit == 0 {
-            MAX_LIST
+            usize::MAX
         } else {
-            filter.limit.min(MAX_LIST)
+            filter.limit
         };
         let since = filter.since_ms.unwrap_or(i64::MIN);
         let until = filter.until_ms.unwrap_or(i64::MAX);
