@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
-const FORMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("forms");
+pub(super) const FORMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("forms");
 pub(super) const JOURNAL_KEYS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("journal_keys");
 
@@ -66,7 +66,7 @@ impl Store {
         sp_no: &str,
         status: u32,
     ) -> Result<FormState, StoreError> {
-        self.form_update(app, sp_no, |s| {
+        self.form_update(app, sp_no, move |s| {
             s.last_status = status;
             s.events_seen = s.events_seen.saturating_add(1);
         })
@@ -82,7 +82,7 @@ impl Store {
         action: Forwarded,
         at_ms: i64,
     ) -> Result<FormState, StoreError> {
-        self.form_update(app, sp_no, |s| {
+        self.form_update(app, sp_no, move |s| {
             s.last_status = status;
             s.events_seen = s.events_seen.saturating_add(1);
             match action {
@@ -92,28 +92,26 @@ impl Store {
         })
     }
 
+    /// Reads, changes and writes one form's state in a grouped commit (`group`): the
+    /// route stage's concurrent form writes share one fsync.
     fn form_update(
         &self,
         app: &str,
         sp_no: &str,
-        f: impl FnOnce(&mut FormState),
+        f: impl FnOnce(&mut FormState) + Send + 'static,
     ) -> Result<FormState, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_write()?;
-            let state = {
-                let mut t = tx.open_table(FORMS)?;
-                let mut state = match t.get((app, sp_no))? {
-                    Some(v) => decode(v.value())?,
-                    None => FormState::default(),
-                };
-                f(&mut state);
-                let bytes = postcard::to_allocvec(&state)
-                    .map_err(|e| StoreError::Db(format!("encode form state: {e}")))?;
-                t.insert((app, sp_no), bytes.as_slice())?;
-                state
+        let (app, sp_no) = (app.to_string(), sp_no.to_string());
+        self.write_grouped("forms", move |tx| {
+            let mut t = tx.open_table(FORMS)?;
+            let mut state = match t.get((app.as_str(), sp_no.as_str()))? {
+                Some(v) => decode(v.value())?,
+                None => FormState::default(),
             };
-            super::commit(tx, "forms", true)?;
-            Ok(state)
+            f(&mut state);
+            let bytes = postcard::to_allocvec(&state)
+                .map_err(|e| StoreError::Db(format!("encode form state: {e}")))?;
+            t.insert((app.as_str(), sp_no.as_str()), bytes.as_slice())?;
+            Ok((state, true))
         })
     }
 

@@ -198,10 +198,10 @@ impl Store {
     /// Reads the job `key` and hands it to `decide` inside one write transaction; applies the
     /// write `decide` returns (job, indexes, counters, attempt) and commits, or changes
     /// nothing when it returns `None`. The decision and its effect are therefore atomic.
-    pub fn ledger_update<R, E: From<StoreError>>(
+    pub fn ledger_update<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         key: &str,
-        decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E>,
+        decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E> + Send + 'static,
     ) -> Result<R, E> {
         self.ledger_update_in(key, None, |old, _| {
             decide(old).map(|(write, result)| (write, None, result))
@@ -211,72 +211,74 @@ impl Store {
     /// Like [`Store::ledger_update`], with the job's `kind` writeback record read and written
     /// in the same transaction: `decide` gets both and returns the job write and the
     /// writeback record to store (either may be `None`: unchanged).
-    pub fn ledger_update_writeback<R, E: From<StoreError>>(
+    pub fn ledger_update_writeback<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         key: &str,
         kind: WritebackKind,
         decide: impl FnOnce(
             Option<JobRecord>,
             Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        + Send
+        + 'static,
     ) -> Result<R, E> {
         self.ledger_update_in(key, Some(kind), decide)
     }
 
-    /// The one write transaction of the ledger: the job `key` (and its `kind` writeback record,
-    /// if any) handed to `decide`, its writes applied, committed only when something changed.
-    fn ledger_update_in<R, E: From<StoreError>>(
+    /// The one write of the ledger: the job `key` (and its `kind` writeback record, if any)
+    /// handed to `decide` and its writes applied, in a transaction grouped with the other
+    /// ledger and form writes queued meanwhile (one fsync for all; see `group`).
+    fn ledger_update_in<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         key: &str,
         kind: Option<WritebackKind>,
         decide: impl FnOnce(
             Option<JobRecord>,
             Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>,
+        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        + Send
+        + 'static,
     ) -> Result<R, E> {
+        let key = key.to_string();
         // The decision's own error travels inside the store's Ok, so the store's fault
-        // handling (`with_db`) sees only store errors.
-        self.with_db(|db| {
-            let tx = db.begin_write()?;
-            let (changed, result) = {
-                let mut w = Writer::open(&tx)?;
-                let old = w.job(key)?;
-                let old_wb = match kind {
-                    Some(kind) => w
-                        .writebacks
-                        .get((key, kind.as_str()))?
-                        .map(|v| decode_writeback(key, v.value()))
-                        .transpose()?,
-                    None => None,
-                };
-                let (write, wb, result) = match decide(old.clone(), old_wb) {
-                    Ok(decided) => decided,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let changed = write.is_some() || wb.is_some();
-                if let Some(write) = write {
-                    if write.job.key != key {
-                        return Err(StoreError::Db(format!(
-                            "ledger write for `{}` inside the transaction of `{key}`",
-                            write.job.key
-                        )));
-                    }
-                    w.put(old.as_ref(), &write)?;
-                }
-                if let (Some(wb), Some(kind)) = (wb, kind) {
-                    w.writebacks.insert(
-                        (key, kind.as_str()),
-                        encode("ledger writeback", &wb)?.as_slice(),
-                    )?;
-                }
-                (changed, result)
+        // handling sees only store errors; a decision error writes nothing.
+        self.write_grouped("ledger", move |tx| {
+            let key = key.as_str();
+            let mut w = Writer::open(tx)?;
+            let old = w.job(key)?;
+            let old_wb = match kind {
+                Some(kind) => w
+                    .writebacks
+                    .get((key, kind.as_str()))?
+                    .map(|v| decode_writeback(key, v.value()))
+                    .transpose()?,
+                None => None,
             };
-            if changed {
-                super::commit(tx, "ledger", true)?;
-            } else {
-                tx.abort()?;
+            let (write, wb, result) = match decide(old.clone(), old_wb) {
+                Ok(decided) => decided,
+                Err(e) => return Ok((Err(e), false)),
+            };
+            let changed = write.is_some() || wb.is_some();
+            if let Some(write) = &write
+                && write.job.key != key
+            {
+                return Err(StoreError::Db(format!(
+                    "ledger write for `{}` inside the transaction of `{key}`",
+                    write.job.key
+                )));
             }
-            Ok(Ok(result))
+            let wb = match (wb, kind) {
+                (Some(wb), Some(kind)) => Some((encode("ledger writeback", &wb)?, kind)),
+                _ => None,
+            };
+            if let Some(write) = write {
+                w.put(old.as_ref(), &write)?;
+            }
+            if let Some((bytes, kind)) = wb {
+                w.writebacks
+                    .insert((key, kind.as_str()), bytes.as_slice())?;
+            }
+            Ok((Ok(result), changed))
         })?
     }
 

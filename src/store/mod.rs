@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 mod audit;
 mod files;
 mod forms;
+mod group;
 mod health;
 mod journal_index;
 mod ledger;
@@ -229,6 +230,8 @@ struct Inner {
     db: RwLock<Option<Arc<Database>>>,
     sealer: Arc<Sealer>,
     health: Mutex<health::HealthState>,
+    /// The group-commit writer of the stages' small writes (`group`), started on first use.
+    group: std::sync::OnceLock<std::sync::mpsc::Sender<group::Job>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -251,6 +254,7 @@ impl Store {
                 db: RwLock::new(Some(Arc::new(db))),
                 sealer,
                 health: Mutex::new(health::HealthState::default()),
+                group: std::sync::OnceLock::new(),
             }),
         };
         store.init_tables()?;
