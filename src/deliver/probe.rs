@@ -246,7 +246,10 @@ pub async fn probe_spec(spec: &ConnectorSpec) -> ProbeReport {
             let probed = format!("OAuth2 token request to {}", shown(&url));
             let req = client.token_request(&http, spec.timeouts.total);
             let answer = exchange(&url, req, spec.timeouts.connect, spec.timeouts.total).await;
-            report(probed, result_of(answer.and_then(|a| oauth2_answer(&a))))
+            report(
+                probed,
+                result_of(answer.and_then(|a| clocked(&a, oauth2_answer(&a)))),
+            )
         }
         (other, _) => {
             let url = match spec.url.resolve() {
@@ -393,6 +396,29 @@ pub(crate) struct ProbeAnswer {
     pub status: u16,
     /// Body (at most what the target sent; probes read small answers).
     pub body: Vec<u8>,
+    /// The target's clock minus ours, seconds, from its `Date` header.
+    pub skew_secs: Option<i64>,
+}
+
+/// Beyond this difference between the target's `Date` and our clock, a refusal is reported
+/// as clock skew: signed and token requests carry our time, and targets refuse stale ones.
+pub const CLOCK_SKEW_LIMIT_SECS: i64 = 300;
+
+/// `r`, except that a refusal from a target whose clock (its `Date` header) is more than
+/// [`CLOCK_SKEW_LIMIT_SECS`] from ours becomes [`Problem::ClockSkew`].
+pub(crate) fn clocked(a: &ProbeAnswer, r: Result<String, Problem>) -> Result<String, Problem> {
+    match (r, a.skew_secs) {
+        (Err(Problem::Credentials { detail, .. }), Some(skew))
+            if skew.abs() > CLOCK_SKEW_LIMIT_SECS =>
+        {
+            Err(Problem::ClockSkew {
+                detail: format!(
+                    "the target's clock is {skew} s from ours (its Date header) and it refused: {detail}"
+                ),
+            })
+        }
+        (r, _) => r,
+    }
 }
 
 /// Checks that `url`'s host resolves and accepts TCP, then sends `req`.
@@ -426,11 +452,21 @@ pub(crate) async fn exchange(
         }
     })?;
     let status = resp.status().as_u16();
+    let skew_secs = resp
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| jiff::fmt::rfc2822::parse(d).ok())
+        .map(|then| then.timestamp().as_second() - jiff::Timestamp::now().as_second());
     let body = resp
         .bytes()
         .await
         .map_or_else(|_| Vec::new(), |b| b.to_vec());
-    Ok(ProbeAnswer { status, body })
+    Ok(ProbeAnswer {
+        status,
+        body,
+        skew_secs,
+    })
 }
 
 /// Whether requests go through a proxy from the environment (then a direct TCP check would
@@ -530,6 +566,7 @@ mod tests {
         ProbeAnswer {
             status,
             body: body.as_bytes().to_vec(),
+            skew_secs: None,
         }
     }
 
@@ -557,6 +594,26 @@ mod tests {
             oauth2_answer(&answer(200, "<html>login</html>")),
             Err(Problem::Unexpected { status: 200, .. })
         ));
+    }
+
+    #[test]
+    fn a_refusal_from_a_target_whose_clock_is_far_from_ours_is_clock_skew() {
+        let mut a = answer(401, r#"{"error":"invalid_client"}"#);
+        a.skew_secs = Some(-3600);
+        let r = clocked(&a, oauth2_answer(&a));
+        assert!(
+            matches!(&r, Err(Problem::ClockSkew { detail }) if detail.contains("-3600 s")),
+            "{r:?}"
+        );
+        a.skew_secs = Some(2);
+        assert!(matches!(
+            clocked(&a, oauth2_answer(&a)),
+            Err(Problem::Credentials { .. })
+        ));
+        // a success is a success whatever the clocks say
+        let mut ok = answer(200, r#"{"access_token":"t"}"#);
+        ok.skew_secs = Some(9999);
+        assert!(clocked(&ok, oauth2_answer(&ok)).is_ok());
     }
 
     #[test]
