@@ -179,7 +179,27 @@ fn contact(external_user_id: &str, name: &str, corp: Option<&str>) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_customer_reaches_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled() {
+async fn embedded_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled()
+{
+    customer_fanout("crm_e2e", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled()
+{
+    let prefix = format!("wbcrm-{:08x}", rand::random::<u32>());
+    customer_fanout("crm_rabbit", &rabbit_section(&prefix)).await;
+    let queues = [
+        "route",
+        "deliver.fxiaoke",
+        "deliver.salesforce",
+        "writeback",
+    ]
+    .map(String::from);
+    delete_rabbit_queues(&prefix, &queues).await;
+}
+
+async fn customer_fanout(name: &str, broker_section: &str) {
     let mut fx_state = standins::fxiaoke::FxiaokeState::default();
     fx_state.app = ("FSAID_0000000".into(), "fx-e2e".into(), "perm-e2e".into());
     fx_state.ea = "fxxxx1".into();
@@ -254,7 +274,7 @@ async fn a_new_customer_reaches_fxiaoke_and_salesforce_with_refusals_and_duplica
     let fake = FakeWeCom::start().await;
     fake.add_external_contact(contact("wmCustomer1", "李雷", Some("上海某某科技有限公司")));
     fake.add_external_contact(contact("wmCustomer2", "韩梅梅", Some("北京示例有限公司")));
-    let (t, app) = start_bridge("crm_e2e", &fake, &section).await;
+    let (t, app) = start_bridge(name, &fake, &format!("{section}{broker_section}")).await;
     for ext in ["wmCustomer1", "wmCustomer2"] {
         let (q, body) = signed(&app, &customer_xml(ext));
         assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
