@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use super::auth::{Auth, AuthSpec};
 use super::spec::ConnectorSpec;
+use super::vendor::client::VendorClient;
 use super::{Connector, vendor::excerpt};
 
 /// What one probe found, for one connector.
@@ -162,6 +163,14 @@ pub enum Problem {
         /// Raw excerpt.
         excerpt: String,
     },
+    /// The connector has used the token requests the target allows a minute (FxiaoKe).
+    #[error("not probed: the {per_minute} token requests a minute are used by deliveries")]
+    Rationed {
+        /// Token requests allowed a minute.
+        per_minute: usize,
+        /// Until one is free.
+        wait: Duration,
+    },
     /// An answer that is not what this endpoint answers (wrong URL, a proxy's page, …).
     #[error("unexpected answer (HTTP {status}): {excerpt}")]
     Unexpected {
@@ -204,6 +213,9 @@ impl Problem {
                 "check http:// vs https:// and the port, and that the target's certificate is valid for this host name and issued by a trusted CA".into()
             }
             Problem::Unavailable { .. } => "try again later; nothing is wrong on our side".into(),
+            Problem::Rationed { wait, .. } => {
+                format!("probe again in {} s", wait.as_secs().max(1))
+            }
             Problem::Unexpected { .. } => {
                 "check that the URL points at the target's API (not a web page or a proxy)".into()
             }
@@ -211,8 +223,24 @@ impl Problem {
     }
 }
 
-/// Probes one built connector. Never fails: every outcome is in the report.
+/// Probes one built (running) connector. Never fails: every outcome is in the report. A
+/// FxiaoKe probe takes its token request from the connector's own allowance, so that "test
+/// auth" pressed in the console never pushes deliveries over FxiaoKe's limit.
 pub async fn probe(connector: &Connector) -> ProbeReport {
+    if let Some(VendorClient::Fxiaoke(c)) = connector.vendor()
+        && let Err(wait) = c.take_token_call()
+    {
+        return ProbeReport {
+            connector: connector.name().to_owned(),
+            probed: "FxiaoKe token request".into(),
+            result: ProbeResult::Failed {
+                problem: Problem::Rationed {
+                    per_minute: c.token_calls_per_minute(),
+                    wait,
+                },
+            },
+        };
+    }
     probe_spec(connector.spec()).await
 }
 
