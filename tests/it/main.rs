@@ -26,6 +26,8 @@ mod reroute;
 mod route;
 mod stage;
 mod store_faults;
+mod templates;
 mod vectors;
 mod vendor_connectors;
+mod vendor_e2e;
 mod vendors;
