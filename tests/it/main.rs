@@ -10,6 +10,7 @@ mod conditions;
 mod console;
 mod deliver;
 mod demo;
+mod demo_kingdee;
 mod durability;
 mod e2e;
 mod edge;
