@@ -1,4 +1,4 @@
-//! The command line: `serve`, `demo`, `check`, `simulate`, `events`, `audit`, `queues`,
+//! The command line: `serve`, `demo`, `check`, `init`, `simulate`, `events`, `audit`, `queues`,
 //! `dead-letters`, `replay`, `reconcile`, `reroute`, `deliveries`, `mapping`.
 //!
 //! Each command is a thin layer over the library; what it prints is for people (tables) or,
@@ -10,6 +10,7 @@ pub mod check_online;
 pub mod deliveries;
 pub mod demo;
 pub mod events;
+pub mod init;
 pub mod mapping;
 pub mod queues;
 pub mod reconcile;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Validate the configuration and print what would be served; `--online` also probes each
     /// connector's credentials at its target.
     Check(check_online::CheckArgs),
+    /// Start from a shipped template: copy a connector file and a mapping (with its tables
+    /// and cases) for a system such as Kingdee or YonBIP into connectors/ and mappings/.
+    Init(init::InitArgs),
     /// Act as WeCom: sign, encrypt and POST an event XML to an app, or run URL verification.
     Simulate(simulate::SimulateArgs),
     /// List journaled events (newest first).
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Init(args) => init::run(&config, &args),
         Command::Simulate(args) => rt.block_on(simulate::run(&config, args)),
         Command::Events(args) => rt.block_on(events::run(&config, args)),
         Command::Audit(args) => rt.block_on(audit::run(&config, args)),

@@ -181,6 +181,12 @@ impl Connector {
         &self.spec
     }
 
+    /// The vendor protocol's client (its token and session state), for `kind`s other than
+    /// `http`.
+    pub fn vendor(&self) -> Option<&VendorClient> {
+        self.vendor.as_ref()
+    }
+
     /// Token requests or logins made so far (OAuth2, or the vendor protocol's; 0 for other
     /// auth kinds).
     pub fn token_fetches(&self) -> u64 {

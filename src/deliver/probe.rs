@@ -10,22 +10,27 @@
 //!   to check those credentials, so the probe only proves the target is reachable (a `HEAD` of
 //!   the URL's origin, without credentials) and says that the credentials were not checked.
 //!
-//! Before any HTTP request the probe resolves the host and opens a TCP connection itself, so
-//! that "DNS", "connection refused", "timeout" and "TLS" are told apart by type, never by the
-//! text of an error.
+//! Before any HTTP request the probe resolves the host and opens a TCP connection itself
+//! ([`transport`]), so that "DNS", "connection refused", "timeout" and "TLS" are told apart by
+//! type, never by the text of an error; a refusal from a target whose `Date` is far from our
+//! clock is reported as clock skew.
 //!
 //! Must NOT: send a document, write anything at the target, touch the token cache a running
 //! connector uses, or retry.
 
+mod transport;
 pub mod vendor;
 
-use std::net::SocketAddr;
+pub use transport::CLOCK_SKEW_LIMIT_SECS;
+pub(crate) use transport::{ProbeAnswer, client, clocked, exchange};
+
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::auth::{Auth, AuthSpec};
 use super::spec::ConnectorSpec;
+use super::vendor::client::VendorClient;
 use super::{Connector, vendor::excerpt};
 
 /// What one probe found, for one connector.
@@ -162,6 +167,14 @@ pub enum Problem {
         /// Raw excerpt.
         excerpt: String,
     },
+    /// The connector has used the token requests the target allows a minute (FxiaoKe).
+    #[error("not probed: the {per_minute} token requests a minute are used by deliveries")]
+    Rationed {
+        /// Token requests allowed a minute.
+        per_minute: usize,
+        /// Until one is free.
+        wait: Duration,
+    },
     /// An answer that is not what this endpoint answers (wrong URL, a proxy's page, …).
     #[error("unexpected answer (HTTP {status}): {excerpt}")]
     Unexpected {
@@ -204,6 +217,9 @@ impl Problem {
                 "check http:// vs https:// and the port, and that the target's certificate is valid for this host name and issued by a trusted CA".into()
             }
             Problem::Unavailable { .. } => "try again later; nothing is wrong on our side".into(),
+            Problem::Rationed { wait, .. } => {
+                format!("probe again in {} s", wait.as_secs().max(1))
+            }
             Problem::Unexpected { .. } => {
                 "check that the URL points at the target's API (not a web page or a proxy)".into()
             }
@@ -211,8 +227,24 @@ impl Problem {
     }
 }
 
-/// Probes one built connector. Never fails: every outcome is in the report.
+/// Probes one built (running) connector. Never fails: every outcome is in the report. A
+/// FxiaoKe probe takes its token request from the connector's own allowance, so that "test
+/// auth" pressed in the console never pushes deliveries over FxiaoKe's limit.
 pub async fn probe(connector: &Connector) -> ProbeReport {
+    if let Some(VendorClient::Fxiaoke(c)) = connector.vendor()
+        && let Err(wait) = c.take_token_call()
+    {
+        return ProbeReport {
+            connector: connector.name().to_owned(),
+            probed: "FxiaoKe token request".into(),
+            result: ProbeResult::Failed {
+                problem: Problem::Rationed {
+                    per_minute: c.token_calls_per_minute(),
+                    wait,
+                },
+            },
+        };
+    }
     probe_spec(connector.spec()).await
 }
 
@@ -246,7 +278,10 @@ pub async fn probe_spec(spec: &ConnectorSpec) -> ProbeReport {
             let probed = format!("OAuth2 token request to {}", shown(&url));
             let req = client.token_request(&http, spec.timeouts.total);
             let answer = exchange(&url, req, spec.timeouts.connect, spec.timeouts.total).await;
-            report(probed, result_of(answer.and_then(|a| oauth2_answer(&a))))
+            report(
+                probed,
+                result_of(answer.and_then(|a| clocked(&a, oauth2_answer(&a)))),
+            )
         }
         (other, _) => {
             let url = match spec.url.resolve() {
@@ -370,216 +405,5 @@ pub(crate) fn shown(url: &url::Url) -> String {
     u.to_string()
 }
 
-/// The HTTP client a probe uses.
-pub(crate) fn client(connect: Duration, total: Duration) -> Result<reqwest::Client, Problem> {
-    reqwest::Client::builder()
-        .connect_timeout(connect)
-        .timeout(total)
-        .user_agent(concat!(
-            "wecom-bridge/",
-            env!("CARGO_PKG_VERSION"),
-            " probe"
-        ))
-        .build()
-        .map_err(|e| Problem::Config {
-            detail: format!("HTTP client: {e}"),
-        })
-}
-
-/// An answer as read by a probe.
-#[derive(Debug)]
-pub(crate) struct ProbeAnswer {
-    /// HTTP status.
-    pub status: u16,
-    /// Body (at most what the target sent; probes read small answers).
-    pub body: Vec<u8>,
-}
-
-/// Checks that `url`'s host resolves and accepts TCP, then sends `req`.
-pub(crate) async fn exchange(
-    url: &url::Url,
-    req: reqwest::RequestBuilder,
-    connect: Duration,
-    total: Duration,
-) -> Result<ProbeAnswer, Problem> {
-    if !behind_proxy() {
-        reach(url, connect).await?;
-    }
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let resp = req.send().await.map_err(|e| {
-        if e.is_timeout() {
-            Problem::Timeout {
-                stage: "waiting for the answer",
-                after: total,
-            }
-        } else if e.is_connect() && url.scheme() == "https" {
-            // TCP was accepted a moment ago (`reach`), so the connection failed in TLS.
-            Problem::Tls {
-                host,
-                detail: chain(&e.without_url()),
-            }
-        } else {
-            Problem::Unreachable {
-                addr: url.authority().to_owned(),
-                detail: chain(&e.without_url()),
-            }
-        }
-    })?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
-        .await
-        .map_or_else(|_| Vec::new(), |b| b.to_vec());
-    Ok(ProbeAnswer { status, body })
-}
-
-/// Whether requests go through a proxy from the environment (then a direct TCP check would
-/// test the wrong path, and is skipped).
-fn behind_proxy() -> bool {
-    [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ]
-    .iter()
-    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
-}
-
-/// Resolves `url`'s host and opens (and closes) a TCP connection to it.
-async fn reach(url: &url::Url, connect: Duration) -> Result<(), Problem> {
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<SocketAddr> = match url.host() {
-        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::from((ip, port))],
-        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::from((ip, port))],
-        Some(url::Host::Domain(name)) => {
-            let lookup = tokio::net::lookup_host((name, port));
-            match tokio::time::timeout(connect, lookup).await {
-                Ok(Ok(found)) => found.collect(),
-                Ok(Err(e)) => {
-                    return Err(Problem::Dns {
-                        host: name.to_owned(),
-                        detail: e.to_string(),
-                    });
-                }
-                Err(_) => {
-                    return Err(Problem::Dns {
-                        host: name.to_owned(),
-                        detail: format!(
-                            "no answer from the resolver within {} ms",
-                            connect.as_millis()
-                        ),
-                    });
-                }
-            }
-        }
-        None => {
-            return Err(Problem::Config {
-                detail: format!("URL {} has no host", shown(url)),
-            });
-        }
-    };
-    let mut last = Problem::Dns {
-        host: url.host_str().unwrap_or_default().to_owned(),
-        detail: "no address found".into(),
-    };
-    for addr in addrs {
-        match tokio::time::timeout(connect, tokio::net::TcpStream::connect(addr)).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                last = Problem::ConnectionRefused {
-                    addr: addr.to_string(),
-                };
-            }
-            Ok(Err(e)) => {
-                last = Problem::Unreachable {
-                    addr: addr.to_string(),
-                    detail: e.to_string(),
-                };
-            }
-            Err(_) => {
-                last = Problem::Timeout {
-                    stage: "connecting",
-                    after: connect,
-                };
-            }
-        }
-    }
-    Err(last)
-}
-
-/// An error and its causes, `: `-separated (reqwest's own text is terse).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn answer(status: u16, body: &str) -> ProbeAnswer {
-        ProbeAnswer {
-            status,
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    #[test]
-    fn oauth2_answers_are_read_by_type() {
-        assert!(oauth2_answer(&answer(200, r#"{"access_token":"t","expires_in":60}"#)).is_ok());
-        let refused = oauth2_answer(&answer(
-            401,
-            r#"{"error":"invalid_client","error_description":"no"}"#,
-        ))
-        .unwrap_err();
-        assert!(
-            matches!(&refused, Problem::Credentials { fix, .. } if fix.contains("auth.client_secret")),
-            "{refused:?}"
-        );
-        assert!(matches!(
-            oauth2_answer(&answer(403, "<html>denied</html>")),
-            Err(Problem::IpNotAllowed { .. })
-        ));
-        assert!(matches!(
-            oauth2_answer(&answer(503, "")),
-            Err(Problem::Unavailable { status: 503, .. })
-        ));
-        assert!(matches!(
-            oauth2_answer(&answer(200, "<html>login</html>")),
-            Err(Problem::Unexpected { status: 200, .. })
-        ));
-    }
-
-    #[test]
-    fn lines_name_the_connector_the_problem_and_the_fix() {
-        let r = ProbeReport {
-            connector: "crm".into(),
-            probed: "OAuth2 token request to http://x/oauth/token".into(),
-            result: ProbeResult::Failed {
-                problem: Problem::ConnectionRefused {
-                    addr: "127.0.0.1:9".into(),
-                },
-            },
-        };
-        assert!(!r.passed());
-        let line = r.line();
-        assert!(line.starts_with("crm "), "{line}");
-        assert!(line.contains("connection refused at 127.0.0.1:9"), "{line}");
-        assert!(line.contains("fix: check the host and port"), "{line}");
-    }
-
-    #[test]
-    fn shown_urls_carry_no_credentials_or_query() {
-        let u = url::Url::parse("https://u:p@h.example/t?access_token=s").unwrap();
-        assert_eq!(shown(&u), "https://h.example/t");
-    }
-}
+mod tests;

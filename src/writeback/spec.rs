@@ -549,7 +549,11 @@ pub fn check_captures(
     connector: &crate::deliver::ConnectorSpec,
     file: &std::path::Path,
 ) -> Vec<crate::catalog::Diagnostic> {
-    let known: Vec<&str> = connector.capture.iter().map(|(n, _)| n.as_str()).collect();
+    let mut known: Vec<&str> = connector.capture.iter().map(|(n, _)| n.as_str()).collect();
+    if connector.vendor.is_some() {
+        // Vendor connectors capture the target's id and number of every saved document.
+        known.extend(crate::deliver::vendor::client::CAPTURED);
+    }
     wb.captured_refs
         .iter()
         .filter(|(name, _)| !known.contains(&name.as_str()))

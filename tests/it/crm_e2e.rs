@@ -179,7 +179,27 @@ fn contact(external_user_id: &str, name: &str, corp: Option<&str>) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_customer_reaches_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled() {
+async fn embedded_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled()
+{
+    customer_fanout("crm_e2e", "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled()
+{
+    let prefix = format!("wbcrm-{:08x}", rand::random::<u32>());
+    customer_fanout("crm_rabbit", &rabbit_section(&prefix)).await;
+    let queues = [
+        "route",
+        "deliver.fxiaoke",
+        "deliver.salesforce",
+        "writeback",
+    ]
+    .map(String::from);
+    delete_rabbit_queues(&prefix, &queues).await;
+}
+
+async fn customer_fanout(name: &str, broker_section: &str) {
     let mut fx_state = standins::fxiaoke::FxiaokeState::default();
     fx_state.app = ("FSAID_0000000".into(), "fx-e2e".into(), "perm-e2e".into());
     fx_state.ea = "fxxxx1".into();
@@ -254,7 +274,7 @@ async fn a_new_customer_reaches_fxiaoke_and_salesforce_with_refusals_and_duplica
     let fake = FakeWeCom::start().await;
     fake.add_external_contact(contact("wmCustomer1", "李雷", Some("上海某某科技有限公司")));
     fake.add_external_contact(contact("wmCustomer2", "韩梅梅", Some("北京示例有限公司")));
-    let (t, app) = start_bridge("crm_e2e", &fake, &section).await;
+    let (t, app) = start_bridge(name, &fake, &format!("{section}{broker_section}")).await;
     for ext in ["wmCustomer1", "wmCustomer2"] {
         let (q, body) = signed(&app, &customer_xml(ext));
         assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
@@ -299,6 +319,108 @@ async fn a_new_customer_reaches_fxiaoke_and_salesforce_with_refusals_and_duplica
             .await
             .contains("wmCustomer")
     );
+    t.stop().await;
+    fake.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_fxiaoke_deliveries_share_one_token_even_when_it_expires_mid_run() {
+    let mut fx_state = standins::fxiaoke::FxiaokeState::default();
+    fx_state.app = ("FSAID_0000000".into(), "fx-e2e".into(), "perm-e2e".into());
+    fx_state.ea = "fxxxx1".into();
+    let fx = standins::fxiaoke::start(fx_state).await;
+    // a slow token endpoint: overlapping token requests would show at the stand-in
+    fx.set_latency(
+        wecom_bridge::deliver::vendor::fxiaoke::TOKEN_PATH,
+        Duration::from_millis(300),
+    );
+    fx.set_latency(
+        wecom_bridge::deliver::vendor::fxiaoke::CREATE_PATH,
+        Duration::from_millis(50),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let section = install(
+        dir.path(),
+        "fxiaoke-customer",
+        "fxiaoke",
+        &[
+            ("https://open.fxiaoke.com", fx.base_url()),
+            (
+                "env:FXIAOKE_APP_SECRET",
+                secret_file(dir.path(), "fx", "fx-e2e"),
+            ),
+            (
+                "env:FXIAOKE_PERMANENT_CODE",
+                secret_file(dir.path(), "fxp", "perm-e2e"),
+            ),
+            ("concurrency = 4", "concurrency = 50".into()),
+            ("rate_per_sec = 4", "rate_per_sec = 1000".into()),
+        ],
+    );
+    let fake = FakeWeCom::start().await;
+    for i in 0..100 {
+        fake.add_external_contact(contact(&format!("wmBulk{i:03}"), &format!("客户{i}"), None));
+    }
+    let (t, app) = start_bridge("crm_bulk", &fake, &section).await;
+    let post_range = |range: std::ops::Range<usize>| {
+        let bodies: Vec<_> = range
+            .map(|i| signed(&app, &customer_xml(&format!("wmBulk{i:03}"))))
+            .collect();
+        let url = t.url(&app.path);
+        async move {
+            let client = reqwest::Client::new();
+            for (q, body) in bodies {
+                let resp = client
+                    .post(format!("{url}?{q}"))
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+        }
+    };
+
+    post_range(0..50).await;
+    eventually(90, "50 accounts at FxiaoKe", || async {
+        fx.with(|s| s.created().len()) == 50
+    })
+    .await;
+    assert_eq!(
+        fx.with(|s| s.token_requests()),
+        1,
+        "one token for 50 deliveries"
+    );
+    let creating = fx.max_concurrent(wecom_bridge::deliver::vendor::fxiaoke::CREATE_PATH);
+    assert!(creating > 1, "deliveries ran concurrently: {creating}");
+
+    // the token expires mid-run: the next deliveries get 20016, one new token serves them all
+    fx.with(standins::fxiaoke::FxiaokeState::expire_tokens);
+    post_range(50..100).await;
+    eventually(90, "100 accounts at FxiaoKe", || async {
+        fx.with(|s| s.created().len()) == 100
+    })
+    .await;
+    assert_eq!(fx.with(|s| s.token_requests()), 2);
+    assert_eq!(
+        fx.max_concurrent(wecom_bridge::deliver::vendor::fxiaoke::TOKEN_PATH),
+        1,
+        "never two token requests at once"
+    );
+    assert!(
+        !fx.with(|s| s.token_overuse()),
+        "≤ 10 token requests a minute"
+    );
+    eventually(30, "deliver.fxiaoke drained, nothing dead", || async {
+        idle(&t, "deliver.fxiaoke", 0).await
+    })
+    .await;
+    let names: std::collections::BTreeSet<String> = fx
+        .with(|s| s.created())
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 100, "each customer once");
     t.stop().await;
     fake.stop().await;
 }

@@ -232,3 +232,55 @@ async fn vendor_token_probes_say_ok_or_which_credential_to_fix() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_refusal_from_a_target_whose_clock_is_an_hour_off_is_reported_as_clock_skew() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A token endpoint whose clock says one hour ago, refusing like OAuth2 servers do.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(
+            &(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)),
+        )
+        .unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut s, _) = server.accept().await.unwrap();
+            let date = date.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    let body =
+                        r#"{"error":"invalid_client","error_description":"request expired"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 401 Unauthorized\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s\n").unwrap();
+    let text = format!(
+        "kind = \"http\"\nurl = \"http://{addr}/api\"\n[auth]\nkind = \"oauth2_client_credentials\"\ntoken_url = \"http://{addr}/oauth/token\"\nclient_id = \"bridge\"\nclient_secret = \"file:{}\"\n",
+        secret.display()
+    );
+    let spec = spec::parse(std::path::Path::new("skew.toml"), &text, "skew").unwrap();
+    let report = probe_spec(&spec).await;
+    task.abort();
+    assert!(
+        matches!(&report.result, ProbeResult::Failed { problem: Problem::ClockSkew { detail } } if detail.contains("request expired")),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .line()
+            .contains("fix: set this machine's clock right"),
+        "{}",
+        report.line()
+    );
+}

@@ -488,3 +488,29 @@ fn hr_and_crm_templates_load_and_pass_their_cases() {
     }
     assert_eq!(ran, 8);
 }
+
+#[tokio::test]
+async fn probing_a_running_fxiaoke_connector_never_exceeds_its_token_allowance() {
+    let server = standins::fxiaoke::start(fx_state()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = connector(dir.path(), &fxiaoke_file(&server.base_url(), 1));
+    let a = send(&c, &json!({"name": "A"}), "c:1").await;
+    assert_eq!(a.verdict, Verdict::Delivered);
+    // the one token request of this minute went to the delivery: the probe does not ask
+    let r = wecom_bridge::deliver::probe::probe(&c).await;
+    assert!(
+        matches!(
+            &r.result,
+            ProbeResult::Failed {
+                problem: Problem::Rationed { per_minute: 1, .. }
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(r.line().contains("fix: probe again in"), "{}", r.line());
+    assert_eq!(
+        server.with(|s| s.token_requests()),
+        1,
+        "counted at the stand-in"
+    );
+}

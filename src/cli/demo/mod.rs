@@ -7,6 +7,7 @@
 //! its printout. It must not take any shortcut around the pipeline: everything it shows is
 //! read back from the finance stand-in and the admin API, as an operator would.
 
+pub mod kingdee;
 pub mod render;
 pub mod samples;
 
@@ -51,6 +52,19 @@ pub struct DemoArgs {
     /// End after printing the summary instead of running until Ctrl-C (for tests and scripts).
     #[arg(long)]
     pub exit_after_demo: bool,
+    /// Where the sample claims are delivered: the finance system stand-in (default), or the
+    /// Kingdee 金蝶云·星空 stand-in through the `kingdee-expense` template.
+    #[arg(long, value_enum, default_value_t = DemoTarget::Finance)]
+    pub target: DemoTarget,
+}
+
+/// The system the demo delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoTarget {
+    /// The generic finance voucher API (`connectors/finance.toml`).
+    Finance,
+    /// Kingdee K3Cloud WebAPI (`templates/kingdee-expense`), signed headers.
+    Kingdee,
 }
 
 /// A running demo: the bridge, the stand-ins it talks to, and the printed summary.
@@ -92,6 +106,16 @@ impl Demo {
 /// Runs `demo` from the command line: starts it, prints the summary, then runs until Ctrl-C
 /// (or ends at once with `--exit-after-demo`).
 pub(super) async fn run(config_path: &Path, config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    if args.target == DemoTarget::Kingdee {
+        let demo = kingdee::start(config, &args.data_dir).await?;
+        print!("{}", demo.summary);
+        if !args.exit_after_demo {
+            super::shutdown_signal().await;
+            println!("stopping…");
+        }
+        demo.stop().await;
+        return Ok(());
+    }
     let demo = start(config, &args.data_dir, config_path).await?;
     print!("{}", demo.summary);
     if !args.exit_after_demo {
@@ -175,6 +199,7 @@ pub async fn start(
         client: reqwest::Client::new(),
         base: format!("http://{}", bridge.admin_addr),
         token: Some(console.operator_token.clone()),
+        connector: CONNECTOR,
     };
     let console_url = format!("{}/console", admin.base);
 
@@ -449,6 +474,8 @@ struct Admin {
     client: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// The connector whose dead letters are listed.
+    connector: &'static str,
 }
 
 impl Admin {
@@ -486,7 +513,7 @@ impl Admin {
             id: String,
             business_key: String,
         }
-        let queue = crate::route::deliver_queue(CONNECTOR);
+        let queue = crate::route::deliver_queue(self.connector);
         let text = self
             .get(&format!("/admin/dead-letters?queue={queue}"))
             .await?;

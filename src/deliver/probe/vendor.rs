@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{ProbeAnswer, ProbeResult, Problem, exchange, reachable, shown, status_problem};
+use super::{
+    ProbeAnswer, ProbeResult, Problem, clocked, exchange, reachable, shown, status_problem,
+};
 use crate::config::{Secret, SecretRef};
 use crate::deliver::vendor::client::{VendorSpec, kingdee::KingdeeAuth, resolve};
 use crate::deliver::vendor::kingdee::{self, Op};
@@ -171,14 +173,15 @@ pub async fn kingdee_login(
     let body = kingdee::login_body(op, creds, password, jiff::Timestamp::now().as_second());
     let req = http.client.post(url.clone()).json(&body);
     let a = http.send(url, req).await?;
-    match kingdee::parse_login(a.status, &a.body, std::iter::empty()) {
+    let r = match kingdee::parse_login(a.status, &a.body, std::iter::empty()) {
         Ok(_) => Ok(format!("Kingdee login accepted for user {} in 账套 {}", creds.user, creds.acct_id)),
         Err(kingdee::KingdeeError::LoginRefused { result_type, message }) => Err(Problem::Credentials {
             detail: format!("LoginResultType {result_type}: {message}"),
             fix: "check kingdee.acct_id (账套ID), kingdee.user and the app_id/app_secret or password with the Kingdee administrator".into(),
         }),
         Err(_) => Err(status_problem(&a)),
-    }
+    };
+    clocked(&a, r)
 }
 
 /// YonBIP: gateway discovery (with a tenant id) and the signed token GET.
@@ -220,14 +223,15 @@ pub async fn yonbip_token(
         jiff::Timestamp::now().as_millisecond(),
     ));
     let a = http.send(&url, http.client.get(url.clone())).await?;
-    match yonbip::parse_token(a.status, &a.body) {
+    let r = match yonbip::parse_token(a.status, &a.body) {
         Ok(_) => Ok(format!("YonBIP token issued by {}", shown(&url))),
         Err(yonbip::YonbipError::AuthRefused { code, message }) => Err(Problem::Credentials {
             detail: format!("code {code}: {message}"),
             fix: "check yonbip.app_key and yonbip.app_secret with the YonBIP administrator; the request is signed with this machine's time, so check its clock too".into(),
         }),
         Err(_) => Err(status_problem(&a)),
-    }
+    };
+    clocked(&a, r)
 }
 
 /// `base` joined with an absolute API path (keeps a base path such as `/k3cloud`).
@@ -264,7 +268,7 @@ pub async fn beisen_token(
         )
         .body(body);
     let a = http.send(&url, req).await?;
-    match beisen::parse_token(a.status, &a.body) {
+    let r = match beisen::parse_token(a.status, &a.body) {
         Ok(_) => Ok(format!("Beisen token issued for tenant {tenant_id}")),
         Err(beisen::BeisenError::Refused { status, error }) => {
             let fix = match error.as_str() {
@@ -277,7 +281,8 @@ pub async fn beisen_token(
             })
         }
         Err(beisen::BeisenError::Unreadable { .. }) => Err(status_problem(&a)),
-    }
+    };
+    clocked(&a, r)
 }
 
 /// FxiaoKe: the JSON token request (`POST /oauth2.0/token`). Uses one of the ≤ 10 token
@@ -298,14 +303,15 @@ pub async fn fxiaoke_token(
     let body = fxiaoke::token_body(app_id, app_secret.expose(), permanent_code.expose());
     let req = http.client.post(url.clone()).json(&body);
     let a = http.send(&url, req).await?;
-    match fxiaoke::parse_token(a.status, &a.body) {
+    let r = match fxiaoke::parse_token(a.status, &a.body) {
         Ok(t) => Ok(format!("FxiaoKe token issued for enterprise account {}", t.ea)),
         Err(fxiaoke::FxiaokeError::Refused { code, message }) => Err(Problem::Credentials {
             detail: format!("errorCode {code}: {message}"),
             fix: "check app_id, the appSecret and the permanentCode in the connector file (FxiaoKe's message names the one it refused)".into(),
         }),
         Err(fxiaoke::FxiaokeError::Unreadable { .. }) => Err(status_problem(&a)),
-    }
+    };
+    clocked(&a, r)
 }
 
 /// Salesforce: the OAuth2 client-credentials token request on the My Domain host.
@@ -332,7 +338,7 @@ pub async fn salesforce_token(
         )
         .body(body);
     let a = http.send(&url, req).await?;
-    match salesforce::parse_token(a.status, &a.body) {
+    let r = match salesforce::parse_token(a.status, &a.body) {
         Ok(t) => Ok(format!(
             "Salesforce token issued; instance {}",
             t.instance_url
@@ -356,7 +362,8 @@ pub async fn salesforce_token(
             })
         }
         Err(salesforce::SalesforceError::Unreadable { .. }) => Err(status_problem(&a)),
-    }
+    };
+    clocked(&a, r)
 }
 
 #[cfg(test)]

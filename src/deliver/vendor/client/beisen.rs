@@ -137,11 +137,6 @@ impl BeisenClient {
         })
     }
 
-    /// The resolved settings a probe needs (app id, tenant id, secret).
-    pub fn probe_settings(&self) -> (&str, &str, &Secret) {
-        (&self.spec.app_id, &self.spec.tenant_id, &self.secret)
-    }
-
     fn url(&self, path: &str) -> url::Url {
         crate::deliver::probe::vendor::endpoint(&self.base, path)
     }

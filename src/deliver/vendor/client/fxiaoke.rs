@@ -138,9 +138,9 @@ impl FxiaokeClient {
         })
     }
 
-    /// The resolved settings a probe needs (app id, app secret, permanent code).
-    pub fn probe_settings(&self) -> (&str, &Secret, &Secret) {
-        (&self.spec.app_id, &self.app_secret, &self.permanent_code)
+    /// Token requests allowed a minute.
+    pub fn token_calls_per_minute(&self) -> usize {
+        self.spec.token_calls_per_minute
     }
 
     /// Takes one of this minute's token requests, or says how long until one is free.

@@ -40,6 +40,11 @@ use crate::deliver::Verdict;
 use crate::deliver::http::{Answer, read};
 use crate::deliver::spec::ConnectorKind;
 
+/// The capture names every vendor connector fills from a success: the target's internal id
+/// and its human-facing number (Kingdee `Id`/`Number`, YonBIP `voucherId`/`billCode`, U8
+/// `u8voucher_id`/`key`).
+pub const CAPTURED: [&str; 2] = ["id", "number"];
+
 /// Problems found while parsing, with the span they point at.
 pub type Problems = Vec<(Option<Range<usize>>, String)>;
 

@@ -124,11 +124,6 @@ impl SalesforceClient {
         })
     }
 
-    /// The resolved settings a probe needs (client id, client secret).
-    pub fn probe_settings(&self) -> (&str, &Secret) {
-        (&self.spec.client_id, &self.client_secret)
-    }
-
     fn upsert_url(&self, instance: &str, value: &str) -> Result<url::Url, String> {
         let path = wire::upsert_path(
             &self.spec.api_version,
