@@ -2,9 +2,10 @@
 //! posted to the ingress, enriched from the WeCom API stand-in, mapped by the template's
 //! mapping and delivered by its vendor connector to the HR / CRM stand-in, counted AT THE
 //! STAND-IN. Leave → Beisen (the batch polled to its final state; an unknown employee
-//! dead-lettered with Beisen's message); a new customer → FxiaoKe and Salesforce (fan-out;
-//! FxiaoKe's HTTP 200 business refusal dead-lettered with its message, Salesforce's "already
-//! there" counted as delivered).
+//! dead-lettered with Beisen's message; an expired token refreshed); a new customer →
+//! FxiaoKe and Salesforce (fan-out; FxiaoKe's HTTP 200 business refusal dead-lettered with
+//! its message, Salesforce's "already there" counted as delivered; also on RabbitMQ); 100
+//! customers to FxiaoKe, 50 at once, on one token (and one more after it expires).
 
 use std::path::Path;
 use std::time::Duration;
@@ -149,13 +150,33 @@ async fn approved_leave_reaches_beisen_and_an_unknown_employee_is_dead_lettered(
         1
     );
 
+    // the token expires: the next leave gets 401, a new token, and is pushed once more
+    beisen.with(standins::beisen::BeisenState::expire_tokens);
+    fake.add_approval(leave_detail("202506090013", "ZhangSan"));
+    send("202506090013").await;
+    eventually(
+        60,
+        "the third leave reaches Beisen on a new token",
+        || async { beisen.with(|s| s.records.len()) == 2 },
+    )
+    .await;
+    assert_eq!(
+        beisen.count(wecom_bridge::deliver::vendor::beisen::TOKEN_PATH),
+        2
+    );
+    assert_eq!(
+        beisen.count(wecom_bridge::deliver::vendor::beisen::VACATION_PATH),
+        4
+    );
+
     // WeCom re-delivers the first callback: nothing is pushed again
     send("202506090011").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         beisen.count(wecom_bridge::deliver::vendor::beisen::VACATION_PATH),
-        2
+        4
     );
+    assert_eq!(beisen.with(|s| s.records.len()), 2);
     t.stop().await;
     fake.stop().await;
 }
