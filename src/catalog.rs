@@ -625,7 +625,7 @@ mod tests {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         let text = all.join("\n");
         assert!(
-            text.contains("bad.toml:1:8: unknown variant `ftp`, expected `http`"),
+            text.contains("bad.toml:1:8: unknown variant `ftp`, expected one of `http`, `kingdee`"),
             "{text}"
         );
         assert!(

@@ -82,6 +82,33 @@ fn init_copies_a_template_once_and_refuses_to_overwrite() {
     let (ok, out, _) = run_config(&cfg, &["mapping", "test", "--all"], dir.path(), &[]);
     assert!(ok, "{out}");
 
+    // `check` resolves the copied connector's secrets: missing or malformed ones fail it.
+    let (ok, out, err) = run_config(&cfg, &["check"], dir.path(), &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("connector `kingdee`") && err.contains("KINGDEE_URL"),
+        "{err}"
+    );
+    let env = |app_id: &'static str| {
+        [
+            ("KINGDEE_URL", "http://127.0.0.1:9/k3cloud".to_owned()),
+            ("KINGDEE_APP_ID", app_id.to_owned()),
+            (
+                "KINGDEE_APP_SECRET",
+                "0123456789abcdef0123456789abcdef".to_owned(),
+            ),
+        ]
+    };
+    let bad = env("224248_not-32-characters");
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, out, err) = run_config(&cfg, &["check"], dir.path(), &bad);
+    assert!(!ok, "{out}");
+    assert!(err.contains("kingdee.app_id: Kingdee AppID"), "{err}");
+    let good = env("224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY");
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, out, err) = run_config(&cfg, &["check"], dir.path(), &good);
+    assert!(ok, "{out}{err}");
+
     std::fs::write(
         dir.path().join("connectors/kingdee.toml"),
         "# edited by hand\n",

@@ -310,3 +310,110 @@ async fn u8_eai_connector_wraps_the_document_and_reads_gbk_answers() {
     assert_eq!(server.count("/eai"), 2);
     server.stop().await;
 }
+
+/// A target that answers every document with `status`, `content_type` and `body` (and a
+/// YonBIP token to whoever asks for one).
+async fn canned(
+    status: u16,
+    content_type: &'static str,
+    body: &'static str,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use axum::http::{StatusCode, header};
+    let token = axum::routing::get(|| async {
+        axum::Json(
+            json!({"code": "00000", "message": "成功！", "data": {"access_token": "tok-canned-1", "expire": 7200}}),
+        )
+    });
+    let router = axum::Router::new()
+        .route(wecom_bridge::deliver::vendor::yonbip::TOKEN_PATH, token)
+        .fallback(move || async move {
+            (
+                StatusCode::from_u16(status).unwrap(),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (format!("http://{addr}"), tx)
+}
+
+#[tokio::test]
+async fn answers_nobody_understands_are_never_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(u16, &str, &str, bool)] = &[
+        (
+            502,
+            "text/html",
+            "<html><body>502 Bad Gateway</body></html>",
+            true,
+        ),
+        (503, "application/json", "{\"Result\":", true),
+        (200, "text/html", "<html><body>请登录</body></html>", false),
+        (
+            200,
+            "application/json",
+            "{\"Result\":{\"ResponseStatus\":{\"IsSucc",
+            false,
+        ),
+        (
+            200,
+            "application/json",
+            "{\"code\":\"77777\",\"message\":\"未知\"}",
+            false,
+        ),
+        (404, "text/plain", "not found", false),
+    ];
+    for &(status, ct, body, retryable) in cases {
+        let (url, stop) = canned(status, ct, body).await;
+        let connectors = [
+            (
+                "kingdee",
+                connector(dir.path(), &kingdee_file(&url, "signed")),
+                model("X-1"),
+            ),
+            (
+                "yonbip",
+                connector(
+                    dir.path(),
+                    &yonbip_file(&url).replace("tenant_id = \"tenant-1\"\n", ""),
+                ),
+                yonbip_voucher("X-1"),
+            ),
+            (
+                "u8_eai",
+                connector(
+                    dir.path(),
+                    &format!(
+                        "kind = \"u8_eai\"\nurl = \"{url}/eai\"\n[u8_eai]\nroottag = \"voucher\"\nbilltype = \"gl\"\nsender = \"999\"\n"
+                    ),
+                ),
+                json!({"voucher": {"voucher_head": {"reserve2": "X-1"}}}),
+            ),
+        ];
+        for (kind, c, doc) in connectors {
+            let a = send(&c, &doc, "X-1").await;
+            let excerpt: String = body.chars().take(12).collect();
+            match (&a.verdict, retryable) {
+                (Verdict::Retryable { .. }, true) => {}
+                (Verdict::Permanent { reason }, false) => {
+                    assert!(
+                        reason.contains(&excerpt) || reason.contains("77777"),
+                        "{kind} {status} {body}: {reason}"
+                    );
+                }
+                (other, _) => panic!("{kind}: HTTP {status} {body} gave {other:?}"),
+            }
+        }
+        let _ = stop.send(());
+    }
+}
