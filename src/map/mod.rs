@@ -276,7 +276,7 @@ fn default_key(src: &MappingSource<'_>) -> Leaf {
     let field = match src.event {
         EventFamily::Approval => "sp_no",
         EventFamily::Contact => "user_id",
-        EventFamily::ExternalContact => "external_userid",
+        EventFamily::ExternalContact => "external_user_id",
     };
     match serde_json_path::JsonPath::parse(&format!("$.{field}")) {
         Ok(path) => Leaf::Template(vec![
