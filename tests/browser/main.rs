@@ -9,6 +9,7 @@
 
 #[path = "../it/support.rs"]
 mod support;
+mod wecom_login;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
