@@ -8,6 +8,7 @@ mod broker;
 mod cli;
 mod conditions;
 mod console;
+mod console_pager;
 mod deliver;
 mod demo;
 mod durability;
