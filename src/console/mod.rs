@@ -221,3 +221,24 @@ pub fn router(guard: crate::admin::guard::AdminGuard) -> Router<AdminState> {
 
 /// Shared handle type stored in [`AdminState`].
 pub type ConsoleHandle = Arc<ConsoleShared>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_is_kept_180_days_by_default_and_never_less() {
+        let admin = AdminConfig::default();
+        let apps = std::collections::BTreeMap::new();
+        let console = ConsoleConfig::default();
+        assert_eq!(console.audit_retention_days, MIN_AUDIT_RETENTION_DAYS);
+        assert_eq!(MIN_AUDIT_RETENTION_DAYS, 180);
+        assert!(settings_errors(&admin, &console, &apps).is_empty());
+        let short = ConsoleConfig {
+            audit_retention_days: 179,
+            ..ConsoleConfig::default()
+        };
+        let e = settings_errors(&admin, &short, &apps).join("\n");
+        assert!(e.contains("below the minimum of 180 days"), "{e}");
+    }
+}

@@ -816,5 +816,6 @@ async fn external_contact_get(State(st): State<Shared>, Query(q): Query<QueryMap
 }
 
 mod login;
+pub use login::refresh_target;
 #[cfg(test)]
 mod tests;

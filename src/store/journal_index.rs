@@ -123,13 +123,26 @@ impl Store {
     /// re-routing a time window). Reads the most selective index (kind, app, quarantined, time) over the
     /// filter's time window, so a page costs about its own size, wherever it is.
     pub fn journal_entries(&self, filter: &JournalFilter) -> Result<Vec<StoredEntry>, StoreError> {
+        self.journal_page(filter, None)
+    }
+
+    /// Like [`Store::journal_entries`], continuing below `before` (the received time and
+    /// sequence number of the last entry of the previous page): a pager that neither skips
+    /// nor repeats entries received in the same millisecond.
+    pub fn journal_page(
+        &self,
+        filter: &JournalFilter,
+        before: Option<(i64, u64)>,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
             filter.limit
         };
         let since = filter.since_ms.unwrap_or(i64::MIN);
-        let until = filter.until_ms.unwrap_or(i64::MAX);
+        // Exclusive upper bound (time, seq): the end of the window, or the cursor.
+        let until = (filter.until_ms.unwrap_or(i64::MAX), 0);
+        let until = before.map_or(until, |b| b.min(until));
         let source = match (&filter.kind, &filter.app) {
             (Some(k), _) => Source::Kind(k),
             (None, Some(a)) => Source::App(a),
@@ -160,14 +173,17 @@ impl Store {
                 });
                 Ok(out.len() < limit)
             };
-            if since < until {
+            if (since, 0) < until {
                 match source {
                     Source::Kind(prefix) | Source::App(prefix) => {
                         let table = tx.open_table(match source {
                             Source::Kind(_) => BY_KIND,
                             _ => BY_APP,
                         })?;
-                        for item in table.range((prefix, since, 0)..(prefix, until, 0))?.rev() {
+                        for item in table
+                            .range((prefix, since, 0)..(prefix, until.0, until.1))?
+                            .rev()
+                        {
                             if !take(item?.0.value().2)? {
                                 break;
                             }
@@ -178,7 +194,7 @@ impl Store {
                             Source::Quarantined => QUARANTINED,
                             _ => BY_TIME,
                         })?;
-                        for item in table.range((since, 0)..(until, 0))?.rev() {
+                        for item in table.range((since, 0)..until)?.rev() {
                             if !take(item?.0.value().1)? {
                                 break;
                             }
@@ -332,6 +348,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(seqs(app), [4, 3]);
+        let page = |before| -> Vec<u64> {
+            let f = JournalFilter {
+                kind: Some("approval_change".into()),
+                limit: 1,
+                ..Default::default()
+            };
+            s.journal_page(&f, before)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(page(Some((400, 4))), [3]);
+        assert_eq!(page(Some((300, 3))), [1]);
+        assert_eq!(page(Some((100, 1))), Vec::<u64>::new());
         assert!(s.journal_entries(&JournalFilter::default()).is_err());
         let form: Vec<u64> = s
             .journal_entries_of_form("202501010001", 10)
@@ -344,6 +375,29 @@ mod tests {
             [1, 3],
             "another SpNo with the same prefix is not included"
         );
+    }
+
+    #[test]
+    fn the_pager_neither_skips_nor_repeats_entries_of_one_millisecond() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let same_ms: Vec<JournalRecord> = (1..=5)
+            .map(|h| record(h, 500, "approval_change", "a", &format!("sp{h}:2")))
+            .collect();
+        s.append_journal(&same_ms).unwrap();
+        let f = JournalFilter {
+            limit: 2,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.journal_page(&f, before).unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some((last.record.received_at_ms, last.seq));
+            seen.extend(page.iter().map(|e| e.seq));
+        }
+        assert_eq!(seen, [5, 4, 3, 2, 1]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 #[path = "../it/support.rs"]
 mod support;
+mod wecom_login;
 
 mod dead_letters;
 mod harness;

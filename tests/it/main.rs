@@ -8,6 +8,7 @@ mod broker;
 mod cli;
 mod conditions;
 mod console;
+mod console_pager;
 mod crm_e2e;
 mod deliver;
 mod demo;

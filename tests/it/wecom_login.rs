@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
-use wecom_bridge::standins::wecom::FakeWeCom;
+use wecom_bridge::standins::wecom::{FakeWeCom, refresh_target};
 
 use crate::support::*;
 
@@ -128,8 +128,12 @@ impl Browser {
         let to_wecom = r.headers()["location"].to_str().unwrap().to_string();
         assert!(to_wecom.starts_with(wecom_page), "{to_wecom}");
         let r = self.get(&to_wecom).await;
-        assert_eq!(r.status(), StatusCode::FOUND, "{to_wecom}");
-        let back = r.headers()["location"].to_str().unwrap().to_string();
+        // the authorize page redirects; the QR-code page is a page that navigates back
+        let back = match r.status() {
+            StatusCode::FOUND => r.headers()["location"].to_str().unwrap().to_string(),
+            StatusCode::OK => refresh_target(&r.text().await.unwrap()).expect("a refresh"),
+            other => panic!("{to_wecom}: {other}"),
+        };
         assert!(
             back.starts_with(&format!("{}/console/wecom/callback?", self.base)),
             "{back}"

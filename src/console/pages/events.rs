@@ -1,4 +1,4 @@
-//! Events: the journal, newest first, paged by receive time, with filters; and one event,
+//! Events: the journal, newest first, paged by (receive time, sequence number), with filters; and one event,
 //! whose payload only operators see (each view is audited).
 
 use axum::extract::{Query, State};
@@ -27,6 +27,9 @@ pub(super) struct EventsQuery {
     before: String,
     #[serde(default)]
     quarantined: Option<String>,
+    /// The pager's cursor: the sequence number of the last event of the previous page.
+    #[serde(default)]
+    after_seq: Option<u64>,
 }
 
 fn some(s: &str) -> Option<String> {
@@ -59,14 +62,33 @@ pub(super) async fn list(
         quarantined_only: q.quarantined.is_some(),
         limit: PAGE,
     };
-    let journal = st.journal.clone();
-    let views = match tokio::task::spawn_blocking(move || journal.list(&filter, false)).await {
+    let store = st.journal.store().clone();
+    let cursor = q.after_seq;
+    let page = tokio::task::spawn_blocking(move || -> Result<Vec<EntryView>, String> {
+        // The cursor is an entry: continue below its (received time, sequence number), so
+        // events received in the same millisecond are neither skipped nor repeated.
+        let before = match cursor {
+            None => None,
+            Some(seq) => store
+                .journal_entry(seq)
+                .map_err(|e| e.to_string())?
+                .map(|e| (e.record.received_at_ms, e.seq)),
+        };
+        store
+            .journal_page(&filter, before)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|e| EntryView::new(e, None).map_err(|e| e.to_string()))
+            .collect()
+    })
+    .await;
+    let views = match page {
         Ok(Ok(v)) => v,
-        Ok(Err(e)) => return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Ok(Err(e)) => return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e),
         Err(e) => return trouble(&session, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let next = (views.len() == PAGE)
-        .then(|| views.last().map(|v| v.received_at.clone()))
+        .then(|| views.last().map(|v| v.seq))
         .flatten();
     let body = html! {
         form.filters method="get" action="/console/events" {
@@ -102,9 +124,9 @@ pub(super) async fn list(
                 @if views.is_empty() { tr { td colspan="7" .muted { "no events match" } } }
             }
         }
-        @if let Some(before) = next {
+        @if let Some(after) = next {
             p.pager {
-                a id="next-page" href={ "/console/events?kind=" (q.kind) "&app=" (q.app) "&before=" (before) @if q.quarantined.is_some() { "&quarantined=1" } } { "Older →" }
+                a id="next-page" href={ "/console/events?kind=" (q.kind) "&app=" (q.app) "&before=" (q.before) "&after_seq=" (after) @if q.quarantined.is_some() { "&quarantined=1" } } { "Older →" }
             }
         }
     };

@@ -3,8 +3,10 @@
 //! code (`/wwlogin/sso/login`), and `cgi-bin/auth/getuserinfo`.
 //!
 //! No one scans a QR code here: both pages act as if the configured test member
-//! ([`FakeWeCom::set_login_user`]) had confirmed, and send the browser straight back to
-//! `redirect_uri` with a fresh `code` and the caller's `state`; with nobody configured (or
+//! ([`FakeWeCom::set_login_user`]) had confirmed, and send the browser back to
+//! `redirect_uri` with a fresh `code` and the caller's `state` (the authorize page with a
+//! 302; the QR-code page, being a page of WeCom's site, with a refresh: see
+//! [`refresh_target`]); with nobody configured (or
 //! [`FakeWeCom::decline_logins`]) they send it back with `state` only, as WeCom does when the
 //! member declines. Codes are single-use and expire after five minutes, and only a token of
 //! the corp that issued them can redeem them (40029 otherwise), as WeCom's.
@@ -144,6 +146,7 @@ impl FakeState {
     }
 }
 
+/// The authorize page inside the WeCom client redirects at once (302).
 fn redirect_or_error(result: Result<String, String>) -> Response {
     match result {
         Ok(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
@@ -152,12 +155,38 @@ fn redirect_or_error(result: Result<String, String>) -> Response {
     }
 }
 
+/// The QR-code page is a page of WeCom's own, which navigates back once the code is scanned:
+/// here at once (a refresh), so the way back starts on the stand-in's site, as with WeCom.
+fn page_then_back(result: Result<String, String>) -> Response {
+    match result {
+        Ok(to) => {
+            let to = to.replace('&', "&amp;").replace('"', "&quot;");
+            let html = format!(
+                "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0; url={to}\"><title>WeCom login (stand-in)</title></head><body>scanned</body></html>"
+            );
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+/// The URL a [`page_then_back`] page navigates to (for HTTP clients that are not browsers).
+pub fn refresh_target(html: &str) -> Option<String> {
+    let start = html.find("url=")? + 4;
+    let end = start + html[start..].find('"')?;
+    Some(
+        html[start..end]
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&"),
+    )
+}
+
 pub(super) async fn authorize(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Response {
     redirect_or_error(lock(&st).login_page(&q, "authorize"))
 }
 
 pub(super) async fn sso_login(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Response {
-    redirect_or_error(lock(&st).login_page(&q, "sso/login"))
+    page_then_back(lock(&st).login_page(&q, "sso/login"))
 }
 
 pub(super) async fn getuserinfo(
