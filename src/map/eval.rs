@@ -1,7 +1,9 @@
 //! Running a compiled mapping on one input: bindings, document, asserts. Pure and bounded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use cel::objects::{Key, Map as CelMap};
 use cel::{ExecutionError, Value as Cel};
 use serde_json::Value;
 
@@ -31,15 +33,45 @@ struct State<'i> {
     sh: Arc<funcs::Shared>,
 }
 
-fn refusal(code: &str, field: &str, message: String) -> Refusal {
-    Refusal {
-        code: code.to_owned(),
-        message: format!("{field}: {message}"),
-        field: Some(field.to_owned()),
+/// The document field (or `let.<name>`, `key`, `assert[i]`, …) being computed. Rendered as
+/// text only when a refusal names it: formatting it for every node of every document cost
+/// about 6 % of a run (callgrind, BENCHMARKS.md).
+#[derive(Clone, Copy)]
+pub(super) enum Field<'a> {
+    /// A top-level name: `document`, `key`, `match.condition`, `input`, `item`.
+    Name(&'a str),
+    /// `let.<name>`.
+    Let(&'a str),
+    /// `assert[i]`.
+    Assert(usize),
+    /// `parent.key`.
+    Key(&'a Field<'a>, &'a str),
+    /// `parent[i]`.
+    Index(&'a Field<'a>, usize),
+}
+
+impl std::fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Name(n) => f.write_str(n),
+            Field::Let(n) => write!(f, "let.{n}"),
+            Field::Assert(i) => write!(f, "assert[{i}]"),
+            Field::Key(parent, k) => write!(f, "{parent}.{k}"),
+            Field::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
     }
 }
 
-fn from_exec(e: &ExecutionError, field: &str, at: &str) -> Refusal {
+fn refusal(code: &str, field: &Field<'_>, message: String) -> Refusal {
+    let field = field.to_string();
+    Refusal {
+        code: code.to_owned(),
+        message: format!("{field}: {message}"),
+        field: Some(field),
+    }
+}
+
+fn from_exec(e: &ExecutionError, field: &Field<'_>, at: &str) -> Refusal {
     if let Some((code, msg)) = funcs::decode(e) {
         return refusal(&code, field, format!("{msg} (mapping {at})"));
     }
@@ -71,14 +103,14 @@ fn bounds(v: &Value) -> Result<(), Refusal> {
         if depth > MAX_INPUT_DEPTH {
             return Err(refusal(
                 "input_too_deep",
-                "input",
+                &Field::Name("input"),
                 format!("nested deeper than {MAX_INPUT_DEPTH} levels"),
             ));
         }
         if nodes > MAX_INPUT_NODES {
             return Err(refusal(
                 "input_too_large",
-                "input",
+                &Field::Name("input"),
                 format!("more than {MAX_INPUT_NODES} values"),
             ));
         }
@@ -121,7 +153,7 @@ impl<'m, 'i> Run<'m, 'i> {
     /// Evaluates the `[let]` bindings in file order.
     pub(super) fn lets(&mut self) -> Result<(), Refusal> {
         for (name, node) in &self.m.lets {
-            let field = format!("let.{name}");
+            let field = Field::Let(name);
             let v = node_cel(self.input, &mut self.st, &self.ctx, node, &field)?;
             if self.m.cel_vars.contains(&**name) {
                 self.ctx.add_variable_from_value(&**name, v.clone());
@@ -132,13 +164,19 @@ impl<'m, 'i> Run<'m, 'i> {
     }
 
     pub(super) fn key(&mut self) -> Result<String, Refusal> {
-        let v = leaf_json(self.input, &mut self.st, &self.ctx, &self.m.key, "key")?;
+        let v = leaf_json(
+            self.input,
+            &mut self.st,
+            &self.ctx,
+            &self.m.key,
+            &Field::Name("key"),
+        )?;
         match v {
             Value::String(s) if !s.is_empty() => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
             _ => Err(refusal(
                 "missing_key",
-                "key",
+                &Field::Name("key"),
                 "the business key came out empty; check the `key` template and the fields it reads"
                     .into(),
             )),
@@ -150,21 +188,27 @@ impl<'m, 'i> Run<'m, 'i> {
             Ok(Cel::Bool(b)) => Ok(b),
             Ok(other) => Err(refusal(
                 "condition_not_bool",
-                "match.condition",
+                &Field::Name("match.condition"),
                 format!(
                     "the condition gave a {}, not a bool (mapping {})",
                     funcs::type_name(&other),
                     cond.at
                 ),
             )),
-            Err(e) => Err(from_exec(&e, "match.condition", &cond.at)),
+            Err(e) => Err(from_exec(&e, &Field::Name("match.condition"), &cond.at)),
         }
     }
 
     /// Builds the document and checks the asserts.
     pub(super) fn finish(mut self) -> Result<Value, Refusal> {
         let doc = match &self.m.document {
-            Some(n) => node_json(self.input, &mut self.st, &self.ctx, n, "document")?,
+            Some(n) => node_json(
+                self.input,
+                &mut self.st,
+                &self.ctx,
+                n,
+                &Field::Name("document"),
+            )?,
             None => self.input.clone(),
         };
         if !self.m.asserts.is_empty() {
@@ -176,7 +220,7 @@ impl<'m, 'i> Run<'m, 'i> {
                 self.st.vars.push((Arc::from("doc"), d));
             }
             for (i, a) in self.m.asserts.iter().enumerate() {
-                let field = format!("assert[{i}]");
+                let field = Field::Assert(i);
                 match a.check.eval(&self.st.vars, &self.ctx, &self.st.sh) {
                     Ok(Cel::Bool(true)) => {}
                     Ok(Cel::Bool(false)) => {
@@ -189,7 +233,7 @@ impl<'m, 'i> Run<'m, 'i> {
                         return Err(Refusal {
                             code: a.code.clone(),
                             message: format!("{msg} (assert at {})", a.check.at),
-                            field: Some(field),
+                            field: Some(field.to_string()),
                         });
                     }
                     Ok(other) => {
@@ -211,32 +255,50 @@ impl<'m, 'i> Run<'m, 'i> {
     }
 }
 
-fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Refusal> {
-    let base: std::borrow::Cow<'_, Value> = if p.relative {
+/// Calls `f` with the node(s) path `p` selects: for a singular path the node or `None`, for
+/// another path `Some` list of the nodes (as a JSON array).
+fn with_query<'i, T>(
+    input: &'i Value,
+    st: &State<'i>,
+    p: &PathLeaf,
+    f: impl FnOnce(Option<&Value>) -> T,
+) -> Result<T, Refusal> {
+    let base: &Value = if p.relative {
         match st.items.last() {
-            Some(Item::Json(v)) => std::borrow::Cow::Borrowed(*v),
-            Some(Item::Owned(v)) => std::borrow::Cow::Borrowed(v),
-            Some(Item::Cel(v)) => std::borrow::Cow::Owned(
-                to_json(v).map_err(|e| refusal("expression_failed", "item", e))?,
-            ),
-            None => return Ok(Value::Null),
+            Some(Item::Json(v)) => v,
+            Some(Item::Owned(v)) => v,
+            Some(Item::Cel(v)) => {
+                let v = to_json(v)
+                    .map_err(|e| refusal("expression_failed", &Field::Name("item"), e))?;
+                return Ok(select(&v, p, f));
+            }
+            None => return Ok(f(None)),
         }
     } else {
-        std::borrow::Cow::Borrowed(input)
+        input
     };
-    let nodes = p.path.query(&base);
-    Ok(if p.singular {
-        nodes.into_iter().next().cloned().unwrap_or(Value::Null)
+    Ok(select(base, p, f))
+}
+
+/// [`with_query`] on a resolved base.
+fn select<T>(base: &Value, p: &PathLeaf, f: impl FnOnce(Option<&Value>) -> T) -> T {
+    if p.singular {
+        f(p.first(base))
     } else {
-        Value::Array(nodes.into_iter().cloned().collect())
-    })
+        let list = Value::Array(p.path.query(base).into_iter().cloned().collect());
+        f(Some(&list))
+    }
+}
+
+fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Refusal> {
+    with_query(input, st, p, |v| v.cloned().unwrap_or(Value::Null))
 }
 
 fn eval_expr(
     st: &State<'_>,
     ctx: &cel::Context<'_, 'static>,
     e: &Expr,
-    field: &str,
+    field: &Field<'_>,
 ) -> Result<Cel, Refusal> {
     e.eval(&st.vars, ctx, &st.sh)
         .map_err(|x| from_exec(&x, field, &e.at))
@@ -247,7 +309,7 @@ fn expr_json(
     st: &State<'_>,
     ctx: &cel::Context<'_, 'static>,
     e: &Expr,
-    field: &str,
+    field: &Field<'_>,
 ) -> Result<Value, Refusal> {
     let v = eval_expr(st, ctx, e, field)?;
     to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
@@ -258,7 +320,7 @@ fn leaf_json<'i>(
     st: &mut State<'i>,
     ctx: &cel::Context<'_, 'static>,
     l: &Leaf,
-    field: &str,
+    field: &Field<'_>,
 ) -> Result<Value, Refusal> {
     match l {
         Leaf::Const(v) => Ok(v.clone()),
@@ -278,7 +340,7 @@ fn leaf_json<'i>(
     }
 }
 
-fn scalar_into(v: &Value, field: &str, out: &mut String) -> Result<(), Refusal> {
+fn scalar_into(v: &Value, field: &Field<'_>, out: &mut String) -> Result<(), Refusal> {
     match v {
         Value::Null => {}
         Value::String(s) => out.push_str(s),
@@ -295,22 +357,66 @@ fn scalar_into(v: &Value, field: &str, out: &mut String) -> Result<(), Refusal> 
     Ok(())
 }
 
+/// The value of node `n` as a CEL value (a `[let]` binding): an expression's value as it is,
+/// anything else as [`cel_value`] builds it.
 fn node_cel<'i>(
     input: &'i Value,
     st: &mut State<'i>,
     ctx: &cel::Context<'_, 'static>,
     n: &Node,
-    field: &str,
+    field: &Field<'_>,
 ) -> Result<Cel, Refusal> {
     match n {
         Node::Leaf(Leaf::Expr(e)) => eval_expr(st, ctx, e, field),
-        Node::Leaf(Leaf::Path(p)) if !p.relative && p.singular => Ok(p
-            .path
-            .query(input)
-            .into_iter()
-            .next()
-            .map_or(Cel::Null, from_json)),
-        other => Ok(from_json(&node_json(input, st, ctx, other, field)?)),
+        other => cel_value(input, st, ctx, other, field),
+    }
+}
+
+/// The CEL value of what [`node_json`] would build, built directly: no JSON value in between
+/// for objects, lists and `for_each` (converting it afterwards cost as much as building it).
+/// Expression values inside go through JSON only when they are not already a JSON scalar, so
+/// the result is exactly `from_json(node_json(..))`.
+fn cel_value<'i>(
+    input: &'i Value,
+    st: &mut State<'i>,
+    ctx: &cel::Context<'_, 'static>,
+    n: &Node,
+    field: &Field<'_>,
+) -> Result<Cel, Refusal> {
+    match n {
+        Node::Leaf(Leaf::Expr(e)) => match eval_expr(st, ctx, e, field)? {
+            v @ (Cel::String(_) | Cel::Int(_) | Cel::Bool(_) | Cel::Null) => Ok(v),
+            other => to_json(&other)
+                .map(|j| from_json(&j))
+                .map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at))),
+        },
+        Node::Leaf(Leaf::Path(p)) => with_query(input, st, p, |v| v.map_or(Cel::Null, from_json)),
+        Node::Leaf(Leaf::Const(v)) => Ok(from_json(v)),
+        Node::Leaf(l @ Leaf::Template(_)) => Ok(from_json(&leaf_json(input, st, ctx, l, field)?)),
+        Node::Object(fields) => {
+            let mut out = HashMap::with_capacity(fields.len());
+            for (k, n) in fields {
+                let v = cel_value(input, st, ctx, n, &Field::Key(field, k))?;
+                out.insert(Key::String(Arc::new(k.clone())), v);
+            }
+            Ok(Cel::Map(CelMap { map: Arc::new(out) }))
+        }
+        Node::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, n) in items.iter().enumerate() {
+                let f = Field::Index(field, i);
+                match n {
+                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out, cel_value)?,
+                    other => out.push(cel_value(input, st, ctx, other, &f)?),
+                }
+            }
+            Ok(Cel::List(Arc::new(out)))
+        }
+        Node::Gen(g) => {
+            let mut out = Vec::new();
+            generate(input, st, ctx, g, field, &mut out, cel_value)?;
+            Ok(Cel::List(Arc::new(out)))
+        }
     }
 }
 
@@ -319,14 +425,14 @@ fn node_json<'i>(
     st: &mut State<'i>,
     ctx: &cel::Context<'_, 'static>,
     n: &Node,
-    field: &str,
+    field: &Field<'_>,
 ) -> Result<Value, Refusal> {
     match n {
         Node::Leaf(l) => leaf_json(input, st, ctx, l, field),
         Node::Object(fields) => {
             let mut out = serde_json::Map::new();
             for (k, n) in fields {
-                let v = node_json(input, st, ctx, n, &format!("{field}.{k}"))?;
+                let v = node_json(input, st, ctx, n, &Field::Key(field, k))?;
                 out.insert(k.clone(), v);
             }
             Ok(Value::Object(out))
@@ -334,9 +440,9 @@ fn node_json<'i>(
         Node::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, n) in items.iter().enumerate() {
-                let f = format!("{field}[{i}]");
+                let f = Field::Index(field, i);
                 match n {
-                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out)?,
+                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out, node_json)?,
                     other => out.push(node_json(input, st, ctx, other, &f)?),
                 }
             }
@@ -344,19 +450,30 @@ fn node_json<'i>(
         }
         Node::Gen(g) => {
             let mut out = Vec::new();
-            generate(input, st, ctx, g, field, &mut out)?;
+            generate(input, st, ctx, g, field, &mut out, node_json)?;
             Ok(Value::Array(out))
         }
     }
 }
 
-fn generate<'i>(
+/// How one node is evaluated into a `T`: [`node_json`] or [`node_cel`].
+type NodeFn<'i, T> = fn(
+    &'i Value,
+    &mut State<'i>,
+    &cel::Context<'_, 'static>,
+    &Node,
+    &Field<'_>,
+) -> Result<T, Refusal>;
+
+/// Runs a `for_each`: one `item` per element of the source, evaluated by `node`.
+fn generate<'i, T>(
     input: &'i Value,
     st: &mut State<'i>,
     ctx: &cel::Context<'_, 'static>,
     g: &Gen,
-    field: &str,
-    out: &mut Vec<Value>,
+    field: &Field<'_>,
+    out: &mut Vec<T>,
+    node: NodeFn<'i, T>,
 ) -> Result<(), Refusal> {
     let not_a_list = || {
         let message = format!("for_each must select a list (mapping {})", g.at);
@@ -364,15 +481,14 @@ fn generate<'i>(
     };
     let source: Vec<Item<'i>> = match &g.source {
         Leaf::Path(p) if !p.relative => {
-            let nodes = p.path.query(input);
             if p.singular {
-                match nodes.into_iter().next() {
+                match p.first(input) {
                     Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
                     None | Some(Value::Null) => Vec::new(),
                     Some(_) => return Err(not_a_list()),
                 }
             } else {
-                nodes.into_iter().map(Item::Json).collect()
+                p.path.query(input).into_iter().map(Item::Json).collect()
             }
         }
         Leaf::Path(p) => match query(input, st, p)? {
@@ -399,7 +515,7 @@ fn generate<'i>(
     };
     let bind_cel = st.vars.len();
     for (i, item) in source.into_iter().enumerate() {
-        let f = format!("{field}[{i}]");
+        let f = Field::Index(field, i);
         let mut child = ctx.new_inner_scope();
         if g.var_used {
             let v = match &item {
@@ -428,7 +544,7 @@ fn generate<'i>(
             None => Ok(true),
         };
         let r = match keep {
-            Ok(true) => node_json(input, st, &child, &g.item, &f).map(|v| out.push(v)),
+            Ok(true) => node(input, st, &child, &g.item, &f).map(|v| out.push(v)),
             Ok(false) => Ok(()),
             Err(e) => Err(e),
         };

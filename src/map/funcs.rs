@@ -232,7 +232,7 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
             let items = list(name, &a[0], "list")?;
             let mut sum = Decimal::ZERO;
             for (i, x) in items.iter().enumerate() {
-                sum = add(name, sum, dec(name, x, &format!("list[{i}]"))?)?;
+                sum = add(name, sum, dec(name, x, &format_args!("list[{i}]"))?)?;
             }
             Ok(dec_str(sum))
         }
@@ -328,7 +328,7 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
                 if i > 0 {
                     out.push_str(sep);
                 }
-                scalar_text(name, x, &format!("list[{i}]"), &mut out)?;
+                scalar_text(name, x, &format_args!("list[{i}]"), &mut out)?;
             }
             Ok(s(&out))
         }
@@ -431,7 +431,11 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
             let mut sum = Decimal::ZERO;
             for (i, x) in list(name, &a[0], "list")?.iter().enumerate() {
                 let v = field_of(name, x, field, i)?;
-                sum = add(name, sum, dec(name, &v, &format!("list[{i}].{field}"))?)?;
+                sum = add(
+                    name,
+                    sum,
+                    dec(name, &v, &format_args!("list[{i}].{field}"))?,
+                )?;
             }
             Ok(dec_str(sum))
         }
@@ -445,13 +449,13 @@ pub fn call(sh: &Shared, name: &str, a: &[Value]) -> R {
 fn group_sum(name: &str, a: &[Value]) -> R {
     let key_field = text(name, &a[1], "key_field")?;
     let amount_field = text(name, &a[2], "amount_field")?;
-    let mut groups: Vec<(String, Decimal, i64)> = Vec::new();
+    let mut groups: Vec<(Arc<String>, Decimal, i64)> = Vec::new();
     for (i, row) in list(name, &a[0], "list")?.iter().enumerate() {
         let k = field_of(name, row, key_field, i)?;
         let k = match &k {
-            Value::String(s) => s.as_str().to_owned(),
-            Value::Int(n) => n.to_string(),
-            Value::UInt(n) => n.to_string(),
+            Value::String(s) => Arc::clone(s),
+            Value::Int(n) => Arc::new(n.to_string()),
+            Value::UInt(n) => Arc::new(n.to_string()),
             Value::Null => {
                 return Err(refusal(
                     name,
@@ -473,7 +477,7 @@ fn group_sum(name: &str, a: &[Value]) -> R {
         let amount = money(
             name,
             &field_of(name, row, amount_field, i)?,
-            &format!("list[{i}].{amount_field}"),
+            &format_args!("list[{i}].{amount_field}"),
         )?;
         match groups.iter_mut().find(|(g, _, _)| *g == k) {
             Some(g) => {
@@ -488,7 +492,7 @@ fn group_sum(name: &str, a: &[Value]) -> R {
         .into_iter()
         .map(|(k, amount, count)| {
             let mut m = HashMap::with_capacity(3);
-            m.insert(Key::String(Arc::new("key".into())), s(&k));
+            m.insert(Key::String(Arc::new("key".into())), Value::String(k));
             m.insert(Key::String(Arc::new("amount".into())), money_str(amount));
             m.insert(Key::String(Arc::new("count".into())), Value::Int(count));
             Value::Map(CelMap { map: Arc::new(m) })
@@ -540,7 +544,13 @@ pub fn type_name(v: &Value) -> &'static str {
 }
 
 /// Parses a decimal argument exactly: a string or an integer. Doubles are refused (inexact).
-pub fn dec(name: &str, v: &Value, what: &str) -> Result<Decimal, ExecutionError> {
+/// `what` names the argument in a refusal; it is only formatted when one is made (sums call
+/// this for every row).
+pub fn dec(
+    name: &str,
+    v: &Value,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Decimal, ExecutionError> {
     match v {
         Value::String(t) => parse_decimal(t.trim()).ok_or_else(|| {
             refusal(
@@ -587,7 +597,11 @@ pub fn parse_decimal(t: &str) -> Option<Decimal> {
 }
 
 /// A money amount: a decimal with at most two significant decimals.
-pub fn money(name: &str, v: &Value, what: &str) -> Result<Decimal, ExecutionError> {
+pub fn money(
+    name: &str,
+    v: &Value,
+    what: &(impl std::fmt::Display + ?Sized),
+) -> Result<Decimal, ExecutionError> {
     let d = dec(name, v, what)?;
     if d.normalize().scale() > 2 {
         return Err(refusal(
@@ -732,7 +746,12 @@ fn field_of(name: &str, row: &Value, field: &str, i: usize) -> Result<Value, Exe
     }
 }
 
-fn scalar_text(name: &str, v: &Value, what: &str, out: &mut String) -> Result<(), ExecutionError> {
+fn scalar_text(
+    name: &str,
+    v: &Value,
+    what: &(impl std::fmt::Display + ?Sized),
+    out: &mut String,
+) -> Result<(), ExecutionError> {
     use std::fmt::Write;
     match v {
         Value::String(t) => out.push_str(t),

@@ -278,14 +278,11 @@ fn default_key(src: &MappingSource<'_>) -> Leaf {
         EventFamily::Contact => "user_id",
         EventFamily::ExternalContact => "external_user_id",
     };
-    match serde_json_path::JsonPath::parse(&format!("$.{field}")) {
+    let text = format!("$.{field}");
+    match serde_json_path::JsonPath::parse(&text) {
         Ok(path) => Leaf::Template(vec![
             spec::Piece::Lit(format!("{}:", src.name)),
-            spec::Piece::Path(spec::PathLeaf {
-                path,
-                relative: false,
-                singular: true,
-            }),
+            spec::Piece::Path(spec::PathLeaf::new(path, &text, false, true)),
         ]),
         Err(_) => Leaf::Const(Value::Null),
     }

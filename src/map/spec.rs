@@ -40,6 +40,90 @@ pub struct PathLeaf {
     /// Selects at most one node (no wildcard, filter, slice, union or `..`): the value is the
     /// node or `null`; otherwise the value is the list of nodes.
     pub singular: bool,
+    /// The same path as plain steps when it is only member names and non-negative indexes
+    /// (`$.form_by_title['金额'].amount`, `@.options[0].text`): read by walking the value,
+    /// without building the node list a general query needs. `None` for any other path.
+    pub steps: Option<Vec<Step>>,
+}
+
+/// One step of a plain path (see [`PathLeaf::steps`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A member name: selects that member of an object, nothing on anything else.
+    Name(String),
+    /// A non-negative index: selects that element of an array, nothing on anything else.
+    Index(usize),
+}
+
+impl PathLeaf {
+    /// A path leaf for `path`, parsed from `text` (with `@` already rewritten to `$`).
+    pub fn new(path: JsonPath, text: &str, relative: bool, singular: bool) -> PathLeaf {
+        PathLeaf {
+            path,
+            relative,
+            singular,
+            steps: if singular { plain_steps(text) } else { None },
+        }
+    }
+
+    /// The first node the path selects in `v` (the only one for a singular path).
+    pub fn first<'v>(&self, v: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        match &self.steps {
+            Some(steps) => steps.iter().try_fold(v, |cur, step| match step {
+                Step::Name(n) => cur.as_object()?.get(n),
+                Step::Index(i) => cur.as_array()?.get(*i),
+            }),
+            None => self.path.query(v).into_iter().next(),
+        }
+    }
+}
+
+/// `$` followed only by `.name`, `['name']` / `["name"]` (no escapes) and `[digits]`, as
+/// steps; `None` for anything else (which then goes through the general query). The text has
+/// already been accepted by [`JsonPath::parse`], so this only has to be conservative.
+pub fn plain_steps(text: &str) -> Option<Vec<Step>> {
+    let mut rest = text.strip_prefix('$')?;
+    let mut steps = Vec::new();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            let mut chars = name.chars();
+            let first = chars.next()?;
+            let name_char = |c: char| c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii();
+            if first.is_ascii_digit() || !name_char(first) || !chars.all(name_char) {
+                return None;
+            }
+            steps.push(Step::Name(name.to_owned()));
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let (step, len) = match r.chars().next()? {
+                q @ ('\'' | '"') => {
+                    let body = &r[1..];
+                    let close = body.find(q)?;
+                    let name = &body[..close];
+                    if name.contains('\\') {
+                        return None;
+                    }
+                    (Step::Name(name.to_owned()), 1 + close + 1)
+                }
+                c if c.is_ascii_digit() => {
+                    let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+                    let digits = &r[..end];
+                    if digits.len() > 1 && digits.starts_with('0') {
+                        return None;
+                    }
+                    (Step::Index(digits.parse().ok()?), end)
+                }
+                _ => return None,
+            };
+            rest = r[len..].strip_prefix(']')?;
+            steps.push(step);
+        } else {
+            return None;
+        }
+    }
+    Some(steps)
 }
 
 /// One piece of a `${…}` template.
@@ -224,11 +308,7 @@ impl<'a> Compiler<'a> {
             || text.contains('?')
             || text.contains(':')
             || text.contains(','));
-        Some(PathLeaf {
-            path,
-            relative,
-            singular,
-        })
+        Some(PathLeaf::new(path, &text, relative, singular))
     }
 
     /// The shape of what a path leaf selects (one element for a wildcard path).

@@ -588,3 +588,68 @@ fn the_normalised_fixtures_fit_the_input_shape() {
         );
     }
 }
+
+#[test]
+fn plain_paths_read_exactly_what_the_general_query_reads() {
+    use serde_json_path::JsonPath;
+    use spec::{PathLeaf, Step, plain_steps};
+    let input = json!({
+        "sp_no": "202506050012",
+        "n": 0,
+        "form_by_title": {
+            "金额": {"type": "money", "amount": "12.50"},
+            "a.b": {"text": "dot in a key"},
+            "费用明细": {"rows_by_title": [
+                {"费用类型": {"options": [{"text": "差旅费"}, {"text": "x"}]}},
+                {"费用类型": {"options": []}}
+            ]}
+        },
+        "list": [1, [2, 3], {"k": null}]
+    });
+    let paths = [
+        "$.sp_no",
+        "$.missing",
+        "$.n.deeper",
+        "$.form_by_title['金额'].amount",
+        "$.form_by_title[\"金额\"].amount",
+        "$.form_by_title['a.b'].text",
+        "$.form_by_title.金额.amount",
+        "$.form_by_title['费用明细'].rows_by_title[0]['费用类型'].options[0].text",
+        "$.form_by_title['费用明细'].rows_by_title[1]['费用类型'].options[0].text",
+        "$.form_by_title['费用明细'].rows_by_title[7]",
+        "$.list[1][1]",
+        "$.list[2].k",
+        "$.list[0].k",
+        "$.sp_no[0]",
+        "$.list.k",
+        "$",
+    ];
+    for text in paths {
+        let steps = plain_steps(text);
+        assert!(steps.is_some(), "{text} is a plain path");
+        let leaf = PathLeaf::new(JsonPath::parse(text).expect("valid"), text, false, true);
+        let general = leaf.path.query(&input).into_iter().next();
+        assert_eq!(leaf.first(&input), general, "{text}");
+    }
+    assert_eq!(
+        plain_steps("$.a['b'][2]"),
+        Some(vec![
+            Step::Name("a".into()),
+            Step::Name("b".into()),
+            Step::Index(2)
+        ])
+    );
+    // anything else goes through the general query
+    for text in [
+        "$.list[-1]",
+        "$.list[ 0 ]",
+        "$['a\\'b']",
+        "$.list[*]",
+        "$..k",
+        "$.list[0:1]",
+        "$[?@.k]",
+        "$.list[01]",
+    ] {
+        assert_eq!(plain_steps(text), None, "{text}");
+    }
+}
