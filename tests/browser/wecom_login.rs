@@ -3,9 +3,11 @@
 //! browser's cookie rules apply as in production (the `SameSite=Lax` state cookie must come
 //! back from the other site; the `Strict` session cookie must be sent after the callback).
 
+use fantoccini::Locator;
 use wecom_bridge::standins::wecom::FakeWeCom;
 
-use super::*;
+use crate::harness::*;
+use crate::support::*;
 
 const APP_SECRET: &str = "browser-login-secret";
 
