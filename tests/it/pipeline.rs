@@ -65,6 +65,8 @@ async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
     let q = "manual";
     let reason = "finance system said: account 6602 closed";
     let mut c = park(&own, q, &["evt_a", "evt_b"], reason).await;
+    // the bridge connects to RabbitMQ in the background: list only once it has
+    t.broker_up().await;
     let text = t.dead_letters(q).await;
     let listed = json_lines(&text);
     assert_eq!(listed.len(), 2, "{text}");
