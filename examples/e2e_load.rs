@@ -190,6 +190,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         window,
     };
     let cpu_before = (cpu_secs(bridge.pid())?, cpu_secs("self")?);
+    let store_before = store_work(admin, bridge.pid()).await?;
     let load_before = load_average();
     let mode = if args.closed {
         format!(
@@ -219,6 +220,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         w.await?;
     }
     let cpu_after = (cpu_secs(bridge.pid())?, cpu_secs("self")?);
+    let store_after = store_work(admin, bridge.pid()).await?;
     let load_after = load_average();
     let rss = bridge.peak_rss()?;
 
@@ -273,6 +275,14 @@ async fn run(args: &Args) -> anyhow::Result<()> {
          (generator + stand-ins) {:.1} s; machine load average {load_before} before, {load_after} after",
         cpu_after.0 - cpu_before.0,
         cpu_after.1 - cpu_before.1
+    );
+    let per = |i: usize| (store_after[i] - store_before[i]) / seen.len().max(1) as f64;
+    println!(
+        "store per delivered approval: {:.3} durable commits (fsync), {:.3} non-durable; \
+         {:.0} bytes written to disk",
+        per(0),
+        per(1),
+        per(2)
     );
     println!(
         "at the target: {} vouchers for {sent} callbacks sent (answered 200): {missing} missing, \
@@ -378,6 +388,32 @@ async fn wait_delivered(finance: &FinanceStandIn, want: usize, quiet: Duration) 
 }
 
 /// User + system CPU seconds of a process (`self` or a pid) from /proc.
+/// The bridge's store commits so far (durable, non-durable; its metrics) and the bytes it
+/// has written to disk (`/proc/PID/io`).
+async fn store_work(admin: u16, pid: u32) -> anyhow::Result<[f64; 3]> {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let commits = |label: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("wecom_bridge_store_commits_total") && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io"))?;
+    let written: f64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("no write_bytes in /proc/PID/io")?;
+    Ok([
+        commits(r#"durable="true""#),
+        commits(r#"durable="false""#),
+        written,
+    ])
+}
+
 fn cpu_secs(pid: impl std::fmt::Display) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // fields after the command name (which may contain spaces) start at field 3

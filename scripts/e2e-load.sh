@@ -24,7 +24,7 @@ PREFIX="wbe2eload-$$"
 . scripts/rabbitmq-queues.sh
 trap 'delete_queues "$PREFIX"' EXIT
 
-cargo build --release --quiet --bin wecom-bridge --example e2e_load
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin wecom-bridge --example e2e_load
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 e2e() {
   "$target/release/examples/e2e_load" --bin "$target/release/wecom-bridge" --repo . \

@@ -22,7 +22,7 @@ PREFIX="wbload-$$"
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 . scripts/rabbitmq-queues.sh
 
-cargo build --release --quiet --bin wecom-bridge --example loadgen
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet --bin wecom-bridge --example loadgen
 work=$(mktemp -d)
 mkdir -p "$work/mappings"
 repo=$PWD

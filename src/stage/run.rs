@@ -22,8 +22,12 @@ use crate::telemetry::STAGE_MESSAGES;
 ///
 /// Every outcome is counted in `wecom_bridge_stage_messages_total{stage, outcome}` and every
 /// retry or park is logged with the message id, business key, attempt and a hint for the
-/// operator. After a broker error the loop lets in-flight messages settle, then
-/// re-subscribes with back-off. On shutdown, messages still in flight are dropped unsettled:
+/// operator. `concurrency` bounds the handler calls in flight, not the settlements: once a
+/// handler answered, its delivery is settled while the next message is already handled, so
+/// the settlements of consecutive messages reach the broker together (the embedded broker
+/// commits them in one transaction). The order of handling is unchanged, and the broker's
+/// prefetch still bounds the deliveries held (each is held until settled). After a broker
+/// error the loop lets in-flight messages settle, then re-subscribes with back-off. On shutdown, messages still in flight are dropped unsettled:
 /// the broker delivers them again (handlers are idempotent).
 pub async fn run<B: Broker, H: Handler>(
     broker: B,
@@ -53,13 +57,17 @@ pub async fn run<B: Broker, H: Handler>(
             }
         };
         let mut in_flight = FuturesUnordered::new();
+        let mut settling = FuturesUnordered::new();
         let mut stop = shutdown.clone();
         loop {
             tokio::select! {
                 _ = stop.stopped() => return,
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                Some((d, disposition)) = in_flight.next(), if !in_flight.is_empty() => {
+                    settling.push(settle(d, disposition, stage, &policy, &queue));
+                }
+                Some(()) = settling.next(), if !settling.is_empty() => {}
                 next = consumer.next(), if in_flight.len() < concurrency => match next {
-                    Some(Ok(d)) => in_flight.push(settle(d, handler.clone(), &policy, &queue)),
+                    Some(Ok(d)) => in_flight.push(handle(d, handler.clone(), &queue)),
                     Some(Err(e)) => {
                         tracing::warn!(stage, %queue, error = %e, "consumer error; re-subscribing");
                         break;
@@ -69,24 +77,27 @@ pub async fn run<B: Broker, H: Handler>(
             }
         }
         // let what is in flight settle on the old deliveries before subscribing again
-        loop {
+        while !(in_flight.is_empty() && settling.is_empty()) {
             tokio::select! {
                 _ = stop.stopped() => return,
-                done = in_flight.next() => if done.is_none() { break },
+                Some((d, disposition)) = in_flight.next(), if !in_flight.is_empty() => {
+                    settling.push(settle(d, disposition, stage, &policy, &queue));
+                }
+                Some(()) = settling.next(), if !settling.is_empty() => {}
             }
         }
     }
 }
 
-/// Handles and settles one delivery.
-async fn settle<D: Delivery, H: Handler>(d: D, handler: Arc<H>, policy: &RetryPolicy, queue: &str) {
+/// Handles one delivery: its disposition (an undecodable envelope is parked).
+async fn handle<D: Delivery, H: Handler>(d: D, handler: Arc<H>, queue: &str) -> (D, Disposition) {
     let stage = handler.stage();
     let attempt = d.attempt();
-    let (id, business_key) = (d.envelope().id.clone(), d.envelope().business_key.clone());
     let disposition = match Message::decode(d.envelope()) {
         Ok(msg) => handler.handle(msg, attempt).await,
         Err(e) => {
             let reason = error_chain(&e);
+            let (id, business_key) = (&d.envelope().id, &d.envelope().business_key);
             tracing::error!(stage, %queue, message_id = %id, %business_key, attempt, error = %reason,
                 "message cannot be decoded by this build; parked (was it written by a newer version? \
                  upgrade, then `wecom-bridge replay`)");
@@ -94,6 +105,19 @@ async fn settle<D: Delivery, H: Handler>(d: D, handler: Arc<H>, policy: &RetryPo
             Disposition::park(format!("cannot be decoded: {reason}"))
         }
     };
+    (d, disposition)
+}
+
+/// Settles one handled delivery by its disposition.
+async fn settle<D: Delivery>(
+    d: D,
+    disposition: Disposition,
+    stage: &'static str,
+    policy: &RetryPolicy,
+    queue: &str,
+) {
+    let attempt = d.attempt();
+    let (id, business_key) = (d.envelope().id.clone(), d.envelope().business_key.clone());
     let settled = match disposition {
         Disposition::Done { outcome } => {
             count(stage, outcome);
