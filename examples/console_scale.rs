@@ -367,6 +367,12 @@ async fn main() -> anyhow::Result<()> {
     let sp = &middle_job.business_key;
     let mut paths: Vec<String> = vec![
         "/console/overview".into(),
+        format!("/console/journey?sp_no={sp}"),
+        "/console/journey?applicant=ZhangSan".into(),
+        "/console/deliveries".into(),
+        format!("/console/deliveries?state=dead&until={deep_until}"),
+        "/console/connectors".into(),
+        "/console/playground".into(),
         "/console/events".into(),
         format!("/console/events?before={deep_event}"),
         "/console/events?kind=contact_change".into(),
