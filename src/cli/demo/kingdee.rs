@@ -92,22 +92,8 @@ fn write_catalog(root: &Path, url: &str, secret_file: &Path) -> anyhow::Result<(
 /// Starts the Kingdee stand-in and the bridge with the `kingdee-expense` template (data under
 /// `data_dir/kingdee`), sends the sample claims and waits for them to settle.
 pub async fn start(mut config: Config, data_dir: &Path) -> anyhow::Result<KingdeeDemo> {
-    let data_dir = data_dir.join("kingdee");
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the demo folder {}", data_dir.display()))?;
-    let data_dir = data_dir.canonicalize()?;
-    let (app_name, app) = config
-        .apps
-        .iter()
-        .next()
-        .map(|(n, a)| (n.clone(), a.clone()))
-        .context("the configuration has no [apps.*]: the demo needs one to post callbacks to")?;
-    let corp_id = config
-        .checked()?
-        .apps
-        .get(&app_name)
-        .map(|a| a.corp_id.clone())
-        .context("the app has no corp id")?;
+    let data_dir = super::demo_folder(&data_dir.join("kingdee"))?;
+    let (app_name, app, corp_id) = super::first_app(&config)?;
 
     let wecom = FakeWeCom::start().await;
     wecom.add_credentials(&corp_id, APP_SECRET);

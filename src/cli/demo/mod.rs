@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 
 use crate::app::RunningBridge;
-use crate::config::{Config, SecretRef};
+use crate::config::{AppConfig, Config, SecretRef};
 use crate::record::{JobRecord, JobState};
 use crate::standins::finance::FinanceStandIn;
 use crate::standins::inbox::InboxStandIn;
@@ -126,19 +126,17 @@ pub(super) async fn run(config_path: &Path, config: Config, args: DemoArgs) -> a
     Ok(())
 }
 
-/// Starts the stand-ins and the bridge with `config` pointed at them (store and journal key
-/// under `data_dir`), sends the sample callbacks and waits for them to settle. `config_path`
-/// is only quoted in the printed commands.
-pub async fn start(
-    mut config: Config,
-    data_dir: &Path,
-    config_path: &Path,
-) -> anyhow::Result<Demo> {
+/// Creates the demo's data folder and returns its absolute path.
+pub(super) fn demo_folder(data_dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the demo folder {}", data_dir.display()))?;
-    let data_dir = data_dir
+    data_dir
         .canonicalize()
-        .with_context(|| format!("resolving {}", data_dir.display()))?;
+        .with_context(|| format!("resolving {}", data_dir.display()))
+}
+
+/// The configuration's first app (name, settings, corp id): the demo posts its callbacks there.
+pub(super) fn first_app(config: &Config) -> anyhow::Result<(String, AppConfig, String)> {
     let (app_name, app) = config
         .apps
         .iter()
@@ -151,6 +149,19 @@ pub async fn start(
         .get(&app_name)
         .map(|a| a.corp_id.clone())
         .context("the app has no corp id")?;
+    Ok((app_name, app, corp_id))
+}
+
+/// Starts the stand-ins and the bridge with `config` pointed at them (store and journal key
+/// under `data_dir`), sends the sample callbacks and waits for them to settle. `config_path`
+/// is only quoted in the printed commands.
+pub async fn start(
+    mut config: Config,
+    data_dir: &Path,
+    config_path: &Path,
+) -> anyhow::Result<Demo> {
+    let data_dir = demo_folder(data_dir)?;
+    let (app_name, app, corp_id) = first_app(&config)?;
 
     let wecom = FakeWeCom::start().await;
     wecom.add_credentials(&corp_id, APP_SECRET);
