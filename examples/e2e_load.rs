@@ -38,23 +38,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use serde_json::Value;
+use support::standins::{AES_KEY, CORP_ID, StandIns, TOKEN};
 use support::{Drive, Window, callback_request, drive, percentiles, unix_now};
 use wecom_bridge::cli::demo::samples;
 use wecom_bridge::standins::finance::{FinanceStandIn, Outcome};
-use wecom_bridge::standins::oauth::OAuthStandIn;
-use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::wecom::crypto::CallbackCrypto;
-
-/// The demo app of `config/bridge.toml` (WeCom's published sample credentials).
-const TOKEN: &str = "QDG6eK";
-const AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
-const CORP_ID: &str = "wx5823bf96d3bd56c7";
-const APP_SECRET: &str = "e2e-load-app-secret";
-const CLIENT_ID: &str = "wecom-bridge";
-const CLIENT_SECRET: &str = "e2e-load-client-secret";
-/// The shipped approval detail every synthetic form is a copy of.
-const DETAIL: &str = include_str!("../samples/approvals/expense-01.json");
 
 struct Args {
     bin: PathBuf,
@@ -125,19 +113,14 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: &Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let now = unix_now();
-    let wecom = FakeWeCom::start().await;
-    wecom.add_credentials(CORP_ID, APP_SECRET);
-    wecom.serve_synthetic_approvals(approved_detail(now - 86_400)?);
-    let oauth = OAuthStandIn::start().await;
-    oauth.add_client(CLIENT_ID, CLIENT_SECRET);
-    let finance = Arc::new(FinanceStandIn::start(Some(oauth.authority())).await);
-    let catalog = write_catalog(args, work.path(), &finance, &oauth)?;
+    let standins = StandIns::start(now - 86_400).await?;
+    let finance = standins.finance.clone();
+    let catalog = standins.write_catalog(&args.repo, work.path(), args.deliver_concurrency)?;
     let (public, admin) = (free_port()?, free_port()?);
     let mut bridge = Bridge::spawn(
         args,
         work.path(),
-        &catalog,
-        &wecom.base_url(),
+        &standins.bridge_env(&catalog),
         public,
         admin,
     )?;
@@ -306,63 +289,6 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The shipped 10-row expense claim as WeCom's API returns it, approved.
-fn approved_detail(apply_time: i64) -> anyhow::Result<Value> {
-    let parsed: Value = serde_json::from_str(DETAIL)?;
-    let mut info = parsed["info"].clone();
-    ensure!(info.is_object(), "the sample has no `info` object");
-    info["sp_status"] = samples::APPROVED.into();
-    info["apply_time"] = apply_time.into();
-    Ok(info)
-}
-
-/// The shipped expense mappings (and their tables) and the shipped finance connector,
-/// pointed at the stand-ins, with the concurrency of `args` and without its rate limit (the
-/// target is local). Returns the catalog folder.
-fn write_catalog(
-    args: &Args,
-    dir: &Path,
-    finance: &FinanceStandIn,
-    oauth: &OAuthStandIn,
-) -> anyhow::Result<PathBuf> {
-    let catalog = dir.join("catalog");
-    let (m, c) = (catalog.join("mappings"), catalog.join("connectors"));
-    std::fs::create_dir_all(m.join("tables"))?;
-    std::fs::create_dir_all(&c)?;
-    let shipped = args.repo.join("mappings");
-    for f in ["expense-voucher.toml", "expense-voucher-reversal.toml"] {
-        std::fs::copy(shipped.join(f), m.join(f)).with_context(|| format!("copying {f}"))?;
-    }
-    for entry in std::fs::read_dir(shipped.join("tables"))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), m.join("tables").join(entry.file_name()))?;
-    }
-    let secret = dir.join("finance-client-secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n"))?;
-    let path = args.repo.join("connectors/finance.toml");
-    let mut text = std::fs::read_to_string(&path)?;
-    for (from, to) in [
-        ("env:FINANCE_VOUCHER_URL", finance.vouchers_url()),
-        ("env:FINANCE_TOKEN_URL", oauth.token_url()),
-        (
-            "env:FINANCE_CLIENT_SECRET",
-            format!("file:{}", secret.display()),
-        ),
-        (
-            "concurrency = 8",
-            format!("concurrency = {}", args.deliver_concurrency),
-        ),
-        ("rate_per_sec = 200", String::new()),
-    ] {
-        if !text.contains(from) {
-            bail!("{} no longer has `{from}`: update e2e_load", path.display());
-        }
-        text = text.replace(from, &to);
-    }
-    std::fs::write(c.join("finance.toml"), text)?;
-    Ok(catalog)
-}
-
 /// A loopback port that was free a moment ago.
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -441,8 +367,7 @@ impl Bridge {
     fn spawn(
         args: &Args,
         dir: &Path,
-        catalog: &Path,
-        wecom_url: &str,
+        settings: &[(&'static str, String)],
         public: u16,
         admin: u16,
     ) -> anyhow::Result<Bridge> {
@@ -462,12 +387,7 @@ impl Bridge {
                 "BRIDGE_JOURNAL__KEYS__LOCAL-1",
                 format!("file:{}", dir.join("data/journal.key").display()),
             )
-            .env("BRIDGE_CATALOG__MAPPINGS_DIR", catalog.join("mappings"))
-            .env("BRIDGE_CATALOG__CONNECTORS_DIR", catalog.join("connectors"))
-            .env("BRIDGE_WECOM__API_BASE_URL", wecom_url)
-            // 0 = no client-side limit: the stand-in has none (WeCom allows 600/min per corp)
-            .env("BRIDGE_WECOM__APPROVAL_CALLS_PER_MINUTE", "0")
-            .env("BRIDGE_APPS__DEMO__SECRET", APP_SECRET)
+            .envs(settings.iter().map(|(k, v)| (k, v)))
             // the callbacks are signed before the clock starts; a backlogged ingress must not
             // refuse them as stale (WeCom would re-sign its retries)
             .env("BRIDGE_APPS__DEMO__TIMESTAMP_WINDOW_SECS", "3600")

@@ -10,6 +10,18 @@
 //! its CPU on sending. Latency of paced runs is measured from each request's scheduled send
 //! time, so a stalled server shows up in the percentiles (no coordinated omission).
 //! Uses the demo app's credentials unless `--token/--key/--receive-id` are given.
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --standins DIR [--repo .] [--concurrency 8]
+//! ```
+//! does not send anything: it runs the stand-ins a routed load needs (WeCom's API answering
+//! `getapprovaldetail` for every SpNo, the finance voucher API, its token endpoint), writes a
+//! catalog with the shipped expense mappings and `finance` connector (that concurrency)
+//! pointed at them into `DIR/catalog`, and the bridge settings that use them into
+//! `DIR/bridge.env` (`KEY=VALUE` lines, written last), then serves until SIGTERM/SIGINT and
+//! prints how many vouchers the finance stand-in committed. The callbacks this generator
+//! sends are approved 费用报销 forms, so with those settings the route stage fetches, maps and
+//! delivers every one (`ROUTED=1 scripts/load.sh`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -17,6 +29,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::standins::StandIns;
 use support::{Drive, callback_request, drive, percentiles, split_url, unix_now};
 use wecom_bridge::wecom::crypto::CallbackCrypto;
 
@@ -29,6 +42,8 @@ struct Args {
     token: String,
     key: String,
     receive_id: String,
+    standins: Option<std::path::PathBuf>,
+    repo: std::path::PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -41,6 +56,8 @@ fn parse_args() -> Args {
         token: "QDG6eK".into(),
         key: "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C".into(),
         receive_id: "wx5823bf96d3bd56c7".into(),
+        standins: None,
+        repo: ".".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +71,8 @@ fn parse_args() -> Args {
             "--token" => a.token = val(),
             "--key" => a.key = val(),
             "--receive-id" => a.receive_id = val(),
+            "--standins" => a.standins = Some(val().into()),
+            "--repo" => a.repo = val().into(),
             "--bench" => {} // passed by `cargo bench`; ignored
             other => panic!("unknown argument {other}"),
         }
@@ -68,6 +87,17 @@ const SAMPLE: &str = include_str!("../samples/approval-approved.xml");
 
 fn main() {
     let args = parse_args();
+    if let Some(dir) = &args.standins {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        if let Err(e) = rt.block_on(serve_standins(&args, dir)) {
+            eprintln!("stand-ins: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (host, path) = split_url(&args.url);
     let crypto = CallbackCrypto::new(&args.token, &args.key).expect("valid credentials");
     let now = unix_now();
@@ -117,4 +147,33 @@ fn main() {
     if driven.errors > 0 {
         std::process::exit(1);
     }
+}
+
+/// `--standins DIR`: runs the stand-ins until SIGTERM/SIGINT (see the module comment).
+async fn serve_standins(args: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let standins = StandIns::start(unix_now() - 86_400).await?;
+    std::fs::create_dir_all(dir)?;
+    let catalog = standins.write_catalog(&args.repo, dir, args.concurrency)?;
+    let env: String = standins
+        .bridge_env(&catalog)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    // Written whole under another name, then renamed: whoever waits for the file reads it all.
+    let partial = dir.join("bridge.env.partial");
+    std::fs::write(&partial, env)?;
+    std::fs::rename(&partial, dir.join("bridge.env"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    println!(
+        "finance stand-in: {} vouchers committed ({} documents twice); WeCom stand-in: {} getapprovaldetail calls",
+        standins.finance.voucher_count(),
+        standins.finance.duplicate_vouchers(),
+        standins.wecom.calls("getapprovaldetail"),
+    );
+    Ok(())
 }

@@ -8,6 +8,10 @@
 #   BROKER=rabbitmq scripts/load.sh       # RabbitMQ on 127.0.0.1:5672 (guest/guest)
 #   BROKER=none scripts/load.sh           # ingress + durable journal only: the broker URL points
 #                                         # at a closed port, so the outbox just accumulates
+#   ROUTED=1 scripts/load.sh              # the shipped expense mappings and finance connector,
+#                                         # pointed at stand-ins (`loadgen --standins`, a separate
+#                                         # process): the route stage fetches every approval's
+#                                         # detail, maps it and delivers a voucher
 #   REQUESTS=200000 CONCURRENCY=128 RATE=5000 SECONDS_AT_RATE=10 scripts/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +22,7 @@ SECONDS_AT_RATE=${SECONDS_AT_RATE:-10}
 PORT=${PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-18081}
 export BROKER=${BROKER:-embedded}
+ROUTED=${ROUTED:-}
 PREFIX="wbload-$$"
 target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 . scripts/rabbitmq-queues.sh
@@ -26,9 +31,13 @@ target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 work=$(mktemp -d)
 mkdir -p "$work/mappings"
 repo=$PWD
+pid=""
+standins_pid=""
 cleanup() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+  [ -z "$pid" ] || wait "$pid" 2>/dev/null || true
+  [ -z "$standins_pid" ] || kill "$standins_pid" 2>/dev/null || true
+  [ -z "$standins_pid" ] || wait "$standins_pid" 2>/dev/null || true
   rm -rf "$work"
   if [ "$BROKER" = rabbitmq ]; then delete_queues "$PREFIX"; fi
 }
@@ -41,13 +50,23 @@ elif [ "$BROKER" = rabbitmq ]; then
   broker_env=(BRIDGE_BROKER__KIND=rabbitmq "BRIDGE_BROKER__URL=amqp://guest:guest@127.0.0.1:5672/%2f"
               "BRIDGE_BROKER__PREFIX=$PREFIX")
 fi
+# Unrouted (default): an empty mapping directory, so the route stage consumes, records and
+# acknowledges every event (the demo app has no API secret, so routed events would be
+# parked, one error line each).
+# Routed: the stand-ins write a catalog (shipped expense mappings, finance connector at the
+# shipped concurrency 8 without its rate limit) and the settings that point the bridge at them.
+catalog_env=(BRIDGE_CATALOG__MAPPINGS_DIR="$work/mappings" BRIDGE_CATALOG__CONNECTORS_DIR="$repo/connectors")
+if [ -n "$ROUTED" ]; then
+  "$target/release/examples/loadgen" --standins "$work/standins" --repo "$repo" --concurrency 8 &
+  standins_pid=$!
+  for _ in $(seq 300); do [ -f "$work/standins/bridge.env" ] && break; sleep 0.1; done
+  [ -f "$work/standins/bridge.env" ] || { echo "the stand-ins did not start" >&2; exit 1; }
+  mapfile -t catalog_env < "$work/standins/bridge.env"
+fi
 # Store and key in the temporary directory (the shipped config's relative paths are relative
 # to config/, i.e. the repository's data/).
-# An empty mapping directory: the route stage consumes, records and acknowledges every event
-# (the demo app has no API secret, so routed events would be parked, one error line each).
-(cd "$work" && exec env "${broker_env[@]}" BRIDGE_SERVER__LISTEN=127.0.0.1:$PORT \
+(cd "$work" && exec env "${broker_env[@]}" "${catalog_env[@]}" BRIDGE_SERVER__LISTEN=127.0.0.1:$PORT \
   BRIDGE_ADMIN__LISTEN=127.0.0.1:$ADMIN_PORT BRIDGE_RECONCILE__ENABLED=false \
-  BRIDGE_CATALOG__MAPPINGS_DIR="$work/mappings" BRIDGE_CATALOG__CONNECTORS_DIR="$repo/connectors" \
   BRIDGE_STORE__PATH="$work/data/bridge.redb" BRIDGE_JOURNAL__KEYS__LOCAL-1="file:$work/data/journal.key" \
   RUST_LOG=error "$target/release/wecom-bridge" --config "$repo/config/bridge.toml" serve) &
 pid=$!
@@ -65,7 +84,7 @@ disk_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$pid/io"; }
 route_settled() { metric wecom_bridge_stage_messages_total 'stage="route"'; }
 
 url="http://127.0.0.1:$PORT/wecom/callback"
-echo "broker: $BROKER"
+echo "broker: $BROKER; callbacks $([ -n "$ROUTED" ] && echo "routed (fetched, mapped, delivered to the finance stand-in)" || echo "unrouted (no mapping)"); $(uptime)"
 commits0=$(metric wecom_bridge_store_commits_total 'durable="true"')
 lazy0=$(metric wecom_bridge_store_commits_total 'durable="false"')
 bytes0=$(disk_bytes)
@@ -95,7 +114,11 @@ awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
     printf "store per callback (ingress + relay + route): %.4f durable commits (fsync), %.4f non-durable commits; %.0f bytes written to disk\n", d/n, l/n, b/n }'
 fi
 "$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --rate "$RATE" --seconds "$SECONDS_AT_RATE"
-echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"
+echo "server peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}'); $(uptime)"
+if [ -n "$ROUTED" ]; then
+  echo "deliver stage: $(metric wecom_bridge_stage_messages_total 'stage="deliver"') jobs settled so far"
+  kill "$standins_pid"; wait "$standins_pid" || true; standins_pid=""
+fi
 if [ "$BROKER" = rabbitmq ]; then
   # the limit, in the same run: bare lapin confirmed publishes to a quorum queue
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -17,6 +17,8 @@ use tokio::net::TcpStream;
 use wecom_bridge::cli::simulate::sign_event;
 use wecom_bridge::wecom::crypto::CallbackCrypto;
 
+pub mod standins;
+
 /// `http://host:port/path` → (`host:port`, `/path`).
 pub fn split_url(url: &str) -> (String, String) {
     let rest = url
