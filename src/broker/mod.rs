@@ -36,8 +36,8 @@ pub const ENVELOPE_VERSION: u16 = 2;
 
 /// What travels through the broker: a header the broker and operators read, and a body the
 /// broker carries without reading (stages decode it, see `crate::stage::message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "WireEnvelope", try_from = "WireEnvelope")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "WireEnvelope")]
 pub struct Envelope {
     /// Envelope format version: 1 (legacy body) or [`ENVELOPE_VERSION`].
     pub v: u16,
@@ -64,8 +64,8 @@ pub enum Body {
     Legacy(String),
 }
 
-/// The wire form of both versions.
-#[derive(Clone, Serialize, Deserialize)]
+/// The wire form of both versions, as read.
+#[derive(Deserialize)]
 struct WireEnvelope {
     v: u16,
     id: String,
@@ -82,6 +82,43 @@ struct WireEnvelope {
         deserialize_with = "present"
     )]
     message: Option<serde_json::Value>,
+}
+
+/// The wire form as written: the same fields in the same order as [`WireEnvelope`], borrowed
+/// from the envelope. (Serialising through an owned `WireEnvelope` cloned the whole body, the
+/// callback's XML included, for every message written.)
+#[derive(Serialize)]
+struct WireEnvelopeRef<'a> {
+    v: u16,
+    id: &'a str,
+    kind: &'a str,
+    business_key: &'a str,
+    app: &'a str,
+    created_at_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a serde_json::Value>,
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (payload, message) = match &self.body {
+            Body::Legacy(p) => (Some(p.as_str()), None),
+            Body::Message(m) => (None, Some(m)),
+        };
+        WireEnvelopeRef {
+            v: self.v,
+            id: &self.id,
+            kind: &self.kind,
+            business_key: &self.business_key,
+            app: &self.app,
+            created_at_ms: self.created_at_ms,
+            payload,
+            message,
+        }
+        .serialize(s)
+    }
 }
 
 /// Any JSON value, `null` included, as `Some`; a missing field stays `None` (`default`).
@@ -147,25 +184,6 @@ impl Envelope {
             (v, _) => Err(BrokerError::BadEnvelope(format!(
                 "envelope version {v} is not supported (this build reads 1 and {ENVELOPE_VERSION})"
             ))),
-        }
-    }
-}
-
-impl From<Envelope> for WireEnvelope {
-    fn from(e: Envelope) -> Self {
-        let (payload, message) = match e.body {
-            Body::Legacy(p) => (Some(p), None),
-            Body::Message(m) => (None, Some(m)),
-        };
-        WireEnvelope {
-            v: e.v,
-            id: e.id,
-            kind: e.kind,
-            business_key: e.business_key,
-            app: e.app,
-            created_at_ms: e.created_at_ms,
-            payload,
-            message,
         }
     }
 }
@@ -412,6 +430,32 @@ mod tests {
         let mixed = br#"{"v":2,"id":"x","kind":"k","business_key":"b","app":"a","created_at_ms":1,"payload":"p"}"#;
         assert!(Envelope::from_bytes(mixed).is_err());
         assert!(Envelope::from_bytes(b"{not json").is_err());
+    }
+
+    #[test]
+    fn envelope_bytes_stay_as_stored() {
+        // Messages already in the queues were written in exactly this field order.
+        let env = Envelope::new(
+            "evt_1",
+            "approval_change",
+            "1:2",
+            "demo",
+            5,
+            serde_json::json!({"type": "event", "xml": "<xml/>"}),
+        );
+        assert_eq!(
+            String::from_utf8(env.to_bytes()).unwrap(),
+            r#"{"v":2,"id":"evt_1","kind":"approval_change","business_key":"1:2","app":"demo","created_at_ms":5,"message":{"type":"event","xml":"<xml/>"}}"#
+        );
+        let v1 = Envelope {
+            v: 1,
+            body: Body::Legacy("<xml/>".into()),
+            ..env
+        };
+        assert_eq!(
+            String::from_utf8(v1.to_bytes()).unwrap(),
+            r#"{"v":1,"id":"evt_1","kind":"approval_change","business_key":"1:2","app":"demo","created_at_ms":5,"payload":"<xml/>"}"#
+        );
     }
 
     #[test]

@@ -163,6 +163,7 @@ pub struct JournalRecord {
     /// AEAD nonce.
     pub nonce: [u8; 12],
     /// Encrypted decrypted-XML payload.
+    #[serde(with = "seal::byte_string")]
     pub ciphertext: Vec<u8>,
     /// Set when the XML was authentic but could not be understood: the reason.
     pub quarantine: Option<String>,
