@@ -80,6 +80,8 @@ backlog() { curl -fs "http://127.0.0.1:$ADMIN_PORT/readyz" | sed -n 's/.*"outbox
 # Sum of the samples of a metric whose line contains a label text ("" = all).
 metric() { curl -fs "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v name="$1" -v label="$2" \
   'index($0, name) == 1 && index($0, label) { s += $NF } END { printf "%d\n", s }'; }
+# User + system CPU seconds of the bridge so far (clock ticks of /proc/PID/stat, 100 per second).
+cpu_secs() { awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$pid/stat"; }
 disk_bytes() { awk '/^write_bytes/ { print $2 }' "/proc/$pid/io"; }
 route_settled() { metric wecom_bridge_stage_messages_total 'stage="route"'; }
 
@@ -89,9 +91,12 @@ commits0=$(metric wecom_bridge_store_commits_total 'durable="true"')
 lazy0=$(metric wecom_bridge_store_commits_total 'durable="false"')
 bytes0=$(disk_bytes)
 route0=$(route_settled)
+cpu0=$(cpu_secs)
 t0=$(date +%s.%N)
 "$target/release/examples/loadgen" --url "$url" --concurrency "$CONCURRENCY" --requests "$REQUESTS"
 t1=$(date +%s.%N)
+awk -v n="$REQUESTS" -v a="$cpu0" -v b="$(cpu_secs)" 'BEGIN {
+  printf "bridge CPU during the closed loop: %.2f s → %.0f µs per callback\n", b-a, (b-a)*1e6/n }'
 echo "outbox backlog right after the closed loop: $(backlog)"
 if [ "$BROKER" != none ]; then
 while [ "$(backlog)" != "0" ]; do sleep 0.05; done
