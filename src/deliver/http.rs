@@ -213,13 +213,17 @@ impl Connector {
         let started_at_ms = jiff::Timestamp::now().as_millisecond();
         let t0 = Instant::now();
         let method = self.spec.method.as_str();
-        let recorded_doc = if self.redactor.has_fields() {
-            self.redactor.document(out.document)
+        let encoded = self.encode(out.document);
+        // Without redacted fields the recorded body is the body sent: encoded once.
+        let (body_text, body_truncated) = if self.redactor.has_fields() {
+            let recorded = self
+                .encode(&self.redactor.document(out.document))
+                .unwrap_or_default();
+            self.redactor.body(&recorded, &[])
         } else {
-            out.document.clone()
+            let sent = encoded.as_deref().unwrap_or_default();
+            self.redactor.body(sent, &[])
         };
-        let recorded_body = self.encode(&recorded_doc).unwrap_or_default();
-        let (body_text, body_truncated) = self.redactor.body(&recorded_body, &[]);
         let target_url = self
             .vendor
             .as_ref()
@@ -279,7 +283,7 @@ impl Connector {
                 );
             }
         }
-        let body = match self.encode(out.document) {
+        let body = match encoded {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 let reason = format!("cannot encode the document: {e}");

@@ -36,7 +36,7 @@ use crate::map::Refusal;
 use crate::map::input::MapInput;
 use crate::record::{
     AttemptPayload, AttemptRecord, Begin, Classification, JobRecord, JobStart, Ledger, LedgerQuery,
-    Outcome, WritebackKind, WritebackState,
+    Outcome, Render, WritebackKind, WritebackState,
 };
 use crate::stage::{DeliveryJob, Disposition, Handler, Message, Retry, RetryPolicy, WritebackJob};
 use crate::writeback::spec::{Facts, Recipients};
@@ -196,20 +196,35 @@ impl<B: Broker> DeliverStage<B> {
         self.catalog.mappings.iter().find(|m| m.name == name)
     }
 
-    /// Settles the job in the ledger with `outcome`, recording the notification the job's
-    /// mapping asks for with it (rendered from the job, its captured values and `document`).
+    /// Settles the job in the ledger with `outcome` and the `attempt` that led to it (if
+    /// any), recording the notification the job's mapping asks for with it (rendered from the
+    /// job, its captured values and `document`), in one write.
     async fn finish(
         &self,
         job: &DeliveryJob,
+        attempt: Option<AttemptRecord>,
         outcome: Outcome,
         document: Option<&Value>,
     ) -> Result<(), crate::record::LedgerError> {
-        let key = job.key.as_str();
         let now = crate::broker::now_ms();
+        let notify = self.notification(job, &outcome, document);
+        self.ledger
+            .settle(job.key.as_str(), attempt, outcome, now, notify)
+            .await
+            .map(|_| ())
+    }
+
+    /// The notification the job's mapping asks for on `outcome`, if any, with its renderer.
+    fn notification(
+        &self,
+        job: &DeliveryJob,
+        outcome: &Outcome,
+        document: Option<&Value>,
+    ) -> Option<(WritebackKind, Render)> {
         let wb = self
             .mapping(&job.mapping)
             .and_then(|m| m.compiled.writeback().cloned());
-        let kind = match &outcome {
+        let kind = match outcome {
             Outcome::Delivered | Outcome::Duplicate
                 if wb.as_ref().is_some_and(|w| w.delivered.is_some()) =>
             {
@@ -218,9 +233,9 @@ impl<B: Broker> DeliverStage<B> {
             Outcome::Dead { .. } if wb.as_ref().is_some_and(|w| w.dead.is_some()) => {
                 WritebackKind::Operator
             }
-            _ => return self.ledger.finish(key, outcome, now).await.map(|_| ()),
+            _ => return None,
         };
-        let reason = match &outcome {
+        let reason = match outcome {
             Outcome::Dead { reason } => reason.clone(),
             _ => String::new(),
         };
@@ -259,10 +274,7 @@ impl<B: Broker> DeliverStage<B> {
                 }),
             }
         };
-        self.ledger
-            .finish_and_notify(key, outcome, now, kind, render)
-            .await
-            .map(|_| ())
+        Some((kind, Box::new(render)))
     }
 
     /// Publishes the job's pending notifications to the writeback queue and marks them queued.
@@ -316,15 +328,17 @@ impl<B: Broker> DeliverStage<B> {
         Ok(())
     }
 
-    /// The job's outcome in the ledger, its notifications queued, then `disposition`.
+    /// The job's outcome (with the attempt that led to it, if any) in the ledger, its
+    /// notifications queued, then `disposition`.
     async fn conclude(
         &self,
         job: &DeliveryJob,
+        attempt: Option<AttemptRecord>,
         outcome: Outcome,
         document: Option<&Value>,
         disposition: Disposition,
     ) -> Disposition {
-        if let Err(e) = self.finish(job, outcome, document).await {
+        if let Err(e) = self.finish(job, attempt, outcome, document).await {
             return self.ledger_failed(job, &e);
         }
         match self.publish_writebacks(job).await {
@@ -434,19 +448,19 @@ impl<B: Broker> DeliverStage<B> {
             c.record(&attempt.verdict, Instant::now());
             self.gauge(&c);
         }
-        let verdict = attempt.verdict.clone();
-        if let Err(e) = self.ledger.record_attempt(&key, to_record(&attempt)).await {
-            // The answer is not recorded; re-sending with the same keys is safe (the target
-            // refuses a duplicate, which settles the job as delivered).
-            return self.ledger_failed(&job, &e);
-        }
-        self.settle(&job, verdict, delivery, &document).await
+        // The attempt is recorded with the outcome it leads to, in one write. Should that write
+        // fail, re-sending with the same keys is safe (the target refuses a duplicate, which
+        // settles the job as delivered).
+        let record = to_record(&attempt);
+        self.settle(&job, attempt.verdict, record, delivery, &document)
+            .await
     }
 
     async fn settle(
         &self,
         job: &DeliveryJob,
         verdict: Verdict,
+        record: AttemptRecord,
         attempt: u32,
         document: &Value,
     ) -> Disposition {
@@ -495,7 +509,7 @@ impl<B: Broker> DeliverStage<B> {
             }
         };
         let disposition = self
-            .conclude(job, outcome, Some(document), disposition)
+            .conclude(job, Some(record), outcome, Some(document), disposition)
             .await;
         self.count(label);
         if label == "delivered" || label == "duplicate" {
@@ -510,7 +524,7 @@ impl<B: Broker> DeliverStage<B> {
             reason: reason.clone(),
         };
         let disposition = self
-            .conclude(job, outcome, None, Disposition::park(reason))
+            .conclude(job, None, outcome, None, Disposition::park(reason))
             .await;
         self.count(label);
         self.count("dead_lettered");

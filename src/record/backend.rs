@@ -4,8 +4,9 @@
 //! variant so several instances can share one ledger. A back end stores [`JobRecord`]s and
 //! sealed [`StoredAttempt`]s with the indexes listings need, and runs a caller's pure decision
 //! atomically with its write ([`Backend::update`]); it makes no exactly-once decision itself.
-//! Embedded calls block on disk I/O, so they run on the blocking pool here, never on an async
-//! worker.
+//! Embedded reads block on disk I/O, so they run on the blocking pool here, never on an async
+//! worker; embedded writes are queued to the store's group-commit writer thread, which the
+//! calling task awaits without holding a thread.
 
 use crate::store::Store;
 
@@ -53,10 +54,7 @@ impl Backend {
         decide: WritebackDecision<R>,
     ) -> Result<R, LedgerError> {
         match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || store.ledger_update_writeback(&key, kind, decide)).await
-            }
+            Backend::Embedded(store) => store.ledger_update_writeback(&key, kind, decide).await,
         }
     }
 
@@ -77,10 +75,7 @@ impl Backend {
         decide: Decision<R>,
     ) -> Result<R, LedgerError> {
         match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || store.ledger_update(&key, decide)).await
-            }
+            Backend::Embedded(store) => store.ledger_update(&key, decide).await,
         }
     }
 

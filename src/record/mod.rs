@@ -5,7 +5,9 @@
 //! It owns the exactly-once protocol on the ledger side: [`Ledger::begin`] records a job as
 //! in flight before anything is sent and tells the caller whether to send
 //! ([`Begin`]); [`Ledger::record_attempt`] appends an attempt; [`Ledger::finish`] settles the
-//! job, and never turns a delivered job back into a failed one. Each call is one atomic write.
+//! job, and never turns a delivered job back into a failed one; [`Ledger::settle`] does both
+//! (and records a notification) for the attempt that decided the outcome. Each call is one
+//! atomic write.
 //! It also answers the operator's queries (paged, indexed listings; one job with every
 //! attempt; counts per connector and state) and prunes old jobs.
 //!
@@ -138,6 +140,9 @@ impl Outcome {
     }
 }
 
+/// Renders a job's WeCom notification from the settled job (see [`Ledger::finish_and_notify`]).
+pub type Render = Box<dyn FnOnce(&JobRecord) -> Option<serde_json::Value> + Send>;
+
 /// The delivery ledger; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -174,32 +179,13 @@ impl Ledger {
     pub async fn record_attempt(
         &self,
         key: &str,
-        mut attempt: AttemptRecord,
+        attempt: AttemptRecord,
     ) -> Result<u32, LedgerError> {
         let cipher = self.cipher.clone();
         let k = key.to_string();
         let decide: Decision<u32> = Box::new(move |old| {
-            let Some(mut job) = old else {
-                return Err(LedgerError::UnknownJob { key: k });
-            };
-            let number = job.attempts + 1;
-            attempt.number = number;
-            let stored = to_stored(&cipher, &k, attempt)?;
-            let attempt = &stored.meta;
-            job.attempts = number;
-            job.first_attempt_at_ms.get_or_insert(attempt.started_at_ms);
-            job.last_attempt_at_ms = Some(attempt.started_at_ms);
-            job.updated_at_ms = job
-                .updated_at_ms
-                .max(attempt.started_at_ms + attempt.duration_ms as i64);
-            job.captured
-                .extend(attempt.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
-            if matches!(
-                attempt.classification,
-                Classification::Retryable | Classification::Permanent
-            ) {
-                job.last_error = attempt.reason.clone();
-            }
+            let (job, stored) = apply_attempt(&cipher, &k, old, attempt)?;
+            let number = job.attempts;
             let write = LedgerWrite {
                 job,
                 attempt: Some(stored),
@@ -217,10 +203,9 @@ impl Ledger {
         outcome: Outcome,
         at_ms: i64,
     ) -> Result<JobRecord, LedgerError> {
-        let k = key.to_string();
-        let decide: Decision<JobRecord> =
-            Box::new(move |old| decide_finish(old, k, &outcome, at_ms));
-        count_failure(self.backend.update(key.to_string(), decide).await)
+        self.settle(key, None, outcome, at_ms, None)
+            .await
+            .map(|(job, _)| job)
     }
 
     /// One job with every attempt; payloads (headers, bodies) only with `with_payload`.
@@ -379,6 +364,73 @@ fn to_stored(
         meta: attempt,
         sealed,
     })
+}
+
+/// `attempt` appended to the job `old` (numbered by the ledger): the job after it (attempt
+/// count, times, captured values, last error) and the attempt sealed for storage.
+fn apply_attempt(
+    cipher: &Sealer,
+    key: &str,
+    old: Option<JobRecord>,
+    mut attempt: AttemptRecord,
+) -> Result<(JobRecord, StoredAttempt), LedgerError> {
+    let Some(mut job) = old else {
+        return Err(LedgerError::UnknownJob {
+            key: key.to_string(),
+        });
+    };
+    let number = job.attempts + 1;
+    attempt.number = number;
+    let stored = to_stored(cipher, key, attempt)?;
+    let attempt = &stored.meta;
+    job.attempts = number;
+    job.first_attempt_at_ms.get_or_insert(attempt.started_at_ms);
+    job.last_attempt_at_ms = Some(attempt.started_at_ms);
+    job.updated_at_ms = job
+        .updated_at_ms
+        .max(attempt.started_at_ms + attempt.duration_ms as i64);
+    job.captured
+        .extend(attempt.captured.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if matches!(
+        attempt.classification,
+        Classification::Retryable | Classification::Permanent
+    ) {
+        job.last_error = attempt.reason.clone();
+    }
+    Ok((job, stored))
+}
+
+/// The pure decision of [`Ledger::finish`] with the attempt that led to it, if any: the
+/// attempt appended ([`apply_attempt`]), then the job settled ([`decide_finish`]); one write.
+fn decide_settle(
+    cipher: &Sealer,
+    key: String,
+    old: Option<JobRecord>,
+    attempt: Option<AttemptRecord>,
+    outcome: &Outcome,
+    at_ms: i64,
+) -> Result<(Option<LedgerWrite>, JobRecord), LedgerError> {
+    let (old, stored) = match attempt {
+        Some(a) => {
+            let (job, stored) = apply_attempt(cipher, &key, old, a)?;
+            (Some(job), Some(stored))
+        }
+        None => (old, None),
+    };
+    let (write, job) = decide_finish(old, key, outcome, at_ms)?;
+    let write = match (write, stored) {
+        (Some(w), stored) => Some(LedgerWrite {
+            attempt: stored,
+            ..w
+        }),
+        // a delivered job stays delivered, but the attempt is still recorded
+        (None, Some(stored)) => Some(LedgerWrite {
+            job: job.clone(),
+            attempt: Some(stored),
+        }),
+        (None, None) => None,
+    };
+    Ok((write, job))
 }
 
 /// The pure decision of [`Ledger::finish`]: the job settled with `outcome`, except that a job

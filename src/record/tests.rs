@@ -118,3 +118,71 @@ fn cursors_round_trip_keys_with_dots() {
     assert!("nonsense".parse::<Cursor>().is_err());
     assert!("x.job".parse::<Cursor>().is_err());
 }
+
+fn attempt(classification: Classification, reason: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        number: 0,
+        started_at_ms: 50,
+        duration_ms: 7,
+        method: "POST".into(),
+        url: "http://finance.local/vouchers".into(),
+        status: Some(200),
+        classification,
+        reason: reason.map(Into::into),
+        captured: [("voucher_id".to_string(), "V-1".to_string())].into(),
+        payload: None,
+    }
+}
+
+#[test]
+fn an_attempt_and_its_outcome_are_one_write() {
+    let cipher = crate::store::test_sealer();
+    let old = in_state(JobState::InFlight);
+    let delivered = attempt(Classification::Delivered, None);
+    let (write, job) = decide_settle(
+        &cipher,
+        "job_a".into(),
+        Some(old),
+        Some(delivered),
+        &Outcome::Delivered,
+        60,
+    )
+    .unwrap();
+    let write = write.expect("written");
+    assert_eq!(write.job, job);
+    assert_eq!((job.state, job.attempts), (JobState::Delivered, 1));
+    assert_eq!(
+        job.captured.get("voucher_id").map(String::as_str),
+        Some("V-1")
+    );
+    let stored = write.attempt.expect("the attempt is in the same write");
+    assert_eq!(stored.meta.number, 1);
+}
+
+#[test]
+fn a_late_failure_of_a_delivered_job_records_the_attempt_and_keeps_it_delivered() {
+    let cipher = crate::store::test_sealer();
+    let old = in_state(JobState::Delivered);
+    let late = attempt(Classification::Retryable, Some("timeout"));
+    let outcome = Outcome::Retrying {
+        reason: "timeout".into(),
+    };
+    let (write, job) =
+        decide_settle(&cipher, "job_a".into(), Some(old), Some(late), &outcome, 60).unwrap();
+    let write = write.expect("the attempt is still written");
+    assert_eq!(
+        (write.job.state, write.job.attempts),
+        (JobState::Delivered, 1)
+    );
+    assert_eq!(job.state, JobState::Delivered);
+    assert!(write.attempt.is_some());
+    let unknown = decide_settle(
+        &cipher,
+        "job_b".into(),
+        None,
+        Some(attempt(Classification::Delivered, None)),
+        &Outcome::Delivered,
+        60,
+    );
+    assert!(matches!(unknown, Err(LedgerError::UnknownJob { .. })));
+}

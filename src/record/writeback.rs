@@ -104,10 +104,34 @@ impl Ledger {
         kind: WritebackKind,
         render: impl FnOnce(&JobRecord) -> Option<serde_json::Value> + Send + 'static,
     ) -> Result<(JobRecord, bool), LedgerError> {
+        self.settle(key, None, outcome, at_ms, Some((kind, Box::new(render))))
+            .await
+    }
+
+    /// The one settling write: `attempt` (if any) appended as [`Ledger::record_attempt`]
+    /// does, the job settled with `outcome` as [`Ledger::finish`] does, and with `notify` a
+    /// pending notification recorded as [`Ledger::finish_and_notify`] does; all or nothing.
+    /// The deliver stage's path after a send: one commit where there were two. Returns the
+    /// job and whether a notification is now pending.
+    pub async fn settle(
+        &self,
+        key: &str,
+        attempt: Option<AttemptRecord>,
+        outcome: Outcome,
+        at_ms: i64,
+        notify: Option<(WritebackKind, Render)>,
+    ) -> Result<(JobRecord, bool), LedgerError> {
         let k = key.to_string();
         let cipher = self.cipher.clone();
+        let Some((kind, render)) = notify else {
+            let decide: Decision<(JobRecord, bool)> = Box::new(move |old| {
+                let (write, job) = decide_settle(&cipher, k, old, attempt, &outcome, at_ms)?;
+                Ok((write, (job, false)))
+            });
+            return count_failure(self.backend.update(key.into(), decide).await);
+        };
         let decide: WritebackDecision<(JobRecord, bool)> = Box::new(move |old, old_wb| {
-            let (write, job) = decide_finish(old, k, &outcome, at_ms)?;
+            let (write, job) = decide_settle(&cipher, k, old, attempt, &outcome, at_ms)?;
             let message = match old_wb {
                 None if fits(kind, job.state) => render(&job),
                 _ => None,

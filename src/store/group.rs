@@ -12,6 +12,11 @@
 //! encoding failure) may have left half a write behind, so the whole batch is abandoned and
 //! every caller in it gets the error (they retry, as after any store error).
 //!
+//! A caller waits for its answer either on a blocking thread ([`Store::write_grouped`]) or as
+//! an async task ([`Store::write_grouped_async`]): the latter costs no blocking-pool thread
+//! and no hand-off to one, which matters on the delivery path (several ledger writes per
+//! approval).
+//!
 //! The thread holds only a weak handle on the store: when the last [`Store`] handle is
 //! dropped, the channel closes and the thread ends, so the database can be reopened.
 
@@ -31,12 +36,32 @@ type Answer = Result<Box<dyn Any + Send>, StoreError>;
 type Write =
     Box<dyn FnOnce(&WriteTransaction) -> Result<(Box<dyn Any + Send>, bool), StoreError> + Send>;
 
+/// Where the answer of a queued write goes: a caller blocked on a thread, or an async task.
+enum Reply {
+    Blocking(mpsc::SyncSender<Answer>),
+    Async(tokio::sync::oneshot::Sender<Answer>),
+}
+
+impl Reply {
+    /// Hands `answer` over; a caller that went away meanwhile does not care.
+    fn send(self, answer: Answer) {
+        match self {
+            Reply::Blocking(tx) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Async(tx) => {
+                let _ = tx.send(answer);
+            }
+        }
+    }
+}
+
 /// One queued write and where its answer goes. `write` answers its value and whether it
 /// changed anything (a batch that changed nothing is not committed).
 pub(super) struct Job {
     what: &'static str,
     write: Write,
-    reply: mpsc::SyncSender<Answer>,
+    reply: Reply,
 }
 
 /// Whether an error of one write leaves the batch's other writes usable.
@@ -64,6 +89,29 @@ impl Store {
         write: impl FnOnce(&WriteTransaction) -> Result<(R, bool), StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
+        self.queue(what, write, Reply::Blocking(reply))?;
+        unbox(answer.recv().map_err(|_| writer_gone())?)
+    }
+
+    /// [`Store::write_grouped`] for async callers: the task waits for the commit without
+    /// holding a thread (the work runs on the writer thread either way).
+    pub(super) async fn write_grouped_async<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        write: impl FnOnce(&WriteTransaction) -> Result<(R, bool), StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.queue(what, write, Reply::Async(reply))?;
+        unbox(answer.await.map_err(|_| writer_gone())?)
+    }
+
+    /// Queues `write` for the writer thread.
+    fn queue<R: Send + 'static>(
+        &self,
+        what: &'static str,
+        write: impl FnOnce(&WriteTransaction) -> Result<(R, bool), StoreError> + Send + 'static,
+        reply: Reply,
+    ) -> Result<(), StoreError> {
         let job = Job {
             what,
             write: Box::new(move |tx| {
@@ -71,13 +119,7 @@ impl Store {
             }),
             reply,
         };
-        let gone = || StoreError::Db("the store's group-commit writer stopped".into());
-        self.group_writer().send(job).map_err(|_| gone())?;
-        let value = answer.recv().map_err(|_| gone())??;
-        value
-            .downcast::<R>()
-            .map(|r| *r)
-            .map_err(|_| StoreError::Db("group commit answered with the wrong type".into()))
+        self.group_writer().send(job).map_err(|_| writer_gone())
     }
 
     /// The sender of the writer thread, started on first use.
@@ -92,6 +134,18 @@ impl Store {
             tx
         })
     }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Db("the store's group-commit writer stopped".into())
+}
+
+/// The caller's value out of the writer's answer.
+fn unbox<R: 'static>(answer: Answer) -> Result<R, StoreError> {
+    answer?
+        .downcast::<R>()
+        .map(|r| *r)
+        .map_err(|_| StoreError::Db("group commit answered with the wrong type".into()))
 }
 
 fn run(inner: Weak<Inner>, rx: mpsc::Receiver<Job>) {
@@ -112,18 +166,17 @@ fn run(inner: Weak<Inner>, rx: mpsc::Receiver<Job>) {
         // hearing back must be able to open the file again at once.
         drop(store);
         for (reply, answer) in answers {
-            let _ = reply.send(answer);
+            reply.send(answer);
         }
     }
 }
 
 /// Runs the writes of `batch` in one transaction; returns each caller's answer, to be sent
 /// after the commit.
-fn commit_batch(store: &Store, batch: Vec<Job>) -> Vec<(mpsc::SyncSender<Answer>, Answer)> {
+fn commit_batch(store: &Store, batch: Vec<Job>) -> Vec<(Reply, Answer)> {
     let what = batch[0].what;
     let mut answers = Vec::with_capacity(batch.len());
-    let mut done: Vec<(mpsc::SyncSender<Answer>, Box<dyn Any + Send>)> =
-        Vec::with_capacity(batch.len());
+    let mut done: Vec<(Reply, Box<dyn Any + Send>)> = Vec::with_capacity(batch.len());
     let mut pending = batch.into_iter();
     let result = store.with_db(|db| {
         let tx = db.begin_write()?;

@@ -198,7 +198,7 @@ impl Store {
     /// Reads the job `key` and hands it to `decide` inside one write transaction; applies the
     /// write `decide` returns (job, indexes, counters, attempt) and commits, or changes
     /// nothing when it returns `None`. The decision and its effect are therefore atomic.
-    pub fn ledger_update<R: Send + 'static, E: From<StoreError> + Send + 'static>(
+    pub async fn ledger_update<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         key: &str,
         decide: impl FnOnce(Option<JobRecord>) -> Result<(Option<LedgerWrite>, R), E> + Send + 'static,
@@ -206,12 +206,16 @@ impl Store {
         self.ledger_update_in(key, None, |old, _| {
             decide(old).map(|(write, result)| (write, None, result))
         })
+        .await
     }
 
     /// Like [`Store::ledger_update`], with the job's `kind` writeback record read and written
     /// in the same transaction: `decide` gets both and returns the job write and the
     /// writeback record to store (either may be `None`: unchanged).
-    pub fn ledger_update_writeback<R: Send + 'static, E: From<StoreError> + Send + 'static>(
+    pub async fn ledger_update_writeback<
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    >(
         &self,
         key: &str,
         kind: WritebackKind,
@@ -222,13 +226,14 @@ impl Store {
         + Send
         + 'static,
     ) -> Result<R, E> {
-        self.ledger_update_in(key, Some(kind), decide)
+        self.ledger_update_in(key, Some(kind), decide).await
     }
 
     /// The one write of the ledger: the job `key` (and its `kind` writeback record, if any)
     /// handed to `decide` and its writes applied, in a transaction grouped with the other
-    /// ledger and form writes queued meanwhile (one fsync for all; see `group`).
-    fn ledger_update_in<R: Send + 'static, E: From<StoreError> + Send + 'static>(
+    /// ledger and form writes queued meanwhile (one fsync for all; see `group`). The caller's
+    /// task waits for that commit without a blocking thread: the writer thread does the work.
+    async fn ledger_update_in<R: Send + 'static, E: From<StoreError> + Send + 'static>(
         &self,
         key: &str,
         kind: Option<WritebackKind>,
@@ -242,7 +247,7 @@ impl Store {
         let key = key.to_string();
         // The decision's own error travels inside the store's Ok, so the store's fault
         // handling sees only store errors; a decision error writes nothing.
-        self.write_grouped("ledger", move |tx| {
+        self.write_grouped_async("ledger", move |tx| {
             let key = key.as_str();
             let mut w = Writer::open(tx)?;
             let old = w.job(key)?;
@@ -279,7 +284,8 @@ impl Store {
                     .insert((key, kind.as_str()), bytes.as_slice())?;
             }
             Ok((Ok(result), changed))
-        })?
+        })
+        .await?
     }
 
     /// The writeback records of a job (applicant first).
