@@ -189,21 +189,57 @@ fn a_mapping_reading_the_input_as_a_value_gets_the_whole_document() {
 
 #[test]
 fn a_for_each_over_every_row_gives_the_same_on_its_parts() {
-    let rows = "$.form_by_title['费用明细']";
-    let bodies = [
+    let rows = "$.form_by_title['费用明细'].rows_by_title[*]";
+    // (let section, for_each source, what goes between the source and the item, item)
+    let shapes = [
         // the cells `@` paths name, by title and by id
-        format!("[document]\nl = {{ for_each = \"{rows}.rows_by_title[*]\", item = {{ a = \"@['金额'].amount\", t = \"@['费用类型'].options[0].text\" }} }}\n"),
-        format!("[document]\nl = {{ for_each = \"{rows}.rows_by_id.*\", item = {{ x = \"@\" }} }}\n"),
+        (
+            "",
+            rows,
+            "",
+            "a = \"@['金额'].amount\", t = \"@['费用类型'].options[0].text\"",
+        ),
+        (
+            "",
+            "$.form_by_title['费用明细'].rows_by_id.*",
+            "",
+            "x = \"@\"",
+        ),
         // every control by title, reading its rows
-        "[document]\nl = { for_each = \"$.form_by_title[*]\", item = { t = \"@.type\", r = \"@.rows_by_title\" } }\n".to_owned(),
+        (
+            "",
+            "$.form_by_title[*]",
+            "",
+            "t = \"@.type\", r = \"@.rows_by_title\"",
+        ),
         // the element read as a value, or by a `when`
-        format!("[document]\nl = {{ for_each = \"{rows}.rows_by_title[*]\", as = \"r\", item = {{ x = \"=r\" }} }}\n"),
-        format!("[document]\nl = {{ for_each = \"{rows}.rows_by_title[*]\", as = \"r\", when = \"'金额' in r\", item = {{ a = \"@['金额'].amount\" }} }}\n"),
+        ("", rows, "as = \"r\",", "x = \"=r\""),
+        (
+            "",
+            rows,
+            "as = \"r\", when = \"'金额' in r\",",
+            "a = \"@['金额'].amount\"",
+        ),
         // a for_each inside, and an absolute path inside the item
-        format!("[document]\nl = {{ for_each = \"{rows}.rows_by_title[*]\", item = {{ o = {{ for_each = \"@['费用类型'].options[*]\", item = {{ t = \"@.text\" }} }}, n = \"$.sp_no\" }} }}\n"),
+        (
+            "",
+            rows,
+            "",
+            "o = { for_each = \"@['费用类型'].options[*]\", item = { t = \"@.text\" } }, n = \"$.sp_no\"",
+        ),
         // the same rows read two ways
-        format!("[let]\nfirst = \"{rows}.rows_by_title[0]\"\n[document]\nf = \"=first\"\nl = {{ for_each = \"{rows}.rows_by_title[*]\", item = {{ a = \"@['金额'].amount\" }} }}\n"),
+        (
+            "[let]\nfirst = \"$.form_by_title['费用明细'].rows_by_title[0]\"\n",
+            rows,
+            "",
+            "a = \"@['金额'].amount\", f = \"=first\"",
+        ),
     ];
+    let bodies = shapes.map(|(lets, source, extra, item)| {
+        format!(
+            "{lets}[document]\nl = {{ for_each = \"{source}\", {extra} item = {{ {item} }} }}\n"
+        )
+    });
     let approvals = approvals();
     for body in &bodies {
         let m = mapping(body);
