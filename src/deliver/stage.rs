@@ -403,7 +403,7 @@ impl<B: Broker> DeliverStage<B> {
             );
             return self.dead(&job, reason, "unknown_mapping").await;
         };
-        let input = job.input.to_value();
+        let input = mapping.compiled.input_value(&job.input);
         let (business_key, document) = match mapping.compiled.run_with_key(&input) {
             Ok(v) => v,
             Err(refusal) => return self.refused(&job, &refusal).await,

@@ -13,6 +13,7 @@ use jiff::tz::TimeZone;
 use serde_json::Value;
 
 use super::{CompiledMapping, run};
+use crate::wecom::approval::ApprovalInstance;
 
 /// Turns a sample into the mapping input: a raw `getapprovaldetail` response (or its `info`)
 /// is normalised in `tz`; anything else is taken as already normalised.
@@ -21,6 +22,19 @@ use super::{CompiledMapping, run};
 ///
 /// The normalisation error, or a WeCom error response, as text.
 pub fn prepare_input(raw: &Value, tz: &TimeZone) -> Result<Value, String> {
+    Ok(match sample_instance(raw, tz)? {
+        Some(instance) => instance.to_document(),
+        None => raw.clone(),
+    })
+}
+
+/// The normalised approval of a sample that is a raw `getapprovaldetail` response (or its
+/// `info`); `None` for any other sample (taken as already normalised by [`prepare_input`]).
+///
+/// # Errors
+///
+/// The normalisation error, or a WeCom error response, as text.
+pub fn sample_instance(raw: &Value, tz: &TimeZone) -> Result<Option<ApprovalInstance>, String> {
     let info = match raw.get("info") {
         Some(info) if raw.get("errcode").is_some() || info.get("apply_data").is_some() => {
             if let Some(code) = raw
@@ -35,10 +49,10 @@ pub fn prepare_input(raw: &Value, tz: &TimeZone) -> Result<Value, String> {
             info
         }
         _ if raw.get("apply_data").is_some() && raw.get("sp_no").is_some() => raw,
-        _ => return Ok(raw.clone()),
+        _ => return Ok(None),
     };
     crate::wecom::approval::normalise(info, tz)
-        .map(|i| i.to_document())
+        .map(Some)
         .map_err(|e| format!("cannot normalise the approval detail: {e}"))
 }
 
@@ -48,10 +62,27 @@ pub fn prepare_input(raw: &Value, tz: &TimeZone) -> Result<Value, String> {
 ///
 /// Unreadable file, invalid JSON, or a failed normalisation, as text naming the file.
 pub fn read_input(path: &Path, tz: &TimeZone) -> Result<Value, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let raw: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let raw = read_json(path)?;
     prepare_input(&raw, tz).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Reads an input file as `m` reads it in the deliver stage: an approval with only the parts
+/// the mapping reads ([`CompiledMapping::approval_input`]), anything else as it is.
+///
+/// # Errors
+///
+/// As [`read_input`].
+pub fn read_input_for(m: &CompiledMapping, path: &Path, tz: &TimeZone) -> Result<Value, String> {
+    let raw = read_json(path)?;
+    match sample_instance(&raw, tz).map_err(|e| format!("{}: {e}", path.display()))? {
+        Some(instance) => Ok(m.approval_input(&instance)),
+        None => Ok(raw),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))
 }
 
 /// One case's outcome.
@@ -92,7 +123,8 @@ pub fn inputs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs every case of `dir` against `m`.
+/// Runs every case of `dir` against `m`, on the input as the deliver stage builds it
+/// ([`read_input_for`]).
 ///
 /// # Errors
 ///
@@ -107,7 +139,7 @@ pub fn run_cases(
         let base = input.with_extension("");
         let expected_doc = base.with_extension("expected.json");
         let expected_refusal = base.with_extension("refused");
-        let failure = match read_input(&input, tz) {
+        let failure = match read_input_for(m, &input, tz) {
             Err(e) => Some(e),
             Ok(value) => {
                 let actual = run(m, &value);

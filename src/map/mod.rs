@@ -15,6 +15,7 @@ mod eval;
 pub mod expr;
 pub mod funcs;
 pub mod input;
+mod parts;
 pub mod shape;
 pub mod spec;
 pub mod tables;
@@ -99,6 +100,8 @@ pub struct CompiledMapping {
     match_pos: (usize, usize),
     /// `[writeback]`: the notifications to send when a job is delivered or parked.
     writeback: Option<Arc<crate::writeback::spec::WritebackSpec>>,
+    /// The parts of an approval document the mapping can read (`parts.rs`).
+    input_parts: crate::wecom::approval::DocumentParts,
 }
 
 impl std::fmt::Debug for CompiledMapping {
@@ -251,7 +254,7 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
             message: format!("internal: {e}"),
         }]
     })?;
-    Ok(CompiledMapping {
+    let mut m = CompiledMapping {
         name: src.name.to_owned(),
         file: src.file.to_path_buf(),
         root,
@@ -269,7 +272,10 @@ pub fn compile(src: &MappingSource<'_>) -> Result<CompiledMapping, Vec<Diagnosti
         lets_read_input: c.var_roots.contains("input"),
         asserts_read_doc: c.var_roots.contains("doc") || c.cel_vars.contains("doc"),
         cel_vars: c.cel_vars,
-    })
+        input_parts: crate::wecom::approval::DocumentParts::All,
+    };
+    m.input_parts = parts::input_parts(&m);
+    Ok(m)
 }
 
 fn default_key(src: &MappingSource<'_>) -> Leaf {

@@ -44,6 +44,12 @@ pub struct PathLeaf {
     /// (`$.form_by_title['金额'].amount`, `@.options[0].text`): read by walking the value,
     /// without building the node list a general query needs. `None` for any other path.
     pub steps: Option<Vec<Step>>,
+    /// The member names the path starts with (see [`leading_steps`]; up to the first index):
+    /// everything it can select lies below them.
+    pub prefix: Vec<String>,
+    /// The path is its member names then `[*]` or `.*`: it selects every member or element of
+    /// one value (a `for_each` over table rows).
+    pub each: bool,
 }
 
 /// One step of a plain path (see [`PathLeaf::steps`]).
@@ -58,11 +64,21 @@ pub enum Step {
 impl PathLeaf {
     /// A path leaf for `path`, parsed from `text` (with `@` already rewritten to `$`).
     pub fn new(path: JsonPath, text: &str, relative: bool, singular: bool) -> PathLeaf {
+        let (names, rest) = leading_steps(text);
         PathLeaf {
             path,
             relative,
             singular,
             steps: if singular { plain_steps(text) } else { None },
+            prefix: names
+                .iter()
+                .map_while(|s| match s {
+                    Step::Name(n) => Some(n.clone()),
+                    Step::Index(_) => None,
+                })
+                .collect(),
+            each: (rest == "[*]" || rest == ".*")
+                && names.iter().all(|s| matches!(s, Step::Name(_))),
         }
     }
 
@@ -82,48 +98,60 @@ impl PathLeaf {
 /// steps; `None` for anything else (which then goes through the general query). The text has
 /// already been accepted by [`JsonPath::parse`], so this only has to be conservative.
 pub fn plain_steps(text: &str) -> Option<Vec<Step>> {
-    let mut rest = text.strip_prefix('$')?;
+    let (steps, rest) = leading_steps(text);
+    rest.is_empty().then_some(steps)
+}
+
+/// The plain steps (as in [`plain_steps`]) a path starts with, and the text after them:
+/// `$.form_by_title['明细'].rows_by_title[*]` starts with `form_by_title`, `明细`,
+/// `rows_by_title`, then `[*]`. Whatever the path selects lies below them.
+pub fn leading_steps(text: &str) -> (Vec<Step>, &str) {
     let mut steps = Vec::new();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let name = &r[..end];
-            let mut chars = name.chars();
-            let first = chars.next()?;
-            let name_char = |c: char| c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii();
-            if first.is_ascii_digit() || !name_char(first) || !chars.all(name_char) {
-                return None;
-            }
-            steps.push(Step::Name(name.to_owned()));
-            rest = &r[end..];
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let (step, len) = match r.chars().next()? {
-                q @ ('\'' | '"') => {
-                    let body = &r[1..];
-                    let close = body.find(q)?;
-                    let name = &body[..close];
-                    if name.contains('\\') {
-                        return None;
-                    }
-                    (Step::Name(name.to_owned()), 1 + close + 1)
-                }
-                c if c.is_ascii_digit() => {
-                    let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-                    let digits = &r[..end];
-                    if digits.len() > 1 && digits.starts_with('0') {
-                        return None;
-                    }
-                    (Step::Index(digits.parse().ok()?), end)
-                }
-                _ => return None,
-            };
-            rest = r[len..].strip_prefix(']')?;
-            steps.push(step);
-        } else {
+    let Some(mut rest) = text.strip_prefix('$') else {
+        return (steps, text);
+    };
+    while let Some((step, r)) = plain_step(rest) {
+        steps.push(step);
+        rest = r;
+    }
+    (steps, rest)
+}
+
+/// The plain step `text` starts with and the text after it.
+fn plain_step(text: &str) -> Option<(Step, &str)> {
+    if let Some(r) = text.strip_prefix('.') {
+        let end = r.find(['.', '[']).unwrap_or(r.len());
+        let name = &r[..end];
+        let mut chars = name.chars();
+        let first = chars.next()?;
+        let name_char = |c: char| c == '_' || c.is_ascii_alphanumeric() || !c.is_ascii();
+        if first.is_ascii_digit() || !name_char(first) || !chars.all(name_char) {
             return None;
         }
+        return Some((Step::Name(name.to_owned()), &r[end..]));
     }
-    Some(steps)
+    let r = text.strip_prefix('[')?;
+    let (step, len) = match r.chars().next()? {
+        q @ ('\'' | '"') => {
+            let body = &r[1..];
+            let close = body.find(q)?;
+            let name = &body[..close];
+            if name.contains('\\') {
+                return None;
+            }
+            (Step::Name(name.to_owned()), 1 + close + 1)
+        }
+        c if c.is_ascii_digit() => {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            let digits = &r[..end];
+            if digits.len() > 1 && digits.starts_with('0') {
+                return None;
+            }
+            (Step::Index(digits.parse().ok()?), end)
+        }
+        _ => return None,
+    };
+    Some((step, r[len..].strip_prefix(']')?))
 }
 
 /// One piece of a `${…}` template.

@@ -56,6 +56,7 @@ mod scalars;
 mod tests;
 mod types;
 
+pub use document::DocumentParts;
 pub use normalise::normalise;
 pub use types::{
     Applicant, ApprovalInstance, ApprovalNode, Approver, AttendancePeriod, Comment, ContactDept,
