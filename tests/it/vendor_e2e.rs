@@ -29,9 +29,7 @@ fn catalog_from_template(
     connector: &str,
     edits: &[(&str, &str)],
 ) -> String {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("templates")
-        .join(name);
+    let template = repo().join("templates").join(name);
     copy_dir(&template.join("mappings"), &dir.join("mappings"));
     copy_dir(&template.join("connectors"), &dir.join("connectors"));
     for (file, value) in [
@@ -49,24 +47,7 @@ fn catalog_from_template(
     }
     text.push_str("\n[retry]\nschedule_secs = [1, 2]\nmax_attempts = 3\n");
     std::fs::write(&path, text).unwrap();
-    format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        dir.join("mappings").display(),
-        dir.join("connectors").display()
-    )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
+    catalog_section(&dir.join("mappings"), &dir.join("connectors"))
 }
 
 /// A bridge for app `app` with `catalog` on `broker`, its WeCom stand-in, and the callback URL.

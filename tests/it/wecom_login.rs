@@ -16,40 +16,18 @@ const VIEWER_TOKEN: &str = "viewer-token-wecom-login-31f0";
 /// A bridge whose console signs in WeCom members `zhangsan` (operator) and `wangwu`
 /// (viewer) through `wecom`.
 async fn bridge_with_wecom_login(wecom: &FakeWeCom) -> TestBridge {
-    wecom.add_credentials(CORP_ID, APP_SECRET);
     let extra = format!(
-        r#"
-[reconcile]
-enabled = false
-[wecom]
-api_base_url = "{api}"
-[console.wecom_login]
-app = "login"
-authorize_url = "{authorize}"
-sso_url = "{sso}"
-[[console.wecom_users]]
-user_id = "zhangsan"
-role = "operator"
-[[console.wecom_users]]
+        r#"[[console.wecom_users]]
 user_id = "wangwu"
 role = "viewer"
 [[admin.users]]
 name = "vera"
 token = "{VIEWER_TOKEN}"
 role = "viewer"
-"#,
-        api = wecom.base_url(),
-        authorize = wecom.authorize_url(),
-        sso = wecom.sso_login_url(),
+"#
     );
-    TestBridge::start_edited(&[TestApp::new("login")], |_, toml| {
-        let toml = toml.replace(
-            "[apps.login]\n",
-            &format!("[apps.login]\nsecret = \"{APP_SECRET}\"\nagent_id = 1000002\n"),
-        );
-        format!("{toml}\n{extra}")
-    })
-    .await
+    let pages = (wecom.authorize_url(), wecom.sso_login_url());
+    start_with_wecom_login(wecom, ("login", APP_SECRET), pages, &extra).await
 }
 
 /// A browser: follows nothing by itself, keeps the bridge's cookies (and sends them only to
