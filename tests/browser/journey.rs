@@ -66,15 +66,8 @@ fn catalog(dir: &Path, finance: &FinanceStandIn, oauth: &OAuthStandIn) -> String
 
 /// The ledger's jobs of `sp` through the admin API (as the operator).
 async fn jobs_of(admin: std::net::SocketAddr, sp: &str) -> Vec<Value> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("http://{admin}/admin/deliveries?sp_no={sp}"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{admin}/admin/deliveries?sp_no={sp}");
+    let v: Value = serde_json::from_str(&get_as(&url, OPERATOR_TOKEN).await.1).unwrap();
     v["jobs"].as_array().cloned().unwrap_or_default()
 }
 

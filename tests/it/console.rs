@@ -58,12 +58,6 @@ async fn as_user(token: &str, method: Method, base: &str, path: &str) -> reqwest
         .unwrap()
 }
 
-async fn audit_rows(admin: std::net::SocketAddr) -> Vec<serde_json::Value> {
-    let base = format!("http://{admin}");
-    let r = as_user(VIEWER_TOKEN, Method::GET, &base, "/admin/audit?limit=1000").await;
-    json_lines(&r.text().await.unwrap())
-}
-
 /// Asserts that `rows` hold, for each `(who, action, result)`, an audit row of `who` doing
 /// `action` via `via` whose result starts with `result`.
 fn assert_audited(rows: &[serde_json::Value], via: &str, expected: &[(&str, &str, &str)]) {
@@ -142,7 +136,7 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["redriven"], 1);
 
-    let rows = audit_rows(t.admin).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert_audited(
         &rows,
         "api",
@@ -379,7 +373,7 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
     assert_eq!(v.replay(&form).await.status(), StatusCode::FORBIDDEN);
 
     // everything is in the audit log, on its page too
-    let rows = audit_rows(t.admin).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert_audited(
         &rows,
         "console",

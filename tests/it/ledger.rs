@@ -737,17 +737,10 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
     .await
     .unwrap();
     assert_eq!(second["jobs"][0]["key"], "job_dead_1");
-    let bad = reqwest::get(format!("http://{admin}/admin/deliveries?state=nope"))
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    let bad = get(&format!("http://{admin}/admin/deliveries?state=nope")).await;
+    assert_eq!(bad.0, 400);
 
-    let detail = reqwest::get(format!("http://{admin}/admin/deliveries/job_dead_1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, detail) = get(&format!("http://{admin}/admin/deliveries/job_dead_1")).await;
     assert!(
         detail.contains("E1001") && !detail.contains("body-dead"),
         "bodies only on request: {detail}"

@@ -130,19 +130,6 @@ fn param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
-async fn audit_rows(t: &TestBridge) -> Vec<serde_json::Value> {
-    let text = reqwest::Client::new()
-        .get(format!("http://{}/admin/audit?limit=1000", t.admin))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    json_lines(&text)
-}
-
 fn audited(rows: &[serde_json::Value], who: &str, result: &str) -> bool {
     rows.iter().any(|r| {
         r["who"] == who
@@ -208,7 +195,7 @@ async fn members_sign_in_with_wecom_by_qr_code_and_inside_the_wecom_client() {
         "{html}"
     );
 
-    let rows = audit_rows(&t).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert!(audited(&rows, "wecom:zhangsan", "ok"), "{rows:#?}");
     assert!(audited(&rows, "wecom:wangwu", "ok"), "{rows:#?}");
     assert_eq!(wecom.calls("auth/getuserinfo"), 2);
@@ -275,7 +262,7 @@ async fn wecom_sign_in_refuses_unknown_members_foreign_states_and_reused_codes()
     assert_eq!(d.get(&back).await.status(), StatusCode::FORBIDDEN);
     assert!(!d.has_cookie("wb_session"));
 
-    let rows = audit_rows(&t).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     for (who, result) in [
         ("wecom:lisi", "refused: WeCom user lisi is not allowed"),
         ("unknown", "refused: the sign-in's state does not match"),

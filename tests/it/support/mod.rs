@@ -4,11 +4,13 @@
 
 mod brokers;
 mod catalog;
+mod connectors;
+mod console;
 mod process;
 
-pub use brokers::*;
-pub use catalog::*;
-pub use process::*;
+// The `browser` and `faults` binaries include this module too and use only part of it.
+#[allow(unused_imports)]
+pub use {brokers::*, catalog::*, connectors::*, console::*, process::*};
 
 use std::net::SocketAddr;
 
@@ -175,16 +177,8 @@ impl TestBridge {
         } else {
             "&limit=100000"
         };
-        let text = reqwest::get(format!(
-            "http://{}/admin/events?x=1{limit}{extra}",
-            self.admin
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-        json_lines(&text)
+        let url = format!("http://{}/admin/events?x=1{limit}{extra}", self.admin);
+        json_lines(&get(&url).await.1)
     }
 
     pub async fn stop(mut self) -> TempDir {
