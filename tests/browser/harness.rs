@@ -190,10 +190,10 @@ pub async fn text_of(c: &Client, css: &str) -> String {
 /// The `[[admin.users]]` of the browser tests: `vera` with [`VIEWER_TOKEN`], `otto` with
 /// [`OPERATOR_TOKEN`].
 pub fn users_section() -> String {
-    format!(
-        "[[admin.users]]\nname = \"vera\"\ntoken = \"{VIEWER_TOKEN}\"\nrole = \"viewer\"\n\
-         [[admin.users]]\nname = \"otto\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n"
-    )
+    admin_users(&[
+        ("vera", VIEWER_TOKEN, "viewer"),
+        ("otto", OPERATOR_TOKEN, "operator"),
+    ])
 }
 
 /// Signs out and waits for the sign-in page.

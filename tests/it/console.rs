@@ -13,19 +13,11 @@ pub const OPERATOR_TOKEN: &str = "operator-token-9d24a3c1";
 
 /// `[[admin.users]]` with a viewer `vera` and an operator `otto`, plus a RabbitMQ section.
 pub fn users_and_rabbit(prefix: &str) -> String {
-    format!(
-        r#"
-[[admin.users]]
-name = "vera"
-token = "{VIEWER_TOKEN}"
-role = "viewer"
-[[admin.users]]
-name = "otto"
-token = "{OPERATOR_TOKEN}"
-role = "operator"
-{}"#,
-        rabbit_section(prefix)
-    )
+    let users = admin_users(&[
+        ("vera", VIEWER_TOKEN, "viewer"),
+        ("otto", OPERATOR_TOKEN, "operator"),
+    ]);
+    format!("{users}{}", rabbit_section(prefix))
 }
 
 const PARKED_REASON: &str = "erp said: cost center 6602 closed";

@@ -11,24 +11,12 @@ const OPERATOR: &str = "roles-operator-token-0f8e";
 const ADMIN: &str = "roles-admin-token-a71b";
 
 async fn bridge_with_three_roles() -> TestBridge {
-    let users = format!(
-        r#"
-[reconcile]
-enabled = false
-[[admin.users]]
-name = "vera"
-token = "{VIEWER}"
-role = "viewer"
-[[admin.users]]
-name = "otto"
-token = "{OPERATOR}"
-role = "operator"
-[[admin.users]]
-name = "ada"
-token = "{ADMIN}"
-role = "admin"
-"#
-    );
+    let users = admin_users(&[
+        ("vera", VIEWER, "viewer"),
+        ("otto", OPERATOR, "operator"),
+        ("ada", ADMIN, "admin"),
+    ]);
+    let users = format!("[reconcile]\nenabled = false\n{users}");
     TestBridge::start_with(&[TestApp::new("roles")], &users).await
 }
 

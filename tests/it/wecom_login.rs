@@ -17,14 +17,8 @@ const VIEWER_TOKEN: &str = "viewer-token-wecom-login-31f0";
 /// (viewer) through `wecom`.
 async fn bridge_with_wecom_login(wecom: &FakeWeCom) -> TestBridge {
     let extra = format!(
-        r#"[[console.wecom_users]]
-user_id = "wangwu"
-role = "viewer"
-[[admin.users]]
-name = "vera"
-token = "{VIEWER_TOKEN}"
-role = "viewer"
-"#
+        "[[console.wecom_users]]\nuser_id = \"wangwu\"\nrole = \"viewer\"\n{}",
+        admin_users(&[("vera", VIEWER_TOKEN, "viewer")])
     );
     let pages = (wecom.authorize_url(), wecom.sso_login_url());
     start_with_wecom_login(wecom, ("login", APP_SECRET), pages, &extra).await

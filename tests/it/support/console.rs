@@ -5,18 +5,21 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::json_lines;
+use super::{answer, json_lines};
+
+/// `[[admin.users]]` sections, one per `(name, token, role)`.
+pub fn admin_users(users: &[(&str, &str, &str)]) -> String {
+    users
+        .iter()
+        .map(|(name, token, role)| {
+            format!("[[admin.users]]\nname = \"{name}\"\ntoken = \"{token}\"\nrole = \"{role}\"\n")
+        })
+        .collect()
+}
 
 /// GETs `url` with `token` as the bearer; returns (status, body).
 pub async fn get_as(url: &str, token: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
+    answer(reqwest::Client::new().get(url).bearer_auth(token)).await
 }
 
 /// The newest `limit` rows of the audit log of the bridge at `admin`, read as `token`.

@@ -236,16 +236,21 @@ role = "operator"
     .await
 }
 
-/// Posts a callback; returns (status, body).
-pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}?{query}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+/// Sends `req`; returns (status, body).
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap())
+}
+
+/// Posts a callback; returns (status, body).
+pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    answer(
+        reqwest::Client::new()
+            .post(format!("{url}?{query}"))
+            .body(body),
+    )
+    .await
 }
 
 /// POSTs to `url` without a body and answers the JSON it gets back.
@@ -256,9 +261,7 @@ pub async fn post_json(url: &str) -> Value {
 
 /// Gets a URL; returns (status, body).
 pub async fn get(url: &str) -> (u16, String) {
-    let resp = reqwest::get(url).await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
+    answer(reqwest::Client::new().get(url)).await
 }
 
 /// Signs and encrypts `xml` for `app` with a fresh timestamp and nonce.
