@@ -16,37 +16,31 @@ async fn operator_fixture(dir: &std::path::Path) -> PathBuf {
     std::fs::write(&config, config_toml(dir, &[TestApp::new("ledger_cli")])).unwrap();
     let l = Ledger::embedded(Store::open(&dir.join("bridge.redb"), test_sealer()).unwrap());
     let now = now() * 1000;
-    l.begin(start("job_dead_1", "202506050012", "finance", now - 2_000))
-        .await
-        .unwrap();
-    l.record_attempt(
-        "job_dead_1",
-        attempt(Classification::Permanent, now - 1_999, "body-dead"),
-    )
-    .await
-    .unwrap();
-    l.finish(
-        "job_dead_1",
-        Outcome::Dead {
-            reason: "body code E1001: invalid account".into(),
-        },
-        now - 1_990,
-    )
-    .await
-    .unwrap();
-    l.begin(start("job_ok_1", "202506050012", "erp", now - 1_000))
-        .await
-        .unwrap();
-    l.record_attempt(
-        "job_ok_1",
-        attempt(Classification::Delivered, now - 999, "body-ok"),
-    )
-    .await
-    .unwrap();
-    l.finish("job_ok_1", Outcome::Delivered, now - 990)
-        .await
-        .unwrap();
+    let dead = Outcome::Dead {
+        reason: "body code E1001: invalid account".into(),
+    };
+    let failed = (Classification::Permanent, "body-dead", dead);
+    one_attempt_job(&l, ("job_dead_1", "finance"), now - 2_000, failed).await;
+    let delivered = (Classification::Delivered, "body-ok", Outcome::Delivered);
+    one_attempt_job(&l, ("job_ok_1", "erp"), now - 1_000, delivered).await;
     config
+}
+
+/// Job `key` of SpNo 202506050012 for `connector`, begun at `at`: one attempt 1 ms later
+/// classified `class` (its bodies marked `body`), finished 10 ms after that as `outcome`.
+async fn one_attempt_job(
+    l: &Ledger,
+    (key, connector): (&str, &str),
+    at: i64,
+    (class, body, outcome): (Classification, &str, Outcome),
+) {
+    l.begin(start(key, "202506050012", connector, at))
+        .await
+        .unwrap();
+    l.record_attempt(key, attempt(class, at + 1, body))
+        .await
+        .unwrap();
+    l.finish(key, outcome, at + 10).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
