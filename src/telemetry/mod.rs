@@ -40,3 +40,18 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 /// Messages handled by a queue stage, by `stage` and `outcome` (`approved`, `retry`,
 /// `dead_letter`, `undecodable`, …). Counted only in `stage::run`.
 pub const STAGE_MESSAGES: &str = "wecom_bridge_stage_messages_total";
+
+/// The samples of metric `name` in Prometheus text `text` that carry label `label`: that
+/// label's value and the sample's value (as text), in the order they appear.
+pub fn samples_by_label<'a>(text: &'a str, name: &str, label: &str) -> Vec<(String, &'a str)> {
+    let prefix = format!("{name}{{");
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter_map(|line| {
+            let (labels, value) = line.strip_prefix(&prefix)?.rsplit_once("} ")?;
+            let (_, after) = labels.split_once(&key)?;
+            let (v, _) = after.split_once('"')?;
+            Some((v.to_string(), value.trim()))
+        })
+        .collect()
+}

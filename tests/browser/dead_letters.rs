@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
 use serde_json::json;
 use wecom_bridge::broker::Delivery;
 
@@ -14,11 +13,7 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     let prefix = format!("wbbrowse-{:08x}", rand::random::<u32>());
-    let extra = format!(
-        "[[admin.users]]\nname = \"vera\"\ntoken = \"{VIEWER_TOKEN}\"\nrole = \"viewer\"\n\
-         [[admin.users]]\nname = \"otto\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n{}",
-        rabbit_section(&prefix)
-    );
+    let extra = format!("{}{}", users_section(), rabbit_section(&prefix));
     let app = TestApp::new("browser");
     let t = TestBridge::start_with(std::slice::from_ref(&app), &extra).await;
     // one journaled callback, for the events page
@@ -89,13 +84,7 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
     click(&c, "#dead-letters button.replay").await;
     wait_for(&c, "#confirm-replay").await;
     shot(&c, "replay-confirm").await;
-    click(&c, "#confirm-replay").await;
-    wait_for(&c, "#replay-result").await;
-    assert!(
-        text_of(&c, "#replay-result")
-            .await
-            .contains("Replayed 1 message(s)")
-    );
+    confirm_replay(&c, "Replayed 1 message(s)").await;
     assert!(
         text_of(&c, "#dead-letters")
             .await
@@ -116,57 +105,27 @@ async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
         .dead_letter("erp said: still closed")
         .await
         .unwrap();
-    click(&c, "#sign-out").await;
-    wait_for(&c, "#sign-in").await;
+    sign_out(&c).await;
 
     // the viewer finds no replay button; the API refuses a forged attempt
     sign_in(&c, admin, VIEWER_TOKEN).await;
     goto(&c, admin, &dead_letters).await;
     assert!(text_of(&c, "#dead-letters").await.contains("evt_browser1"));
-    assert!(
-        c.find_all(Locator::Css("button.replay"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "no replay button for a viewer"
-    );
-    assert!(
-        c.find_all(Locator::Css("#replay-all"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_absent(&c, "button.replay", "no replay button for a viewer").await;
+    assert_absent(&c, "#replay-all", "no replay-all button for a viewer").await;
     shot(&c, "dead-letters-viewer").await;
-    let status = c
-        .execute_async(
-            "const done = arguments[arguments.length - 1];
-             const csrf = document.querySelector('input[name=csrf]').value;
-             const body = new URLSearchParams({csrf, queue: arguments[0], ids: 'evt_browser1', confirm: 'yes'});
-             fetch('/console/dead-letters/replay', {method: 'POST', body}).then(r => done(r.status), e => done(String(e)));",
-            vec![json!(queue)],
-        )
-        .await
-        .unwrap();
+    let csrf = csrf_of(&c).await;
+    let status = post_from_page(
+        &c,
+        "/console/dead-letters/replay",
+        json!({"csrf": csrf, "queue": queue, "ids": "evt_browser1", "confirm": "yes"}),
+    )
+    .await;
     assert_eq!(status, json!(403), "the console refuses a viewer's replay");
-    let api = reqwest::Client::new()
-        .post(format!(
-            "http://{admin}/admin/replay?queue={queue}&all=true"
-        ))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 403, "the admin API refuses a viewer's replay");
+    api_refuses_viewer_replay(admin, queue).await;
 
     // the audit log holds the replay and the refused attempts
-    goto(&c, admin, "/console/audit").await;
-    let audit = text_of(&c, "#audit").await;
-    assert!(audit.contains("ok: 1 replayed"), "{audit}");
-    assert!(
-        audit.contains("refused: missing or wrong CSRF token"),
-        "{audit}"
-    );
-    assert!(audit.contains("refused: role viewer"), "{audit}");
+    audit_holds_replay_and_refusals(&c, admin).await;
     shot(&c, "audit").await;
 
     c.close().await.unwrap();

@@ -186,3 +186,87 @@ pub async fn text_of(c: &Client, css: &str) -> String {
         .await
         .unwrap()
 }
+
+/// The `[[admin.users]]` of the browser tests: `vera` with [`VIEWER_TOKEN`], `otto` with
+/// [`OPERATOR_TOKEN`].
+pub fn users_section() -> String {
+    admin_users(&[
+        ("vera", VIEWER_TOKEN, "viewer"),
+        ("otto", OPERATOR_TOKEN, "operator"),
+    ])
+}
+
+/// Signs out and waits for the sign-in page.
+pub async fn sign_out(c: &Client) {
+    click(c, "#sign-out").await;
+    wait_for(c, "#sign-in").await;
+}
+
+/// Asserts the page has no element `css` (`why` says what that means).
+pub async fn assert_absent(c: &Client, css: &str, why: &str) {
+    let found = c.find_all(Locator::Css(css)).await.unwrap();
+    assert!(found.is_empty(), "{why}: {} × {css}", found.len());
+}
+
+/// Confirms the replay the page asks about and checks that its result says `done`.
+pub async fn confirm_replay(c: &Client, done: &str) {
+    click(c, "#confirm-replay").await;
+    wait_for(c, "#replay-result").await;
+    let result = text_of(c, "#replay-result").await;
+    assert!(result.contains(done), "the result is on the page: {result}");
+}
+
+/// The page's CSRF token (of its first form).
+pub async fn csrf_of(c: &Client) -> String {
+    let csrf = c
+        .execute(
+            "return document.querySelector('input[name=csrf]').value;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    csrf.as_str().unwrap().to_string()
+}
+
+/// Posts `fields` as a form from the page (with the page's cookies); returns the status.
+pub async fn post_from_page(
+    c: &Client,
+    path: &str,
+    fields: serde_json::Value,
+) -> serde_json::Value {
+    c.execute_async(
+        "const done = arguments[arguments.length - 1];
+         fetch(arguments[0], {method: 'POST', body: new URLSearchParams(arguments[1])})
+           .then(r => done(r.status), e => done(String(e)));",
+        vec![json!(path), fields],
+    )
+    .await
+    .unwrap()
+}
+
+/// Asserts that the admin API at `admin` refuses the viewer's "replay all of `queue`" (403).
+pub async fn api_refuses_viewer_replay(admin: SocketAddr, queue: &str) {
+    let api = reqwest::Client::new()
+        .post(format!(
+            "http://{admin}/admin/replay?queue={queue}&all=true"
+        ))
+        .bearer_auth(VIEWER_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 403, "the admin API refuses a viewer's replay");
+}
+
+/// Opens the audit log and asserts that it holds one replay and the refused attempts (a
+/// POST without the CSRF token, one by a viewer); answers the log's text.
+pub async fn audit_holds_replay_and_refusals(c: &Client, admin: SocketAddr) -> String {
+    goto(c, admin, "/console/audit").await;
+    let audit = text_of(c, "#audit").await;
+    assert!(audit.contains("ok: 1 replayed"), "{audit}");
+    assert!(
+        audit.contains("refused: missing or wrong CSRF token"),
+        "{audit}"
+    );
+    assert!(audit.contains("refused: role viewer"), "{audit}");
+    audit
+}

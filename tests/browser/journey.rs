@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 use serde_json::{Value, json};
 use wecom_bridge::standins::finance::FinanceStandIn;
 use wecom_bridge::standins::oauth::OAuthStandIn;
@@ -36,63 +36,38 @@ fn detail(sp_no: &str, status: u32) -> Value {
 /// The shipped expense mapping and finance connector in `dir`, pointed at the stand-ins,
 /// with two attempts a job (1 s apart) so an outage parks it quickly; the `[catalog]` section.
 fn catalog(dir: &Path, finance: &FinanceStandIn, oauth: &OAuthStandIn) -> String {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (m, c) = (dir.join("shipped-mappings"), dir.join("shipped-connectors"));
-    std::fs::create_dir_all(m.join("tables")).unwrap();
-    std::fs::create_dir_all(&c).unwrap();
+    copy_dir(&repo().join("mappings/tables"), &m.join("tables"));
+    copy_dir(
+        &repo().join("mappings/expense-voucher.cases"),
+        &m.join("expense-voucher.cases"),
+    );
     std::fs::copy(
-        repo.join("mappings/expense-voucher.toml"),
+        repo().join("mappings/expense-voucher.toml"),
         m.join("expense-voucher.toml"),
     )
     .unwrap();
-    let cases = m.join("expense-voucher.cases");
-    std::fs::create_dir_all(&cases).unwrap();
-    for entry in std::fs::read_dir(repo.join("mappings/expense-voucher.cases")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), cases.join(entry.file_name())).unwrap();
-    }
-    for entry in std::fs::read_dir(repo.join("mappings/tables")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), m.join("tables").join(entry.file_name())).unwrap();
-    }
-    let secret = dir.join("client_secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
-    let mut text = std::fs::read_to_string(repo.join("connectors/finance.toml")).unwrap();
-    for (from, to) in [
-        ("env:FINANCE_VOUCHER_URL", finance.vouchers_url()),
-        ("env:FINANCE_TOKEN_URL", oauth.token_url()),
-        (
-            "env:FINANCE_CLIENT_SECRET",
-            format!("file:{}", secret.display()),
-        ),
-        (
-            "schedule_secs = [5, 30, 120, 600, 3600]",
-            "schedule_secs = [1]".into(),
-        ),
-        ("max_attempts = 8", "max_attempts = 2".into()),
-    ] {
-        assert!(text.contains(from), "finance.toml has no `{from}`");
-        text = text.replace(from, &to);
-    }
+    std::fs::create_dir_all(&c).unwrap();
+    let secret = secret_file(dir, "client", CLIENT_SECRET);
+    let text = edited(
+        &shipped_finance(finance, oauth, &secret),
+        &[
+            (
+                "schedule_secs = [5, 30, 120, 600, 3600]",
+                "schedule_secs = [1]",
+            ),
+            ("max_attempts = 8", "max_attempts = 2"),
+        ],
+        "finance.toml",
+    );
     std::fs::write(c.join("finance.toml"), text).unwrap();
-    format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
-    )
+    catalog_section(&m, &c)
 }
 
 /// The ledger's jobs of `sp` through the admin API (as the operator).
 async fn jobs_of(admin: std::net::SocketAddr, sp: &str) -> Vec<Value> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("http://{admin}/admin/deliveries?sp_no={sp}"))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("http://{admin}/admin/deliveries?sp_no={sp}");
+    let v: Value = serde_json::from_str(&get_as(&url, OPERATOR_TOKEN).await.1).unwrap();
     v["jobs"].as_array().cloned().unwrap_or_default()
 }
 
@@ -104,18 +79,6 @@ async fn state_of(admin: std::net::SocketAddr, sp: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Posts `body` as a form from the page (with the page's cookies); returns the status.
-async fn post_from_page(c: &Client, path: &str, fields: Value) -> Value {
-    c.execute_async(
-        "const done = arguments[arguments.length - 1];
-         fetch(arguments[0], {method: 'POST', body: new URLSearchParams(arguments[1])})
-           .then(r => done(r.status), e => done(String(e)));",
-        vec![json!(path), fields],
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     let fake = FakeWeCom::start().await;
@@ -125,15 +88,11 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     let finance = FinanceStandIn::start(Some(oauth.authority())).await;
     let app = TestApp::new("browser_journey");
     let t = TestBridge::start_edited(std::slice::from_ref(&app), |dir, toml| {
-        let toml = toml.replace(
-            "[apps.browser_journey]\n",
-            &format!("[apps.browser_journey]\nsecret = \"{API_SECRET}\"\nagent_id = 1000005\n"),
-        );
+        let toml = with_api_secret(&toml, "browser_journey", API_SECRET, 1_000_005);
         format!(
-            "{toml}\n[[admin.users]]\nname = \"vera\"\ntoken = \"{VIEWER_TOKEN}\"\nrole = \"viewer\"\n\
-             [[admin.users]]\nname = \"otto\"\ntoken = \"{OPERATOR_TOKEN}\"\nrole = \"operator\"\n\
-             [wecom]\napi_base_url = \"{}\"\n[reconcile]\nenabled = false\n\
+            "{toml}\n{}[wecom]\napi_base_url = \"{}\"\n[reconcile]\nenabled = false\n\
              [broker]\nretry_tiers_secs = [1, 2]\n{}",
+            users_section(),
             fake.base_url(),
             catalog(dir, &finance, &oauth)
         )
@@ -236,14 +195,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     click(&c, &format!("#row-{key} button.replay")).await;
     wait_for(&c, "#confirm-replay").await;
     shot(&c, "deliveries-confirm").await;
-    click(&c, "#confirm-replay").await;
-    wait_for(&c, "#replay-result").await;
-    assert!(
-        text_of(&c, "#replay-result")
-            .await
-            .contains("Replayed 1 dead job(s)"),
-        "the result is on the page"
-    );
+    confirm_replay(&c, "Replayed 1 dead job(s)").await;
     eventually(60, "the replayed job is delivered", || async {
         goto(&c, admin, &format!("/console/deliveries?sp_no={fixed}")).await;
         text_of(&c, "#deliveries").await.contains("delivered")
@@ -339,47 +291,20 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
         "one token request"
     );
     shot(&c, "connectors-test-auth").await;
-    click(&c, "#sign-out").await;
-    wait_for(&c, "#sign-in").await;
+    sign_out(&c).await;
 
     // the viewer: no replay button, no playground, 403 from the console and the API
     sign_in(&c, admin, VIEWER_TOKEN).await;
     goto(&c, admin, "/console/deliveries?state=dead").await;
     assert!(text_of(&c, "#deliveries").await.contains(still_dead));
-    assert!(
-        c.find_all(Locator::Css("button.replay"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "no replay button for a viewer"
-    );
+    assert_absent(&c, "button.replay", "no replay button for a viewer").await;
     goto(&c, admin, "/console/connectors").await;
     wait_for(&c, "#connector-finance").await;
-    assert!(
-        c.find_all(Locator::Css("form.test-auth"))
-            .await
-            .unwrap()
-            .is_empty(),
-        "no test-auth button for a viewer"
-    );
+    assert_absent(&c, "form.test-auth", "no test-auth button for a viewer").await;
     goto(&c, admin, "/console/deliveries?state=dead").await;
-    assert!(
-        c.find_all(Locator::Css("#replay-all"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_absent(&c, "#replay-all", "no replay-all button for a viewer").await;
     shot(&c, "deliveries-viewer").await;
-    let csrf: String = c
-        .execute(
-            "return document.querySelector('input[name=csrf]').value;",
-            vec![],
-        )
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&c).await;
     let dead_key = jobs_of(admin, still_dead).await[0]["key"]
         .as_str()
         .unwrap()
@@ -391,15 +316,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     )
     .await;
     assert_eq!(status, json!(403), "the console refuses a viewer's replay");
-    let api = reqwest::Client::new()
-        .post(format!(
-            "http://{admin}/admin/replay?queue=deliver.finance&all=true"
-        ))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 403, "the admin API refuses a viewer's replay");
+    api_refuses_viewer_replay(admin, "deliver.finance").await;
     goto(&c, admin, "/console/playground").await;
     assert!(
         text_of(&c, "main")
@@ -414,18 +331,10 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     );
 
     // the audit log holds the replay and the refused attempts
-    goto(&c, admin, "/console/audit").await;
-    let audit = text_of(&c, "#audit").await;
-    assert!(audit.contains("ok: 1 replayed"), "{audit}");
-    assert!(
-        audit.contains("refused: missing or wrong CSRF token"),
-        "{audit}"
-    );
-    assert!(audit.contains("refused: role viewer"), "{audit}");
+    let audit = audit_holds_replay_and_refusals(&c, admin).await;
     assert!(audit.contains("test_auth"), "the probe is audited: {audit}");
     shot(&c, "audit-after-replay").await;
-    click(&c, "#sign-out").await;
-    wait_for(&c, "#sign-in").await;
+    sign_out(&c).await;
 
     // the operator again: a search by applicant and template, then "replay all matching"
     sign_in(&c, admin, OPERATOR_TOKEN).await;
@@ -452,13 +361,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
         text_of(&c, "main").await.contains("(1 job(s))"),
         "the confirmation says how many"
     );
-    click(&c, "#confirm-replay").await;
-    wait_for(&c, "#replay-result").await;
-    assert!(
-        text_of(&c, "#replay-result")
-            .await
-            .contains("Replayed 1 dead job(s)")
-    );
+    confirm_replay(&c, "Replayed 1 dead job(s)").await;
     eventually(60, "every replayed job is delivered", || async {
         finance.vouchers_for(&format!("EXP-{still_dead}")) == 1
     })

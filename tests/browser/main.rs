@@ -9,7 +9,7 @@
 //! the dead-letter test; with the embedded broker, the WeCom API stand-in and the finance
 //! stand-in (the shipped expense mapping and finance connector) for the journey test.
 
-#[path = "../it/support.rs"]
+#[path = "../it/support/mod.rs"]
 mod support;
 mod wecom_login;
 

@@ -14,34 +14,12 @@ const APP_SECRET: &str = "browser-login-secret";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_signs_in_with_wecom_and_an_unlisted_one_is_refused() {
     let wecom = FakeWeCom::start().await;
-    wecom.add_credentials(CORP_ID, APP_SECRET);
     let elsewhere = |url: String| url.replace("127.0.0.1", "localhost");
-    let extra = format!(
-        r#"
-[reconcile]
-enabled = false
-[wecom]
-api_base_url = "{api}"
-[console.wecom_login]
-app = "wbrowser"
-authorize_url = "{authorize}"
-sso_url = "{sso}"
-[[console.wecom_users]]
-user_id = "zhangsan"
-role = "operator"
-"#,
-        api = wecom.base_url(),
-        authorize = elsewhere(wecom.authorize_url()),
-        sso = elsewhere(wecom.sso_login_url()),
+    let pages = (
+        elsewhere(wecom.authorize_url()),
+        elsewhere(wecom.sso_login_url()),
     );
-    let t = TestBridge::start_edited(&[TestApp::new("wbrowser")], |_, toml| {
-        let toml = toml.replace(
-            "[apps.wbrowser]\n",
-            &format!("[apps.wbrowser]\nsecret = \"{APP_SECRET}\"\nagent_id = 1000002\n"),
-        );
-        format!("{toml}\n{extra}")
-    })
-    .await;
+    let t = start_with_wecom_login(&wecom, ("wbrowser", APP_SECRET), pages, "").await;
     let driver = start_driver().await;
     let profile = tempfile::tempdir().unwrap();
     let c = browser(&driver, profile.path()).await;

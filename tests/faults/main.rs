@@ -571,7 +571,7 @@ async fn a_message_that_keeps_crashing_its_consumer_is_parked_by_rabbitmq() {
 #[path = "../it/expense.rs"]
 mod expense;
 /// The `it` binary's test support: configurations, `serve` processes, signed callbacks.
-#[path = "../it/support.rs"]
+#[path = "../it/support/mod.rs"]
 mod support;
 
 mod bridge;

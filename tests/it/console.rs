@@ -13,19 +13,11 @@ pub const OPERATOR_TOKEN: &str = "operator-token-9d24a3c1";
 
 /// `[[admin.users]]` with a viewer `vera` and an operator `otto`, plus a RabbitMQ section.
 pub fn users_and_rabbit(prefix: &str) -> String {
-    format!(
-        r#"
-[[admin.users]]
-name = "vera"
-token = "{VIEWER_TOKEN}"
-role = "viewer"
-[[admin.users]]
-name = "otto"
-token = "{OPERATOR_TOKEN}"
-role = "operator"
-{}"#,
-        rabbit_section(prefix)
-    )
+    let users = admin_users(&[
+        ("vera", VIEWER_TOKEN, "viewer"),
+        ("otto", OPERATOR_TOKEN, "operator"),
+    ]);
+    format!("{users}{}", rabbit_section(prefix))
 }
 
 const PARKED_REASON: &str = "erp said: cost center 6602 closed";
@@ -56,12 +48,6 @@ async fn as_user(token: &str, method: Method, base: &str, path: &str) -> reqwest
         .send()
         .await
         .unwrap()
-}
-
-async fn audit_rows(admin: std::net::SocketAddr) -> Vec<serde_json::Value> {
-    let base = format!("http://{admin}");
-    let r = as_user(VIEWER_TOKEN, Method::GET, &base, "/admin/audit?limit=1000").await;
-    json_lines(&r.text().await.unwrap())
 }
 
 /// Asserts that `rows` hold, for each `(who, action, result)`, an audit row of `who` doing
@@ -142,7 +128,7 @@ async fn admin_api_enforces_roles_and_audits_actions_and_refusals() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["redriven"], 1);
 
-    let rows = audit_rows(t.admin).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert_audited(
         &rows,
         "api",
@@ -379,7 +365,7 @@ async fn console_signs_in_checks_csrf_and_roles_and_audits_everything() {
     assert_eq!(v.replay(&form).await.status(), StatusCode::FORBIDDEN);
 
     // everything is in the audit log, on its page too
-    let rows = audit_rows(t.admin).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert_audited(
         &rows,
         "console",

@@ -61,38 +61,14 @@ async fn the_events_pager_shows_every_event_once() {
         .send()
         .await
         .unwrap();
-    let cookie = |r: &reqwest::Response, name: &str| {
-        r.headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .find(|c| c.starts_with(&format!("{name}=")))
-            .unwrap()
-    };
-    let nonce_cookie = cookie(&page, "wb_signin");
-    let nonce = nonce_cookie.trim_start_matches("wb_signin=").to_string();
-    let signed_in = c
-        .post(format!("{base}/console/sign-in"))
-        .header("cookie", &nonce_cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={OPERATOR}&nonce={nonce}"))
-        .send()
-        .await
-        .unwrap();
-    let session = cookie(&signed_in, "wb_session");
+    let nonce_cookie = set_cookie(&page, "wb_signin");
+    let signed_in = post_sign_in(&c, &format!("{base}/console"), &nonce_cookie, OPERATOR).await;
+    let session = set_cookie(&signed_in, "wb_session");
 
     let mut seen = Vec::new();
     let mut path = "/console/events".to_string();
     for _ in 0..5 {
-        let html = c
-            .get(format!("{base}{path}"))
-            .header("cookie", &session)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = page_as(&c, &format!("{base}{path}"), &session).await;
         seen.extend(
             html.split("href=\"/console/event?seq=")
                 .skip(1)

@@ -22,43 +22,27 @@ const LEAVE: &str = include_str!("../../mappings/leave-hr.cases/sick-leave-hours
 /// Copies `templates/<name>` into `dir` with `replace` applied to its connector file, and
 /// returns the `[catalog]` section pointing at it.
 fn install(dir: &Path, name: &str, connector: &str, replace: &[(&str, String)]) -> String {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("templates")
-        .join(name);
+    let from = repo().join("templates").join(name);
     let (m, c) = (dir.join("mappings"), dir.join("connectors"));
-    copy_tree(&from.join("mappings"), &m);
+    copy_dir(&from.join("mappings"), &m);
     std::fs::create_dir_all(&c).unwrap();
     let file = format!("{connector}.toml");
-    let mut text = std::fs::read_to_string(from.join("connectors").join(&file)).unwrap();
-    for (a, b) in replace {
-        assert!(text.contains(a), "{file} has no `{a}`");
-        text = text.replace(a, b);
-    }
-    std::fs::write(c.join(file), text).unwrap();
-    format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
-    )
+    let text = std::fs::read_to_string(from.join("connectors").join(&file)).unwrap();
+    std::fs::write(c.join(&file), edited(&text, replace, &file)).unwrap();
+    catalog_section(&m, &c)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-fn secret_file(dir: &Path, name: &str, value: &str) -> String {
-    let p = dir.join(format!("{name}.secret"));
-    std::fs::write(&p, format!("{value}\n")).unwrap();
-    format!("file:{}", p.display())
+/// The replacements that point the FxiaoKe template's connector at the stand-in at `base`,
+/// with its app secret and permanent code in files under `dir`.
+fn fxiaoke_replace(dir: &Path, base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("https://open.fxiaoke.com", base.to_string()),
+        ("env:FXIAOKE_APP_SECRET", secret_file(dir, "fx", "fx-e2e")),
+        (
+            "env:FXIAOKE_PERMANENT_CODE",
+            secret_file(dir, "fxp", "perm-e2e"),
+        ),
+    ]
 }
 
 /// Whether `queue` has nothing ready, in flight or delayed, and `dead` dead letters.
@@ -241,17 +225,7 @@ async fn customer_fanout(name: &str, broker_section: &str) {
         &dir.path().join("fx"),
         "fxiaoke-customer",
         "fxiaoke",
-        &[
-            ("https://open.fxiaoke.com", fx.base_url()),
-            (
-                "env:FXIAOKE_APP_SECRET",
-                secret_file(dir.path(), "fx", "fx-e2e"),
-            ),
-            (
-                "env:FXIAOKE_PERMANENT_CODE",
-                secret_file(dir.path(), "fxp", "perm-e2e"),
-            ),
-        ],
+        &fxiaoke_replace(dir.path(), &fx.base_url()),
     );
     let sf_replace = [
         ("https://your-company.my.salesforce.com", sf.base_url()),
@@ -271,8 +245,8 @@ async fn customer_fanout(name: &str, broker_section: &str) {
         dir.path().join("fx/mappings"),
         dir.path().join("fx/connectors"),
     );
-    copy_tree(&dir.path().join("sf/mappings"), &m);
-    copy_tree(&dir.path().join("sf/connectors"), &c);
+    copy_dir(&dir.path().join("sf/mappings"), &m);
+    copy_dir(&dir.path().join("sf/connectors"), &c);
     let section = fx_section;
 
     // the second customer's Account was already created in Salesforce (by hand, or by an
@@ -380,18 +354,13 @@ async fn fifty_concurrent_fxiaoke_deliveries_share_one_token_even_when_it_expire
         "fxiaoke-customer",
         "fxiaoke",
         &[
-            ("https://open.fxiaoke.com", fx.base_url()),
-            (
-                "env:FXIAOKE_APP_SECRET",
-                secret_file(dir.path(), "fx", "fx-e2e"),
-            ),
-            (
-                "env:FXIAOKE_PERMANENT_CODE",
-                secret_file(dir.path(), "fxp", "perm-e2e"),
-            ),
-            ("concurrency = 4", "concurrency = 50".into()),
-            ("rate_per_sec = 4", "rate_per_sec = 1000".into()),
-        ],
+            fxiaoke_replace(dir.path(), &fx.base_url()).as_slice(),
+            &[
+                ("concurrency = 4", "concurrency = 50".into()),
+                ("rate_per_sec = 4", "rate_per_sec = 1000".into()),
+            ],
+        ]
+        .concat(),
     );
     let fake = FakeWeCom::start().await;
     for i in 0..100 {
@@ -404,15 +373,8 @@ async fn fifty_concurrent_fxiaoke_deliveries_share_one_token_even_when_it_expire
             .collect();
         let url = t.url(&app.path);
         async move {
-            let client = reqwest::Client::new();
             for (q, body) in bodies {
-                let resp = client
-                    .post(format!("{url}?{q}"))
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 200);
+                assert_eq!(post(&url, &q, body).await.0, 200);
             }
         }
     };

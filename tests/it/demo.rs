@@ -8,6 +8,8 @@ use rust_decimal::Decimal;
 use wecom_bridge::cli::demo;
 use wecom_bridge::config::Config;
 
+use crate::support::{get_as, page_as, post_sign_in, set_cookie};
+
 /// The demo on the shipped config, its listeners on port 0, its data in `data_dir`.
 pub(crate) async fn start_demo(data_dir: &Path) -> demo::Demo {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/bridge.toml");
@@ -142,57 +144,21 @@ async fn demo_prints_a_console_that_answers_and_tokens_that_sign_in() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let nonce_cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-        .find(|c| c.starts_with("wb_signin="))
-        .unwrap();
+    let nonce_cookie = set_cookie(&page, "wb_signin");
     let html = page.text().await.unwrap();
     assert!(html.contains("Sign in with WeCom"), "{html}");
-    let nonce = nonce_cookie.trim_start_matches("wb_signin=").to_string();
     for (token, role) in [(&d.viewer_token, "viewer"), (&d.operator_token, "operator")] {
-        let r = client
-            .post(format!("{}/sign-in", d.console_url))
-            .header("cookie", &nonce_cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs([("token", token.as_str()), ("nonce", nonce.as_str())])
-                    .finish(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let r = post_sign_in(&client, &d.console_url, &nonce_cookie, token).await;
         assert_eq!(r.status(), 303, "{role}");
-        let session = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
-            .find(|c| c.starts_with("wb_session="))
-            .unwrap();
-        let html = client
-            .get(format!("{}/overview", d.console_url))
-            .header("cookie", session)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let session = set_cookie(&r, "wb_session");
+        let overview = format!("{}/overview", d.console_url);
+        let html = page_as(&client, &overview, &session).await;
         assert!(
             html.contains(&format!(r#"<span class="role">{role}</span>"#)),
             "{html}"
         );
     }
-    let api = client
-        .get(format!("http://{}/admin/deliveries", d.bridge.admin_addr))
-        .bearer_auth(&d.operator_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(api.status(), 200);
+    let deliveries = format!("http://{}/admin/deliveries", d.bridge.admin_addr);
+    assert_eq!(get_as(&deliveries, &d.operator_token).await.0, 200);
     d.stop().await;
 }

@@ -33,22 +33,54 @@ fn journal_keys(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Callers posting at once in [`post_until_killed`].
+const WORKERS: usize = 16;
+
+/// Posts approvals from [`WORKERS`] concurrent callers to `url` until a few hundred are
+/// acknowledged, SIGKILLs `server` while requests are in flight, and answers the business
+/// keys that got their 200.
+async fn post_until_killed(server: ServeProcess, url: &str) -> Vec<String> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let (url, acked, stop) = (url.to_string(), acked.clone(), stop.clone());
+        let app = TestApp::new("durable");
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut i = w;
+            while !stop.load(Ordering::SeqCst) {
+                let (q, body) = signed(&app, &approval(i));
+                if let Ok(resp) = client.post(format!("{url}?{q}")).body(body).send().await
+                    && resp.status() == 200
+                {
+                    acked.lock().await.push(format!("2025{i:08}:2"));
+                }
+                i += WORKERS;
+            }
+        }));
+    }
+    // let a few hundred through, then kill while requests are in flight
+    while acked.lock().await.len() < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    acked.lock().await.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_right_after_acks_loses_no_acknowledged_event() {
     let (dir, config, app) = setup();
     let server = ServeProcess::start(&config, dir.path());
     let url = format!("http://{}/cb/durable", server.public);
-    let client = reqwest::Client::new();
     let n = 60;
     for i in 0..n {
         let (q, body) = signed(&app, &approval(i));
-        let resp = client
-            .post(format!("{url}?{q}"))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(post(&url, &q, body).await.0, 200);
     }
     server.kill9(); // immediately after the last 200
     let keys = journal_keys(dir.path());
@@ -74,37 +106,7 @@ async fn sigkill_mid_stream_keeps_every_acknowledged_event() {
     let (dir, config, _app) = setup();
     let server = ServeProcess::start(&config, dir.path());
     let url = format!("http://{}/cb/durable", server.public);
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    let workers = 16;
-    for w in 0..workers {
-        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
-        let app = TestApp::new("durable");
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut i = w;
-            while !stop.load(Ordering::SeqCst) {
-                let (q, body) = signed(&app, &approval(i));
-                if let Ok(resp) = client.post(format!("{url}?{q}")).body(body).send().await
-                    && resp.status() == 200
-                {
-                    acked.lock().await.push(format!("2025{i:08}:2"));
-                }
-                i += workers;
-            }
-        }));
-    }
-    // let a few hundred through, then kill while requests are in flight
-    while acked.lock().await.len() < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    server.kill9();
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let acked = acked.lock().await.clone();
+    let acked = post_until_killed(server, &url).await;
     let journal = journal_keys(dir.path());
     for key in &acked {
         assert!(
@@ -115,7 +117,7 @@ async fn sigkill_mid_stream_keeps_every_acknowledged_event() {
     // requests in flight at the kill may be journaled without their 200 (WeCom would retry
     // them and de-duplication absorbs that); never more than one per worker
     assert!(
-        journal.len() >= acked.len() && journal.len() <= acked.len() + workers,
+        journal.len() >= acked.len() && journal.len() <= acked.len() + WORKERS,
         "journal {} vs acknowledged {}",
         journal.len(),
         acked.len()
@@ -138,43 +140,9 @@ async fn sigkill_mid_stream_every_acknowledged_event_is_journaled_and_enqueued()
     let config = config_file(dir.path(), &toml);
     let server = ServeProcess::start(&config, dir.path());
     let url = format!("http://{}/cb/durable", server.public);
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    let workers = 16;
-    for w in 0..workers {
-        let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
-        let app = TestApp::new("durable");
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut i = w;
-            while !stop.load(Ordering::SeqCst) {
-                let (q, body) = signed(&app, &approval(i));
-                if let Ok(resp) = client.post(format!("{url}?{q}")).body(body).send().await
-                    && resp.status() == 200
-                {
-                    acked.lock().await.push(format!("2025{i:08}:2"));
-                }
-                i += workers;
-            }
-        }));
-    }
-    while acked.lock().await.len() < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    server.kill9();
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let acked = acked.lock().await.clone();
+    let acked = post_until_killed(server, &url).await;
+    let journal = journal_keys(dir.path());
     let store = Store::open(&dir.path().join("bridge.redb"), test_sealer()).unwrap();
-    let journal: Vec<String> = store
-        .journal_entries(&JournalFilter::default())
-        .unwrap()
-        .into_iter()
-        .map(|e| e.record.business_key)
-        .collect();
     for key in &acked {
         assert!(
             journal.contains(key),

@@ -4,7 +4,6 @@
 //! Vouchers are counted AT THE TARGET and WeCom notifications (writeback) at the WeCom
 //! stand-in; the ledger is checked through the admin API.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -22,44 +21,25 @@ const CLIENT_SECRET: &str = "cs-e2e-0a1b2c3d4e5f-client-secret";
 /// delays of the tests' broker tiers; returns the
 /// folder and the `[catalog]` section.
 fn catalog(finance: &FinanceStandIn, oauth: &OAuthStandIn) -> (tempfile::TempDir, String) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     let (m, c) = (dir.path().join("mappings"), dir.path().join("connectors"));
-    std::fs::create_dir_all(m.join("tables")).unwrap();
+    copy_dir(&repo().join("mappings/tables"), &m.join("tables"));
     std::fs::create_dir_all(&c).unwrap();
     for f in ["expense-voucher.toml", "expense-voucher-reversal.toml"] {
-        std::fs::copy(repo.join("mappings").join(f), m.join(f)).unwrap();
+        std::fs::copy(repo().join("mappings").join(f), m.join(f)).unwrap();
     }
-    for entry in std::fs::read_dir(repo.join("mappings/tables")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), m.join("tables").join(entry.file_name())).unwrap();
-    }
-    let secret = dir.path().join("client_secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
-    let mut text = std::fs::read_to_string(repo.join("connectors/finance.toml")).unwrap();
-    for (from, to) in [
-        ("env:FINANCE_VOUCHER_URL", finance.vouchers_url()),
-        ("env:FINANCE_TOKEN_URL", oauth.token_url()),
-        (
-            "env:FINANCE_CLIENT_SECRET",
-            format!("file:{}", secret.display()),
-        ),
-        // the tests' broker tiers (1 s, 2 s)
-        (
+    let secret = secret_file(dir.path(), "client", CLIENT_SECRET);
+    // the tests' broker tiers (1 s, 2 s)
+    let text = edited(
+        &shipped_finance(finance, oauth, &secret),
+        &[(
             "schedule_secs = [5, 30, 120, 600, 3600]",
-            "schedule_secs = [1, 2]".to_string(),
-        ),
-    ] {
-        assert!(text.contains(from), "finance.toml has no `{from}`");
-        text = text.replace(from, &to);
-    }
-    std::fs::write(c.join("finance.toml"), text).unwrap();
-    let section = format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
+            "schedule_secs = [1, 2]",
+        )],
+        "finance.toml",
     );
-    (dir, section)
+    std::fs::write(c.join("finance.toml"), text).unwrap();
+    (dir, catalog_section(&m, &c))
 }
 
 async fn admin_json(t: &TestBridge, path: &str) -> Value {

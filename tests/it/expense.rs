@@ -18,6 +18,8 @@ use wecom_bridge::standins::finance::FinanceStandIn;
 use wecom_bridge::standins::oauth::OAuthStandIn;
 use wecom_bridge::standins::wecom::FakeWeCom;
 
+use crate::support::{catalog_section, copy_dir, edited, repo, secret_file, shipped_finance};
+
 /// The OAuth client `connectors/finance.toml` authenticates as.
 pub const CLIENT_ID: &str = "wecom-bridge";
 /// Its secret at every token endpoint of these tests.
@@ -52,54 +54,29 @@ pub async fn start_target() -> (FinanceStandIn, OAuthStandIn) {
 /// shipped finance connector with its references resolved and `edits` (from, to) applied;
 /// returns the `[catalog]` section.
 pub fn write_catalog(dir: &Path, targets: &[Target<'_>], edits: &[(&str, &str)]) -> String {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (m, c) = (dir.join("mappings"), dir.join("connectors"));
-    std::fs::create_dir_all(m.join("tables")).unwrap();
+    copy_dir(&repo().join("mappings/tables"), &m.join("tables"));
     std::fs::create_dir_all(&c).unwrap();
-    for entry in std::fs::read_dir(repo.join("mappings/tables")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), m.join("tables").join(entry.file_name())).unwrap();
-    }
-    let mapping = std::fs::read_to_string(repo.join("mappings/expense-voucher.toml")).unwrap();
-    let connector = std::fs::read_to_string(repo.join("connectors/finance.toml")).unwrap();
-    let secret = dir.join("client_secret");
-    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+    let mapping = std::fs::read_to_string(repo().join("mappings/expense-voucher.toml")).unwrap();
+    let secret = secret_file(dir, "client", CLIENT_SECRET);
     for t in targets {
-        let own = replace_all(
+        let own = edited(
             &mapping,
             &[(
                 "connector = \"finance\"",
-                &format!("connector = \"{}\"", t.name),
+                format!("connector = \"{}\"", t.name),
             )],
+            "expense-voucher.toml",
         );
         std::fs::write(m.join(format!("expense-{}.toml", t.name)), own).unwrap();
-        let secret_ref = format!("file:{}", secret.display());
-        let resolved = replace_all(
-            &connector,
-            &[
-                ("env:FINANCE_VOUCHER_URL", &t.finance.vouchers_url()),
-                ("env:FINANCE_TOKEN_URL", &t.oauth.token_url()),
-                ("env:FINANCE_CLIENT_SECRET", &secret_ref),
-            ],
-        );
+        let resolved = shipped_finance(t.finance, t.oauth, &secret);
         std::fs::write(
             c.join(format!("{}.toml", t.name)),
-            replace_all(&resolved, edits),
+            edited(&resolved, edits, "finance.toml"),
         )
         .unwrap();
     }
-    format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
-    )
-}
-
-fn replace_all(text: &str, edits: &[(&str, &str)]) -> String {
-    edits.iter().fold(text.to_string(), |t, (from, to)| {
-        assert!(t.contains(from), "the shipped file has no `{from}`");
-        t.replace(from, to)
-    })
+    catalog_section(&m, &c)
 }
 
 /// The document number the shipped mapping gives the voucher of `sp_no`.

@@ -16,22 +16,6 @@ use wecom_bridge::store::{Sealer, Store};
 
 use crate::support::*;
 
-/// The journal key of `config_toml` (`t1`).
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn cipher() -> Arc<Sealer> {
-    let bytes: [u8; 32] = hex_decode(KEY_HEX);
-    Arc::new(Sealer::with_key("t1", bytes))
-}
-
-fn hex_decode(s: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
-}
-
 /// A ledger on a fresh back end that can be closed and opened again (a simulated crash).
 struct LedgerUnderTest {
     _dir: TempDir,
@@ -59,12 +43,12 @@ impl LedgerUnderTest {
     /// Drops every handle (nothing is flushed beyond what was committed) and opens again.
     fn reopen(&mut self) {
         self.ledger = None;
-        let store = Store::open(&self.path, cipher()).unwrap();
+        let store = Store::open(&self.path, test_sealer()).unwrap();
         self.ledger = Some(Ledger::embedded(store));
     }
 }
 
-fn start(key: &str, sp_no: &str, connector: &str, at_ms: i64) -> JobStart {
+pub(crate) fn start(key: &str, sp_no: &str, connector: &str, at_ms: i64) -> JobStart {
     JobStart {
         key: key.into(),
         connector: connector.into(),
@@ -77,7 +61,7 @@ fn start(key: &str, sp_no: &str, connector: &str, at_ms: i64) -> JobStart {
     }
 }
 
-fn attempt(class: Classification, at_ms: i64, body_marker: &str) -> AttemptRecord {
+pub(crate) fn attempt(class: Classification, at_ms: i64, body_marker: &str) -> AttemptRecord {
     let (status, reason, captured) = match class {
         Classification::Delivered | Classification::Duplicate => (
             Some(200),
@@ -597,226 +581,4 @@ async fn oversized_bodies_are_capped_and_payloads_do_not_open_with_another_key()
         wrong_key.get("job_big", true).await,
         Err(wecom_bridge::record::LedgerError::Seal(_))
     ));
-}
-
-/// Writes a config file for a bridge with its store under `dir`, and a ledger with a dead
-/// job and a delivered one for SpNo 202506050012.
-async fn operator_fixture(dir: &std::path::Path) -> PathBuf {
-    let config = dir.join("bridge.toml");
-    std::fs::write(&config, config_toml(dir, &[TestApp::new("ledger_cli")])).unwrap();
-    let l = Ledger::embedded(Store::open(&dir.join("bridge.redb"), cipher()).unwrap());
-    let now = now() * 1000;
-    l.begin(start("job_dead_1", "202506050012", "finance", now - 2_000))
-        .await
-        .unwrap();
-    l.record_attempt(
-        "job_dead_1",
-        attempt(Classification::Permanent, now - 1_999, "body-dead"),
-    )
-    .await
-    .unwrap();
-    l.finish(
-        "job_dead_1",
-        Outcome::Dead {
-            reason: "body code E1001: invalid account".into(),
-        },
-        now - 1_990,
-    )
-    .await
-    .unwrap();
-    l.begin(start("job_ok_1", "202506050012", "erp", now - 1_000))
-        .await
-        .unwrap();
-    l.record_attempt(
-        "job_ok_1",
-        attempt(Classification::Delivered, now - 999, "body-ok"),
-    )
-    .await
-    .unwrap();
-    l.finish("job_ok_1", Outcome::Delivered, now - 990)
-        .await
-        .unwrap();
-    config
-}
-
-fn json_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = operator_fixture(dir.path()).await;
-    let cfg = config.to_str().unwrap().to_string();
-
-    // no bridge running: the CLI reads the store directly
-    let (ok, out, err) =
-        run_cli_async(&["--config", &cfg, "deliveries", "--json"], dir.path()).await;
-    assert!(ok, "{out}{err}");
-    let jobs = json_lines(&out);
-    assert_eq!(
-        jobs.iter()
-            .map(|j| j["key"].as_str().unwrap())
-            .collect::<Vec<_>>(),
-        ["job_ok_1", "job_dead_1"]
-    );
-    let (ok, table, err) = run_cli_async(
-        &[
-            "--config",
-            &cfg,
-            "deliveries",
-            "--state",
-            "dead",
-            "--since",
-            "1h",
-        ],
-        dir.path(),
-    )
-    .await;
-    assert!(ok, "{table}{err}");
-    assert!(
-        table.contains("job_dead_1") && table.contains("E1001"),
-        "{table}"
-    );
-    assert!(!table.contains("job_ok_1"), "{table}");
-    let (ok, shown, err) = run_cli_async(
-        &[
-            "--config",
-            &cfg,
-            "deliveries",
-            "show",
-            "202506050012",
-            "--payload",
-        ],
-        dir.path(),
-    )
-    .await;
-    assert!(ok, "{shown}{err}");
-    assert!(
-        shown.contains("#1") && shown.contains("body-dead") && shown.contains("V-0042"),
-        "{shown}"
-    );
-    let (ok, _, err) = run_cli_async(
-        &["--config", &cfg, "deliveries", "--state", "deliverd"],
-        dir.path(),
-    )
-    .await;
-    assert!(!ok);
-    assert!(err.contains("unknown delivery state"), "{err}");
-
-    // with the bridge holding the store, the same through the admin API
-    let parsed = wecom_bridge::config::Config::load(&config).unwrap();
-    let bridge = wecom_bridge::app::start(&parsed).await.unwrap();
-    let admin = bridge.admin_addr.to_string();
-    let page: serde_json::Value = reqwest::get(format!(
-        "http://{admin}/admin/deliveries?connector=finance&state=dead"
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
-    assert_eq!(page["jobs"][0]["key"], "job_dead_1");
-    assert_eq!(page["next"], serde_json::Value::Null);
-    let first: serde_json::Value = reqwest::get(format!("http://{admin}/admin/deliveries?limit=1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let next = first["next"].as_str().expect("a second page").to_string();
-    let second: serde_json::Value = reqwest::get(format!(
-        "http://{admin}/admin/deliveries?limit=1&cursor={next}"
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    assert_eq!(second["jobs"][0]["key"], "job_dead_1");
-    let bad = reqwest::get(format!("http://{admin}/admin/deliveries?state=nope"))
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-
-    let detail = reqwest::get(format!("http://{admin}/admin/deliveries/job_dead_1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        detail.contains("E1001") && !detail.contains("body-dead"),
-        "bodies only on request: {detail}"
-    );
-    let with_payload = reqwest::get(format!(
-        "http://{admin}/admin/deliveries/job_dead_1?payload=true"
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
-    assert!(with_payload.contains("body-dead"), "{with_payload}");
-    let missing = reqwest::get(format!("http://{admin}/admin/deliveries/job_nope"))
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-
-    // the CLI notices the lock and goes through the admin API
-    let env_cli = |args: Vec<String>| {
-        let admin = admin.clone();
-        let cwd = dir.path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_cli(&args, &cwd, &[("BRIDGE_ADMIN__LISTEN", admin.as_str())])
-        })
-    };
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "--json".into(),
-        "--sp-no".into(),
-        "202506050012".into(),
-        "--connector".into(),
-        "erp".into(),
-    ])
-    .await
-    .unwrap();
-    assert!(ok, "{out}{err}");
-    let jobs = json_lines(&out);
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0]["key"], "job_ok_1");
-    assert_eq!(jobs[0]["captured"]["voucher_no"], "V-0042");
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_dead_1".into(),
-        "--json".into(),
-    ])
-    .await
-    .unwrap();
-    assert!(ok, "{out}{err}");
-    let shown = json_lines(&out);
-    assert_eq!(shown[0]["job"]["state"], "dead");
-    assert_eq!(shown[0]["attempts"][0]["status"], 200);
-    assert_eq!(shown[0]["attempts"][0]["payload"], serde_json::Value::Null);
-    let (ok, _, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_nope".into(),
-    ])
-    .await
-    .unwrap();
-    assert!(!ok);
-    assert!(err.contains("no delivery job"), "{err}");
-    bridge.shutdown().await;
 }

@@ -20,6 +20,7 @@ mod expense;
 mod fault_matrix;
 mod ingress;
 mod ledger;
+mod ledger_operator;
 mod mappings;
 mod operator;
 mod paths;

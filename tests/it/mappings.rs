@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use wecom_bridge::catalog::Diagnostic;
 
-use crate::support::run_config;
+use crate::support::{copy_dir, run_config};
 
 /// The shipped configuration, relative to [`root`].
 const SHIPPED: &str = "config/bridge.toml";
@@ -45,19 +45,6 @@ fn config_with_mappings(dir: &Path, mappings: &Path) -> PathBuf {
     let path = dir.join("bridge.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

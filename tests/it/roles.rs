@@ -11,24 +11,12 @@ const OPERATOR: &str = "roles-operator-token-0f8e";
 const ADMIN: &str = "roles-admin-token-a71b";
 
 async fn bridge_with_three_roles() -> TestBridge {
-    let users = format!(
-        r#"
-[reconcile]
-enabled = false
-[[admin.users]]
-name = "vera"
-token = "{VIEWER}"
-role = "viewer"
-[[admin.users]]
-name = "otto"
-token = "{OPERATOR}"
-role = "operator"
-[[admin.users]]
-name = "ada"
-token = "{ADMIN}"
-role = "admin"
-"#
-    );
+    let users = admin_users(&[
+        ("vera", VIEWER, "viewer"),
+        ("otto", OPERATOR, "operator"),
+        ("ada", ADMIN, "admin"),
+    ]);
+    let users = format!("[reconcile]\nenabled = false\n{users}");
     TestBridge::start_with(&[TestApp::new("roles")], &users).await
 }
 
@@ -38,16 +26,6 @@ async fn call(t: &TestBridge, token: Option<&str>, method: Method, path: &str) -
         rb = rb.bearer_auth(token);
     }
     rb.send().await.unwrap().status()
-}
-
-async fn audit_rows(t: &TestBridge) -> Vec<serde_json::Value> {
-    let r = reqwest::Client::new()
-        .get(format!("http://{}/admin/audit?limit=10000", t.admin))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    json_lines(&r.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +120,7 @@ async fn every_admin_route_enforces_its_role() {
         if let Some((name, token)) = below(least) {
             let s = call(&t, Some(token), method.clone(), path).await;
             assert_eq!(s, StatusCode::FORBIDDEN, "{name} {method} {path}");
-            let rows = audit_rows(&t).await;
+            let rows = audit_rows(t.admin, ADMIN, 10_000).await;
             assert!(
                 rows.iter().any(|r| r["who"] == name
                     && r["action"] == *action
@@ -153,13 +131,7 @@ async fn every_admin_route_enforces_its_role() {
         }
     }
     // the admin reads the configuration, secrets hidden
-    let r = reqwest::Client::new()
-        .get(format!("http://{}/admin/config", t.admin))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    let text = r.text().await.unwrap();
+    let (_, text) = get_as(&format!("http://{}/admin/config", t.admin), ADMIN).await;
     assert!(
         text.contains("admin") && !text.contains(OPERATOR) && !text.contains(VIEWER),
         "{text}"
@@ -173,7 +145,7 @@ async fn no_surface_edits_the_audit_log() {
     // leave a few rows: a refusal and a configuration view
     call(&t, Some(VIEWER), Method::GET, "/admin/config").await;
     call(&t, Some(ADMIN), Method::GET, "/admin/config").await;
-    let before = audit_rows(&t).await;
+    let before = audit_rows(t.admin, ADMIN, 10_000).await;
     assert!(before.len() >= 2, "{before:#?}");
     for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
         for path in ["/admin/audit", "/admin/audit?before=1", "/console/audit"] {
@@ -181,7 +153,7 @@ async fn no_surface_edits_the_audit_log() {
             assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         }
     }
-    let after = audit_rows(&t).await;
+    let after = audit_rows(t.admin, ADMIN, 10_000).await;
     assert_eq!(before, after, "the audit rows are unchanged");
     t.stop().await;
 }

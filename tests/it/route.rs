@@ -115,11 +115,7 @@ pub(crate) fn one_mapping_catalog(
         format!("connector = \"{connector}\"\n[match]\n{match_body}\n"),
     )
     .unwrap();
-    let section = format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        m.display(),
-        c.display()
-    );
+    let section = catalog_section(&m, &c);
     (catalog, section)
 }
 
@@ -145,9 +141,11 @@ pub(crate) async fn start_bridge(
 /// [`config_toml`] for app `name`, with the API secret that [`start_bridge`] gives the fake
 /// WeCom; `config_toml` writes the app section, the secret goes into it.
 pub(crate) fn config_with_secret(dir: &std::path::Path, name: &str) -> String {
-    config_toml(dir, &[TestApp::new(name)]).replace(
-        &format!("[apps.{name}]\n"),
-        &format!("[apps.{name}]\nsecret = \"{SECRET}\"\nagent_id = 1000005\n"),
+    with_api_secret(
+        &config_toml(dir, &[TestApp::new(name)]),
+        name,
+        SECRET,
+        1_000_005,
     )
 }
 

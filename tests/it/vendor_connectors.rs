@@ -8,8 +8,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use wecom_bridge::deliver::vendor::kingdee;
-use wecom_bridge::deliver::{Attempt, Connector, Outgoing, Verdict, spec};
+use wecom_bridge::deliver::{Connector, Verdict};
 use wecom_bridge::standins;
+
+use crate::support::{connector_with_secrets, no_secret_in, send};
 
 pub const KD_APP_ID: &str = "224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY";
 pub const KD_APP_SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -29,33 +31,12 @@ pub fn kingdee_creds() -> kingdee::Credentials {
 /// Builds a connector from `text`, with `{dir}` replaced by a folder holding the secrets
 /// `kd_app_secret`, `kd_password`, `yb_app_secret`.
 fn connector(dir: &Path, text: &str) -> Connector {
-    for (name, value) in [
+    let secrets = [
         ("kd_app_secret", KD_APP_SECRET),
         ("kd_password", KD_PASSWORD),
         ("yb_app_secret", "yb-secret-8c2e"),
-    ] {
-        std::fs::write(dir.join(name), format!("{value}\n")).unwrap();
-    }
-    let text = text.replace("{dir}", &dir.display().to_string());
-    let spec =
-        spec::parse(Path::new("connectors/v.toml"), &text, "v").unwrap_or_else(|e| panic!("{e:?}"));
-    Connector::build(spec).unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn send(c: &Connector, doc: &Value, key: &str) -> Attempt {
-    c.send(&Outgoing {
-        document: doc,
-        idempotency_key: key,
-        business_key: key,
-    })
-    .await
-}
-
-fn no_secret_in(a: &Attempt, secrets: &[&str]) {
-    let text = serde_json::to_string(a).unwrap();
-    for s in secrets {
-        assert!(!text.contains(s), "secret {s} in the record: {text}");
-    }
+    ];
+    connector_with_secrets(dir, text, &secrets)
 }
 
 fn kingdee_file(url: &str, auth: &str) -> String {

@@ -29,9 +29,7 @@ fn catalog_from_template(
     connector: &str,
     edits: &[(&str, &str)],
 ) -> String {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("templates")
-        .join(name);
+    let template = repo().join("templates").join(name);
     copy_dir(&template.join("mappings"), &dir.join("mappings"));
     copy_dir(&template.join("connectors"), &dir.join("connectors"));
     for (file, value) in [
@@ -49,24 +47,7 @@ fn catalog_from_template(
     }
     text.push_str("\n[retry]\nschedule_secs = [1, 2]\nmax_attempts = 3\n");
     std::fs::write(&path, text).unwrap();
-    format!(
-        "[catalog]\nmappings_dir = \"{}\"\nconnectors_dir = \"{}\"\n",
-        dir.join("mappings").display(),
-        dir.join("connectors").display()
-    )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
+    catalog_section(&dir.join("mappings"), &dir.join("connectors"))
 }
 
 /// A bridge for app `app` with `catalog` on `broker`, its WeCom stand-in, and the callback URL.
@@ -127,18 +108,17 @@ async fn jobs_in(admin: &str, connector: &str, state: &str, n: usize) -> Vec<Val
 const KD_SAVE: &str =
     "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc";
 
-fn kingdee_edits(url: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("env:KINGDEE_URL", format!("{url}/k3cloud")),
-        (
-            "env:KINGDEE_APP_ID",
-            crate::vendor_connectors::KD_APP_ID.to_owned(),
-        ),
-        (
-            "env:KINGDEE_APP_SECRET",
-            "file:{secrets}/kd_app_secret".to_owned(),
-        ),
-    ]
+/// The `kingdee-expense` template in `dir`, its connector pointed at the stand-in at `url`
+/// with the tests' AppID and AppSecret, and `more` edits; the `[catalog]` section.
+fn kingdee_catalog(dir: &Path, url: &str, more: &[(&str, &str)]) -> String {
+    let k3cloud = format!("{url}/k3cloud");
+    let mut edits = vec![
+        ("env:KINGDEE_URL", k3cloud.as_str()),
+        ("env:KINGDEE_APP_ID", crate::vendor_connectors::KD_APP_ID),
+        ("env:KINGDEE_APP_SECRET", "file:{secrets}/kd_app_secret"),
+    ];
+    edits.extend_from_slice(more);
+    catalog_from_template(dir, "kingdee-expense", "kingdee.toml", &edits)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,14 +129,10 @@ async fn expense_claims_become_kingdee_vouchers_through_session_loss_duplicates_
     ))
     .await;
     let catalog_dir = tempfile::tempdir().unwrap();
-    let mut edits = kingdee_edits(&server.base_url());
-    edits.push(("auth = \"signed\"", "auth = \"login_by_sign\"".to_owned()));
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let catalog = catalog_from_template(
+    let catalog = kingdee_catalog(
         catalog_dir.path(),
-        "kingdee-expense",
-        "kingdee.toml",
-        &edits,
+        &server.base_url(),
+        &[("auth = \"signed\"", "auth = \"login_by_sign\"")],
     );
     let (t, fake, url) = bridge("kd_e2e", &catalog, "[broker]\nretry_tiers_secs = [1, 2]\n").await;
     let admin = t.admin.to_string();
@@ -290,14 +266,7 @@ async fn kingdee_wrong_secret(app: &str, broker: &str) {
     let server =
         standins::kingdee::start(standins::kingdee::KingdeeState::new(creds, KD_PASSWORD)).await;
     let catalog_dir = tempfile::tempdir().unwrap();
-    let edits = kingdee_edits(&server.base_url());
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let catalog = catalog_from_template(
-        catalog_dir.path(),
-        "kingdee-expense",
-        "kingdee.toml",
-        &edits,
-    );
+    let catalog = kingdee_catalog(catalog_dir.path(), &server.base_url(), &[]);
     let (t, fake, url) = bridge(app, &catalog, broker).await;
     let admin = t.admin.to_string();
     approve_expenses(&fake, app, &url, &sp_nos(202_611_300_401, 1)).await;

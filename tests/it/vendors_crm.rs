@@ -8,10 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use wecom_bridge::deliver::probe::{ProbeResult, Problem, probe_spec};
+use wecom_bridge::deliver::probe::{ProbeReport, ProbeResult, Problem, probe_spec};
 use wecom_bridge::deliver::vendor::{beisen, fxiaoke};
-use wecom_bridge::deliver::{Attempt, Connector, Outgoing, Verdict, spec};
+use wecom_bridge::deliver::{Connector, Verdict, spec};
 use wecom_bridge::standins;
+
+use crate::support::{no_secret_in, send, spec_with_secrets};
 
 const BS_SECRET: &str = "bs-secret-77a1";
 const FX_SECRET: &str = "fx-secret-2b9d";
@@ -24,33 +26,14 @@ fn connector(dir: &Path, text: &str) -> Connector {
 }
 
 fn spec_of(dir: &Path, text: &str) -> spec::ConnectorSpec {
-    for (name, value) in [
+    let secrets = [
         ("bs", BS_SECRET),
         ("fx", FX_SECRET),
         ("fxp", FX_PERM),
         ("sf", SF_SECRET),
         ("wrong", "not-the-secret"),
-    ] {
-        std::fs::write(dir.join(name), format!("{value}\n")).unwrap();
-    }
-    let text = text.replace("{dir}", &dir.display().to_string());
-    spec::parse(Path::new("connectors/v.toml"), &text, "v").unwrap_or_else(|e| panic!("{e:?}"))
-}
-
-async fn send(c: &Connector, doc: &Value, key: &str) -> Attempt {
-    c.send(&Outgoing {
-        document: doc,
-        idempotency_key: key,
-        business_key: key,
-    })
-    .await
-}
-
-fn no_secret_in(a: &Attempt, secrets: &[&str]) {
-    let text = serde_json::to_string(a).unwrap();
-    for s in secrets {
-        assert!(!text.contains(s), "secret {s} in the record: {text}");
-    }
+    ];
+    spec_with_secrets(dir, text, &secrets)
 }
 
 fn beisen_file(url: &str, secret: &str) -> String {
@@ -316,6 +299,20 @@ async fn salesforce_upserts_by_external_id_counts_the_second_as_duplicate_and_re
     assert_eq!(server.with(|s| s.record_count()), 2);
 }
 
+/// Asserts that the probe found the credentials refused and that its line says `fix`.
+fn refused_naming(r: &ProbeReport, fix: &str) {
+    assert!(
+        matches!(
+            &r.result,
+            ProbeResult::Failed {
+                problem: Problem::Credentials { .. }
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(r.line().contains(fix), "{}", r.line());
+}
+
 #[tokio::test]
 async fn check_online_probes_vendor_connectors_with_their_token_requests() {
     let dir = tempfile::tempdir().unwrap();
@@ -338,20 +335,7 @@ async fn check_online_probes_vendor_connectors_with_their_token_requests() {
     }
     let wrong = beisen_file(&beisen.base_url(), "wrong");
     let r = probe_spec(&spec_of(dir.path(), &wrong)).await;
-    assert!(
-        matches!(
-            &r.result,
-            ProbeResult::Failed {
-                problem: Problem::Credentials { .. }
-            }
-        ),
-        "{r:?}"
-    );
-    assert!(
-        r.line().contains("fix: check app_id and the AppSecret"),
-        "{}",
-        r.line()
-    );
+    refused_naming(&r, "fix: check app_id and the AppSecret");
     let wrong = fxiaoke_file(&fx.base_url(), 10).replace("{dir}/fx\"", "{dir}/wrong\"");
     let r = probe_spec(&spec_of(dir.path(), &wrong)).await;
     assert!(r.line().contains("errorCode 10006"), "{}", r.line());
@@ -395,16 +379,7 @@ async fn check_online_probes_kingdee_by_login_and_yonbip_by_its_signed_token_req
         &kd_file("login_by_app_secret", "wrong"),
     ))
     .await;
-    assert!(
-        matches!(
-            &r.result,
-            ProbeResult::Failed {
-                problem: Problem::Credentials { .. }
-            }
-        ),
-        "{r:?}"
-    );
-    assert!(r.line().contains("kingdee.acct_id"), "{}", r.line());
+    refused_naming(&r, "kingdee.acct_id");
     let logins = kd.count(&kingdee::Op::LoginByAppSecret.path("/k3cloud"));
     assert_eq!(logins, 2, "counted at the stand-in");
     // signed headers have no login: reachability only, and the line says so
@@ -429,16 +404,7 @@ async fn check_online_probes_kingdee_by_login_and_yonbip_by_its_signed_token_req
     let r = probe_spec(&spec_of(dir.path(), &yb_file("yb"))).await;
     assert!(matches!(r.result, ProbeResult::Ok { .. }), "{r:?}");
     let r = probe_spec(&spec_of(dir.path(), &yb_file("wrong"))).await;
-    assert!(
-        matches!(
-            &r.result,
-            ProbeResult::Failed {
-                problem: Problem::Credentials { .. }
-            }
-        ),
-        "{r:?}"
-    );
-    assert!(r.line().contains("yonbip.app_secret"), "{}", r.line());
+    refused_naming(&r, "yonbip.app_secret");
     assert_eq!(yb.count(yonbip::TOKEN_PATH), 2);
     assert!(!r.line().contains("yb-secret-8c2e"));
 }

@@ -16,40 +16,12 @@ const VIEWER_TOKEN: &str = "viewer-token-wecom-login-31f0";
 /// A bridge whose console signs in WeCom members `zhangsan` (operator) and `wangwu`
 /// (viewer) through `wecom`.
 async fn bridge_with_wecom_login(wecom: &FakeWeCom) -> TestBridge {
-    wecom.add_credentials(CORP_ID, APP_SECRET);
     let extra = format!(
-        r#"
-[reconcile]
-enabled = false
-[wecom]
-api_base_url = "{api}"
-[console.wecom_login]
-app = "login"
-authorize_url = "{authorize}"
-sso_url = "{sso}"
-[[console.wecom_users]]
-user_id = "zhangsan"
-role = "operator"
-[[console.wecom_users]]
-user_id = "wangwu"
-role = "viewer"
-[[admin.users]]
-name = "vera"
-token = "{VIEWER_TOKEN}"
-role = "viewer"
-"#,
-        api = wecom.base_url(),
-        authorize = wecom.authorize_url(),
-        sso = wecom.sso_login_url(),
+        "[[console.wecom_users]]\nuser_id = \"wangwu\"\nrole = \"viewer\"\n{}",
+        admin_users(&[("vera", VIEWER_TOKEN, "viewer")])
     );
-    TestBridge::start_edited(&[TestApp::new("login")], |_, toml| {
-        let toml = toml.replace(
-            "[apps.login]\n",
-            &format!("[apps.login]\nsecret = \"{APP_SECRET}\"\nagent_id = 1000002\n"),
-        );
-        format!("{toml}\n{extra}")
-    })
-    .await
+    let pages = (wecom.authorize_url(), wecom.sso_login_url());
+    start_with_wecom_login(wecom, ("login", APP_SECRET), pages, &extra).await
 }
 
 /// A browser: follows nothing by itself, keeps the bridge's cookies (and sends them only to
@@ -152,19 +124,6 @@ fn param(url: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {url}"))
 }
 
-async fn audit_rows(t: &TestBridge) -> Vec<serde_json::Value> {
-    let text = reqwest::Client::new()
-        .get(format!("http://{}/admin/audit?limit=1000", t.admin))
-        .bearer_auth(VIEWER_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    json_lines(&text)
-}
-
 fn audited(rows: &[serde_json::Value], who: &str, result: &str) -> bool {
     rows.iter().any(|r| {
         r["who"] == who
@@ -230,7 +189,7 @@ async fn members_sign_in_with_wecom_by_qr_code_and_inside_the_wecom_client() {
         "{html}"
     );
 
-    let rows = audit_rows(&t).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     assert!(audited(&rows, "wecom:zhangsan", "ok"), "{rows:#?}");
     assert!(audited(&rows, "wecom:wangwu", "ok"), "{rows:#?}");
     assert_eq!(wecom.calls("auth/getuserinfo"), 2);
@@ -297,7 +256,7 @@ async fn wecom_sign_in_refuses_unknown_members_foreign_states_and_reused_codes()
     assert_eq!(d.get(&back).await.status(), StatusCode::FORBIDDEN);
     assert!(!d.has_cookie("wb_session"));
 
-    let rows = audit_rows(&t).await;
+    let rows = audit_rows(t.admin, VIEWER_TOKEN, 1000).await;
     for (who, result) in [
         ("wecom:lisi", "refused: WeCom user lisi is not allowed"),
         ("unknown", "refused: the sign-in's state does not match"),

@@ -7,20 +7,18 @@
 //! Owns only this variant's set-up and printout; the driver pieces (sending callbacks, reading
 //! the admin API, waiting to settle) are the default demo's.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::samples::{self, APPROVED};
-use super::{APP_SECRET, Admin, DEMO_AGENT_ID, Sender, numbered_claims, settle, unix_now};
+use super::samples;
+use super::{APP_SECRET, Admin, Sender, numbered_claims, settle, unix_now};
 use crate::app::RunningBridge;
-use crate::config::{Config, SecretRef};
+use crate::config::Config;
 use crate::deliver::vendor::kingdee::{Credentials, Op};
 use crate::standins::kingdee::{KingdeeStandIn, KingdeeState};
 use crate::standins::wecom::FakeWeCom;
-use crate::wecom::crypto::CallbackCrypto;
 
 /// The template the demo delivers through, and its connector.
 const TEMPLATE: &str = "kingdee-expense";
@@ -113,31 +111,13 @@ pub async fn start(mut config: Config, data_dir: &Path) -> anyhow::Result<Kingde
 
     config.catalog.connectors_dir = connectors;
     config.catalog.mappings_dir = mappings;
-    config.store.path = data_dir.join("bridge.redb");
-    config.journal.active_key = "demo".into();
-    config.journal.keys = BTreeMap::from([(
-        "demo".to_string(),
-        SecretRef::File(data_dir.join("journal.key")),
-    )]);
-    config.journal.create_key_if_missing = true;
-    config.wecom.api_base_url = wecom.base_url();
-    config.reconcile.enabled = false;
-    if let Some(a) = config.apps.get_mut(&app_name) {
-        a.secret = Some(SecretRef::Literal(APP_SECRET.into()));
-        a.agent_id.get_or_insert(DEMO_AGENT_ID);
-    }
+    super::point_at_demo(&mut config, &data_dir, &app_name, &wecom);
 
     let bridge = crate::app::start(&config)
         .await
         .context("starting the bridge (is another `serve` or `demo` using its ports?)")?;
     let secrets = config.resolve()?;
-    let s = &secrets.apps[&app_name];
-    let sender = Sender {
-        client: reqwest::Client::new(),
-        url: format!("http://{}{}", bridge.public_addr, app.path),
-        crypto: CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose())?,
-        receive_id: app.receive_ids.first().cloned().unwrap_or_default(),
-    };
+    let sender = Sender::to_app(&bridge, &secrets, &app_name, &app)?;
     let admin = Admin {
         client: reqwest::Client::new(),
         base: format!("http://{}", bridge.admin_addr),
@@ -147,15 +127,7 @@ pub async fn start(mut config: Config, data_dir: &Path) -> anyhow::Result<Kingde
 
     let now = unix_now();
     let sent = numbered_claims(&config, now)?;
-    for (sp_no, claim) in &sent {
-        wecom.add_approval(samples::detail(claim, sp_no, APPROVED, now - 86_400));
-        sender
-            .post(
-                &samples::callback(&sender.receive_id, sp_no, APPROVED, 2),
-                now,
-            )
-            .await?;
-    }
+    sender.send_approved(&wecom, &sent, now).await?;
     let once: Vec<(&str, usize)> = sent.iter().map(|(s, _)| (s.as_str(), 1)).collect();
     let settled = settle(&admin, &once).await;
     let summary = render(&kingdee, &admin, &sent, &sender.url, settled).await?;

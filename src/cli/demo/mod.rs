@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 
 use crate::app::RunningBridge;
-use crate::config::{AppConfig, Config, SecretRef};
+use crate::config::{AppConfig, Config, ResolvedSecrets, SecretRef};
 use crate::record::{JobRecord, JobState};
 use crate::standins::finance::FinanceStandIn;
 use crate::standins::inbox::InboxStandIn;
@@ -108,22 +108,47 @@ impl Demo {
 pub(super) async fn run(config_path: &Path, config: Config, args: DemoArgs) -> anyhow::Result<()> {
     if args.target == DemoTarget::Kingdee {
         let demo = kingdee::start(config, &args.data_dir).await?;
-        print!("{}", demo.summary);
-        if !args.exit_after_demo {
-            super::shutdown_signal().await;
-            println!("stopping…");
-        }
+        present(&demo.summary, args.exit_after_demo).await;
         demo.stop().await;
         return Ok(());
     }
     let demo = start(config, &args.data_dir, config_path).await?;
-    print!("{}", demo.summary);
-    if !args.exit_after_demo {
+    present(&demo.summary, args.exit_after_demo).await;
+    demo.stop().await;
+    Ok(())
+}
+
+/// Prints the demo's summary, then waits for Ctrl-C unless `exit_after_demo`.
+async fn present(summary: &str, exit_after_demo: bool) {
+    print!("{summary}");
+    if !exit_after_demo {
         super::shutdown_signal().await;
         println!("stopping…");
     }
-    demo.stop().await;
-    Ok(())
+}
+
+/// Points `config` at the demo: its store and journal key (created if missing) under
+/// `data_dir`, the WeCom API stand-in `wecom`, and the demo app secret (and an AgentId:
+/// writeback sends as the app, message/send needs it) for app `app_name`; no reconciliation.
+pub(super) fn point_at_demo(
+    config: &mut Config,
+    data_dir: &Path,
+    app_name: &str,
+    wecom: &FakeWeCom,
+) {
+    config.store.path = data_dir.join("bridge.redb");
+    config.journal.active_key = "demo".into();
+    config.journal.keys = BTreeMap::from([(
+        "demo".to_string(),
+        SecretRef::File(data_dir.join("journal.key")),
+    )]);
+    config.journal.create_key_if_missing = true;
+    config.wecom.api_base_url = wecom.base_url();
+    config.reconcile.enabled = false;
+    if let Some(a) = config.apps.get_mut(app_name) {
+        a.secret = Some(SecretRef::Literal(APP_SECRET.into()));
+        a.agent_id.get_or_insert(DEMO_AGENT_ID);
+    }
 }
 
 /// Creates the demo's data folder and returns its absolute path.
@@ -178,34 +203,14 @@ pub async fn start(
     };
     let connectors = copy_connectors(&config, &data_dir, &stand_ins, &client_secret)?;
     config.catalog.connectors_dir = connectors;
-    config.store.path = data_dir.join("bridge.redb");
-    config.journal.active_key = "demo".into();
-    config.journal.keys = BTreeMap::from([(
-        "demo".to_string(),
-        SecretRef::File(data_dir.join("journal.key")),
-    )]);
-    config.journal.create_key_if_missing = true;
-    config.wecom.api_base_url = wecom.base_url();
-    config.reconcile.enabled = false;
-    if let Some(a) = config.apps.get_mut(&app_name) {
-        a.secret = Some(SecretRef::Literal(APP_SECRET.into()));
-        // writeback sends as the app: message/send needs its AgentId
-        a.agent_id.get_or_insert(DEMO_AGENT_ID);
-    }
+    point_at_demo(&mut config, &data_dir, &app_name, &wecom);
     let console = ConsoleAccess::add_to(&mut config, &app_name, &wecom);
 
     let bridge = crate::app::start(&config)
         .await
         .context("starting the bridge (is another `serve` or `demo` using its ports?)")?;
     let secrets = config.resolve()?;
-    let s = &secrets.apps[&app_name];
-    let crypto = CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose())?;
-    let sender = Sender {
-        client: reqwest::Client::new(),
-        url: format!("http://{}{}", bridge.public_addr, app.path),
-        crypto,
-        receive_id: app.receive_ids.first().cloned().unwrap_or_default(),
-    };
+    let sender = Sender::to_app(&bridge, &secrets, &app_name, &app)?;
     let admin = Admin {
         client: reqwest::Client::new(),
         base: format!("http://{}", bridge.admin_addr),
@@ -216,15 +221,7 @@ pub async fn start(
 
     let now = unix_now();
     let sent = numbered_claims(&config, now)?;
-    for (sp_no, claim) in &sent {
-        wecom.add_approval(samples::detail(claim, sp_no, APPROVED, now - 86_400));
-        sender
-            .post(
-                &samples::callback(&sender.receive_id, sp_no, APPROVED, 2),
-                now,
-            )
-            .await?;
-    }
+    sender.send_approved(&wecom, &sent, now).await?;
     let once: Vec<(&str, usize)> = sent.iter().map(|(s, _)| (s.as_str(), 1)).collect();
     let _ = settle(&admin, &once).await;
     let mut revoked = Vec::new();
@@ -446,6 +443,39 @@ struct Sender {
 }
 
 impl Sender {
+    /// A sender of callbacks to app `app_name` (settings `app`, secrets in `secrets`) of
+    /// `bridge`.
+    fn to_app(
+        bridge: &RunningBridge,
+        secrets: &ResolvedSecrets,
+        app_name: &str,
+        app: &AppConfig,
+    ) -> anyhow::Result<Sender> {
+        let s = &secrets.apps[app_name];
+        Ok(Sender {
+            client: reqwest::Client::new(),
+            url: format!("http://{}{}", bridge.public_addr, app.path),
+            crypto: CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose())?,
+            receive_id: app.receive_ids.first().cloned().unwrap_or_default(),
+        })
+    }
+
+    /// Registers each claim of `sent` (SpNo, claim) as approved at the WeCom stand-in and
+    /// posts its approval callback.
+    async fn send_approved(
+        &self,
+        wecom: &FakeWeCom,
+        sent: &[(String, samples::Claim)],
+        now: i64,
+    ) -> anyhow::Result<()> {
+        for (sp_no, claim) in sent {
+            wecom.add_approval(samples::detail(claim, sp_no, APPROVED, now - 86_400));
+            let xml = samples::callback(&self.receive_id, sp_no, APPROVED, 2);
+            self.post(&xml, now).await?;
+        }
+        Ok(())
+    }
+
     async fn post(&self, xml: &str, now: i64) -> anyhow::Result<()> {
         let nonce = format!("{}", rand::random::<u32>());
         let (query, body) =

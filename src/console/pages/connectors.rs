@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{SignedIn, csrf_ok, layout, refused, time, trouble};
+use super::{SignedIn, layout, operator_gate, time, trouble};
 use crate::admin::AdminState;
 use crate::config::SecretRef;
 use crate::console::auth::Session;
@@ -36,33 +36,21 @@ pub(super) struct Health {
     pub last_error: Option<JobRecord>,
 }
 
-/// Reads the value of gauge `name` per `connector` label from Prometheus text.
+/// Reads the circuit gauge's state per `connector` label from Prometheus text.
 fn circuit_states(text: &str) -> BTreeMap<String, &'static str> {
-    let prefix = format!("{}{{", crate::deliver::stage::DELIVER_CIRCUIT);
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Some(name) = labels
-            .split_once("connector=\"")
-            .and_then(|(_, a)| a.split_once('"'))
-            .map(|(n, _)| n.to_string())
-        else {
-            continue;
-        };
-        let state = match value.trim() {
-            "0" => "closed",
-            "1" => "half-open",
-            "2" => "open",
-            _ => "unknown",
-        };
-        out.insert(name, state);
-    }
-    out
+    let gauge = crate::deliver::stage::DELIVER_CIRCUIT;
+    crate::telemetry::samples_by_label(text, gauge, "connector")
+        .into_iter()
+        .map(|(name, value)| {
+            let state = match value {
+                "0" => "closed",
+                "1" => "half-open",
+                "2" => "open",
+                _ => "unknown",
+            };
+            (name, state)
+        })
+        .collect()
 }
 
 /// The newest job of `connector` in `state`, from the (connector, state) index.
@@ -269,21 +257,19 @@ pub(super) async fn test_auth(
     SignedIn(session): SignedIn,
     Form(f): Form<TestAuthForm>,
 ) -> Response {
-    if !csrf_ok(&st, &session, &f.csrf, "test_auth").await {
-        return refused(
-            &session,
-            "This form expired or came from another page. Reload the page and try again.",
-        );
+    let why = "Testing a connector's credentials needs the operator role.";
+    let gate = operator_gate(
+        &st,
+        &session,
+        &f.csrf,
+        ("test_auth", Some(&f.connector)),
+        why,
+    );
+    if let Err(refusal) = gate.await {
+        return refusal;
     }
     let who = session.principal.name.clone();
     let row = |result: &str| audit_row(&who, "test_auth", &f.connector, result, "console");
-    if !session.principal.may(Role::Operator) {
-        audit(st.journal.store(), row("refused: role viewer")).await;
-        return refused(
-            &session,
-            "Testing a connector's credentials needs the operator role.",
-        );
-    }
     let Some(spec) = st
         .route
         .catalog

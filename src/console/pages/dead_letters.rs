@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use super::{SignedIn, csrf_ok, layout, refused, time, trouble};
+use super::{SignedIn, layout, operator_gate, time, trouble};
 use crate::admin::AdminState;
 use crate::broker::RedriveFilter;
 use crate::console::{Role, audit, audit_row};
@@ -128,21 +128,12 @@ pub(super) async fn replay(
     Form(f): Form<ReplayForm>,
 ) -> Response {
     let queue = queue_or_default(&f.queue);
-    if !csrf_ok(&st, &session, &f.csrf, "replay").await {
-        return refused(
-            &session,
-            "This form expired or came from another page. Reload the page and try again.",
-        );
+    let why = "Replaying needs the operator role.";
+    let gate = operator_gate(&st, &session, &f.csrf, ("replay", Some(&queue)), why);
+    if let Err(refusal) = gate.await {
+        return refusal;
     }
     let who = session.principal.name.clone();
-    if !session.principal.may(Role::Operator) {
-        audit(
-            st.journal.store(),
-            audit_row(&who, "replay", &queue, "refused: role viewer", "console"),
-        )
-        .await;
-        return refused(&session, "Replaying needs the operator role.");
-    }
     let (filter, what) = match (&f.ids, &f.reason, &f.all) {
         (Some(ids), None, None) if !ids.trim().is_empty() => (
             RedriveFilter::Ids(ids.split(',').map(|s| s.trim().to_string()).collect()),
@@ -186,29 +177,16 @@ pub(super) async fn replay(
         );
     };
     let target = format!("{queue}: {what}");
+    let row = |result: &str| audit_row(&who, "replay", &target, result, "console");
     match broker.redrive(&queue, &filter).await {
         Ok(n) => {
             tracing::info!(%who, queue = %queue, redriven = n, "dead letters replayed from the console");
-            audit(
-                st.journal.store(),
-                audit_row(
-                    &who,
-                    "replay",
-                    &target,
-                    &format!("ok: {n} replayed"),
-                    "console",
-                ),
-            )
-            .await;
+            audit(st.journal.store(), row(&format!("ok: {n} replayed"))).await;
             Redirect::to(&format!("/console/dead-letters?queue={queue}&replayed={n}"))
                 .into_response()
         }
         Err(e) => {
-            audit(
-                st.journal.store(),
-                audit_row(&who, "replay", &target, &format!("failed: {e}"), "console"),
-            )
-            .await;
+            audit(st.journal.store(), row(&format!("failed: {e}"))).await;
             trouble(
                 &session,
                 StatusCode::SERVICE_UNAVAILABLE,

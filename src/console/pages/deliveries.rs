@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::journey::{link, urlencode};
-use super::{SignedIn, csrf_ok, layout, refused, time, trouble};
+use super::{SignedIn, layout, operator_gate, time, trouble};
 use crate::admin::AdminState;
 use crate::broker::RedriveFilter;
 use crate::console::{Role, audit, audit_row};
@@ -221,27 +221,12 @@ pub(super) async fn replay(
     SignedIn(session): SignedIn,
     Form(f): Form<ReplayForm>,
 ) -> Response {
-    if !csrf_ok(&st, &session, &f.csrf, "replay").await {
-        return refused(
-            &session,
-            "This form expired or came from another page. Reload the page and try again.",
-        );
+    let why = "Replaying needs the operator role.";
+    let gate = operator_gate(&st, &session, &f.csrf, ("replay", Some("deliveries")), why);
+    if let Err(refusal) = gate.await {
+        return refusal;
     }
     let who = session.principal.name.clone();
-    if !session.principal.may(Role::Operator) {
-        audit(
-            st.journal.store(),
-            audit_row(
-                &who,
-                "replay",
-                "deliveries",
-                "refused: role viewer",
-                "console",
-            ),
-        )
-        .await;
-        return refused(&session, "Replaying needs the operator role.");
-    }
     // the dead jobs to replay, per connector
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let what = match (f.key.as_deref().map(str::trim), &f.all) {
@@ -342,6 +327,7 @@ pub(super) async fn replay(
             "The broker is not connected yet; see the overview.",
         );
     };
+    let row = |result: &str| audit_row(&who, "replay", &what, result, "console");
     let mut replayed = 0;
     for (connector, ids) in &keys {
         let queue = crate::route::deliver_queue(connector);
@@ -352,17 +338,8 @@ pub(super) async fn replay(
             {
                 Ok(n) => replayed += n,
                 Err(e) => {
-                    audit(
-                        st.journal.store(),
-                        audit_row(
-                            &who,
-                            "replay",
-                            &what,
-                            &format!("failed after {replayed}: {e}"),
-                            "console",
-                        ),
-                    )
-                    .await;
+                    let failed = format!("failed after {replayed}: {e}");
+                    audit(st.journal.store(), row(&failed)).await;
                     return trouble(
                         &session,
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -373,17 +350,8 @@ pub(super) async fn replay(
         }
     }
     tracing::info!(%who, asked, replayed, "dead delivery jobs replayed from the console");
-    audit(
-        st.journal.store(),
-        audit_row(
-            &who,
-            "replay",
-            &what,
-            &format!("ok: {replayed} replayed"),
-            "console",
-        ),
-    )
-    .await;
+    let ok = format!("ok: {replayed} replayed");
+    audit(st.journal.store(), row(&ok)).await;
     let mut filter = f.filter.clone();
     if let Some(k) = &f.key {
         // show the replayed job

@@ -93,6 +93,38 @@ async fn csrf_ok(st: &AdminState, session: &Session, given: &str, action: &str) 
     false
 }
 
+/// The gate of every operator action (a POST): the form's CSRF token `csrf`, then the
+/// operator role. A viewer's attempt at `action` is audited on its target when one is given
+/// (`(action, Some(target))`) and refused saying `why`. `Err` holds the refusal page.
+async fn operator_gate(
+    st: &AdminState,
+    session: &Session,
+    csrf: &str,
+    (action, target): (&str, Option<&str>),
+    why: &str,
+) -> Result<(), Response> {
+    if !csrf_ok(st, session, csrf, action).await {
+        return Err(refused(
+            session,
+            "This form expired or came from another page. Reload the page and try again.",
+        ));
+    }
+    if !session.principal.may(Role::Operator) {
+        if let Some(target) = target {
+            let row = super::audit_row(
+                &session.principal.name,
+                action,
+                target,
+                "refused: role viewer",
+                "console",
+            );
+            super::audit(st.journal.store(), row).await;
+        }
+        return Err(refused(session, why));
+    }
+    Ok(())
+}
+
 /// A page refusing an action (403) inside the layout.
 fn refused(session: &Session, text: &str) -> Response {
     let body = html! { p.flash.error { (text) } };

@@ -104,23 +104,8 @@ fn samples() -> &'static Mutex<Samples> {
 /// Sums the samples of counter `name` in Prometheus text, grouped by the value of `label`.
 pub(crate) fn counter_by_label(text: &str, name: &str, label: &str) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    let prefix = format!("{name}{{");
-    let key = format!("{label}=\"");
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Some(v) = labels
-            .split_once(&key)
-            .and_then(|(_, after)| after.split_once('"'))
-            .map(|(v, _)| v.to_string())
-        else {
-            continue;
-        };
-        let n = value.trim().parse::<f64>().unwrap_or(0.0);
+    for (v, value) in crate::telemetry::samples_by_label(text, name, label) {
+        let n = value.parse::<f64>().unwrap_or(0.0);
         // Prometheus counters render as floats; counts of requests are whole numbers.
         *out.entry(v).or_insert(0) += n.max(0.0) as u64;
     }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::journey::urlencode;
-use super::{Session, SignedIn, csrf_ok, layout, refused, time, trouble};
+use super::{Session, SignedIn, layout, operator_gate, refused, time, trouble};
 use crate::admin::AdminState;
 use crate::catalog::Mapping;
 use crate::console::{Role, audit, audit_row};
@@ -179,17 +179,11 @@ pub(super) async fn try_it(
     SignedIn(session): SignedIn,
     Form(f): Form<TryForm>,
 ) -> Response {
-    if !csrf_ok(&st, &session, &f.csrf, "try_mapping").await {
-        return refused(
-            &session,
-            "This form expired or came from another page. Reload the page and try again.",
-        );
-    }
-    if !session.principal.may(Role::Operator) {
-        return refused(
-            &session,
-            "The playground shows payloads: it needs the operator role.",
-        );
+    // a viewer's attempt is refused without an audit row: it changes nothing
+    let why = "The playground shows payloads: it needs the operator role.";
+    let gate = operator_gate(&st, &session, &f.csrf, ("try_mapping", None), why);
+    if let Err(refusal) = gate.await {
+        return refusal;
     }
     let Some(m) = find(&st, f.mapping.trim()) else {
         return trouble(

@@ -43,6 +43,26 @@ impl ProbeHttp {
     async fn send(&self, url: &Url, req: reqwest::RequestBuilder) -> Result<ProbeAnswer, Problem> {
         exchange(url, req, self.connect, self.total).await
     }
+
+    /// Sends `form` form-encoded to `url` (an OAuth2 token request).
+    async fn send_form(
+        &self,
+        url: &Url,
+        form: &[(&'static str, String)],
+    ) -> Result<ProbeAnswer, Problem> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let req = self
+            .client
+            .post(url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        self.send(url, req).await
+    }
 }
 
 /// Probes a vendor connector whose URL is `base`: what was probed, and the result.
@@ -256,18 +276,7 @@ pub async fn beisen_token(
 ) -> Result<String, Problem> {
     let url = endpoint(base, beisen::TOKEN_PATH);
     let form = beisen::token_form(app_id, tenant_id, secret.expose());
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
-        .finish();
-    let req = http
-        .client
-        .post(url.clone())
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(body);
-    let a = http.send(&url, req).await?;
+    let a = http.send_form(&url, &form).await?;
     let r = match beisen::parse_token(a.status, &a.body) {
         Ok(_) => Ok(format!("Beisen token issued for tenant {tenant_id}")),
         Err(beisen::BeisenError::Refused { status, error }) => {
@@ -326,18 +335,7 @@ pub async fn salesforce_token(
 ) -> Result<String, Problem> {
     let url = endpoint(login, salesforce::TOKEN_PATH);
     let form = salesforce::token_form(client_id, client_secret.expose());
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
-        .finish();
-    let req = http
-        .client
-        .post(url.clone())
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(body);
-    let a = http.send(&url, req).await?;
+    let a = http.send_form(&url, &form).await?;
     let r = match salesforce::parse_token(a.status, &a.body) {
         Ok(t) => Ok(format!(
             "Salesforce token issued; instance {}",

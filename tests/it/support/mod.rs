@@ -2,20 +2,25 @@
 
 #![allow(dead_code)]
 
+mod brokers;
+mod catalog;
+mod connectors;
+mod console;
+mod process;
+
+// The `browser` and `faults` binaries include this module too and use only part of it.
+#[allow(unused_imports)]
+pub use {brokers::*, catalog::*, connectors::*, console::*, process::*};
+
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 use wecom_bridge::app::{self, RunningBridge};
-use wecom_bridge::broker::embedded::{EmbeddedBroker, EmbeddedOptions};
-use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitDelivery, RabbitOptions};
-use wecom_bridge::broker::{
-    Body, Broker, Consumer, Delivery, ENVELOPE_VERSION, Envelope, ROUTE_QUEUE, WRITEBACK_QUEUE,
-};
+use wecom_bridge::broker::ROUTE_QUEUE;
 use wecom_bridge::cli::simulate::sign_event;
 use wecom_bridge::config::Config;
-use wecom_bridge::store::Store;
+use wecom_bridge::standins::wecom::FakeWeCom;
 use wecom_bridge::wecom::crypto::CallbackCrypto;
 
 /// The generated test credentials of `vectors.json` (config `bridge_test`).
@@ -172,16 +177,8 @@ impl TestBridge {
         } else {
             "&limit=100000"
         };
-        let text = reqwest::get(format!(
-            "http://{}/admin/events?x=1{limit}{extra}",
-            self.admin
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-        json_lines(&text)
+        let url = format!("http://{}/admin/events?x=1{limit}{extra}", self.admin);
+        json_lines(&get(&url).await.1)
     }
 
     pub async fn stop(mut self) -> TempDir {
@@ -192,16 +189,68 @@ impl TestBridge {
     }
 }
 
-/// Posts a callback; returns (status, body).
-pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .post(format!("{url}?{query}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+/// `toml` (of [`config_toml`]) with the WeCom API secret `secret` and agent id `agent_id`
+/// in the section of app `app`.
+pub fn with_api_secret(toml: &str, app: &str, secret: &str, agent_id: u32) -> String {
+    let section = format!("[apps.{app}]\n");
+    assert!(toml.contains(&section), "no app {app} in the configuration");
+    toml.replace(
+        &section,
+        &format!("{section}secret = \"{secret}\"\nagent_id = {agent_id}\n"),
+    )
+}
+
+/// Starts a bridge with app `app`, whose WeCom API secret `secret` the stand-in `wecom`
+/// knows, and whose console signs WeCom member `zhangsan` in as operator through the login
+/// pages `(authorize, sso)` (the stand-in's, perhaps under another host name); `extra` TOML
+/// is appended (more members, admin users).
+pub async fn start_with_wecom_login(
+    wecom: &FakeWeCom,
+    (app, secret): (&str, &str),
+    (authorize, sso): (String, String),
+    extra: &str,
+) -> TestBridge {
+    wecom.add_credentials(CORP_ID, secret);
+    let section = format!(
+        r#"
+[reconcile]
+enabled = false
+[wecom]
+api_base_url = "{api}"
+[console.wecom_login]
+app = "{app}"
+authorize_url = "{authorize}"
+sso_url = "{sso}"
+[[console.wecom_users]]
+user_id = "zhangsan"
+role = "operator"
+{extra}"#,
+        api = wecom.base_url(),
+    );
+    TestBridge::start_edited(&[TestApp::new(app)], |_, toml| {
+        format!(
+            "{}\n{section}",
+            with_api_secret(&toml, app, secret, 1_000_002)
+        )
+    })
+    .await
+}
+
+/// Sends `req`; returns (status, body).
+pub async fn answer(req: reqwest::RequestBuilder) -> (u16, String) {
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap())
+}
+
+/// Posts a callback; returns (status, body).
+pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    answer(
+        reqwest::Client::new()
+            .post(format!("{url}?{query}"))
+            .body(body),
+    )
+    .await
 }
 
 /// POSTs to `url` without a body and answers the JSON it gets back.
@@ -212,9 +261,7 @@ pub async fn post_json(url: &str) -> Value {
 
 /// Gets a URL; returns (status, body).
 pub async fn get(url: &str) -> (u16, String) {
-    let resp = reqwest::get(url).await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
+    answer(reqwest::Client::new().get(url)).await
 }
 
 /// Signs and encrypts `xml` for `app` with a fresh timestamp and nonce.
@@ -318,117 +365,6 @@ pub fn signed_raw(app: &TestApp, encrypted: &str) -> (String, String) {
     )
 }
 
-/// The `wecom-bridge` binary built for this test run.
-pub const BIN: &str = env!("CARGO_BIN_EXE_wecom-bridge");
-
-/// A free loopback port (bound and released; fine for tests on one machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `serve` child process.
-pub struct ServeProcess {
-    pub child: std::process::Child,
-    pub public: String,
-    pub admin: String,
-}
-
-impl ServeProcess {
-    /// Starts `wecom-bridge serve` with `config` in `cwd`, listening on fresh ports, and
-    /// waits until it answers `/readyz`.
-    pub fn start(config: &std::path::Path, cwd: &std::path::Path) -> ServeProcess {
-        let public = format!("127.0.0.1:{}", free_port());
-        let admin = format!("127.0.0.1:{}", free_port());
-        let child = std::process::Command::new(BIN)
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .current_dir(cwd)
-            .env("BRIDGE_SERVER__LISTEN", &public)
-            .env("BRIDGE_ADMIN__LISTEN", &admin)
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn wecom-bridge serve");
-        let p = ServeProcess {
-            child,
-            public,
-            admin,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(&p.admin) {
-                use std::io::{Read, Write};
-                let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                if out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200") {
-                    return p;
-                }
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "serve did not become ready"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL on Unix
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for ServeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs a `wecom-bridge` command to completion; returns (success, stdout, stderr).
-pub fn run_cli(
-    args: &[&str],
-    cwd: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (bool, String, String) {
-    let out = std::process::Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// [`run_cli`] of `wecom-bridge --config <config> <args…>`.
-pub fn run_config(
-    config: &std::path::Path,
-    args: &[&str],
-    cwd: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (bool, String, String) {
-    let mut all = vec!["--config", config.to_str().unwrap()];
-    all.extend_from_slice(args);
-    run_cli(&all, cwd, env)
-}
-
 /// Writes `toml` as `dir/bridge.toml` and returns its path.
 pub fn config_file(dir: &std::path::Path, toml: &str) -> std::path::PathBuf {
     let path = dir.join("bridge.toml");
@@ -444,126 +380,6 @@ pub fn finance_connector(dir: &std::path::Path) {
         "kind = \"http\"\nurl = \"env:FINANCE_URL\"\n",
     )
     .unwrap();
-}
-
-/// Writes, in `dir`, the configuration of app `app` (its path is returned) and fills its
-/// embedded broker's route queue with [`envelope`]s of `ids`, of which the first `parked`
-/// taken are parked with the reason `reason` gives their id. No bridge runs.
-pub async fn embedded_with_dead_letters(
-    dir: &std::path::Path,
-    app: &str,
-    ids: &[&str],
-    parked: usize,
-    reason: impl Fn(&str) -> &'static str,
-) -> std::path::PathBuf {
-    let config = config_file(dir, &config_toml(dir, &[TestApp::new(app)]));
-    let b = embedded_at(dir).await;
-    for id in ids {
-        b.publish(ROUTE_QUEUE, &envelope(id)).await.unwrap();
-    }
-    let mut c = b.consume(ROUTE_QUEUE).await.unwrap();
-    for _ in 0..parked {
-        let d = c.next().await.unwrap().unwrap();
-        let why = reason(&d.envelope().id);
-        d.dead_letter(why).await.unwrap();
-    }
-    drop(c);
-    b.close().await;
-    config
-}
-
-/// The embedded broker on the store of [`config_toml`]`(dir, …)`, opened by the test while
-/// no bridge runs (to lay out queues for the CLI).
-pub async fn embedded_at(dir: &std::path::Path) -> EmbeddedBroker {
-    let store = Store::open(&dir.join("bridge.redb"), test_sealer()).unwrap();
-    let opts = EmbeddedOptions {
-        prefetch: 8,
-        lease: Duration::from_secs(30),
-        delivery_limit: 20,
-    };
-    EmbeddedBroker::open(store, opts).await.unwrap()
-}
-
-/// The RabbitMQ URL tests use; RabbitMQ must be running (tests fail loudly otherwise).
-pub fn amqp_url() -> String {
-    std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// A `[broker]` section for RabbitMQ with a unique prefix.
-pub fn rabbit_section(prefix: &str) -> String {
-    format!(
-        "[broker]\nkind = \"rabbitmq\"\nurl = \"{}\"\nprefix = \"{prefix}\"\nretry_tiers_secs = [1, 2]\n",
-        amqp_url()
-    )
-}
-
-/// The test's own RabbitMQ connection to the broker of a bridge configured with
-/// [`rabbit_section`]`(prefix)`, with the same retry tiers.
-pub async fn own_rabbit(prefix: &str) -> RabbitBroker {
-    let opts = RabbitOptions {
-        prefix: prefix.into(),
-        prefetch: 8,
-        retry_tiers: vec![Duration::from_secs(1), Duration::from_secs(2)],
-        delivery_limit: 20,
-        queues: vec![],
-    };
-    RabbitBroker::connect(&amqp_url(), opts).await.unwrap()
-}
-
-/// Publishes [`envelope`]s with these ids to `queue` and parks each as a stage would, with
-/// `reason`; returns the consumer, still open (a replayed message comes back to it).
-pub async fn park(
-    own: &RabbitBroker,
-    queue: &str,
-    ids: &[&str],
-    reason: &str,
-) -> Consumer<RabbitDelivery> {
-    for id in ids {
-        own.publish(queue, &envelope(id)).await.unwrap();
-    }
-    let mut c = own.consume(queue).await.unwrap();
-    for _ in ids {
-        let d = c.next().await.unwrap().unwrap();
-        d.dead_letter(reason).await.unwrap();
-    }
-    c
-}
-
-/// Deletes `queues` (with their delay and dead-letter queues at the tiers of
-/// [`rabbit_section`]) of the bridge configured with `rabbit_section(prefix)`.
-pub async fn delete_rabbit_queues(prefix: &str, queues: &[String]) {
-    let own = own_rabbit(prefix).await;
-    own.delete_queues(queues).await.unwrap();
-    own.close().await;
-}
-
-/// Deletes the bridge's route and writeback queues and `queue` from RabbitMQ (with their
-/// delay tiers and dead letters) and closes the connection.
-pub async fn remove_queues(own: RabbitBroker, queue: &str) {
-    own.delete_queues(&[
-        ROUTE_QUEUE.to_string(),
-        WRITEBACK_QUEUE.to_string(),
-        queue.to_string(),
-    ])
-    .await
-    .unwrap();
-    own.close().await;
-}
-
-/// A test message `id`: an approval event whose XML carries the id and some CDATA.
-pub fn envelope(id: &str) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        id: id.into(),
-        kind: "approval_change".into(),
-        business_key: format!("{id}:2"),
-        app: "demo".into(),
-        created_at_ms: 1_749_106_583_000,
-        body: Body::Message(
-            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id><Note><![CDATA[汉字 & <tags>]]></Note></xml>")}),
-        ),
-    }
 }
 
 /// One JSON value per line, as the admin API lists things.
@@ -631,22 +447,6 @@ impl TestBridge {
         }
         resp.json().await.unwrap()
     }
-}
-
-/// [`run_cli`] from async tests, off the runtime's worker threads (the child may need servers
-/// that run on this runtime).
-pub async fn run_cli_async(args: &[&str], cwd: &std::path::Path) -> (bool, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let cwd = cwd.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        run_cli(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            &cwd,
-            &[],
-        )
-    })
-    .await
-    .unwrap()
 }
 
 /// The journal key of [`config_toml`] as a sealer, for tests that open the store directly.

@@ -1,0 +1,41 @@
+//! Test support: connectors built in this process from a connector file's text (secrets in
+//! files), and one document sent through one.
+
+use std::path::Path;
+
+use serde_json::Value;
+use wecom_bridge::deliver::spec::{self, ConnectorSpec};
+use wecom_bridge::deliver::{Attempt, Connector, Outgoing};
+
+/// The connector file `text` parsed as `connectors/v.toml`, `{dir}` in it standing for `dir`,
+/// after each `(name, value)` of `secrets` is written as the secret file `dir/<name>`.
+pub fn spec_with_secrets(dir: &Path, text: &str, secrets: &[(&str, &str)]) -> ConnectorSpec {
+    for (name, value) in secrets {
+        std::fs::write(dir.join(name), format!("{value}\n")).unwrap();
+    }
+    let text = text.replace("{dir}", &dir.display().to_string());
+    spec::parse(Path::new("connectors/v.toml"), &text, "v").unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// [`spec_with_secrets`], built into a running connector.
+pub fn connector_with_secrets(dir: &Path, text: &str, secrets: &[(&str, &str)]) -> Connector {
+    Connector::build(spec_with_secrets(dir, text, secrets)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends `doc` through `c` with `key` as its idempotency and business key.
+pub async fn send(c: &Connector, doc: &Value, key: &str) -> Attempt {
+    c.send(&Outgoing {
+        document: doc,
+        idempotency_key: key,
+        business_key: key,
+    })
+    .await
+}
+
+/// Asserts that none of `secrets` shows in the attempt's record.
+pub fn no_secret_in(a: &Attempt, secrets: &[&str]) {
+    let text = serde_json::to_string(a).unwrap();
+    for s in secrets {
+        assert!(!text.contains(s), "secret {s} in the record: {text}");
+    }
+}
