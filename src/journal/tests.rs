@@ -201,7 +201,11 @@ async fn relay_publishes_handed_off_entries_without_reading_them_back() {
     };
     t.start_relay(blind);
     t.append_many(0, 300).await;
-    assert_eq!(t.published().await, 300, "each published once");
+    assert_eq!(
+        t.published().await,
+        300,
+        "each entry published exactly once"
+    );
     t.finish().await;
 }
 
@@ -226,6 +230,10 @@ async fn relay_reads_the_outbox_when_hand_offs_were_dropped() {
     t.append_many(0, 20).await;
     assert_eq!(t.published().await, 20);
     t.append_many(20, 300).await;
-    assert_eq!(t.published().await, 320, "each published once");
+    assert_eq!(
+        t.published().await,
+        320,
+        "every entry published exactly once"
+    );
     t.finish().await;
 }
