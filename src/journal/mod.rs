@@ -5,15 +5,14 @@
 //! content-hash de-duplication of WeCom re-deliveries, and AES-256-GCM encryption of the
 //! decrypted payload with a key id so keys can rotate. It must not know HTTP: ingress calls
 //! [`Journal::append`]. Where an appended event goes next depends on the broker:
-//! - RabbitMQ (or no broker): the entry enters the outbox, the writer (`writer`) hands it and
-//!   its envelope to the relay in memory, and the relay (`relay`) publishes it with confirms
-//!   and marks it published; what was not handed over, the relay reads from the outbox;
+//! - RabbitMQ (or no broker): the entry enters the outbox, and the relay (`relay`) publishes
+//!   it with confirms and marks it published;
 //! - the embedded broker ([`Journal::start_embedded`]): the broker's writer appends the entry
 //!   and puts its message on the route queue in one transaction, shared with every other
 //!   change it batches; nothing enters the outbox.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -22,10 +21,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub mod relay;
-mod writer;
-
-use writer::AppendRequest;
-pub use writer::{Handoff, HandoffRx, JournalWriter};
 
 use crate::broker::ROUTE_QUEUE;
 use crate::broker::embedded::EmbeddedBroker;
@@ -35,6 +30,7 @@ use crate::stage::message::event_envelope;
 use crate::store::{
     AppendOutcome, JournalFilter, JournalRecord, Sealed, Sealer, Store, StoreError, StoredEntry,
 };
+use crate::telemetry::names;
 
 /// Errors of the journal.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +184,11 @@ pub fn content_hash(app: &str, xml: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+type AppendRequest = (
+    JournalRecord,
+    oneshot::Sender<Result<AppendOutcome, String>>,
+);
+
 /// Who commits appends.
 #[derive(Clone, Debug)]
 enum Appender {
@@ -204,8 +205,21 @@ pub struct Journal {
     store: Store,
     cipher: JournalCipher,
     appended: Arc<Notify>,
-    /// The relay's end of the writer's hand-off, until the relay takes it.
-    handoff: Arc<Mutex<Option<HandoffRx>>>,
+}
+
+/// The running writer thread; join it after every [`Journal`] handle is dropped.
+#[derive(Debug)]
+pub struct JournalWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl JournalWriter {
+    /// Waits for the writer to commit what it has and stop (after all handles dropped).
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("journal writer thread panicked");
+        }
+    }
 }
 
 impl Journal {
@@ -215,25 +229,20 @@ impl Journal {
         cipher: JournalCipher,
         max_batch: usize,
     ) -> (Journal, JournalWriter) {
-        Self::start_with(store, cipher, max_batch, writer::HANDOFF_CAPACITY)
-    }
-
-    fn start_with(
-        store: Store,
-        cipher: JournalCipher,
-        max_batch: usize,
-        handoff_capacity: usize,
-    ) -> (Journal, JournalWriter) {
-        let (tx, handoff, writer) = writer::start(store.clone(), max_batch, handoff_capacity);
+        let (tx, rx) = mpsc::channel::<AppendRequest>(max_batch.max(1) * 4);
+        let writer_store = store.clone();
+        let thread = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer_loop(writer_store, rx, max_batch.max(1)))
+            .expect("spawning a thread at start-up");
         (
             Journal {
                 appender: Appender::Writer(tx),
                 store,
                 cipher,
                 appended: Arc::new(Notify::new()),
-                handoff: Arc::new(Mutex::new(Some(handoff))),
             },
-            writer,
+            JournalWriter { thread },
         )
     }
 
@@ -247,7 +256,6 @@ impl Journal {
             store,
             cipher,
             appended: Arc::new(Notify::new()),
-            handoff: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -257,12 +265,10 @@ impl Journal {
         let hash = content_hash(&ev.app, &ev.xml);
         let (key_id, nonce, ciphertext) = self.cipher.seal(&hash, ev.xml.as_bytes());
         let received_at_ms = jiff::Timestamp::now().as_millisecond();
-        // The route queue's message, built while the plaintext is at hand for every event
-        // that is not quarantined, used only if it is new (the store decides that inside the
-        // commit): the embedded broker enqueues it in the same commit, the writer hands it to
-        // the relay (which then need not read and decrypt the entry back).
-        let envelope = ev.quarantine.is_none().then(|| {
-            event_envelope(
+        // The route queue's message, for the embedded broker: built for every event, used
+        // only if it is new (the store decides that inside the commit).
+        let body = match (&self.appender, &ev.quarantine) {
+            (Appender::Embedded(_), None) => event_envelope(
                 &EventId::new(event_id(&hash)),
                 &ev.kind,
                 &ev.business_key,
@@ -270,7 +276,9 @@ impl Journal {
                 received_at_ms,
                 ev.xml,
             )
-        });
+            .to_bytes(),
+            _ => Vec::new(),
+        };
         let record = JournalRecord {
             app: ev.app,
             kind: ev.kind,
@@ -286,7 +294,6 @@ impl Journal {
         let tx = match &self.appender {
             Appender::Writer(tx) => tx,
             Appender::Embedded(broker) => {
-                let body = envelope.map(|e| e.to_bytes()).unwrap_or_default();
                 return broker
                     .append_journal(record, ROUTE_QUEUE, body)
                     .await
@@ -297,12 +304,7 @@ impl Journal {
             }
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        let request = AppendRequest {
-            record,
-            envelope,
-            reply: reply_tx,
-        };
-        tx.send(request)
+        tx.send((record, reply_tx))
             .await
             .map_err(|_| JournalError::WriterGone)?;
         let outcome = reply_rx
@@ -318,15 +320,6 @@ impl Journal {
     /// Woken whenever a new entry is appended (for the outbox relay).
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
-    }
-
-    /// The relay's end of the writer's in-memory hand-off of new entries; `None` after the
-    /// first call (one relay per journal) and on the embedded broker (no outbox).
-    pub fn take_handoff(&self) -> Option<HandoffRx> {
-        self.handoff
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
     }
 
     /// The store underneath.
@@ -373,6 +366,44 @@ impl Journal {
                 }
             }
         })
+    }
+}
+
+fn writer_loop(store: Store, mut rx: mpsc::Receiver<AppendRequest>, max_batch: usize) {
+    let mut records = Vec::with_capacity(max_batch);
+    let mut replies = Vec::with_capacity(max_batch);
+    while let Some((record, reply)) = rx.blocking_recv() {
+        records.push(record);
+        replies.push(reply);
+        // Everything that queued up while the previous commit was flushing joins this one.
+        while records.len() < max_batch {
+            match rx.try_recv() {
+                Ok((record, reply)) => {
+                    records.push(record);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = store.append_journal(&records);
+        metrics::histogram!(names::JOURNAL_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::JOURNAL_BATCH_SIZE).record(records.len() as f64);
+        match result {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = records.len(), "journal commit failed; callers get 503 and WeCom will retry");
+                let msg = e.to_string();
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(msg.clone()));
+                }
+            }
+        }
+        records.clear();
     }
 }
 
@@ -437,4 +468,106 @@ pub fn event_id(hash: &[u8; 32]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    fn ev(xml: &str) -> IncomingEvent {
+        IncomingEvent {
+            app: "demo".into(),
+            kind: "approval_change".into(),
+            business_key: "1:2".into(),
+            xml: xml.into(),
+            quarantine: None,
+            source: "callback".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_commits_and_dedup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (journal, writer) = Journal::start(store, JournalCipher::with_key("k", [7; 32]), 64);
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let j = journal.clone();
+            // every event twice: the second must be a duplicate of the first
+            tasks.push(tokio::spawn(async move {
+                j.append(ev(&format!("<xml>{i}</xml>"))).await
+            }));
+            let j = journal.clone();
+            tasks.push(tokio::spawn(async move {
+                j.append(ev(&format!("<xml>{i}</xml>"))).await
+            }));
+        }
+        let mut appended = 0;
+        let mut dups = 0;
+        for t in tasks {
+            match t.await.unwrap().unwrap() {
+                AppendOutcome::Appended(_) => appended += 1,
+                AppendOutcome::Duplicate(_) => dups += 1,
+            }
+        }
+        assert_eq!((appended, dups), (200, 200));
+        let views = journal.list(&JournalFilter::default(), true).unwrap();
+        assert_eq!(views.len(), 200);
+        assert!(
+            views
+                .iter()
+                .all(|v| v.payload.as_deref().unwrap().starts_with("<xml>"))
+        );
+        drop(journal);
+        writer.join();
+    }
+
+    #[tokio::test]
+    async fn payload_is_encrypted_at_rest_and_needs_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (journal, writer) =
+            Journal::start(store.clone(), JournalCipher::with_key("k1", [1; 32]), 8);
+        journal
+            .append(ev("<xml>secret-approval-content</xml>"))
+            .await
+            .unwrap();
+        let rec = store.journal_entry(1).unwrap().unwrap().record;
+        assert!(!String::from_utf8_lossy(&rec.ciphertext).contains("secret-approval"));
+        assert_eq!(rec.key_id, "k1");
+        assert_eq!(
+            journal.cipher().open(&rec).unwrap(),
+            "<xml>secret-approval-content</xml>"
+        );
+        let other = JournalCipher::with_key("k1", [2; 32]);
+        assert!(matches!(other.open(&rec), Err(JournalError::Key(_))));
+        let rotated = JournalCipher::with_key("k2", [1; 32]);
+        let e = rotated.open(&rec).unwrap_err().to_string();
+        assert!(e.contains("`k1`"), "{e}");
+        drop(journal);
+        writer.join();
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/journal.key");
+        let cfg = JournalConfig {
+            keys: [("local-1".to_string(), SecretRef::File(path.clone()))].into(),
+            create_key_if_missing: true,
+            ..Default::default()
+        };
+        JournalCipher::from_config(&cfg).unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        JournalCipher::from_config(&cfg).unwrap();
+        assert_eq!(first, std::fs::read_to_string(&path).unwrap());
+        assert_eq!(first.trim().len(), 64);
+        let strict = JournalConfig {
+            keys: [(
+                "local-1".to_string(),
+                SecretRef::File(dir.path().join("missing")),
+            )]
+            .into(),
+            create_key_if_missing: false,
+            ..Default::default()
+        };
+        assert!(JournalCipher::from_config(&strict).is_err());
+    }
+}

@@ -1,34 +1,24 @@
-//! The outbox relay: publishes new journal entries to the broker's route queue.
+//! The outbox relay: drains unpublished journal entries to the broker's route queue.
 //!
 //! An entry is marked published only after the broker confirmed it, so a crash between the
 //! two republishes it (at-least-once; the route stage is idempotent). While the broker is
 //! down, ingress keeps journaling; the relay backs off, reports the backlog (metric
 //! `wecom_bridge_outbox_backlog`, `/readyz`), and drains it when the broker returns.
-//!
-//! Where entries come from: normally from the journal writer in memory ([`HandoffRx`]), each
-//! with the envelope ingress built while it had the plaintext, so the relay neither reads nor
-//! decrypts them. The store's outbox stays the record: the relay *reads the outbox* at
-//! start (whatever a crash or a stop left), after a failed publish, when the writer dropped a
-//! hand-off (channel full), and after 5 s without hand-offs; it keeps reading it, discarding
-//! hand-offs (each is in the outbox already), until the outbox is empty. Marks are
-//! non-durable commits: one lost to a crash only republishes its entries.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Handoff, HandoffRx, Journal, event_id};
+use super::{Journal, event_id};
 use crate::broker::{Broker, BrokerError, Envelope, ROUTE_QUEUE};
 use crate::stage::message::event_envelope;
 use crate::stage::{Backoff, EventId, Shutdown};
 use crate::store::StoredEntry;
 
-/// Entries read from the outbox, or taken from the hand-off, per round.
+/// Entries read from the outbox per round.
 const BATCH: usize = 512;
 /// Publishes awaiting their confirms at once.
 const IN_FLIGHT: usize = 128;
-/// Without hand-offs for this long, the relay looks at the outbox (a safety net).
-const IDLE_LOOK: Duration = Duration::from_secs(5);
 
 /// The broker envelope of a journal entry (decrypting its payload).
 pub fn envelope_of(
@@ -46,127 +36,38 @@ pub fn envelope_of(
     ))
 }
 
-/// What the relay does next.
-enum Round {
-    /// Publish these (read from the outbox, or handed over).
-    Publish(Vec<(u64, Result<Envelope, BrokerError>)>),
-    /// Nothing to publish now; look again.
-    Again,
-    /// Stop (shutdown).
-    Stop,
-}
-
-/// The relay's position: reading the outbox or taking hand-offs.
-struct Source {
-    journal: Journal,
-    handoff: Option<HandoffRx>,
-    /// Read the outbox next (until it is empty).
-    reading: bool,
-    /// The highest sequence number published from an outbox read: a later hand-off at or
-    /// below it was published already.
-    read_up_to: u64,
-    buf: Vec<Handoff>,
-}
-
-impl Source {
-    async fn next(&mut self, shutdown: &mut Shutdown, backoff: &mut Backoff) -> Round {
+/// Runs until `shutdown` turns true. Publishes to [`ROUTE_QUEUE`].
+pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: Shutdown) {
+    let appended = journal.appended();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
         if shutdown.is_stopping() {
-            return Round::Stop;
+            return;
         }
-        if self.reading || self.handoff.is_none() {
-            return self.read_outbox(shutdown, backoff).await;
-        }
-        let handoff = self.handoff.as_mut().expect("checked just above");
-        self.buf.clear();
-        let taken = tokio::select! {
-            n = handoff.recv_many(&mut self.buf, BATCH) => n,
-            _ = tokio::time::sleep(IDLE_LOOK) => {
-                self.reading = true;
-                return Round::Again;
-            }
-            _ = shutdown.stopped() => return Round::Stop,
-        };
-        if taken == 0 || handoff.missed() {
-            // the writer stopped, or dropped a hand-off: the outbox has the rest
-            self.reading = true;
-            return Round::Again;
-        }
-        let read_up_to = self.read_up_to;
-        Round::Publish(
-            self.buf
-                .drain(..)
-                .filter(|h| h.seq > read_up_to)
-                .map(|h| (h.seq, Ok(h.envelope)))
-                .collect(),
-        )
-    }
-
-    async fn read_outbox(&mut self, shutdown: &mut Shutdown, backoff: &mut Backoff) -> Round {
-        if let Some(handoff) = &mut self.handoff {
-            handoff.discard_all();
-        }
-        let store = self.journal.store().clone();
+        let store = journal.store().clone();
         let pending = match tokio::task::spawn_blocking(move || store.outbox_pending(BATCH)).await {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "outbox relay cannot read the journal; retrying");
                 shutdown.sleep(backoff.next_delay()).await;
-                return Round::Again;
+                continue;
             }
             Err(e) => {
                 tracing::error!(error = %e, "outbox relay task failed; retrying");
                 shutdown.sleep(backoff.next_delay()).await;
-                return Round::Again;
+                continue;
             }
         };
         if pending.is_empty() {
             metrics::gauge!("wecom_bridge_outbox_backlog").set(0.0);
-            self.reading = false;
-            if self.handoff.is_none() {
-                let appended = self.journal.appended();
-                tokio::select! {
-                    _ = appended.notified() => {}
-                    _ = tokio::time::sleep(IDLE_LOOK) => {}
-                    _ = shutdown.stopped() => {}
-                }
+            tokio::select! {
+                _ = appended.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.stopped() => {}
             }
-            return Round::Again;
+            continue;
         }
-        self.read_up_to = self.read_up_to.max(pending.last().map_or(0, |e| e.seq));
-        Round::Publish(
-            pending
-                .iter()
-                .map(|entry| (entry.seq, decrypted(&self.journal, entry)))
-                .collect(),
-        )
-    }
-}
-
-fn decrypted(journal: &Journal, entry: &StoredEntry) -> Result<Envelope, BrokerError> {
-    envelope_of(journal, entry).map_err(|e| {
-        tracing::error!(seq = entry.seq, error = %e, "journal entry cannot be decrypted; it stays in the outbox until its key is configured");
-        BrokerError::BadEnvelope(e.to_string())
-    })
-}
-
-/// Runs until `shutdown` turns true. Publishes to [`ROUTE_QUEUE`].
-pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: Shutdown) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-    let mut source = Source {
-        handoff: journal.take_handoff(),
-        journal: journal.clone(),
-        // at start: whatever the last run left in the outbox
-        reading: true,
-        read_up_to: 0,
-        buf: Vec::with_capacity(BATCH),
-    };
-    loop {
-        let batch = match source.next(&mut shutdown, &mut backoff).await {
-            Round::Publish(batch) => batch,
-            Round::Again => continue,
-            Round::Stop => return,
-        };
-        let (published, failed) = publish_all(&broker, batch).await;
+        let (published, failed) = publish_all(&journal, &broker, pending).await;
         if !published.is_empty() {
             let store = journal.store().clone();
             let n = published.len();
@@ -188,8 +89,6 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: Shutdown)
                 backoff.reset();
             }
             Some(e) => {
-                // what failed stays in the outbox: read it from there
-                source.reading = true;
                 let delay = backoff.next_delay();
                 let store = journal.store().clone();
                 let backlog = tokio::task::spawn_blocking(move || store.journal_counts())
@@ -209,16 +108,21 @@ pub async fn run<B: Broker>(journal: Journal, broker: B, mut shutdown: Shutdown)
 }
 
 async fn publish_all<B: Broker>(
+    journal: &Journal,
     broker: &B,
-    batch: Vec<(u64, Result<Envelope, BrokerError>)>,
+    pending: Vec<StoredEntry>,
 ) -> (Vec<u64>, Option<BrokerError>) {
-    let publishes = batch.into_iter().map(|(seq, envelope)| {
-        let broker = broker.clone();
+    let publishes = pending.into_iter().map(|entry| {
+        let (journal, broker) = (journal.clone(), broker.clone());
         async move {
-            match envelope {
-                Ok(env) => (seq, broker.publish(ROUTE_QUEUE, &env).await),
-                Err(e) => (seq, Err(e)),
-            }
+            let envelope = match envelope_of(&journal, &entry) {
+                Ok(env) => env,
+                Err(e) => {
+                    tracing::error!(seq = entry.seq, error = %e, "journal entry cannot be decrypted; it stays in the outbox until its key is configured");
+                    return (entry.seq, Err(BrokerError::BadEnvelope(e.to_string())));
+                }
+            };
+            (entry.seq, broker.publish(ROUTE_QUEUE, &envelope).await)
         }
     });
     let results: Vec<(u64, Result<(), BrokerError>)> = futures_util::stream::iter(publishes)
