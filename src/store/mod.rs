@@ -409,17 +409,22 @@ impl Store {
         })
     }
 
-    /// Marks entries as confirmed by the broker (removes them from the outbox).
+    /// Marks entries as confirmed by the broker (removes them from the outbox), without an
+    /// fsync: if the process dies before the next durable commit (the journal's appends are
+    /// all durable), the marks are lost, which only means those entries are published again
+    /// (at-least-once already requires idempotent consumers).
     pub fn mark_published(&self, seqs: &[u64]) -> Result<(), StoreError> {
         self.with_db(|db| {
-            let tx = db.begin_write()?;
+            let mut tx = db.begin_write()?;
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Db(e.to_string()))?;
             {
                 let mut outbox = tx.open_table(OUTBOX)?;
                 for seq in seqs {
                     outbox.remove(seq)?;
                 }
             }
-            commit(tx, "journal", true)?;
+            commit(tx, "journal", false)?;
             Ok(())
         })
     }
