@@ -25,6 +25,10 @@ use crate::record::{
     WritebackKind, WritebackRecord,
 };
 
+/// What a ledger decision returns: the job write and the writeback record to store (`None`:
+/// unchanged), and the caller's own result.
+type Decision<R, E> = Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>;
+
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_jobs");
 const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("ledger_attempts");
 const BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("ledger_by_time");
@@ -219,10 +223,7 @@ impl Store {
         &self,
         key: &str,
         kind: WritebackKind,
-        decide: impl FnOnce(
-            Option<JobRecord>,
-            Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        decide: impl FnOnce(Option<JobRecord>, Option<WritebackRecord>) -> Decision<R, E>
         + Send
         + 'static,
     ) -> Result<R, E> {
@@ -237,10 +238,7 @@ impl Store {
         &self,
         key: &str,
         kind: Option<WritebackKind>,
-        decide: impl FnOnce(
-            Option<JobRecord>,
-            Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        decide: impl FnOnce(Option<JobRecord>, Option<WritebackRecord>) -> Decision<R, E>
         + Send
         + 'static,
     ) -> Result<R, E> {
