@@ -226,16 +226,10 @@ mod tests {
 
     fn record() -> JournalRecord {
         JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
             business_key: "1:2".into(),
-            received_at_ms: 1,
-            content_hash: [1; 32],
             key_id: "k".into(),
-            nonce: [0; 12],
             ciphertext: vec![1],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(1, 1)
         }
     }
 

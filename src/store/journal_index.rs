@@ -294,13 +294,7 @@ mod tests {
             app: app.into(),
             kind: kind.into(),
             business_key: key.into(),
-            received_at_ms: at,
-            content_hash: [hash; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
-            ciphertext: vec![1, 2, 3],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(hash, at)
         }
     }
 
@@ -445,16 +439,9 @@ mod bisection_tests {
 
     fn record(n: u8, key: &str, at: i64) -> JournalRecord {
         JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
             business_key: key.into(),
-            received_at_ms: at,
-            content_hash: [n; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
             ciphertext: vec![n],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(n, at)
         }
     }
 

@@ -510,6 +510,23 @@ pub(crate) fn test_sealer() -> Arc<Sealer> {
     Arc::new(Sealer::with_key("test", [7; 32]))
 }
 
+/// A journal record for unit tests: form `sp{hash}:2` of app `demo`, received at `at`.
+#[cfg(test)]
+pub(crate) fn test_record(hash: u8, at: i64) -> JournalRecord {
+    JournalRecord {
+        app: "demo".into(),
+        kind: "approval_change".into(),
+        business_key: format!("sp{hash}:2"),
+        received_at_ms: at,
+        content_hash: [hash; 32],
+        key_id: "k1".into(),
+        nonce: [0; 12],
+        ciphertext: vec![1, 2, 3],
+        quarantine: None,
+        source: "callback".into(),
+    }
+}
+
 fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
         key: format!("journal/{seq}"),
@@ -521,20 +538,7 @@ fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
 mod tests {
     use super::*;
 
-    fn record(hash: u8, at: i64) -> JournalRecord {
-        JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
-            business_key: format!("sp{hash}:2"),
-            received_at_ms: at,
-            content_hash: [hash; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
-            ciphertext: vec![1, 2, 3],
-            quarantine: None,
-            source: "callback".into(),
-        }
-    }
+    use super::test_record as record;
 
     #[test]
     fn append_dedups_within_and_across_batches_and_survives_reopen() {

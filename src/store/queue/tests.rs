@@ -410,16 +410,8 @@ fn a_body_that_does_not_open_is_parked_with_the_reason_not_lost() {
 
 fn journal_record(hash: u8, quarantine: Option<&str>) -> JournalRecord {
     JournalRecord {
-        app: "demo".into(),
-        kind: "approval_change".into(),
-        business_key: format!("sp{hash}:2"),
-        received_at_ms: 10,
-        content_hash: [hash; 32],
-        key_id: "k1".into(),
-        nonce: [0; 12],
-        ciphertext: vec![1, 2, 3],
         quarantine: quarantine.map(str::to_string),
-        source: "callback".into(),
+        ..crate::store::test_record(hash, 10)
     }
 }
 
