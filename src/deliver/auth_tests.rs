@@ -26,6 +26,25 @@ fn signer(
     }
 }
 
+/// The headers `s` adds to a `method` request to `url` carrying `body`.
+fn sign(
+    s: &HmacSigner,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    now_ms: i64,
+    random_nonce: &str,
+) -> Vec<(String, String)> {
+    let url = url::Url::parse(url).unwrap();
+    s.headers(&SigningInput {
+        method,
+        url: &url,
+        body,
+        now_ms,
+        random_nonce,
+    })
+}
+
 fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     &h.iter().find(|(n, _)| n == name).unwrap().1
 }
@@ -77,14 +96,7 @@ fn kingdee_kd_signature_vector() {
         NonceSource::Random,
         SignatureEncoding::HexBase64,
     );
-    let url = url::Url::parse("https://erp.example/x").unwrap();
-    let h = s.headers(&SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"",
-        now_ms: 0,
-        random_nonce: "n",
-    });
+    let h = sign(&s, "POST", "https://erp.example/x", b"", 0, "n");
     assert_eq!(
         header(&h, "X-Api-Signature"),
         "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA=="
@@ -101,15 +113,8 @@ fn yonbip_signature_vector() {
         NonceSource::Random,
         SignatureEncoding::Base64,
     );
-    let url = url::Url::parse("https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken")
-        .unwrap();
-    let h = s.headers(&SigningInput {
-        method: "GET",
-        url: &url,
-        body: b"",
-        now_ms: 1_568_098_531_823,
-        random_nonce: "n",
-    });
+    let url = "https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken";
+    let h = sign(&s, "GET", url, b"", 1_568_098_531_823, "n");
     assert_eq!(
         header(&h, "X-Api-Signature"),
         "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg="
