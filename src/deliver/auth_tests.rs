@@ -36,13 +36,24 @@ fn sign(
     random_nonce: &str,
 ) -> Vec<(String, String)> {
     let url = url::Url::parse(url).unwrap();
-    s.headers(&SigningInput {
+    s.headers(&input(method, &url, body, now_ms, random_nonce))
+}
+
+/// What is signed: a `method` request to `url` carrying `body`, at `now_ms`.
+fn input<'a>(
+    method: &'a str,
+    url: &'a url::Url,
+    body: &'a [u8],
+    now_ms: i64,
+    random_nonce: &'a str,
+) -> SigningInput<'a> {
+    SigningInput {
         method,
-        url: &url,
+        url,
         body,
         now_ms,
         random_nonce,
-    })
+    }
 }
 
 fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
@@ -68,13 +79,7 @@ fn kingdee_api_signature_vector() {
         SignatureEncoding::HexBase64,
     );
     let url = url::Url::parse("https://erp.example/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc").unwrap();
-    let input = SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"{}",
-        now_ms: 1_700_000_000_123,
-        random_nonce: "unused",
-    };
+    let input = input("POST", &url, b"{}", 1_700_000_000_123, "unused");
     let (canonical, ts, nonce) = s.canonical_string(&input);
     assert!(canonical.starts_with("POST\n%2Fk3cloud%2FKingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc\n\n"));
     assert_eq!((ts.as_str(), nonce.as_str()), ("1700000000", "1700000000"));
@@ -131,13 +136,7 @@ fn every_placeholder_is_filled_and_hex_is_lower_case() {
         SignatureEncoding::Hex,
     );
     let url = url::Url::parse("http://t.example:8080/v1/vouchers?b=2&a=1").unwrap();
-    let input = SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"abc",
-        now_ms: 42,
-        random_nonce: "r4nd",
-    };
+    let input = input("POST", &url, b"abc", 42, "r4nd");
     let (canonical, _, _) = s.canonical_string(&input);
     assert_eq!(
         canonical,
