@@ -222,7 +222,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::store::{JournalRecord, test_sealer};
+    use crate::store::JournalRecord;
 
     fn record() -> JournalRecord {
         JournalRecord {
@@ -235,8 +235,7 @@ mod tests {
 
     #[test]
     fn an_injected_io_fault_closes_the_store_until_the_healer_reopens_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("h.redb"), test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[record()]).unwrap();
         assert!(s.health().healthy);
 

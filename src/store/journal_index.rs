@@ -302,8 +302,7 @@ mod tests {
     /// another kind made undecodable, the kind listing still answers.
     #[test]
     fn listings_read_the_index_and_forms_read_their_key_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[
             record(1, 100, "approval_change", "a", "202501010001:1"),
             record(2, 200, "contact_change", "hr", "zhangsan"),
@@ -373,8 +372,7 @@ mod tests {
 
     #[test]
     fn the_pager_neither_skips_nor_repeats_entries_of_one_millisecond() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let same_ms: Vec<JournalRecord> = (1..=5)
             .map(|h| record(h, 500, "approval_change", "a", &format!("sp{h}:2")))
             .collect();
@@ -447,8 +445,7 @@ mod bisection_tests {
 
     #[test]
     fn forms_by_sp_no_and_time_ranges_by_bisection() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[
             record(1, "2025001:1", 100),
             record(2, "20250012:2", 200),

@@ -583,8 +583,7 @@ mod tests {
     /// listing that has to read that job fails.
     #[test]
     fn filtered_listings_read_only_matching_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "hr", JobState::Delivered, 2), vec![]),
@@ -649,8 +648,7 @@ mod tests {
 
     #[test]
     fn the_histogram_counts_jobs_of_a_state_per_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (
                 job("job_a", "sp1", "finance", JobState::Delivered, 5),
@@ -673,8 +671,7 @@ mod tests {
 
     #[test]
     fn counters_follow_imports_and_prunes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "finance", JobState::Dead, 5), vec![]),

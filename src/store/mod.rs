@@ -510,6 +510,15 @@ pub(crate) fn test_sealer() -> Arc<Sealer> {
     Arc::new(Sealer::with_key("test", [7; 32]))
 }
 
+/// A store in a fresh temporary directory, for unit tests (the directory lives as long as
+/// the returned guard).
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), test_sealer()).unwrap();
+    (dir, store)
+}
+
 /// A journal record for unit tests: form `sp{hash}:2` of app `demo`, received at `at`.
 #[cfg(test)]
 pub(crate) fn test_record(hash: u8, at: i64) -> JournalRecord {
@@ -588,8 +597,7 @@ mod tests {
 
     #[test]
     fn outbox_and_publish_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let mut q = record(9, 5);
         q.quarantine = Some("bad xml".into());
         s.append_journal(&[record(1, 1), record(2, 2), q]).unwrap();
@@ -617,8 +625,7 @@ mod tests {
 
     #[test]
     fn prune_forgets_only_old_hashes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[record(1, 100), record(2, 200)]).unwrap();
         assert_eq!(s.prune_dedup(150).unwrap(), 1);
         // hash 1 forgotten: accepted again; hash 2 still a duplicate
@@ -631,8 +638,7 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let mut other = record(2, 200);
         other.kind = "contact_change".into();
         other.app = "hr".into();

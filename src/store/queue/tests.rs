@@ -3,9 +3,7 @@
 use super::*;
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("q.redb"), crate::store::test_sealer()).unwrap();
-    (dir, s)
+    crate::store::test_store()
 }
 
 fn publish(s: &Store, q: &str, body: &str) -> u64 {
