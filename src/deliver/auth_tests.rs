@@ -26,6 +26,36 @@ fn signer(
     }
 }
 
+/// The headers `s` adds to a `method` request to `url` carrying `body`.
+fn sign(
+    s: &HmacSigner,
+    method: &str,
+    url: &str,
+    body: &[u8],
+    now_ms: i64,
+    random_nonce: &str,
+) -> Vec<(String, String)> {
+    let url = url::Url::parse(url).unwrap();
+    s.headers(&input(method, &url, body, now_ms, random_nonce))
+}
+
+/// What is signed: a `method` request to `url` carrying `body`, at `now_ms`.
+fn input<'a>(
+    method: &'a str,
+    url: &'a url::Url,
+    body: &'a [u8],
+    now_ms: i64,
+    random_nonce: &'a str,
+) -> SigningInput<'a> {
+    SigningInput {
+        method,
+        url,
+        body,
+        now_ms,
+        random_nonce,
+    }
+}
+
 fn header<'a>(h: &'a [(String, String)], name: &str) -> &'a str {
     &h.iter().find(|(n, _)| n == name).unwrap().1
 }
@@ -49,13 +79,7 @@ fn kingdee_api_signature_vector() {
         SignatureEncoding::HexBase64,
     );
     let url = url::Url::parse("https://erp.example/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc").unwrap();
-    let input = SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"{}",
-        now_ms: 1_700_000_000_123,
-        random_nonce: "unused",
-    };
+    let input = input("POST", &url, b"{}", 1_700_000_000_123, "unused");
     let (canonical, ts, nonce) = s.canonical_string(&input);
     assert!(canonical.starts_with("POST\n%2Fk3cloud%2FKingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc\n\n"));
     assert_eq!((ts.as_str(), nonce.as_str()), ("1700000000", "1700000000"));
@@ -77,14 +101,7 @@ fn kingdee_kd_signature_vector() {
         NonceSource::Random,
         SignatureEncoding::HexBase64,
     );
-    let url = url::Url::parse("https://erp.example/x").unwrap();
-    let h = s.headers(&SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"",
-        now_ms: 0,
-        random_nonce: "n",
-    });
+    let h = sign(&s, "POST", "https://erp.example/x", b"", 0, "n");
     assert_eq!(
         header(&h, "X-Api-Signature"),
         "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA=="
@@ -101,15 +118,8 @@ fn yonbip_signature_vector() {
         NonceSource::Random,
         SignatureEncoding::Base64,
     );
-    let url = url::Url::parse("https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken")
-        .unwrap();
-    let h = s.headers(&SigningInput {
-        method: "GET",
-        url: &url,
-        body: b"",
-        now_ms: 1_568_098_531_823,
-        random_nonce: "n",
-    });
+    let url = "https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken";
+    let h = sign(&s, "GET", url, b"", 1_568_098_531_823, "n");
     assert_eq!(
         header(&h, "X-Api-Signature"),
         "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg="
@@ -126,13 +136,7 @@ fn every_placeholder_is_filled_and_hex_is_lower_case() {
         SignatureEncoding::Hex,
     );
     let url = url::Url::parse("http://t.example:8080/v1/vouchers?b=2&a=1").unwrap();
-    let input = SigningInput {
-        method: "POST",
-        url: &url,
-        body: b"abc",
-        now_ms: 42,
-        random_nonce: "r4nd",
-    };
+    let input = input("POST", &url, b"abc", 42, "r4nd");
     let (canonical, _, _) = s.canonical_string(&input);
     assert_eq!(
         canonical,

@@ -95,6 +95,18 @@ pub struct Answer {
     pub truncated: bool,
 }
 
+impl Answer {
+    /// The body parsed as its `content-type` says.
+    fn parsed_body(&self) -> super::predicate::Body {
+        let content_type = self
+            .headers
+            .iter()
+            .find(|(n, _)| n == "content-type")
+            .map(|(_, v)| v.as_str());
+        parse_body(content_type, &self.body, self.truncated)
+    }
+}
+
 /// What one exchange produced.
 struct Exchange {
     url: url::Url,
@@ -332,12 +344,7 @@ impl Connector {
             Ok(a) => a,
             Err(verdict) => return finish(verdict, request, None, BTreeMap::new()),
         };
-        let content_type = answer
-            .headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| v.as_str());
-        let parsed = parse_body(content_type, &answer.body, answer.truncated);
+        let parsed = answer.parsed_body();
         let view = AnswerView {
             status: answer.status,
             headers: &answer.headers,
@@ -363,12 +370,7 @@ impl Connector {
         extra: &[&str],
         captured: &mut BTreeMap<String, serde_json::Value>,
     ) -> RecordedResponse {
-        let content_type = answer
-            .headers
-            .iter()
-            .find(|(n, _)| n == "content-type")
-            .map(|(_, v)| v.as_str());
-        let parsed = parse_body(content_type, &answer.body, answer.truncated);
+        let parsed = answer.parsed_body();
         if verdict.is_delivered() {
             let view = AnswerView {
                 status: answer.status,

@@ -401,15 +401,20 @@ fn a_missing_table_file_and_an_unknown_table_are_caught_at_load() {
     );
 }
 
-#[test]
-fn duplicate_table_keys_are_caught_at_load() {
+/// A temporary directory holding the one lookup table `tables/{file}`.
+fn with_table(file: &str, contents: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(d.path().join("tables")).expect("mkdir");
-    std::fs::write(
-        d.path().join("tables/a.csv"),
+    std::fs::write(d.path().join("tables").join(file), contents).expect("write");
+    d
+}
+
+#[test]
+fn duplicate_table_keys_are_caught_at_load() {
+    let d = with_table(
+        "a.csv",
         "category,account\n交通费,6602.01\n餐费,6602.03\n交通费,6602.99\n",
-    )
-    .expect("write");
+    );
     let text = format!("{HEAD}[tables.a]\nfile = \"tables/a.csv\"\n");
     let e = render(&compile_in(d.path(), &text, EventFamily::Approval).expect_err("duplicate"));
     assert!(
@@ -420,13 +425,7 @@ fn duplicate_table_keys_are_caught_at_load() {
 
 #[test]
 fn a_missing_code_table_entry_refuses_with_the_declared_code() {
-    let d = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir(d.path().join("tables")).expect("mkdir");
-    std::fs::write(
-        d.path().join("tables/a.toml"),
-        "\"交通费\" = { account = \"6602.01\" }\n",
-    )
-    .expect("write");
+    let d = with_table("a.toml", "\"交通费\" = { account = \"6602.01\" }\n");
     let text = format!(
         "{HEAD}[tables.a]\nfile = \"tables/a.toml\"\ncode = \"unknown_category\"\n[document]\nx = \"=lookup('a', '娱乐费')\"\ny = \"=lookup('a', '交通费')\"\n"
     );

@@ -45,6 +45,19 @@ pub type WritebackDecision<R> = Box<
 >;
 
 impl Backend {
+    /// Runs the read `f` on the backend's store, off the async threads.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R, LedgerError> + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        match self {
+            Backend::Embedded(store) => {
+                let store = store.clone();
+                blocking(move || f(&store)).await
+            }
+        }
+    }
+
     /// Runs `decide` on the job `key` and its `kind` writeback record and applies both
     /// writes, atomically.
     pub async fn update_writeback<R: Send + 'static>(
@@ -60,12 +73,8 @@ impl Backend {
 
     /// The writeback records of a job.
     pub async fn writebacks(&self, key: String) -> Result<Vec<WritebackRecord>, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_writebacks(&key)?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_writebacks(&key)?))
+            .await
     }
 
     /// Runs `decide` on the current record of `key` and applies its write, atomically.
@@ -81,12 +90,7 @@ impl Backend {
 
     /// One job.
     pub async fn job(&self, key: String) -> Result<Option<JobRecord>, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_job(&key)?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_job(&key)?)).await
     }
 
     /// A job and its stored attempts, read together.
@@ -94,28 +98,18 @@ impl Backend {
         &self,
         key: String,
     ) -> Result<Option<(JobRecord, Vec<StoredAttempt>)>, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || {
-                    let Some(job) = store.ledger_job(&key)? else {
-                        return Ok(None);
-                    };
-                    Ok(Some((job, store.ledger_attempts(&key)?)))
-                })
-                .await
-            }
-        }
+        self.read(move |store| {
+            let Some(job) = store.ledger_job(&key)? else {
+                return Ok(None);
+            };
+            Ok(Some((job, store.ledger_attempts(&key)?)))
+        })
+        .await
     }
 
     /// One page of a listing.
     pub async fn list(&self, query: LedgerQuery) -> Result<Page, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_list(&query)?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_list(&query)?)).await
     }
 
     /// Jobs of `state` created per window of `bucket_ms` from `since_ms`.
@@ -126,33 +120,19 @@ impl Backend {
         bucket_ms: i64,
         buckets: usize,
     ) -> Result<Vec<u64>, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_histogram(state, since_ms, bucket_ms, buckets)?))
-                    .await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_histogram(state, since_ms, bucket_ms, buckets)?))
+            .await
     }
 
     /// Counters per (connector, state).
     pub async fn counts(&self) -> Result<Vec<StateCount>, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_counts()?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_counts()?)).await
     }
 
     /// Removes jobs created before `cutoff_ms`.
     pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_prune(cutoff_ms)?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_prune(cutoff_ms)?))
+            .await
     }
 
     /// Loads finished jobs in bulk.
@@ -160,11 +140,7 @@ impl Backend {
         &self,
         jobs: Vec<(JobRecord, Vec<StoredAttempt>)>,
     ) -> Result<(), LedgerError> {
-        match self {
-            Backend::Embedded(store) => {
-                let store = store.clone();
-                blocking(move || Ok(store.ledger_import(&jobs)?)).await
-            }
-        }
+        self.read(move |store| Ok(store.ledger_import(&jobs)?))
+            .await
     }
 }

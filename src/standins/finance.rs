@@ -18,7 +18,6 @@
 //! the target, not in our own ledger.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,8 +30,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::oauth::{TokenAuthority, TokenProblem};
 
@@ -124,19 +121,10 @@ fn lock(s: &Shared) -> MutexGuard<'_, (FinanceState, Option<TokenAuthority>)> {
 }
 
 /// A running finance stand-in on 127.0.0.1.
+#[derive(Debug)]
 pub struct FinanceStandIn {
     state: Shared,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for FinanceStandIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FinanceStandIn")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
+    server: super::Running,
 }
 
 impl FinanceStandIn {
@@ -150,18 +138,13 @@ impl FinanceStandIn {
         let router = Router::new()
             .route("/api/v1/vouchers", post(create_voucher))
             .with_state(Arc::clone(&state));
-        let (addr, tx, task) = super::serve_loopback(router, "finance stand-in").await;
-        FinanceStandIn {
-            state,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let server = super::serve_loopback(router, "finance stand-in").await;
+        FinanceStandIn { state, server }
     }
 
     /// The voucher endpoint's URL.
     pub fn vouchers_url(&self) -> String {
-        format!("http://{}/api/v1/vouchers", self.addr)
+        format!("http://{}/api/v1/vouchers", self.server.addr)
     }
 
     fn lock(&self) -> MutexGuard<'_, (FinanceState, Option<TokenAuthority>)> {
@@ -276,16 +259,8 @@ impl FinanceStandIn {
     }
 
     /// Stops the server (at most 5 s, then it is aborted).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn stop(self) {
+        self.server.stop_within(Duration::from_secs(5)).await;
     }
 }
 

@@ -7,7 +7,6 @@
 //! request is recorded so the demo and tests count documents at the target.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
@@ -17,8 +16,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// One document the inbox accepted.
 #[derive(Debug, Clone)]
@@ -50,9 +47,7 @@ fn lock(s: &Shared) -> MutexGuard<'_, InboxState> {
 #[derive(Debug)]
 pub struct InboxStandIn {
     state: Shared,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: super::Running,
 }
 
 impl InboxStandIn {
@@ -65,18 +60,13 @@ impl InboxStandIn {
         let router = Router::new()
             .route("/{system}", post(receive))
             .with_state(Arc::clone(&state));
-        let (addr, tx, task) = super::serve_loopback(router, "inbox stand-in").await;
-        InboxStandIn {
-            state,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let server = super::serve_loopback(router, "inbox stand-in").await;
+        InboxStandIn { state, server }
     }
 
     /// The URL documents for `system` are posted to.
     pub fn url(&self, system: &str) -> String {
-        format!("http://{}/{system}", self.addr)
+        format!("http://{}/{system}", self.server.addr)
     }
 
     /// Every document accepted (duplicates not included), in arrival order.
@@ -90,11 +80,8 @@ impl InboxStandIn {
     }
 
     /// Stops the server.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

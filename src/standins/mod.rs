@@ -24,19 +24,43 @@ pub mod vendor_server;
 pub mod wecom;
 pub mod yonbip;
 
-/// Serves `router` on an ephemeral loopback port until the returned sender is dropped or
-/// fired; `name` appears in the panic and the log line. Every HTTP stand-in starts this way.
+/// A stand-in server running on a loopback port: its address, and what stops it.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// Where it listens.
+    pub(crate) addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks the server to stop and waits until it has.
+    pub(crate) async fn stop(mut self) {
+        self.signal();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Asks the server to stop and waits at most `limit`, then aborts it.
+    pub(crate) async fn stop_within(mut self, limit: std::time::Duration) {
+        self.signal();
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+
+    fn signal(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Serves `router` on an ephemeral loopback port until the returned server is stopped;
+/// `name` appears in the panic and the log line. Every HTTP stand-in starts this way.
 ///
 /// # Panics
 /// If no loopback port can be bound (a broken test environment).
-pub(crate) async fn serve_loopback(
-    router: axum::Router,
-    name: &'static str,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+pub(crate) async fn serve_loopback(router: axum::Router, name: &'static str) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("bind the {name} to 127.0.0.1: {e}"));
@@ -52,5 +76,9 @@ pub(crate) async fn serve_loopback(
             tracing::warn!(error = %e, stand_in = name, "stand-in stopped with an error");
         }
     });
-    (addr, tx, task)
+    Running {
+        addr,
+        shutdown: Some(tx),
+        task,
+    }
 }

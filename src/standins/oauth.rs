@@ -9,7 +9,6 @@
 //! through a [`TokenAuthority`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 #[derive(Debug, Default)]
 struct OAuthState {
@@ -70,19 +67,10 @@ impl TokenAuthority {
 }
 
 /// A running token endpoint on 127.0.0.1.
+#[derive(Debug)]
 pub struct OAuthStandIn {
     state: Shared,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl std::fmt::Debug for OAuthStandIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthStandIn")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
+    server: super::Running,
 }
 
 impl OAuthStandIn {
@@ -98,18 +86,13 @@ impl OAuthStandIn {
         let router = Router::new()
             .route("/oauth/token", post(token))
             .with_state(Arc::clone(&state));
-        let (addr, tx, task) = super::serve_loopback(router, "OAuth stand-in").await;
-        OAuthStandIn {
-            state,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let server = super::serve_loopback(router, "OAuth stand-in").await;
+        OAuthStandIn { state, server }
     }
 
     /// The token endpoint's URL.
     pub fn token_url(&self) -> String {
-        format!("http://{}/oauth/token", self.addr)
+        format!("http://{}/oauth/token", self.server.addr)
     }
 
     /// Accepts this client.
@@ -148,16 +131,8 @@ impl OAuthStandIn {
     }
 
     /// Stops the server (at most 5 s, then it is aborted).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn stop(self) {
+        self.server.stop_within(Duration::from_secs(5)).await;
     }
 }
 

@@ -6,7 +6,6 @@
 //! Must NOT: know any vendor protocol; the stand-in modules do.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -15,8 +14,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// One request as the stand-in received it.
 #[derive(Debug, Clone)]
@@ -139,15 +136,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A running stand-in server.
 pub struct Server<S> {
     inner: Arc<Inner<S>>,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: super::Running,
 }
 
 impl<S> std::fmt::Debug for Server<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("addr", &self.addr)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -167,33 +162,14 @@ impl<S: Send + 'static> Server<S> {
         let router = Router::new()
             .fallback(serve::<S>)
             .with_state(Arc::clone(&inner));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a vendor stand-in to 127.0.0.1");
-        let addr = listener
-            .local_addr()
-            .expect("local address of a vendor stand-in");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(error) = serve.await {
-                tracing::warn!(%error, hint = "a test stand-in stopped; the test using it will fail", "stand-in server error");
-            }
-        });
-        Server {
-            inner,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let server = super::serve_loopback(router, "vendor stand-in").await;
+        Server { inner, server }
     }
 
     /// `http://127.0.0.1:<port>`.
     #[must_use]
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr)
     }
 
     /// Runs `f` with the state locked (to configure or inspect it).
@@ -231,11 +207,8 @@ impl<S: Send + 'static> Server<S> {
     }
 
     /// Stops the server.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = (&mut self.task).await;
+    pub async fn stop(self) {
+        self.server.stop().await;
     }
 }
 

@@ -30,7 +30,6 @@
 //! without a fixture from one template, so a million forms need no million fixtures.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -41,8 +40,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Longest window `getapprovalinfo` accepts.
 const MAX_WINDOW_SECS: i64 = 31 * 86_400;
@@ -55,15 +52,13 @@ type QueryMap = HashMap<String, String>;
 /// A running fake WeCom server on 127.0.0.1.
 pub struct FakeWeCom {
     state: Shared,
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    server: super::Running,
 }
 
 impl std::fmt::Debug for FakeWeCom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeWeCom")
-            .field("addr", &self.addr)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -86,18 +81,13 @@ impl FakeWeCom {
             .route("/connect/oauth2/authorize", get(login::authorize))
             .route("/wwlogin/sso/login", get(login::sso_login))
             .with_state(Arc::clone(&state));
-        let (addr, tx, task) = super::serve_loopback(router, "fake WeCom server").await;
-        FakeWeCom {
-            state,
-            addr,
-            shutdown: Some(tx),
-            task,
-        }
+        let server = super::serve_loopback(router, "fake WeCom server").await;
+        FakeWeCom { state, server }
     }
 
     /// Base URL to give the client, e.g. `http://127.0.0.1:PORT/cgi-bin`.
     pub fn base_url(&self) -> String {
-        format!("http://{}/cgi-bin", self.addr)
+        format!("http://{}/cgi-bin", self.server.addr)
     }
 
     /// Accepts this corp ID / app secret pair in `gettoken`. Unknown corp IDs get
@@ -231,16 +221,8 @@ impl FakeWeCom {
     }
 
     /// Stops the server and waits for it (at most 5 s, then it is aborted).
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    pub async fn stop(self) {
+        self.server.stop_within(Duration::from_secs(5)).await;
     }
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {

@@ -167,9 +167,7 @@ mod tests {
     }
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), super::super::test_sealer()).unwrap();
-        (dir, store)
+        crate::store::test_store()
     }
 
     #[test]

@@ -221,8 +221,7 @@ mod tests {
     /// lost in a shared batch), and a write whose record does not decode fails alone.
     #[test]
     fn concurrent_writes_are_each_atomic_and_a_bad_record_fails_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("g.redb"), crate::store::test_sealer()).unwrap();
+        let (dir, s) = crate::store::test_store();
         s.with_db(|db| {
             let tx = db.begin_write()?;
             tx.open_table(super::super::forms::FORMS)?
@@ -257,6 +256,6 @@ mod tests {
         }
         // the writer ends with the last handle: the file can be opened again
         drop(s);
-        Store::open(&dir.path().join("g.redb"), crate::store::test_sealer()).unwrap();
+        Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
     }
 }

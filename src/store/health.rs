@@ -222,27 +222,20 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::store::{JournalRecord, test_sealer};
+    use crate::store::JournalRecord;
 
     fn record() -> JournalRecord {
         JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
             business_key: "1:2".into(),
-            received_at_ms: 1,
-            content_hash: [1; 32],
             key_id: "k".into(),
-            nonce: [0; 12],
             ciphertext: vec![1],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(1, 1)
         }
     }
 
     #[test]
     fn an_injected_io_fault_closes_the_store_until_the_healer_reopens_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("h.redb"), test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[record()]).unwrap();
         assert!(s.health().healthy);
 

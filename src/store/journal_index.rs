@@ -294,13 +294,7 @@ mod tests {
             app: app.into(),
             kind: kind.into(),
             business_key: key.into(),
-            received_at_ms: at,
-            content_hash: [hash; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
-            ciphertext: vec![1, 2, 3],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(hash, at)
         }
     }
 
@@ -308,8 +302,7 @@ mod tests {
     /// another kind made undecodable, the kind listing still answers.
     #[test]
     fn listings_read_the_index_and_forms_read_their_key_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[
             record(1, 100, "approval_change", "a", "202501010001:1"),
             record(2, 200, "contact_change", "hr", "zhangsan"),
@@ -379,8 +372,7 @@ mod tests {
 
     #[test]
     fn the_pager_neither_skips_nor_repeats_entries_of_one_millisecond() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let same_ms: Vec<JournalRecord> = (1..=5)
             .map(|h| record(h, 500, "approval_change", "a", &format!("sp{h}:2")))
             .collect();
@@ -445,23 +437,15 @@ mod bisection_tests {
 
     fn record(n: u8, key: &str, at: i64) -> JournalRecord {
         JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
             business_key: key.into(),
-            received_at_ms: at,
-            content_hash: [n; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
             ciphertext: vec![n],
-            quarantine: None,
-            source: "callback".into(),
+            ..crate::store::test_record(n, at)
         }
     }
 
     #[test]
     fn forms_by_sp_no_and_time_ranges_by_bisection() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("j.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[
             record(1, "2025001:1", 100),
             record(2, "20250012:2", 200),

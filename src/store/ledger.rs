@@ -25,6 +25,10 @@ use crate::record::{
     WritebackKind, WritebackRecord,
 };
 
+/// What a ledger decision returns: the job write and the writeback record to store (`None`:
+/// unchanged), and the caller's own result.
+type Decision<R, E> = Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>;
+
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("ledger_jobs");
 const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("ledger_attempts");
 const BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("ledger_by_time");
@@ -219,10 +223,7 @@ impl Store {
         &self,
         key: &str,
         kind: WritebackKind,
-        decide: impl FnOnce(
-            Option<JobRecord>,
-            Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        decide: impl FnOnce(Option<JobRecord>, Option<WritebackRecord>) -> Decision<R, E>
         + Send
         + 'static,
     ) -> Result<R, E> {
@@ -237,10 +238,7 @@ impl Store {
         &self,
         key: &str,
         kind: Option<WritebackKind>,
-        decide: impl FnOnce(
-            Option<JobRecord>,
-            Option<WritebackRecord>,
-        ) -> Result<(Option<LedgerWrite>, Option<WritebackRecord>, R), E>
+        decide: impl FnOnce(Option<JobRecord>, Option<WritebackRecord>) -> Decision<R, E>
         + Send
         + 'static,
     ) -> Result<R, E> {
@@ -585,8 +583,7 @@ mod tests {
     /// listing that has to read that job fails.
     #[test]
     fn filtered_listings_read_only_matching_jobs() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "hr", JobState::Delivered, 2), vec![]),
@@ -651,8 +648,7 @@ mod tests {
 
     #[test]
     fn the_histogram_counts_jobs_of_a_state_per_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (
                 job("job_a", "sp1", "finance", JobState::Delivered, 5),
@@ -675,8 +671,7 @@ mod tests {
 
     #[test]
     fn counters_follow_imports_and_prunes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("l.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.ledger_import(&[
             (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
             (job("job_b", "sp2", "finance", JobState::Dead, 5), vec![]),

@@ -515,6 +515,32 @@ pub(crate) fn test_sealer() -> Arc<Sealer> {
     Arc::new(Sealer::with_key("test", [7; 32]))
 }
 
+/// A store in a fresh temporary directory, for unit tests (the directory lives as long as
+/// the returned guard).
+#[cfg(test)]
+pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.redb"), test_sealer()).unwrap();
+    (dir, store)
+}
+
+/// A journal record for unit tests: form `sp{hash}:2` of app `demo`, received at `at`.
+#[cfg(test)]
+pub(crate) fn test_record(hash: u8, at: i64) -> JournalRecord {
+    JournalRecord {
+        app: "demo".into(),
+        kind: "approval_change".into(),
+        business_key: format!("sp{hash}:2"),
+        received_at_ms: at,
+        content_hash: [hash; 32],
+        key_id: "k1".into(),
+        nonce: [0; 12],
+        ciphertext: vec![1, 2, 3],
+        quarantine: None,
+        source: "callback".into(),
+    }
+}
+
 fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Decode {
         key: format!("journal/{seq}"),
@@ -526,20 +552,7 @@ fn decode_record(seq: u64, bytes: &[u8]) -> Result<JournalRecord, StoreError> {
 mod tests {
     use super::*;
 
-    fn record(hash: u8, at: i64) -> JournalRecord {
-        JournalRecord {
-            app: "demo".into(),
-            kind: "approval_change".into(),
-            business_key: format!("sp{hash}:2"),
-            received_at_ms: at,
-            content_hash: [hash; 32],
-            key_id: "k1".into(),
-            nonce: [0; 12],
-            ciphertext: vec![1, 2, 3],
-            quarantine: None,
-            source: "callback".into(),
-        }
-    }
+    use super::test_record as record;
 
     #[test]
     fn append_dedups_within_and_across_batches_and_survives_reopen() {
@@ -589,8 +602,7 @@ mod tests {
 
     #[test]
     fn outbox_and_publish_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let mut q = record(9, 5);
         q.quarantine = Some("bad xml".into());
         s.append_journal(&[record(1, 1), record(2, 2), q]).unwrap();
@@ -618,8 +630,7 @@ mod tests {
 
     #[test]
     fn prune_forgets_only_old_hashes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         s.append_journal(&[record(1, 100), record(2, 200)]).unwrap();
         assert_eq!(s.prune_dedup(150).unwrap(), 1);
         // hash 1 forgotten: accepted again; hash 2 still a duplicate
@@ -632,8 +643,7 @@ mod tests {
 
     #[test]
     fn filters_apply() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("s.redb"), crate::store::test_sealer()).unwrap();
+        let (_dir, s) = crate::store::test_store();
         let mut other = record(2, 200);
         other.kind = "contact_change".into();
         other.app = "hr".into();

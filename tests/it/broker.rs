@@ -369,35 +369,24 @@ macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
             use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn round_trip() {
-                super::round_trip($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn retry_comes_back_with_the_next_attempt_and_defer_with_the_same() {
-                super::retry_comes_back_with_the_next_attempt_and_defer_with_the_same($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dead_letter_is_listed_and_redriven() {
-                super::dead_letter_is_listed_and_redriven($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unsettled_delivery_comes_back_after_consumer_drops() {
-                super::unsettled_delivery_comes_back_after_consumer_drops($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn consumers_get_back_pressure() {
-                super::consumers_get_back_pressure($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn many_producers_many_consumers_lose_nothing() {
-                super::many_producers_many_consumers_lose_nothing($make).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn messages_survive_a_restart() {
-                super::messages_survive_a_restart($make).await
-            }
+            conformance!(@tests $make;
+                round_trip,
+                retry_comes_back_with_the_next_attempt_and_defer_with_the_same,
+                dead_letter_is_listed_and_redriven,
+                unsettled_delivery_comes_back_after_consumer_drops,
+                consumers_get_back_pressure,
+                many_producers_many_consumers_lose_nothing,
+                messages_survive_a_restart,
+            );
         }
+    };
+    (@tests $make:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test($make).await
+            }
+        )*
     };
 }
 

@@ -68,12 +68,12 @@ impl FakeWeCom {
 
     /// The OAuth2 authorize page (WeCom's `https://open.weixin.qq.com/connect/oauth2/authorize`).
     pub fn authorize_url(&self) -> String {
-        format!("http://{}/connect/oauth2/authorize", self.addr)
+        format!("http://{}/connect/oauth2/authorize", self.server.addr)
     }
 
     /// The web login page (WeCom's `https://login.work.weixin.qq.com/wwlogin/sso/login`).
     pub fn sso_login_url(&self) -> String {
-        format!("http://{}/wwlogin/sso/login", self.addr)
+        format!("http://{}/wwlogin/sso/login", self.server.addr)
     }
 }
 

@@ -3,9 +3,7 @@
 use super::*;
 
 fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("q.redb"), crate::store::test_sealer()).unwrap();
-    (dir, s)
+    crate::store::test_store()
 }
 
 fn publish(s: &Store, q: &str, body: &str) -> u64 {
@@ -410,16 +408,8 @@ fn a_body_that_does_not_open_is_parked_with_the_reason_not_lost() {
 
 fn journal_record(hash: u8, quarantine: Option<&str>) -> JournalRecord {
     JournalRecord {
-        app: "demo".into(),
-        kind: "approval_change".into(),
-        business_key: format!("sp{hash}:2"),
-        received_at_ms: 10,
-        content_hash: [hash; 32],
-        key_id: "k1".into(),
-        nonce: [0; 12],
-        ciphertext: vec![1, 2, 3],
         quarantine: quarantine.map(str::to_string),
-        source: "callback".into(),
+        ..crate::store::test_record(hash, 10)
     }
 }
 

@@ -327,18 +327,7 @@ impl WeComApi {
     pub async fn approval_detail(&self, c: &Credentials, sp_no: &str) -> Result<Value, ApiError> {
         let api = names::APPROVAL_DETAIL;
         let body = json!({ "sp_no": sp_no });
-        let mut v = self
-            .inner
-            .call(
-                self.wait_out_rate_limits,
-                api,
-                c,
-                Method::Post,
-                "oa/getapprovaldetail",
-                &[],
-                Some(&body),
-            )
-            .await?;
+        let mut v = self.post(api, c, "oa/getapprovaldetail", &body).await?;
         match v.get_mut("info").map(Value::take) {
             Some(info @ Value::Object(_)) => Ok(info),
             _ => Err(ApiError::BadResponse {
@@ -367,18 +356,7 @@ impl WeComApi {
         if !q.filters.is_empty() {
             body["filters"] = json!(q.filters);
         }
-        let v = self
-            .inner
-            .call(
-                self.wait_out_rate_limits,
-                api,
-                c,
-                Method::Post,
-                "oa/getapprovalinfo",
-                &[],
-                Some(&body),
-            )
-            .await?;
+        let v = self.post(api, c, "oa/getapprovalinfo", &body).await?;
         let sp_no_list = match v.get("sp_no_list") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -487,18 +465,7 @@ impl WeComApi {
     /// `enable_duplicate_check` so that a retried send cannot notify twice.
     pub async fn send_message(&self, c: &Credentials, msg: &Value) -> Result<SendResult, ApiError> {
         let api = names::MESSAGE_SEND;
-        let v = self
-            .inner
-            .call(
-                self.wait_out_rate_limits,
-                api,
-                c,
-                Method::Post,
-                "message/send",
-                &[],
-                Some(msg),
-            )
-            .await?;
+        let v = self.post(api, c, "message/send", msg).await?;
         let ids = |key: &str| -> Result<Vec<String>, ApiError> {
             match v.get(key) {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -526,16 +493,7 @@ impl WeComApi {
 
     /// `user/get`: a member's record (the whole response body, fields at top level).
     pub async fn user(&self, c: &Credentials, user_id: &str) -> Result<Value, ApiError> {
-        self.inner
-            .call(
-                self.wait_out_rate_limits,
-                names::USER_GET,
-                c,
-                Method::Get,
-                "user/get",
-                &[("userid", user_id)],
-                None,
-            )
+        self.get(names::USER_GET, c, "user/get", &[("userid", user_id)])
             .await
     }
 
@@ -546,16 +504,40 @@ impl WeComApi {
         c: &Credentials,
         external_user_id: &str,
     ) -> Result<Value, ApiError> {
-        self.inner
-            .call(
-                self.wait_out_rate_limits,
-                names::EXTERNAL_CONTACT_GET,
-                c,
-                Method::Get,
-                "externalcontact/get",
-                &[("external_userid", external_user_id)],
-                None,
-            )
+        self.get(
+            names::EXTERNAL_CONTACT_GET,
+            c,
+            "externalcontact/get",
+            &[("external_userid", external_user_id)],
+        )
+        .await
+    }
+
+    /// One GET call of `api` at `path` with `query`.
+    async fn get(
+        &self,
+        api: &'static str,
+        c: &Credentials,
+        path: &'static str,
+        query: &[(&str, &str)],
+    ) -> Result<Value, ApiError> {
+        let wait = self.wait_out_rate_limits;
+        (self.inner)
+            .call(wait, api, c, Method::Get, path, query, None)
+            .await
+    }
+
+    /// One POST call of `api` at `path` with the JSON `body`.
+    async fn post(
+        &self,
+        api: &'static str,
+        c: &Credentials,
+        path: &'static str,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let wait = self.wait_out_rate_limits;
+        (self.inner)
+            .call(wait, api, c, Method::Post, path, &[], Some(body))
             .await
     }
 }
