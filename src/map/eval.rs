@@ -311,8 +311,12 @@ fn expr_json(
     e: &Expr,
     field: &Field<'_>,
 ) -> Result<Value, Refusal> {
-    let v = eval_expr(st, ctx, e, field)?;
-    to_json(&v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
+    json_of(&eval_expr(st, ctx, e, field)?, e, field)
+}
+
+/// The JSON of expression `e`'s value `v`; a value JSON cannot hold is refused naming `e`.
+fn json_of(v: &Cel, e: &Expr, field: &Field<'_>) -> Result<Value, Refusal> {
+    to_json(v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
 }
 
 fn leaf_json<'i>(
@@ -386,9 +390,7 @@ fn cel_value<'i>(
     match n {
         Node::Leaf(Leaf::Expr(e)) => match eval_expr(st, ctx, e, field)? {
             v @ (Cel::String(_) | Cel::Int(_) | Cel::Bool(_) | Cel::Null) => Ok(v),
-            other => to_json(&other)
-                .map(|j| from_json(&j))
-                .map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at))),
+            other => json_of(&other, e, field).map(|j| from_json(&j)),
         },
         Node::Leaf(Leaf::Path(p)) => with_query(input, st, p, |v| v.map_or(Cel::Null, from_json)),
         Node::Leaf(Leaf::Const(v)) => Ok(from_json(v)),
