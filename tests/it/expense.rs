@@ -218,9 +218,6 @@ pub fn bridge_toml(dir: &Path, app: &str, fake: &FakeWeCom, more: &str) -> Strin
     )
 }
 
-/// An embedded broker with the tests' short retry tiers (those of `rabbit_section` too).
-pub const SHORT_TIERS: &str = "[broker]\nretry_tiers_secs = [1, 2]\n";
-
 /// The WeCom API stand-in and one finance target: what a single-connector test talks to.
 pub struct Stands {
     /// WeCom's API (approval details).
@@ -244,7 +241,7 @@ impl Stands {
 
     /// [`bridge_toml`] for app `app` delivering to the finance target through `connector`
     /// (the shipped one with short retries and `edits`) on `broker` (a `[broker]` section
-    /// with the tests' tiers, e.g. [`SHORT_TIERS`]); all under `dir`.
+    /// with the tests' tiers, e.g. [`SHORT_TIERS`](crate::support::SHORT_TIERS)); all under `dir`.
     pub fn bridge_toml(
         &self,
         dir: &Path,

@@ -11,7 +11,7 @@ use wecom_bridge::deliver::vendor::kingdee;
 use wecom_bridge::deliver::{Connector, Verdict};
 use wecom_bridge::standins;
 
-use crate::support::{connector_with_secrets, no_secret_in, send};
+use crate::support::{connector_with_secrets, header_masked, no_secret_in, send};
 
 pub const KD_APP_ID: &str = "224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY";
 pub const KD_APP_SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -72,13 +72,7 @@ async fn kingdee_signed_connector_saves_captures_and_counts_duplicates() {
         "{}",
         a.request.url
     );
-    let sig = a
-        .request
-        .headers
-        .iter()
-        .find(|(n, _)| n == "X-Api-Signature")
-        .unwrap();
-    assert_eq!(sig.1, "***");
+    header_masked(&a, "X-Api-Signature");
     let (_, saved) = server.with(|s| s.bill("GL_VOUCHER", "EXP-1")).unwrap();
     assert_eq!(saved["FEntity"][1]["FCREDIT"], "1200.00");
 
@@ -127,13 +121,7 @@ async fn kingdee_session_is_logged_in_once_and_again_when_lost() {
             2,
             "one re-login after the session was lost"
         );
-        let cookie = after
-            .request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "Cookie")
-            .unwrap();
-        assert_eq!(cookie.1, "***");
+        header_masked(&after, "Cookie");
         no_secret_in(&after, &[KD_APP_SECRET, KD_PASSWORD, "standin-session-"]);
     }
     server.stop().await;

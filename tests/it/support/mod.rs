@@ -170,6 +170,13 @@ impl TestBridge {
         format!("http://{}{path}", self.public)
     }
 
+    /// Signs `xml` for `app`, posts it to the app's callback path and asserts the 200.
+    pub async fn post_callback(&self, app: &TestApp, xml: &str) {
+        let (q, body) = signed(app, xml);
+        let (status, text) = post(&self.url(&app.path), &q, body).await;
+        assert_eq!(status, 200, "{text}");
+    }
+
     /// Journal entries as the admin API lists them (all, newest first).
     pub async fn events(&self, extra: &str) -> Vec<Value> {
         let limit = if extra.contains("limit=") {
