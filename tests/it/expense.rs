@@ -18,7 +18,9 @@ use wecom_bridge::standins::finance::FinanceStandIn;
 use wecom_bridge::standins::oauth::OAuthStandIn;
 use wecom_bridge::standins::wecom::FakeWeCom;
 
-use crate::support::{catalog_section, copy_dir, edited, repo, secret_file, shipped_finance};
+use crate::support::{
+    catalog_section, copy_dir, edited, get_json, repo, secret_file, shipped_finance,
+};
 
 /// The OAuth client `connectors/finance.toml` authenticates as.
 pub const CLIENT_ID: &str = "wecom-bridge";
@@ -158,7 +160,7 @@ pub async fn ledger_jobs(admin: &str, connector: &str) -> Vec<Value> {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let page = get_json(&url).await;
         out.extend(page["jobs"].as_array().cloned().unwrap_or_default());
         match page["next"].as_str() {
             Some(c) => cursor = Some(c.to_string()),

@@ -266,6 +266,11 @@ pub async fn post_json(url: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+/// GETs `url` and answers the JSON it gets back.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 /// Gets a URL; returns (status, body).
 pub async fn get(url: &str) -> (u16, String) {
     answer(reqwest::Client::new().get(url)).await
