@@ -122,55 +122,30 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
     assert_eq!(missing.status(), 404);
 
     // the CLI notices the lock and goes through the admin API
-    let env_cli = |args: Vec<String>| {
-        let admin = admin.clone();
-        let cwd = dir.path().to_path_buf();
+    let via_api = |args: &'static [&'static str]| {
+        let args = [&["--config", cfg.as_str(), "deliveries"][..], args].concat();
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let (admin, cwd) = (admin.clone(), cwd.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             run_cli(&args, &cwd, &[("BRIDGE_ADMIN__LISTEN", admin.as_str())])
         })
     };
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "--json".into(),
-        "--sp-no".into(),
-        "202506050012".into(),
-        "--connector".into(),
-        "erp".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = via_api(&["--json", "--sp-no", "202506050012", "--connector", "erp"])
+        .await
+        .unwrap();
     assert!(ok, "{out}{err}");
     let jobs = json_lines(&out);
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["key"], "job_ok_1");
     assert_eq!(jobs[0]["captured"]["voucher_no"], "V-0042");
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_dead_1".into(),
-        "--json".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = via_api(&["show", "job_dead_1", "--json"]).await.unwrap();
     assert!(ok, "{out}{err}");
     let shown = json_lines(&out);
     assert_eq!(shown[0]["job"]["state"], "dead");
     assert_eq!(shown[0]["attempts"][0]["status"], 200);
     assert_eq!(shown[0]["attempts"][0]["payload"], serde_json::Value::Null);
-    let (ok, _, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_nope".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, _, err) = via_api(&["show", "job_nope"]).await.unwrap();
     assert!(!ok);
     assert!(err.contains("no delivery job"), "{err}");
     bridge.shutdown().await;
