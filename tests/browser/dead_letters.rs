@@ -12,7 +12,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_replays_a_dead_letter_and_a_viewer_cannot() {
-    let prefix = format!("wbbrowse-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbbrowse");
     let extra = format!("{}{}", users_section(), rabbit_section(&prefix));
     let app = TestApp::new("browser");
     let t = TestBridge::start_with(std::slice::from_ref(&app), &extra).await;

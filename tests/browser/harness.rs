@@ -142,14 +142,19 @@ pub async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
-pub async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
-    goto(c, admin, "/console/sign-in").await;
-    c.find(Locator::Css("#token"))
+/// Types `text` into the input `css`.
+pub async fn type_into(c: &Client, css: &str, text: &str) {
+    c.find(Locator::Css(css))
         .await
-        .unwrap()
-        .send_keys(token)
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
         .await
         .unwrap();
+}
+
+pub async fn sign_in(c: &Client, admin: SocketAddr, token: &str) {
+    goto(c, admin, "/console/sign-in").await;
+    type_into(c, "#token", token).await;
     click(c, "#sign-in").await;
     wait_for(c, "header .who").await;
     let url = c.current_url().await.unwrap();

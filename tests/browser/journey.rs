@@ -149,12 +149,7 @@ async fn operator_follows_an_approval_replays_a_delivery_and_tries_a_mapping() {
     );
     shot(&c, "overview").await;
     goto(&c, admin, "/console/journey").await;
-    c.find(Locator::Css("#sp-no"))
-        .await
-        .unwrap()
-        .send_keys(booked)
-        .await
-        .unwrap();
+    type_into(&c, "#sp-no", booked).await;
     click(&c, "#find").await;
     wait_for(&c, "#captured-voucher_no").await;
     assert_eq!(

@@ -66,15 +66,25 @@ fn rabbit_config(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
     path
 }
 
-pub async fn rabbitmq_down_ingress_keeps_accepting_and_backlog_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("wbfault-{:08x}", rand::random::<u32>());
-    let config = rabbit_config(dir.path(), &prefix);
-    let server = ServeProcess::start(&config, dir.path());
+/// Starts `serve` for app `faulty` in `dir` on RabbitMQ under a fresh prefix `name-…` and
+/// waits until it is connected; answers the prefix, the configuration file and the process.
+async fn serve_on_rabbitmq(
+    dir: &std::path::Path,
+    name: &str,
+) -> (String, std::path::PathBuf, ServeProcess) {
+    let prefix = unique(name);
+    let config = rabbit_config(dir, &prefix);
+    let server = ServeProcess::start(&config, dir);
     wait_for(30, "bridge connected to RabbitMQ", async || {
         readyz(&server.admin).await["broker"]["state"] == "ok"
     })
     .await;
+    (prefix, config, server)
+}
+
+pub async fn rabbitmq_down_ingress_keeps_accepting_and_backlog_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, _, server) = serve_on_rabbitmq(dir.path(), "wbfault").await;
     let app = TestApp::new("faulty");
     let url = format!("http://{}/cb/faulty", server.public);
 
@@ -107,13 +117,7 @@ pub async fn rabbitmq_down_ingress_keeps_accepting_and_backlog_drains() {
 
 pub async fn sigkilled_bridge_relays_every_journaled_event_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("wbkill-{:08x}", rand::random::<u32>());
-    let config = rabbit_config(dir.path(), &prefix);
-    let server = ServeProcess::start(&config, dir.path());
-    wait_for(30, "bridge connected to RabbitMQ", async || {
-        readyz(&server.admin).await["broker"]["state"] == "ok"
-    })
-    .await;
+    let (prefix, config, server) = serve_on_rabbitmq(dir.path(), "wbkill").await;
     let url = format!("http://{}/cb/faulty", server.public);
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));

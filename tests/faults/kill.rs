@@ -96,7 +96,7 @@ async fn embedded_sigkilled_during_delivery_every_voucher_arrives_exactly_once()
 async fn rabbitmq_sigkilled_during_delivery_every_voucher_arrives_exactly_once() {
     // RabbitMQ must stay up: the tests that stop it wait for this one
     let _serial = crate::SERIAL.lock().await;
-    let prefix = format!("wbkilldel-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbkilldel");
     let _cleanup = crate::DeleteQueuesOnDrop(prefix.clone());
     killed_during_delivery(202_612_060_000, &rabbit_section(&prefix)).await;
 }

@@ -24,17 +24,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
-use wecom_bridge::broker::{
-    Body, Broker, BrokerError, Delivery, ENVELOPE_VERSION, Envelope, RedriveFilter,
-};
+use wecom_bridge::broker::{Broker, BrokerError, Delivery, Envelope, RedriveFilter};
+
+use support::{amqp_url, envelope, unique};
 
 /// One fault test at a time.
 static SERIAL: Mutex<()> = Mutex::const_new(());
-
-fn amqp_url() -> String {
-    std::env::var("WECOM_BRIDGE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
 
 fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -43,20 +38,6 @@ fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
-}
-
-fn envelope(id: &str) -> Envelope {
-    Envelope {
-        v: ENVELOPE_VERSION,
-        id: id.into(),
-        kind: "approval_change".into(),
-        business_key: format!("{id}:2"),
-        app: "faults".into(),
-        created_at_ms: 1_749_106_583_000,
-        body: Body::Message(
-            serde_json::json!({"type": "event", "xml": format!("<xml><Id>{id}</Id></xml>")}),
-        ),
-    }
 }
 
 /// Runs `rabbitmqctl` (blocking: call from `spawn_blocking` or a guard's drop).
@@ -311,10 +292,6 @@ async fn eventually_connected(b: &RabbitBroker, within: Duration) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{:08x}", rand::random::<u32>())
 }
 
 /// What a broker said while RabbitMQ was stopped.

@@ -26,8 +26,7 @@ async fn no_payload_is_stored_in_plain_text_and_dead_letters_hide_payloads_by_de
     let t = TestBridge::start(&[TestApp::new("at_rest")]).await;
     let app = TestApp::new("at_rest");
     for n in 0..3 {
-        let (q, body) = signed(&app, &approval(n));
-        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+        t.post_callback(&app, &approval(n)).await;
     }
     let dead_url = format!("http://{}/admin/dead-letters?queue=route", t.admin);
     eventually(30, "three parked approvals", || async {

@@ -13,14 +13,10 @@ use wecom_bridge::broker::rabbitmq::{RabbitBroker, RabbitOptions};
 use wecom_bridge::broker::{Broker, Delivery, RedriveFilter};
 use wecom_bridge::store::Store;
 
-use crate::support::{amqp_url, envelope, test_sealer};
+use crate::support::{amqp_url, envelope, test_sealer, unique};
 
 /// Prefetch every back end is built with in this suite.
 const PREFETCH: u16 = 4;
-
-fn unique(name: &str) -> String {
-    format!("{name}-{:08x}", rand::random::<u32>())
-}
 
 /// How to build (and rebuild, for persistence) one back end.
 pub trait Backend: Sized {

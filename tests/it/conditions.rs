@@ -22,8 +22,7 @@ async fn only_forms_whose_condition_holds_become_jobs() {
     let broker = broker_of(&t).await;
     for sp in ["202506050012", "202506050013", "202506050112"] {
         fake.add_approval(detail(sp, 2));
-        let (q, body) = signed(&app, &callback(sp, 2, 2));
-        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+        t.post_callback(&app, &callback(sp, 2, 2)).await;
     }
     let got = jobs(&broker, "audit", 3, Duration::from_secs(10)).await;
     let mut keys: Vec<&str> = got.iter().map(|j| j.business_key.as_str()).collect();
@@ -53,8 +52,7 @@ async fn an_undecidable_condition_parks_the_event_naming_the_mapping() {
     let (t, app) = start_bridge("cond_err", &fake, &section).await;
     let broker = broker_of(&t).await;
     fake.add_approval(detail("202506050014", 2));
-    let (q, body) = signed(&app, &callback("202506050014", 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback("202506050014", 2, 2)).await;
     eventually(30, "the event parked as a dead letter", || async {
         let (status, text) = get(&format!(
             "http://{}/admin/dead-letters?queue=route",

@@ -25,7 +25,7 @@ const PARKED_REASON: &str = "erp said: cost center 6602 closed";
 /// A bridge with the users of [`users_and_rabbit`] on RabbitMQ (under a fresh prefix), its
 /// broker connected, and message `id` parked in `queue`; with the test's own connection.
 async fn bridge_with_a_dead_letter(app: &str, queue: &str, id: &str) -> (TestBridge, RabbitBroker) {
-    let prefix = format!("wbcons-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbcons");
     let t = TestBridge::start_with(&[TestApp::new(app)], &users_and_rabbit(&prefix)).await;
     let own = own_rabbit(&prefix).await;
     drop(park(&own, queue, &[id], PARKED_REASON).await);

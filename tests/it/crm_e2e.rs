@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wecom_bridge::deliver::{Connector, Outgoing, Verdict, spec};
+use wecom_bridge::deliver::{Connector, Verdict, spec};
 use wecom_bridge::standins::{self, wecom::FakeWeCom};
 
 use crate::route::{callback, start_bridge};
@@ -192,7 +192,7 @@ async fn embedded_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_d
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_new_customers_reach_fxiaoke_and_salesforce_with_refusals_and_duplicates_settled()
 {
-    let prefix = format!("wbcrm-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbcrm");
     customer_fanout("crm_rabbit", &rabbit_section(&prefix)).await;
     let queues = [
         "route",
@@ -257,13 +257,7 @@ async fn customer_fanout(name: &str, broker_section: &str) {
     )
     .unwrap();
     let doc = json!({"WeCom_External_Id__c": "wmCustomer2", "Name": "北京示例有限公司"});
-    let a = by_hand
-        .send(&Outgoing {
-            document: &doc,
-            idempotency_key: "by-hand",
-            business_key: "by-hand",
-        })
-        .await;
+    let a = send(&by_hand, &doc, "by-hand").await;
     assert_eq!(a.verdict, Verdict::Delivered, "{a:?}");
 
     let fake = FakeWeCom::start().await;
@@ -271,8 +265,7 @@ async fn customer_fanout(name: &str, broker_section: &str) {
     fake.add_external_contact(contact("wmCustomer2", "韩梅梅", Some("北京示例有限公司")));
     let (t, app) = start_bridge(name, &fake, &format!("{section}{broker_section}")).await;
     for ext in ["wmCustomer1", "wmCustomer2"] {
-        let (q, body) = signed(&app, &customer_xml(ext));
-        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+        t.post_callback(&app, &customer_xml(ext)).await;
     }
 
     // FxiaoKe: the first create refused and dead-lettered with FxiaoKe's message; the second

@@ -9,6 +9,8 @@ use wecom_bridge::deliver::{Connector, Outgoing, Verdict, spec};
 use wecom_bridge::standins::finance::{FinanceStandIn, Outcome};
 use wecom_bridge::standins::oauth::OAuthStandIn;
 
+use crate::support::header_masked;
+
 const CLIENT_SECRET: &str = "cs-9f8e7d6c5b4a-client-secret";
 
 struct Target {
@@ -304,13 +306,7 @@ async fn secrets_and_redacted_fields_never_reach_the_record() {
             !recorded.contains("6222020200112233445"),
             "configured field: {recorded}"
         );
-        let auth = a
-            .request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "Authorization")
-            .unwrap();
-        assert_eq!(auth.1, "***");
+        header_masked(&a, "Authorization");
         assert!(
             a.request.body.contains("\"bank_account\":\"***\""),
             "{}",
@@ -477,12 +473,6 @@ signature_prefix = "HMAC-SHA256 "
     assert_eq!(h("x-signature"), format!("HMAC-SHA256 {expected}"));
     assert_eq!(h("x-key-id"), "bridge-1");
     assert_eq!(h("x-nonce").len(), 32);
-    let recorded = a
-        .request
-        .headers
-        .iter()
-        .find(|(n, _)| n == "X-Signature")
-        .unwrap();
-    assert_eq!(recorded.1, "***");
+    header_masked(&a, "X-Signature");
     assert!(!serde_json::to_string(&a).unwrap().contains(&expected));
 }

@@ -91,12 +91,7 @@ async fn sigkill_right_after_acks_loses_no_acknowledged_event() {
     );
     // and the bridge restarts on that journal
     let server = ServeProcess::start(&config, dir.path());
-    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", server.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = get_json(&format!("http://{}/readyz", server.admin)).await;
     assert_eq!(ready["journal"]["entries"], n as u64);
     assert_eq!(server.terminate().code(), Some(0), "clean exit on SIGTERM");
 }

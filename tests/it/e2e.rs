@@ -156,6 +156,12 @@ impl StandIns {
         }
     }
 
+    /// Starts a bridge `name` (see [`start_bridge`]) on the catalog and `broker_section`.
+    async fn bridge(&self, name: &str, broker_section: &str) -> (TestBridge, TestApp) {
+        let section = &self.section;
+        start_bridge(name, &self.fake, &format!("{section}{broker_section}")).await
+    }
+
     async fn stop(self) {
         self.finance.stop().await;
         self.oauth.stop().await;
@@ -166,8 +172,7 @@ impl StandIns {
 async fn expense_lifecycle(name: &str, broker_section: &str) {
     let stand_ins = StandIns::start().await;
     let (fake, finance) = (&stand_ins.fake, &stand_ins.finance);
-    let section = &stand_ins.section;
-    let (t, app) = start_bridge(name, fake, &format!("{section}{broker_section}")).await;
+    let (t, app) = stand_ins.bridge(name, broker_section).await;
     let send = |sp: &str, status: u32, change: u32| {
         let (q, body) = signed(&app, &callback(sp, status, change));
         let url = t.url(&app.path);
@@ -343,12 +348,12 @@ async fn expense_lifecycle(name: &str, broker_section: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_expense_claims_book_exactly_one_voucher_and_one_reversal() {
-    expense_lifecycle("e2e_embedded", "[broker]\nretry_tiers_secs = [1, 2]\n").await;
+    expense_lifecycle("e2e_embedded", SHORT_TIERS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_expense_claims_book_exactly_one_voucher_and_one_reversal() {
-    let prefix = format!("wbe2e-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbe2e");
     expense_lifecycle("e2e_rabbit", &rabbit_section(&prefix)).await;
     let queues = ["route", "deliver.finance", "writeback"].map(String::from);
     delete_rabbit_queues(&prefix, &queues).await;
@@ -365,9 +370,7 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
 
     let stand_ins = StandIns::start().await;
     let (fake, finance) = (&stand_ins.fake, &stand_ins.finance);
-    let broker = "[broker]\nretry_tiers_secs = [1, 2]\n";
-    let section = &stand_ins.section;
-    let (t, app) = start_bridge("e2e_crash", fake, &format!("{section}{broker}")).await;
+    let (t, app) = stand_ins.bridge("e2e_crash", SHORT_TIERS).await;
     let config = t.config.clone();
     let dir = t.stop().await;
 
@@ -418,8 +421,7 @@ async fn a_notification_left_pending_by_a_crash_is_sent_once_and_the_voucher_not
 
     let t = TestBridge::start_config(config, dir).await;
     fake.add_approval(detail(sp, 2));
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback(sp, 2, 2)).await;
     eventually(60, "the pending card reaches WeCom", || async {
         !notes(fake, "ZhangSan", sp, false).is_empty()
     })
@@ -460,15 +462,12 @@ async fn a_job_out_of_attempts_is_dead_notified_and_after_replay_delivered_and_n
         text.replace("max_attempts = 8", "max_attempts = 2"),
     )
     .unwrap();
-    let broker = "[broker]\nretry_tiers_secs = [1, 2]\n";
-    let section = &stand_ins.section;
-    let (t, app) = start_bridge("e2e_outage", fake, &format!("{section}{broker}")).await;
+    let (t, app) = stand_ins.bridge("e2e_outage", SHORT_TIERS).await;
 
     finance.set_outage(true);
     let sp = "202511300020";
     fake.add_approval(detail(sp, 2));
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback(sp, 2, 2)).await;
     eventually(60, "the operators are told the job is parked", || async {
         !notes(fake, "FinanceOps", sp, false).is_empty()
     })

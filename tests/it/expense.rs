@@ -18,7 +18,9 @@ use wecom_bridge::standins::finance::FinanceStandIn;
 use wecom_bridge::standins::oauth::OAuthStandIn;
 use wecom_bridge::standins::wecom::FakeWeCom;
 
-use crate::support::{catalog_section, copy_dir, edited, repo, secret_file, shipped_finance};
+use crate::support::{
+    catalog_section, copy_dir, edited, get_json, repo, secret_file, shipped_finance,
+};
 
 /// The OAuth client `connectors/finance.toml` authenticates as.
 pub const CLIENT_ID: &str = "wecom-bridge";
@@ -158,7 +160,7 @@ pub async fn ledger_jobs(admin: &str, connector: &str) -> Vec<Value> {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        let page = get_json(&url).await;
         out.extend(page["jobs"].as_array().cloned().unwrap_or_default());
         match page["next"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
@@ -218,9 +220,6 @@ pub fn bridge_toml(dir: &Path, app: &str, fake: &FakeWeCom, more: &str) -> Strin
     )
 }
 
-/// An embedded broker with the tests' short retry tiers (those of `rabbit_section` too).
-pub const SHORT_TIERS: &str = "[broker]\nretry_tiers_secs = [1, 2]\n";
-
 /// The WeCom API stand-in and one finance target: what a single-connector test talks to.
 pub struct Stands {
     /// WeCom's API (approval details).
@@ -244,7 +243,7 @@ impl Stands {
 
     /// [`bridge_toml`] for app `app` delivering to the finance target through `connector`
     /// (the shipped one with short retries and `edits`) on `broker` (a `[broker]` section
-    /// with the tests' tiers, e.g. [`SHORT_TIERS`]); all under `dir`.
+    /// with the tests' tiers, e.g. [`SHORT_TIERS`](crate::support::SHORT_TIERS)); all under `dir`.
     pub fn bridge_toml(
         &self,
         dir: &Path,

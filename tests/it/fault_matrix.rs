@@ -430,17 +430,12 @@ async fn a_job_out_of_attempts_is_parked_and_dead_in_the_ledger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_fault_matrix_books_every_voucher_exactly_once() {
-    fault_matrix(
-        "fm_embedded",
-        202_612_010_000,
-        "[broker]\nretry_tiers_secs = [1, 2]\n",
-    )
-    .await;
+    fault_matrix("fm_embedded", 202_612_010_000, SHORT_TIERS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_fault_matrix_books_every_voucher_exactly_once() {
-    let prefix = format!("wbfm-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbfm");
     let name = "fm_rabbit";
     fault_matrix(name, 202_612_020_000, &rabbit_section(&prefix)).await;
     let queues = [

@@ -50,8 +50,12 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
     let cfg = config.to_str().unwrap().to_string();
 
     // no bridge running: the CLI reads the store directly
-    let (ok, out, err) =
-        run_cli_async(&["--config", &cfg, "deliveries", "--json"], dir.path()).await;
+    let cwd = dir.path();
+    let deliveries = |args: &'static [&'static str]| {
+        let args = [&["--config", cfg.as_str(), "deliveries"][..], args].concat();
+        async move { run_cli_async(&args, cwd).await }
+    };
+    let (ok, out, err) = deliveries(&["--json"]).await;
     assert!(ok, "{out}{err}");
     let jobs = json_lines(&out);
     assert_eq!(
@@ -60,47 +64,20 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
             .collect::<Vec<_>>(),
         ["job_ok_1", "job_dead_1"]
     );
-    let (ok, table, err) = run_cli_async(
-        &[
-            "--config",
-            &cfg,
-            "deliveries",
-            "--state",
-            "dead",
-            "--since",
-            "1h",
-        ],
-        dir.path(),
-    )
-    .await;
+    let (ok, table, err) = deliveries(&["--state", "dead", "--since", "1h"]).await;
     assert!(ok, "{table}{err}");
     assert!(
         table.contains("job_dead_1") && table.contains("E1001"),
         "{table}"
     );
     assert!(!table.contains("job_ok_1"), "{table}");
-    let (ok, shown, err) = run_cli_async(
-        &[
-            "--config",
-            &cfg,
-            "deliveries",
-            "show",
-            "202506050012",
-            "--payload",
-        ],
-        dir.path(),
-    )
-    .await;
+    let (ok, shown, err) = deliveries(&["show", "202506050012", "--payload"]).await;
     assert!(ok, "{shown}{err}");
     assert!(
         shown.contains("#1") && shown.contains("body-dead") && shown.contains("V-0042"),
         "{shown}"
     );
-    let (ok, _, err) = run_cli_async(
-        &["--config", &cfg, "deliveries", "--state", "deliverd"],
-        dir.path(),
-    )
-    .await;
+    let (ok, _, err) = deliveries(&["--state", "deliverd"]).await;
     assert!(!ok);
     assert!(err.contains("unknown delivery state"), "{err}");
 
@@ -108,32 +85,19 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
     let parsed = wecom_bridge::config::Config::load(&config).unwrap();
     let bridge = wecom_bridge::app::start(&parsed).await.unwrap();
     let admin = bridge.admin_addr.to_string();
-    let page: serde_json::Value = reqwest::get(format!(
+    let page = get_json(&format!(
         "http://{admin}/admin/deliveries?connector=finance&state=dead"
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(page["jobs"][0]["key"], "job_dead_1");
     assert_eq!(page["next"], serde_json::Value::Null);
-    let first: serde_json::Value = reqwest::get(format!("http://{admin}/admin/deliveries?limit=1"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = get_json(&format!("http://{admin}/admin/deliveries?limit=1")).await;
     let next = first["next"].as_str().expect("a second page").to_string();
-    let second: serde_json::Value = reqwest::get(format!(
+    let second = get_json(&format!(
         "http://{admin}/admin/deliveries?limit=1&cursor={next}"
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(second["jobs"][0]["key"], "job_dead_1");
     let bad = get(&format!("http://{admin}/admin/deliveries?state=nope")).await;
     assert_eq!(bad.0, 400);
@@ -158,55 +122,30 @@ async fn operators_find_a_failed_delivery_through_the_cli_and_the_admin_api() {
     assert_eq!(missing.status(), 404);
 
     // the CLI notices the lock and goes through the admin API
-    let env_cli = |args: Vec<String>| {
-        let admin = admin.clone();
-        let cwd = dir.path().to_path_buf();
+    let via_api = |args: &'static [&'static str]| {
+        let args = [&["--config", cfg.as_str(), "deliveries"][..], args].concat();
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        let (admin, cwd) = (admin.clone(), cwd.to_path_buf());
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             run_cli(&args, &cwd, &[("BRIDGE_ADMIN__LISTEN", admin.as_str())])
         })
     };
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "--json".into(),
-        "--sp-no".into(),
-        "202506050012".into(),
-        "--connector".into(),
-        "erp".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = via_api(&["--json", "--sp-no", "202506050012", "--connector", "erp"])
+        .await
+        .unwrap();
     assert!(ok, "{out}{err}");
     let jobs = json_lines(&out);
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["key"], "job_ok_1");
     assert_eq!(jobs[0]["captured"]["voucher_no"], "V-0042");
-    let (ok, out, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_dead_1".into(),
-        "--json".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, out, err) = via_api(&["show", "job_dead_1", "--json"]).await.unwrap();
     assert!(ok, "{out}{err}");
     let shown = json_lines(&out);
     assert_eq!(shown[0]["job"]["state"], "dead");
     assert_eq!(shown[0]["attempts"][0]["status"], 200);
     assert_eq!(shown[0]["attempts"][0]["payload"], serde_json::Value::Null);
-    let (ok, _, err) = env_cli(vec![
-        "--config".into(),
-        cfg.clone(),
-        "deliveries".into(),
-        "show".into(),
-        "job_nope".into(),
-    ])
-    .await
-    .unwrap();
+    let (ok, _, err) = via_api(&["show", "job_nope"]).await.unwrap();
     assert!(!ok);
     assert!(err.contains("no delivery job"), "{err}");
     bridge.shutdown().await;

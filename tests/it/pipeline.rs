@@ -18,8 +18,7 @@ fn approval(n: usize) -> String {
 
 async fn flows_through(t: &TestBridge, app: &TestApp, n: usize) {
     for i in 0..n {
-        let (q, body) = signed(app, &approval(i));
-        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+        t.post_callback(app, &approval(i)).await;
     }
     eventually(30, "every event published", || async {
         let events = t.events("").await;
@@ -43,7 +42,7 @@ async fn embedded_broker_carries_callbacks_to_the_route_stage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_carries_callbacks_to_the_route_stage() {
-    let prefix = format!("wbpipe-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbpipe");
     let app = TestApp::new("pipe_rabbit");
     let t = TestBridge::start_with(&[TestApp::new("pipe_rabbit")], &rabbit_section(&prefix)).await;
     t.broker_up().await;
@@ -58,7 +57,7 @@ async fn rabbitmq_carries_callbacks_to_the_route_stage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_through_the_admin_api() {
-    let prefix = format!("wbdead-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbdead");
     let t = TestBridge::start_with(&[TestApp::new("dead_admin")], &rabbit_section(&prefix)).await;
     // park two messages in a queue of the same bridge through our own connection
     let own = own_rabbit(&prefix).await;

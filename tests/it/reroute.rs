@@ -99,8 +99,7 @@ async fn an_unrouted_approval_and_its_revocation_are_rerouted_once_after_the_map
     // but not forwarded.
     let t = start(&config).await;
     for status in [2, 6] {
-        let (q, body) = signed(&app, &callback(status));
-        assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+        t.post_callback(&app, &callback(status)).await;
     }
     let broker = embedded(&t).await;
     route_drained(&t, &broker).await;

@@ -164,8 +164,7 @@ pub(crate) async fn one_job_from_vector(
         .as_str()
         .unwrap()
         .to_string();
-    let (q, body) = signed(&app, &xml);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &xml).await;
     let broker = broker_of(&t).await;
     let mut got = jobs(&broker, connector, 1, Duration::from_secs(30)).await;
     assert_eq!(got.len(), 1);
@@ -177,8 +176,7 @@ async fn approval_produces_a_job_with_the_normalised_instance(name: &str, broker
     fake.add_approval(detail("202506050012", 2));
     let (t, app) = start_bridge(name, &fake, broker_section).await;
     let broker = broker_of(&t).await;
-    let (q, body) = signed(&app, &callback("202506050012", 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback("202506050012", 2, 2)).await;
     let jobs = jobs(&broker, "finance", 1, Duration::from_secs(30)).await;
     assert_eq!(jobs.len(), 1, "one job for the one matching mapping");
     let job = &jobs[0];
@@ -218,7 +216,7 @@ async fn embedded_approval_becomes_a_delivery_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_approval_becomes_a_delivery_job() {
-    let prefix = format!("wbroute-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbroute");
     approval_produces_a_job_with_the_normalised_instance("route_rmq", &rabbit_section(&prefix))
         .await;
 }
@@ -270,8 +268,7 @@ async fn detail_lagging_behind_the_callback_is_retried_until_it_catches_up() {
     fake.add_approval(detail(sp, 1)); // the detail still says "in progress"
     let (t, app) = start_bridge("lagging", &fake, "").await;
     let broker = broker_of(&t).await;
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback(sp, 2, 2)).await;
     eventually(20, "a first detail fetch", || async {
         fake.calls("getapprovaldetail") >= 1
     })
@@ -294,8 +291,7 @@ async fn detail_lagging_behind_the_callback_is_retried_until_it_catches_up() {
 async fn approval_without_an_api_secret_is_parked_with_the_fix_in_the_reason() {
     let t = TestBridge::start(&[TestApp::new("nosecret")]).await;
     let app = TestApp::new("nosecret");
-    let (q, body) = signed(&app, &callback("202506057777", 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback("202506057777", 2, 2)).await;
     eventually(30, "the event parked as a dead letter", || async {
         t.dead_letters("route")
             .await

@@ -49,8 +49,7 @@ async fn approval_whose_detail_fails(
     let (t, app) = start_bridge(name, &fake, section).await;
     let broker = broker_of(&t).await;
     let before = jiff::Timestamp::now().as_millisecond();
-    let (q, body) = signed(&app, &callback(sp, 2, 2));
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &callback(sp, 2, 2)).await;
     (t, fake, broker, before)
 }
 
@@ -109,7 +108,7 @@ async fn embedded_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_rate_limit_wait_reaches_the_broker_as_the_retry_delay() {
-    let prefix = format!("wbrl-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbrl");
     let (t, fake, broker, _) = rate_limited_approval("rl_rmq", &rabbit_section_60(&prefix)).await;
     let AnyBroker::Rabbitmq(b) = &broker else {
         panic!("configured for RabbitMQ")
@@ -150,7 +149,7 @@ async fn embedded_permanent_wecom_error_parks_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_permanent_wecom_error_parks_at_once() {
-    let prefix = format!("wbperm-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbperm");
     permanent_error_parks_at_once("perm_rmq", &rabbit_section_60(&prefix)).await;
 }
 

@@ -141,12 +141,10 @@ async fn a_full_disk_gives_503_and_not_ready_then_heals_without_a_restart() {
         freed.elapsed().as_millis()
     );
     let (key, xml) = approval(n + 1);
-    let (q, body) = signed(&app, &xml);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &xml).await;
     acked.push(key);
     // The refused one is taken when WeCom retries it.
-    let (q, body) = signed(&app, &approval(n - 1).1);
-    assert_eq!(post(&t.url(&app.path), &q, body).await.0, 200);
+    t.post_callback(&app, &approval(n - 1).1).await;
     acked.push(refused);
 
     let dir = t.stop().await;

@@ -11,7 +11,7 @@ use wecom_bridge::deliver::vendor::kingdee;
 use wecom_bridge::deliver::{Connector, Verdict};
 use wecom_bridge::standins;
 
-use crate::support::{connector_with_secrets, no_secret_in, send};
+use crate::support::{connector_with_secrets, header_masked, no_secret_in, send};
 
 pub const KD_APP_ID: &str = "224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY";
 pub const KD_APP_SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -45,6 +45,15 @@ fn kingdee_file(url: &str, auth: &str) -> String {
     )
 }
 
+/// The Kingdee stand-in, knowing the account of [`kingdee_creds`] with `KD_PASSWORD`.
+async fn kingdee_server() -> standins::kingdee::KingdeeStandIn {
+    standins::kingdee::start(standins::kingdee::KingdeeState::new(
+        kingdee_creds(),
+        KD_PASSWORD,
+    ))
+    .await
+}
+
 fn model(no: &str) -> Value {
     json!({"FBillNo": no, "FAccountBookID": {"FNumber": "101"}, "FDate": "2026-03-31",
         "FEntity": [{"FACCOUNTID": {"FNumber": "6602.03"}, "FDEBIT": "1200.00", "FCREDIT": "0"},
@@ -54,11 +63,7 @@ fn model(no: &str) -> Value {
 #[tokio::test]
 async fn kingdee_signed_connector_saves_captures_and_counts_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let server = standins::kingdee::start(standins::kingdee::KingdeeState::new(
-        kingdee_creds(),
-        KD_PASSWORD,
-    ))
-    .await;
+    let server = kingdee_server().await;
     let text = kingdee_file(&server.base_url(), "signed").replace("password = ", "# password = ");
     let c = connector(dir.path(), &text);
     let a = send(&c, &model("EXP-1"), "EXP-1").await;
@@ -72,13 +77,7 @@ async fn kingdee_signed_connector_saves_captures_and_counts_duplicates() {
         "{}",
         a.request.url
     );
-    let sig = a
-        .request
-        .headers
-        .iter()
-        .find(|(n, _)| n == "X-Api-Signature")
-        .unwrap();
-    assert_eq!(sig.1, "***");
+    header_masked(&a, "X-Api-Signature");
     let (_, saved) = server.with(|s| s.bill("GL_VOUCHER", "EXP-1")).unwrap();
     assert_eq!(saved["FEntity"][1]["FCREDIT"], "1200.00");
 
@@ -100,11 +99,7 @@ async fn kingdee_signed_connector_saves_captures_and_counts_duplicates() {
 #[tokio::test]
 async fn kingdee_session_is_logged_in_once_and_again_when_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let server = standins::kingdee::start(standins::kingdee::KingdeeState::new(
-        kingdee_creds(),
-        KD_PASSWORD,
-    ))
-    .await;
+    let server = kingdee_server().await;
     for (auth, legacy) in [("login_by_sign", false), ("validate_user", true)] {
         let mut text = kingdee_file(&server.base_url(), auth);
         if legacy {
@@ -127,13 +122,7 @@ async fn kingdee_session_is_logged_in_once_and_again_when_lost() {
             2,
             "one re-login after the session was lost"
         );
-        let cookie = after
-            .request
-            .headers
-            .iter()
-            .find(|(n, _)| n == "Cookie")
-            .unwrap();
-        assert_eq!(cookie.1, "***");
+        header_masked(&after, "Cookie");
         no_secret_in(&after, &[KD_APP_SECRET, KD_PASSWORD, "standin-session-"]);
     }
     server.stop().await;
@@ -185,15 +174,20 @@ fn yonbip_voucher(business_id: &str) -> Value {
                    {"description": "差旅费", "accsubjectCode": "1002", "creditOriginal": "1200.00", "creditOrg": "1200.00"}]})
 }
 
+/// A YonBIP stand-in where app `yb-key-1` has the secret `secret`, and a connector of
+/// [`yonbip_file`] to it (its secret files in `dir`).
+async fn yonbip_server(dir: &Path, secret: &str) -> (standins::yonbip::YonbipStandIn, Connector) {
+    let mut state = standins::yonbip::YonbipState::default();
+    state.apps.insert("yb-key-1".into(), secret.into());
+    let server = standins::yonbip::start(state).await;
+    let c = connector(dir, &yonbip_file(&server.base_url()));
+    (server, c)
+}
+
 #[tokio::test]
 async fn yonbip_token_is_cached_single_flight_and_refreshed_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = standins::yonbip::YonbipState::default();
-    state
-        .apps
-        .insert("yb-key-1".into(), "yb-secret-8c2e".into());
-    let server = standins::yonbip::start(state).await;
-    let c = connector(dir.path(), &yonbip_file(&server.base_url()));
+    let (server, c) = yonbip_server(dir.path(), "yb-secret-8c2e").await;
     let docs: Vec<Value> = (0..6).map(|i| yonbip_voucher(&format!("SP{i}"))).collect();
     let all = futures_util::future::join_all(docs.iter().map(|d| send(&c, d, "k"))).await;
     assert!(
@@ -245,18 +239,20 @@ async fn yonbip_token_is_cached_single_flight_and_refreshed_once() {
 #[tokio::test]
 async fn yonbip_wrong_secret_is_permanent_with_the_gateway_message() {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = standins::yonbip::YonbipState::default();
-    state
-        .apps
-        .insert("yb-key-1".into(), "another-secret".into());
-    let server = standins::yonbip::start(state).await;
-    let c = connector(dir.path(), &yonbip_file(&server.base_url()));
+    let (server, c) = yonbip_server(dir.path(), "another-secret").await;
     let a = send(&c, &yonbip_voucher("SP1"), "k").await;
     assert!(
         matches!(&a.verdict, Verdict::Permanent { reason } if reason.contains("签名校验失败") && reason.contains("yonbip.app_secret")),
         "{a:?}"
     );
     server.stop().await;
+}
+
+/// A U8 EAI connector file for sender `999` at `url/eai`.
+fn u8_file(url: &str) -> String {
+    format!(
+        "kind = \"u8_eai\"\nurl = \"{url}/eai\"\n[u8_eai]\nroottag = \"voucher\"\nbilltype = \"gl\"\nsender = \"999\"\n"
+    )
 }
 
 #[tokio::test]
@@ -266,11 +262,7 @@ async fn u8_eai_connector_wraps_the_document_and_reads_gbk_answers() {
     state.senders.push("999".into());
     state.answer_gbk = true;
     let server = standins::u8::start(state).await;
-    let text = format!(
-        "kind = \"u8_eai\"\nurl = \"{}/eai\"\n[u8_eai]\nroottag = \"voucher\"\nbilltype = \"gl\"\nsender = \"999\"\n",
-        server.base_url()
-    );
-    let c = connector(dir.path(), &text);
+    let c = connector(dir.path(), &u8_file(&server.base_url()));
     let doc = json!({"voucher": {"#order": ["voucher_head", "voucher_body"],
         "voucher_head": {"voucher_type": "记", "reserve2": "SP1", "accounting_period": 3},
         "voucher_body": {"entry": [{"entry_id": 1, "account_code": "660203", "natural_debit_currency": "1200.00"}]}}});
@@ -372,12 +364,7 @@ async fn answers_nobody_understands_are_never_success() {
             ),
             (
                 "u8_eai",
-                connector(
-                    dir.path(),
-                    &format!(
-                        "kind = \"u8_eai\"\nurl = \"{url}/eai\"\n[u8_eai]\nroottag = \"voucher\"\nbilltype = \"gl\"\nsender = \"999\"\n"
-                    ),
-                ),
+                connector(dir.path(), &u8_file(&url)),
                 json!({"voucher": {"voucher_head": {"reserve2": "X-1"}}}),
             ),
         ];

@@ -134,7 +134,7 @@ async fn expense_claims_become_kingdee_vouchers_through_session_loss_duplicates_
         &server.base_url(),
         &[("auth = \"signed\"", "auth = \"login_by_sign\"")],
     );
-    let (t, fake, url) = bridge("kd_e2e", &catalog, "[broker]\nretry_tiers_secs = [1, 2]\n").await;
+    let (t, fake, url) = bridge("kd_e2e", &catalog, SHORT_TIERS).await;
     let admin = t.admin.to_string();
 
     // Phase 1: three claims, one login, three vouchers with the claim's lines, numbers captured.
@@ -294,12 +294,12 @@ async fn kingdee_wrong_secret(app: &str, broker: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_kingdee_secret_is_refused_by_the_gateway_and_parked() {
-    kingdee_wrong_secret("kd_wrong", "[broker]\nretry_tiers_secs = [1, 2]\n").await;
+    kingdee_wrong_secret("kd_wrong", SHORT_TIERS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_kingdee_secret_is_parked_on_rabbitmq_too() {
-    let prefix = format!("wbkd-{:08x}", rand::random::<u32>());
+    let prefix = unique("wbkd");
     kingdee_wrong_secret("kd_wrong_rmq", &rabbit_section(&prefix)).await;
     let queues = [
         "route".to_string(),
@@ -328,7 +328,7 @@ async fn expense_claims_become_yonbip_vouchers_with_discovery_token_expiry_and_d
             ("rate_per_sec = 0.5", "rate_per_sec = 50"),
         ],
     );
-    let (t, fake, url) = bridge("yb_e2e", &catalog, "[broker]\nretry_tiers_secs = [1, 2]\n").await;
+    let (t, fake, url) = bridge("yb_e2e", &catalog, SHORT_TIERS).await;
     let admin = t.admin.to_string();
 
     let first = sp_nos(202_611_310_001, 3);
@@ -427,7 +427,7 @@ async fn purchase_requests_become_u8_purchase_orders_with_gbk_answers_and_duplic
         "u8.toml",
         &[("env:U8_EAI_URL", &eai)],
     );
-    let (t, fake, url) = bridge("u8_e2e", &catalog, "[broker]\nretry_tiers_secs = [1, 2]\n").await;
+    let (t, fake, url) = bridge("u8_e2e", &catalog, SHORT_TIERS).await;
     let admin = t.admin.to_string();
     let raw: Value = serde_json::from_str(
         &std::fs::read_to_string(

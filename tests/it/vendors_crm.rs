@@ -13,27 +13,31 @@ use wecom_bridge::deliver::vendor::{beisen, fxiaoke};
 use wecom_bridge::deliver::{Connector, Verdict, spec};
 use wecom_bridge::standins;
 
-use crate::support::{no_secret_in, send, spec_with_secrets};
+use crate::support::{
+    connector_with_secrets, no_secret_in, permanent_reason, send, spec_with_secrets,
+};
 
 const BS_SECRET: &str = "bs-secret-77a1";
 const FX_SECRET: &str = "fx-secret-2b9d";
 const FX_PERM: &str = "fx-perm-4c1e";
 const SF_SECRET: &str = "sf-secret-9e0f";
 
-/// A connector from `text`; `{dir}` holds the secret files `bs`, `fx`, `fxp`, `sf`.
+/// The secret files the connector files here name in `{dir}`.
+const SECRETS: [(&str, &str); 5] = [
+    ("bs", BS_SECRET),
+    ("fx", FX_SECRET),
+    ("fxp", FX_PERM),
+    ("sf", SF_SECRET),
+    ("wrong", "not-the-secret"),
+];
+
+/// A connector from `text`; `{dir}` holds the secret files `bs`, `fx`, `fxp`, `sf`, `wrong`.
 fn connector(dir: &Path, text: &str) -> Connector {
-    Connector::build(spec_of(dir, text)).unwrap_or_else(|e| panic!("{e}"))
+    connector_with_secrets(dir, text, &SECRETS)
 }
 
 fn spec_of(dir: &Path, text: &str) -> spec::ConnectorSpec {
-    let secrets = [
-        ("bs", BS_SECRET),
-        ("fx", FX_SECRET),
-        ("fxp", FX_PERM),
-        ("sf", SF_SECRET),
-        ("wrong", "not-the-secret"),
-    ];
-    spec_with_secrets(dir, text, &secrets)
+    spec_with_secrets(dir, text, &SECRETS)
 }
 
 fn beisen_file(url: &str, secret: &str) -> String {
@@ -75,10 +79,8 @@ async fn beisen_leave_is_polled_to_its_final_state_and_tokens_are_refreshed() {
 
     // a business failure arrives only in the batch state: permanent, with Beisen's message
     let a = send(&c, &leave(999), "leave:2").await;
-    match &a.verdict {
-        Verdict::Permanent { reason } => assert!(reason.contains("员工不存在"), "{reason}"),
-        v => panic!("expected permanent, got {v:?}"),
-    }
+    let reason = permanent_reason(&a);
+    assert!(reason.contains("员工不存在"), "{reason}");
     assert_eq!(server.with(|s| s.records.len()), 1);
 
     // token expiry: 401, a new token, the push sent once more
@@ -93,15 +95,11 @@ async fn beisen_leave_is_polled_to_its_final_state_and_tokens_are_refreshed() {
     // a wrong secret: permanent, saying what to check; nothing pushed
     let wrong = connector(dir.path(), &beisen_file(&server.base_url(), "wrong"));
     let a = send(&wrong, &leave(115_000_335), "leave:4").await;
-    match &a.verdict {
-        Verdict::Permanent { reason } => {
-            assert!(
-                reason.contains("invalid_client") && reason.contains("beisen.secret"),
-                "{reason}"
-            )
-        }
-        v => panic!("expected permanent, got {v:?}"),
-    }
+    let reason = permanent_reason(&a);
+    assert!(
+        reason.contains("invalid_client") && reason.contains("beisen.secret"),
+        "{reason}"
+    );
     assert_eq!(
         server.count(beisen::VACATION_PATH),
         4,
@@ -219,15 +217,11 @@ async fn fxiaoke_rations_its_token_requests_and_dead_letters_business_failures()
     });
     let c = connector(dir.path(), &fxiaoke_file(&server.base_url(), 10));
     let a = send(&c, &doc, "c:4").await;
-    match &a.verdict {
-        Verdict::Permanent { reason } => {
-            assert!(
-                reason.contains("43002") && reason.contains("客户名称已存在"),
-                "{reason}"
-            )
-        }
-        v => panic!("expected permanent, got {v:?}"),
-    }
+    let reason = permanent_reason(&a);
+    assert!(
+        reason.contains("43002") && reason.contains("客户名称已存在"),
+        "{reason}"
+    );
     assert_eq!(a.response.as_ref().unwrap().status, 200);
     assert!(server.with(|s| s.created().is_empty()));
 }
@@ -287,12 +281,8 @@ async fn salesforce_upserts_by_external_id_counts_the_second_as_duplicate_and_re
 
     // a validation error (errors as a top-level array): permanent with Salesforce's message
     let a = send(&c, &json!({"WeCom_External_Id__c": "wm3"}), "customer:3").await;
-    match &a.verdict {
-        Verdict::Permanent { reason } => {
-            assert!(reason.contains("REQUIRED_FIELD_MISSING"), "{reason}")
-        }
-        v => panic!("expected permanent, got {v:?}"),
-    }
+    let reason = permanent_reason(&a);
+    assert!(reason.contains("REQUIRED_FIELD_MISSING"), "{reason}");
     // no external id in the document: refused before sending
     let a = send(&c, &json!({"Name": "C"}), "customer:4").await;
     assert!(matches!(a.verdict, Verdict::Permanent { .. }), "{a:?}");

@@ -56,6 +56,15 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// `name` with a random suffix: a RabbitMQ prefix or queue name that no other test or run
+/// uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+/// An embedded broker with the tests' short retry tiers (those of [`rabbit_section`] too).
+pub const SHORT_TIERS: &str = "[broker]\nretry_tiers_secs = [1, 2]\n";
+
 /// A `[broker]` section for RabbitMQ with a unique prefix.
 pub fn rabbit_section(prefix: &str) -> String {
     format!(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use wecom_bridge::deliver::spec::{self, ConnectorSpec};
-use wecom_bridge::deliver::{Attempt, Connector, Outgoing};
+use wecom_bridge::deliver::{Attempt, Connector, Outgoing, Verdict};
 
 /// The connector file `text` parsed as `connectors/v.toml`, `{dir}` in it standing for `dir`,
 /// after each `(name, value)` of `secrets` is written as the secret file `dir/<name>`.
@@ -37,5 +37,24 @@ pub fn no_secret_in(a: &Attempt, secrets: &[&str]) {
     let text = serde_json::to_string(a).unwrap();
     for s in secrets {
         assert!(!text.contains(s), "secret {s} in the record: {text}");
+    }
+}
+
+/// Asserts that the attempt's record holds header `name`, its value masked as `***`.
+pub fn header_masked(a: &Attempt, name: &str) {
+    let recorded = a.request.headers.iter().find(|(n, _)| n == name);
+    assert_eq!(
+        recorded.map(|(_, v)| v.as_str()),
+        Some("***"),
+        "header {name} in the record: {:?}",
+        a.request.headers
+    );
+}
+
+/// The reason of the attempt's permanent verdict; panics on any other verdict.
+pub fn permanent_reason(a: &Attempt) -> &str {
+    match &a.verdict {
+        Verdict::Permanent { reason } => reason,
+        v => panic!("expected permanent, got {v:?}"),
     }
 }

@@ -170,6 +170,13 @@ impl TestBridge {
         format!("http://{}{path}", self.public)
     }
 
+    /// Signs `xml` for `app`, posts it to the app's callback path and asserts the 200.
+    pub async fn post_callback(&self, app: &TestApp, xml: &str) {
+        let (q, body) = signed(app, xml);
+        let (status, text) = post(&self.url(&app.path), &q, body).await;
+        assert_eq!(status, 200, "{text}");
+    }
+
     /// Journal entries as the admin API lists them (all, newest first).
     pub async fn events(&self, extra: &str) -> Vec<Value> {
         let limit = if extra.contains("limit=") {
@@ -257,6 +264,11 @@ pub async fn post(url: &str, query: &str, body: impl Into<reqwest::Body>) -> (u1
 pub async fn post_json(url: &str) -> Value {
     let resp = reqwest::Client::new().post(url).send().await.unwrap();
     resp.json().await.unwrap()
+}
+
+/// GETs `url` and answers the JSON it gets back.
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 /// Gets a URL; returns (status, body).
