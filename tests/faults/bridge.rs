@@ -160,11 +160,9 @@ pub async fn sigkilled_bridge_relays_every_journaled_event_after_restart() {
     .await;
     assert_eq!(server.terminate().code(), Some(0));
     // every entry is marked published, which happens only after RabbitMQ's confirm
-    let store = wecom_bridge::store::Store::open(
-        &dir.path().join("bridge.redb"),
-        std::sync::Arc::new(wecom_bridge::store::Sealer::with_key("t1", [7; 32])),
-    )
-    .unwrap();
+    // the journal key the bridge ran with, so a sealed read would open too
+    let store =
+        wecom_bridge::store::Store::open(&dir.path().join("bridge.redb"), test_sealer()).unwrap();
     let entries = store.journal_entries(&Default::default()).unwrap();
     assert!(entries.len() as u64 >= acked);
     assert!(
