@@ -47,10 +47,7 @@ pub type SalesforceStandIn = Server<SalesforceState>;
 
 /// Starts a Salesforce stand-in.
 pub async fn start(state: SalesforceState) -> SalesforceStandIn {
-    let server = Server::start(state, handle).await;
-    let base = server.base_url();
-    server.with(|s| s.base_url = base);
-    server
+    Server::start_telling_base_url(state, handle, |s, base| s.base_url = base).await
 }
 
 fn error(status: u16, code: &str, message: &str, fields: &[&str]) -> Answer {

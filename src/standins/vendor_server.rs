@@ -166,6 +166,19 @@ impl<S: Send + 'static> Server<S> {
         Server { inner, server }
     }
 
+    /// [`Server::start`], then `tell` gives the state the server's [`base_url`](Self::base_url),
+    /// for stand-ins whose answers name their own address (an instance or gateway URL).
+    pub async fn start_telling_base_url(
+        state: S,
+        handler: Handler<S>,
+        tell: fn(&mut S, String),
+    ) -> Server<S> {
+        let server = Self::start(state, handler).await;
+        let base = server.base_url();
+        server.with(|s| tell(s, base));
+        server
+    }
+
     /// `http://127.0.0.1:<port>`.
     #[must_use]
     pub fn base_url(&self) -> String {

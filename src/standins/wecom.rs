@@ -664,23 +664,49 @@ impl FakeState {
     }
 
     fn user_get(&mut self, q: &QueryMap) -> Value {
-        let Some(id) = q.get("userid").filter(|s| !s.is_empty()) else {
-            return self.error(41009);
-        };
-        match self.users.get(id) {
-            Some(u) => Self::ok(u.clone()),
-            None => self.error(60111),
-        }
+        self.fixture(q, "userid", 41009, |st| &st.users, 60111)
     }
 
     fn external_contact_get(&mut self, q: &QueryMap) -> Value {
-        let Some(id) = q.get("external_userid").filter(|s| !s.is_empty()) else {
-            return self.error(40096);
+        self.fixture(
+            q,
+            "external_userid",
+            40096,
+            |st| &st.external_contacts,
+            84061,
+        )
+    }
+
+    /// The fixture in `fixtures` keyed by the query parameter `key`: `missing` when the
+    /// parameter is absent or empty, `unknown` when no fixture has that id.
+    fn fixture(
+        &mut self,
+        q: &QueryMap,
+        key: &str,
+        missing: i64,
+        fixtures: fn(&Self) -> &HashMap<String, Value>,
+        unknown: i64,
+    ) -> Value {
+        let Some(id) = q.get(key).filter(|s| !s.is_empty()) else {
+            return self.error(missing);
         };
-        match self.external_contacts.get(id) {
-            Some(c) => Self::ok(c.clone()),
-            None => self.error(84061),
+        match fixtures(self).get(id) {
+            Some(found) => Self::ok(found.clone()),
+            None => self.error(unknown),
         }
+    }
+
+    /// `answer`, if [`Self::authorize`] lets this call of `api` through; its refusal if not.
+    fn authorized(
+        &mut self,
+        api: &str,
+        q: &QueryMap,
+        answer: impl FnOnce(&mut Self) -> Value,
+    ) -> Json<Value> {
+        Json(match self.authorize(api, q) {
+            Ok(()) => answer(self),
+            Err(e) => e,
+        })
     }
 }
 
@@ -759,11 +785,7 @@ async fn approval_info(
     Query(q): Query<QueryMap>,
     body: Bytes,
 ) -> Json<Value> {
-    let mut st = lock(&st);
-    Json(match st.authorize("getapprovalinfo", &q) {
-        Ok(()) => st.approval_info(&body),
-        Err(e) => e,
-    })
+    lock(&st).authorized("getapprovalinfo", &q, |st| st.approval_info(&body))
 }
 
 async fn message_send(
@@ -775,26 +797,15 @@ async fn message_send(
     let received = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     st.received.push(received);
-    Json(match st.authorize("message/send", &q) {
-        Ok(()) => st.message_send(&body),
-        Err(e) => e,
-    })
+    st.authorized("message/send", &q, |st| st.message_send(&body))
 }
 
 async fn user_get(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Json<Value> {
-    let mut st = lock(&st);
-    Json(match st.authorize("user/get", &q) {
-        Ok(()) => st.user_get(&q),
-        Err(e) => e,
-    })
+    lock(&st).authorized("user/get", &q, |st| st.user_get(&q))
 }
 
 async fn external_contact_get(State(st): State<Shared>, Query(q): Query<QueryMap>) -> Json<Value> {
-    let mut st = lock(&st);
-    Json(match st.authorize("externalcontact/get", &q) {
-        Ok(()) => st.external_contact_get(&q),
-        Err(e) => e,
-    })
+    lock(&st).authorized("externalcontact/get", &q, |st| st.external_contact_get(&q))
 }
 
 mod login;

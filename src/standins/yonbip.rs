@@ -41,10 +41,7 @@ pub type YonbipStandIn = Server<YonbipState>;
 
 /// Starts a YonBIP stand-in.
 pub async fn start(state: YonbipState) -> YonbipStandIn {
-    let server = Server::start(state, handle).await;
-    let base = server.base_url();
-    server.with(|s| s.base_url = base);
-    server
+    Server::start_telling_base_url(state, handle, |s, base| s.base_url = base).await
 }
 
 fn code(code: &str, message: &str) -> Answer {

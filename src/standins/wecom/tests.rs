@@ -25,49 +25,52 @@ async fn post(http: &reqwest::Client, url: String, body: &Value) -> Value {
     resp.json().await.expect("json")
 }
 
-async fn token(fake: &FakeWeCom, http: &reqwest::Client) -> String {
-    let v = get(
+/// `gettoken` for this corp id and secret.
+async fn gettoken(fake: &FakeWeCom, http: &reqwest::Client, corpid: &str, secret: &str) -> Value {
+    let base = fake.base_url();
+    get(
         http,
-        format!(
-            "{}/gettoken?corpid={CORP}&corpsecret={SECRET}",
-            fake.base_url()
-        ),
+        format!("{base}/gettoken?corpid={corpid}&corpsecret={secret}"),
     )
-    .await;
+    .await
+}
+
+async fn token(fake: &FakeWeCom, http: &reqwest::Client) -> String {
+    let v = gettoken(fake, http, CORP, SECRET).await;
     v["access_token"].as_str().expect("token").to_owned()
+}
+
+/// The real client on `fake`, with the credentials `fake` accepts; retries wait little.
+fn client(fake: &FakeWeCom) -> (WeComApi, Credentials) {
+    let api = WeComApi::new(ApiConfig {
+        base_url: fake.base_url(),
+        retry_min_delay: Duration::from_millis(5),
+        ..ApiConfig::default()
+    })
+    .expect("client");
+    (api, Credentials::new(CORP, Secret::new(SECRET)))
+}
+
+/// An `apply_data` with one `Money` control of 1280.50.
+fn money_form() -> Value {
+    json!({"contents": [{"control": "Money", "id": "Money-1",
+        "title": [{"text": "金额", "lang": "zh_CN"}], "value": {"new_money": "1280.50"}}]})
 }
 
 #[tokio::test]
 async fn gettoken_speaks_wecom_json() {
     let (fake, http) = started().await;
-    let base = fake.base_url();
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, CORP, SECRET).await;
     assert_eq!(v["errcode"], 0);
     assert_eq!(v["errmsg"], "ok");
     assert_eq!(v["expires_in"], 7200);
     let first = v["access_token"].as_str().expect("token").to_owned();
     // Same token while it is valid.
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, CORP, SECRET).await;
     assert_eq!(v["access_token"], first.as_str());
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid={CORP}&corpsecret=nope"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, CORP, "nope").await;
     assert_eq!(v["errcode"], 40001);
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid=other&corpsecret={SECRET}"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, "other", SECRET).await;
     assert_eq!(v["errcode"], 40013);
     assert!(
         v["errmsg"]
@@ -110,11 +113,7 @@ async fn token_ttl_is_returned_and_enforced() {
     let (fake, http) = started().await;
     fake.set_token_ttl(1);
     let base = fake.base_url();
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, CORP, SECRET).await;
     assert_eq!(v["expires_in"], 1);
     let t = v["access_token"].as_str().expect("token").to_owned();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -209,11 +208,7 @@ async fn injected_failures_and_rate_limits() {
     let (fake, http) = started().await;
     let base = fake.base_url();
     fake.fail_next("gettoken", -1, 1);
-    let v = get(
-        &http,
-        format!("{base}/gettoken?corpid={CORP}&corpsecret={SECRET}"),
-    )
-    .await;
+    let v = gettoken(&fake, &http, CORP, SECRET).await;
     assert_eq!(v["errcode"], -1);
     let t = token(&fake, &http).await;
     fake.fail_next("oa/getapprovaldetail", 60020, 1);
@@ -237,16 +232,9 @@ async fn serves_the_client_end_to_end() {
     fake.add_approval(json!({
         "sp_no": "202506050012", "sp_status": 2, "template_id": "T1",
         "apply_time": 1_750_000_000, "applyer": {"userid": "u", "partyid": "1"},
-        "apply_data": {"contents": [{"control": "Money", "id": "Money-1",
-            "title": [{"text": "金额", "lang": "zh_CN"}], "value": {"new_money": "1280.50"}}]}
+        "apply_data": money_form()
     }));
-    let api = WeComApi::new(ApiConfig {
-        base_url: fake.base_url(),
-        retry_min_delay: Duration::from_millis(5),
-        ..ApiConfig::default()
-    })
-    .expect("client");
-    let c = Credentials::new(CORP, Secret::new(SECRET));
+    let (api, c) = client(&fake);
     let q = ApprovalInfoQuery::new(1_749_999_999, 1_750_000_001)
         .with_filter(ApprovalFilter::template_id("T1"));
     let page = api.approval_info_page(&c, &q, "").await.expect("page");
@@ -321,16 +309,10 @@ async fn synthetic_approvals_answer_any_sp_no_and_fixtures_win() {
     let (fake, _) = started().await;
     fake.serve_synthetic_approvals(json!({
         "sp_no": "0", "sp_status": 2, "sp_name": "费用报销",
-        "apply_data": {"contents": [{"control": "Money", "id": "Money-1",
-            "title": [{"text": "金额", "lang": "zh_CN"}], "value": {"new_money": "1280.50"}}]}
+        "apply_data": money_form()
     }));
     fake.add_approval(json!({"sp_no": "202506050012", "sp_status": 1}));
-    let api = WeComApi::new(ApiConfig {
-        base_url: fake.base_url(),
-        ..ApiConfig::default()
-    })
-    .expect("client");
-    let c = Credentials::new(CORP, Secret::new(SECRET));
+    let (api, c) = client(&fake);
     for sp_no in ["202611300000000001", "202611300000000002"] {
         let info = api.approval_detail(&c, sp_no).await.expect("synthetic");
         assert_eq!(info["sp_no"], sp_no);

@@ -191,13 +191,7 @@ pub(super) fn api_of(e: &ApiError) -> &'static str {
 
 /// Turns a body with a non-zero `errcode` into an error.
 pub(super) fn check_errcode(api: &'static str, v: Value) -> Result<Value, ApiError> {
-    let errcode = match v.get("errcode") {
-        None => 0,
-        Some(n) => n.as_i64().ok_or_else(|| ApiError::BadResponse {
-            api,
-            detail: "`errcode` is not an integer".to_owned(),
-        })?,
-    };
+    let errcode = integer_field(api, &v, "errcode", 0)?;
     if errcode == 0 {
         return Ok(v);
     }
@@ -207,6 +201,23 @@ pub(super) fn check_errcode(api: &'static str, v: Value) -> Result<Value, ApiErr
         .unwrap_or_default()
         .to_owned();
     Err(classify(api, errcode, errmsg))
+}
+
+/// Member `field` of a response body `v` as an integer, `default` when it is absent; a
+/// [`ApiError::BadResponse`] when it is there but not an integer.
+pub(super) fn integer_field(
+    api: &'static str,
+    v: &Value,
+    field: &str,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match v.get(field) {
+        None => Ok(default),
+        Some(n) => n.as_i64().ok_or_else(|| ApiError::BadResponse {
+            api,
+            detail: format!("`{field}` is not an integer"),
+        }),
+    }
 }
 
 /// A transport error, without the URL (its query carries the token or secret).

@@ -27,6 +27,37 @@ async fn setup() -> (FakeWeCom, WeComApi) {
     (fake, api)
 }
 
+/// Submit time of the first form the paging tests add.
+const BASE: i64 = 1_750_000_000;
+
+/// Adds `n` forms on template `TPL-A` with `sp_status`, numbered `{prefix}000000`,
+/// `{prefix}000001`, …, the i-th submitted at `apply_time(i)`.
+fn add_approvals(
+    fake: &FakeWeCom,
+    prefix: &str,
+    n: i64,
+    sp_status: u8,
+    apply_time: impl Fn(i64) -> i64,
+) {
+    for i in 0..n {
+        fake.add_approval(approval(
+            &format!("{prefix}{i:06}"),
+            apply_time(i),
+            sp_status,
+            "TPL-A",
+        ));
+    }
+}
+
+/// [`setup`] with a token already fetched, then `user/get` answering `errcode` the next
+/// `times` times.
+async fn user_get_failing(errcode: i64, times: u32) -> (FakeWeCom, WeComApi) {
+    let (fake, api) = setup().await;
+    api.access_token(&creds()).await.expect("token");
+    fake.fail_next("user/get", errcode, times);
+    (fake, api)
+}
+
 fn approval(sp_no: &str, apply_time: i64, sp_status: u8, template_id: &str) -> Value {
     json!({
         "sp_no": sp_no,
@@ -124,9 +155,7 @@ async fn token_expired_mid_flight_is_retried_once() {
 
 #[tokio::test]
 async fn second_consecutive_token_error_surfaces() {
-    let (fake, api) = setup().await;
-    api.access_token(&creds()).await.expect("token");
-    fake.fail_next("user/get", 42001, 2);
+    let (fake, api) = user_get_failing(42001, 2).await;
     let e = api
         .user(&creds(), "zhangsan")
         .await
@@ -138,54 +167,58 @@ async fn second_consecutive_token_error_surfaces() {
     fake.stop().await;
 }
 
-#[tokio::test]
-async fn transient_errors_are_retried() {
-    let (fake, api) = setup().await;
-    fake.fail_next("user/get", -1, 2);
-    let u = api.user(&creds(), "zhangsan").await.expect("third try");
-    assert_eq!(u["userid"], "zhangsan");
-    assert_eq!(fake.calls("user/get"), 3);
-    fake.stop().await;
-}
+/// What the caller must get from `user/get` in an [`injected_user_get_errors`] case, given
+/// the case's name for the failure messages.
+type UserCheck = fn(&str, Result<Value, ApiError>);
 
 #[tokio::test]
-async fn retries_stop_at_max_retries() {
-    let (fake, api) = setup().await;
-    fake.fail_next("user/get", 45033, 10);
-    let e = api.user(&creds(), "zhangsan").await.expect_err("exhausted");
-    assert!(
-        matches!(e, ApiError::Transient { errcode: 45033, .. }),
-        "{e:?}"
-    );
-    assert_eq!(fake.calls("user/get"), 4); // 1 + max_retries
-    fake.stop().await;
-}
-
-#[tokio::test]
-async fn ip_not_allowed_is_permanent_with_hint() {
-    let (fake, api) = setup().await;
-    fake.fail_next("user/get", 60020, 5);
-    let e = api.user(&creds(), "zhangsan").await.expect_err("60020");
-    match &e {
-        ApiError::Permanent {
-            api, errcode, hint, ..
-        } => {
-            assert_eq!(*api, "user/get");
-            assert_eq!(*errcode, 60020);
-            assert!(hint.contains("企业可信IP"), "{hint}");
-        }
-        other => panic!("unexpected {other:?}"),
+async fn injected_user_get_errors() {
+    // (case, errcode injected, how many times, user/get calls seen, what the caller gets)
+    let cases: [(&str, i64, u32, usize, UserCheck); 3] = [
+        ("transient errors are retried", -1, 2, 3, |case, r| {
+            let u = r.unwrap_or_else(|e| panic!("{case}: third try: {e:?}"));
+            assert_eq!(u["userid"], "zhangsan", "{case}");
+        }),
+        // 1 + max_retries calls
+        ("retries stop at max_retries", 45033, 10, 4, |case, r| {
+            assert!(
+                matches!(r, Err(ApiError::Transient { errcode: 45033, .. })),
+                "{case}: {r:?}"
+            );
+        }),
+        (
+            "ip not allowed is permanent with a hint",
+            60020,
+            5,
+            1,
+            |case, r| {
+                let e = r.expect_err(case);
+                match &e {
+                    ApiError::Permanent {
+                        api, errcode, hint, ..
+                    } => {
+                        assert_eq!(*api, "user/get", "{case}");
+                        assert_eq!(*errcode, 60020, "{case}");
+                        assert!(hint.contains("企业可信IP"), "{case}: {hint}");
+                    }
+                    other => panic!("{case}: unexpected {other:?}"),
+                }
+                assert!(!e.is_retryable(), "{case}");
+            },
+        ),
+    ];
+    for (case, errcode, times, calls, check) in cases {
+        let (fake, api) = setup().await;
+        fake.fail_next("user/get", errcode, times);
+        check(case, api.user(&creds(), "zhangsan").await);
+        assert_eq!(fake.calls("user/get"), calls, "{case}");
+        fake.stop().await;
     }
-    assert!(!e.is_retryable());
-    assert_eq!(fake.calls("user/get"), 1);
-    fake.stop().await;
 }
 
 #[tokio::test]
 async fn rate_limited_waits_then_succeeds() {
-    let (fake, api) = setup().await;
-    api.access_token(&creds()).await.expect("token");
-    fake.fail_next("user/get", 45009, 1);
+    let (fake, api) = user_get_failing(45009, 1).await;
     let started = Instant::now();
     api.user(&creds(), "zhangsan").await.expect("after backoff");
     assert!(started.elapsed() >= Duration::from_millis(200));
@@ -195,9 +228,7 @@ async fn rate_limited_waits_then_succeeds() {
 
 #[tokio::test]
 async fn a_stage_client_hands_the_rate_limit_wait_to_its_caller() {
-    let (fake, api) = setup().await;
-    api.access_token(&creds()).await.expect("token");
-    fake.fail_next("user/get", 45009, 1);
+    let (fake, api) = user_get_failing(45009, 1).await;
     let started = Instant::now();
     let e = api
         .returning_rate_limits()
@@ -241,15 +272,10 @@ async fn rate_limit_of_the_fake_is_respected() {
 #[tokio::test]
 async fn paging_returns_every_form_once() {
     let (fake, api) = setup().await;
-    let base = 1_750_000_000;
-    for i in 0..250 {
-        fake.add_approval(approval(&format!("2025{i:06}"), base + i * 600, 2, "TPL-A"));
-    }
-    for i in 0..30 {
-        fake.add_approval(approval(&format!("2026{i:06}"), base + i * 600, 1, "TPL-A"));
-    }
+    add_approvals(&fake, "2025", 250, 2, |i| BASE + i * 600);
+    add_approvals(&fake, "2026", 30, 1, |i| BASE + i * 600);
     let got = api
-        .approved_sp_nos(&creds(), base, base + 7 * 86_400, None)
+        .approved_sp_nos(&creds(), BASE, BASE + 7 * 86_400, None)
         .await
         .expect("list");
     assert_eq!(fake.calls("getapprovalinfo"), 3);
@@ -263,16 +289,15 @@ async fn paging_returns_every_form_once() {
 #[tokio::test]
 async fn short_pages_do_not_stop_paging() {
     let (fake, api) = setup().await;
-    let base = 1_750_000_000;
     for i in 0..150 {
-        let mut a = approval(&format!("2025{i:06}"), base + i, 2, "TPL-A");
+        let mut a = approval(&format!("2025{i:06}"), BASE + i, 2, "TPL-A");
         if i % 3 == 0 {
             a["applyer"]["userid"] = json!("outsider");
         }
         fake.add_approval(a);
     }
     fake.hide_applicant("outsider");
-    let q = ApprovalInfoQuery::new(base, base + 86_400).with_filter(ApprovalFilter::sp_status(2));
+    let q = ApprovalInfoQuery::new(BASE, BASE + 86_400).with_filter(ApprovalFilter::sp_status(2));
     let first = api
         .approval_info_page(&creds(), &q, "")
         .await
@@ -280,7 +305,7 @@ async fn short_pages_do_not_stop_paging() {
     assert!(first.sp_no_list.len() < 100);
     assert!(first.next_cursor.is_some());
     let got = api
-        .approved_sp_nos(&creds(), base, base + 86_400, None)
+        .approved_sp_nos(&creds(), BASE, BASE + 86_400, None)
         .await
         .expect("list");
     assert_eq!(got.len(), 100);
@@ -290,18 +315,10 @@ async fn short_pages_do_not_stop_paging() {
 #[tokio::test]
 async fn forty_days_are_split_into_two_windows() {
     let (fake, api) = setup().await;
-    let base = 1_750_000_000;
-    for d in 0..40 {
-        fake.add_approval(approval(
-            &format!("2025{d:06}"),
-            base + d * 86_400 + 7,
-            2,
-            "TPL-A",
-        ));
-    }
-    fake.add_approval(approval("OTHER-TPL", base + 100, 2, "TPL-B"));
+    add_approvals(&fake, "2025", 40, 2, |d| BASE + d * 86_400 + 7);
+    fake.add_approval(approval("OTHER-TPL", BASE + 100, 2, "TPL-B"));
     let got = api
-        .approved_sp_nos(&creds(), base, base + 40 * 86_400, Some("TPL-A"))
+        .approved_sp_nos(&creds(), BASE, BASE + 40 * 86_400, Some("TPL-A"))
         .await
         .expect("no 301112");
     assert_eq!(fake.calls("getapprovalinfo"), 2);
@@ -313,18 +330,10 @@ async fn forty_days_are_split_into_two_windows() {
 #[tokio::test]
 async fn range_too_large_halves_the_window() {
     let (fake, api) = setup().await;
-    let base = 1_750_000_000;
-    for d in 0..10 {
-        fake.add_approval(approval(
-            &format!("2025{d:06}"),
-            base + d * 86_400,
-            2,
-            "TPL-A",
-        ));
-    }
+    add_approvals(&fake, "2025", 10, 2, |d| BASE + d * 86_400);
     fake.fail_next("getapprovalinfo", 301112, 1);
     let got = api
-        .approved_sp_nos(&creds(), base, base + 10 * 86_400, None)
+        .approved_sp_nos(&creds(), BASE, BASE + 10 * 86_400, None)
         .await
         .expect("split");
     assert_eq!(got.len(), 10);

@@ -271,13 +271,7 @@ impl Inner {
                 });
             }
         };
-        let expires_in = match v.get("expires_in") {
-            None => 7200,
-            Some(n) => n.as_i64().ok_or_else(|| ApiError::BadResponse {
-                api,
-                detail: "`expires_in` is not an integer".to_owned(),
-            })?,
-        };
+        let expires_in = integer_field(api, &v, "expires_in", 7200)?;
         let now = Instant::now();
         let ttl = Duration::from_secs(expires_in.max(0).unsigned_abs());
         let lead = TOKEN_REFRESH_LEAD.min(ttl / 10);

@@ -91,7 +91,7 @@ fn control(
                 .unwrap_or(raw);
             let r = ctx.range(range)?;
             FormValue::DateRange {
-                kind: r.kind,
+                kind: r.range_kind,
                 begin: r.begin,
                 end: r.end,
                 begin_timestamp: r.begin_timestamp,
@@ -235,16 +235,6 @@ fn selector(selector: Option<&Value>) -> FormValue {
     }
 }
 
-/// A normalised `date_range`.
-struct Range {
-    kind: String,
-    begin: Option<String>,
-    end: Option<String>,
-    begin_timestamp: Option<i64>,
-    end_timestamp: Option<i64>,
-    duration_secs: Option<i64>,
-}
-
 /// The control being read: its id for errors and the caller's zone.
 struct Ctx<'a> {
     id: &'a str,
@@ -321,12 +311,14 @@ impl Ctx<'_> {
         integer(value).map_err(|reason| self.invalid(field, reason))
     }
 
-    fn range(&self, range: &Value) -> Result<Range, NormaliseError> {
+    /// A normalised `date_range`: the range fields of an [`AttendancePeriod`], its day split
+    /// left empty (a `DateRange` control has none; [`Self::attendance`] adds it).
+    fn range(&self, range: &Value) -> Result<AttendancePeriod, NormaliseError> {
         let zone = zone(range.get("timezone_info"), self.tz);
         let begin = self.time(range.get("new_begin"), "new_begin")?;
         let end = self.time(range.get("new_end"), "new_end")?;
-        Ok(Range {
-            kind: text(range.get("type")),
+        Ok(AttendancePeriod {
+            range_kind: text(range.get("type")),
             begin: begin
                 .map(|ts| self.render(ts, &zone, "new_begin"))
                 .transpose()?
@@ -338,6 +330,8 @@ impl Ctx<'_> {
             begin_timestamp: begin.map(|ts| ts.as_second()),
             end_timestamp: end.map(|ts| ts.as_second()),
             duration_secs: self.seconds(range.get("new_duration"), "new_duration")?,
+            day_items: Vec::new(),
+            slice_duration_secs: None,
         })
     }
 
@@ -359,14 +353,9 @@ impl Ctx<'_> {
             });
         }
         Ok(AttendancePeriod {
-            range_kind: range.kind,
-            begin: range.begin,
-            end: range.end,
-            begin_timestamp: range.begin_timestamp,
-            end_timestamp: range.end_timestamp,
-            duration_secs: range.duration_secs,
             day_items,
             slice_duration_secs: self.seconds(slice.get("duration"), "duration")?,
+            ..range
         })
     }
 }

@@ -245,22 +245,37 @@ fn frame_shorter_than_header_is_rejected() {
     assert_eq!(c.decrypt(&enc), Err(CryptoError::FrameTooShort));
 }
 
-#[test]
-fn huge_msg_len_is_out_of_range() {
-    let c = bridge();
-    for msg_len in [u32::MAX, u32::MAX - 19, 0x8000_0000, 1_000_000] {
-        let enc = encrypt_frame(&c, msg_len, b"abc", BRIDGE_CORP.as_bytes());
-        let err = c.decrypt(&enc).expect_err("msg_len out of range");
-        assert_eq!(err, CryptoError::MsgLenOutOfRange);
-        assert_eq!(err.code(), -40008);
-    }
-}
+/// A case of [`bad_msg_len_or_non_utf8_text_in_the_frame_is_rejected`]: its name, the
+/// frame's msg_len field, msg and receive id, and the error they give.
+type BadFrame = (&'static str, u32, &'static [u8], &'static [u8], CryptoError);
 
 #[test]
-fn msg_len_one_past_end_is_out_of_range() {
+fn bad_msg_len_or_non_utf8_text_in_the_frame_is_rejected() {
+    use CryptoError::{MsgLenOutOfRange, NotUtf8};
     let c = bridge();
-    let enc = encrypt_frame(&c, 4, b"abc", b"");
-    assert_eq!(c.decrypt(&enc), Err(CryptoError::MsgLenOutOfRange));
+    let corp = BRIDGE_CORP.as_bytes();
+    // every one is a frame error, -40008
+    let cases: [BadFrame; 7] = [
+        ("msg_len u32::MAX", u32::MAX, b"abc", corp, MsgLenOutOfRange),
+        (
+            "msg_len MAX - 19",
+            u32::MAX - 19,
+            b"abc",
+            corp,
+            MsgLenOutOfRange,
+        ),
+        ("msg_len 2^31", 0x8000_0000, b"abc", corp, MsgLenOutOfRange),
+        ("msg_len 10^6", 1_000_000, b"abc", corp, MsgLenOutOfRange),
+        ("msg_len one past the end", 4, b"abc", b"", MsgLenOutOfRange),
+        ("non-UTF-8 msg", 3, b"a\xffb", corp, NotUtf8),
+        ("non-UTF-8 receive id", 3, b"abc", b"ww\xc3", NotUtf8),
+    ];
+    for (case, msg_len, msg, rid, want) in cases {
+        let enc = encrypt_frame(&c, msg_len, msg, rid);
+        let err = c.decrypt(&enc).expect_err(case);
+        assert_eq!(err, want, "{case}");
+        assert_eq!(err.code(), -40008, "{case}");
+    }
 }
 
 #[test]
@@ -276,22 +291,6 @@ fn msg_len_exactly_filling_gives_empty_receive_id() {
     assert_eq!(d.random, [b'r'; 16]);
     // Same thing through the public encoder.
     assert_eq!(c.encrypt_with_random("hello world!", "", [b'r'; 16]), enc);
-}
-
-#[test]
-fn non_utf8_msg_is_rejected() {
-    let c = bridge();
-    let enc = encrypt_frame(&c, 3, b"a\xffb", BRIDGE_CORP.as_bytes());
-    let err = c.decrypt(&enc).expect_err("non-UTF-8 msg");
-    assert_eq!(err, CryptoError::NotUtf8);
-    assert_eq!(err.code(), -40008);
-}
-
-#[test]
-fn non_utf8_receive_id_is_rejected() {
-    let c = bridge();
-    let enc = encrypt_frame(&c, 3, b"abc", b"ww\xc3");
-    assert_eq!(c.decrypt(&enc), Err(CryptoError::NotUtf8));
 }
 
 #[test]

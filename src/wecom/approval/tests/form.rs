@@ -160,12 +160,12 @@ fn table_rows_sum_exactly_to_the_cent() {
     );
     assert_eq!(
         first[3].value,
-        FormValue::Date {
-            kind: "day".into(),
-            at: Some("2025-05-28T00:00:00+08:00".into()),
-            date: Some("2025-05-28".into()),
-            timestamp: Some(1_748_361_600),
-        }
+        date(
+            "day",
+            "2025-05-28T00:00:00+08:00",
+            "2025-05-28",
+            1_748_361_600
+        )
     );
 }
 
@@ -182,117 +182,163 @@ fn decimal_arithmetic_from_strings_is_exact() {
     assert_ne!(0.1_f64 + 0.2_f64, 0.3_f64, "what floats would have done");
 }
 
+/// A `Date` value as the fixtures' dates decode.
+fn date(kind: &str, at: &str, day: &str, timestamp: i64) -> FormValue {
+    FormValue::Date {
+        kind: kind.into(),
+        at: Some(at.into()),
+        date: Some(day.into()),
+        timestamp: Some(timestamp),
+    }
+}
+
+/// The expense fixture's controls that decode to a plain value, each exactly.
 #[test]
-fn dates_in_shanghai_and_in_their_own_zone() {
+fn plain_controls_decode_exactly() {
     let a = expense();
-    assert_eq!(
-        by_id(&a, "Date-1748000000007").value,
-        FormValue::Date {
-            kind: "day".into(),
-            at: Some("2025-06-01T00:00:00+08:00".into()),
-            date: Some("2025-06-01".into()),
-            timestamp: Some(1_748_707_200),
-        }
-    );
-    assert_eq!(
-        by_id(&a, "Date-1748000000008").value,
-        FormValue::Date {
-            kind: "hour".into(),
-            at: Some("2025-06-02T14:00:00+09:00".into()),
-            date: Some("2025-06-02".into()),
-            timestamp: Some(1_748_840_400),
-        }
-    );
-}
-
-#[test]
-fn date_range() {
-    assert_eq!(
-        by_id(&expense(), "DateRange-1748000000009").value,
-        FormValue::DateRange {
-            kind: "halfday".into(),
-            begin: Some("2025-05-28T00:00:00+08:00".into()),
-            end: Some("2025-05-30T12:00:00+08:00".into()),
-            begin_timestamp: Some(1_748_361_600),
-            end_timestamp: Some(1_748_577_600),
-            duration_secs: Some(216_000),
-        }
-    );
-}
-
-#[test]
-fn selectors_single_and_multi() {
-    let a = expense();
-    assert_eq!(
-        by_id(&a, "Selector-1748000000010").value,
-        FormValue::Selector {
-            multi: false,
-            options: vec![SelectorOption {
-                key: "option-1748000000011".into(),
-                text: "差旅费".into()
-            }],
-        }
-    );
-    assert_eq!(
-        by_id(&a, "Selector-1748000000012").value,
-        FormValue::Selector {
-            multi: true,
-            options: vec![
-                SelectorOption {
-                    key: "option-1748000000013".into(),
-                    text: "客户拜访".into()
-                },
-                SelectorOption {
-                    key: "option-1748000000014".into(),
-                    text: "含跨境费用".into()
-                },
-            ],
-        }
-    );
-}
-
-#[test]
-fn contacts_members_and_departments() {
-    let a = expense();
-    assert_eq!(
-        by_id(&a, "Contact-1748000000015").value,
-        FormValue::Contact {
-            users: vec![
-                ContactUser {
-                    user_id: "WuJunJie".into(),
-                    name: "吴俊杰".into()
-                },
-                ContactUser {
-                    user_id: "LiuYang".into(),
-                    name: "刘洋".into()
-                },
-            ],
-            departments: vec![],
-        }
-    );
-    assert_eq!(
-        by_id(&a, "Contact-1748000000016").value,
-        FormValue::Contact {
-            users: vec![],
-            departments: vec![ContactDept {
-                id: "5".into(),
-                name: "华东销售部".into()
-            }],
-        }
-    );
-}
-
-#[test]
-fn files() {
-    assert_eq!(
-        by_id(&expense(), "File-1748000000017").value,
-        FormValue::File {
-            file_ids: vec![
-                "WWCISP_fake_invoice_0001".into(),
-                "WWCISP_fake_invoice_0002".into()
-            ]
-        }
-    );
+    let expected = [
+        // dates in Shanghai and in their own zone
+        (
+            "Date-1748000000007",
+            date(
+                "day",
+                "2025-06-01T00:00:00+08:00",
+                "2025-06-01",
+                1_748_707_200,
+            ),
+        ),
+        (
+            "Date-1748000000008",
+            date(
+                "hour",
+                "2025-06-02T14:00:00+09:00",
+                "2025-06-02",
+                1_748_840_400,
+            ),
+        ),
+        (
+            "DateRange-1748000000009",
+            FormValue::DateRange {
+                kind: "halfday".into(),
+                begin: Some("2025-05-28T00:00:00+08:00".into()),
+                end: Some("2025-05-30T12:00:00+08:00".into()),
+                begin_timestamp: Some(1_748_361_600),
+                end_timestamp: Some(1_748_577_600),
+                duration_secs: Some(216_000),
+            },
+        ),
+        // selectors, single and multi
+        (
+            "Selector-1748000000010",
+            FormValue::Selector {
+                multi: false,
+                options: vec![SelectorOption {
+                    key: "option-1748000000011".into(),
+                    text: "差旅费".into(),
+                }],
+            },
+        ),
+        (
+            "Selector-1748000000012",
+            FormValue::Selector {
+                multi: true,
+                options: vec![
+                    SelectorOption {
+                        key: "option-1748000000013".into(),
+                        text: "客户拜访".into(),
+                    },
+                    SelectorOption {
+                        key: "option-1748000000014".into(),
+                        text: "含跨境费用".into(),
+                    },
+                ],
+            },
+        ),
+        // contacts: members, then departments
+        (
+            "Contact-1748000000015",
+            FormValue::Contact {
+                users: vec![
+                    ContactUser {
+                        user_id: "WuJunJie".into(),
+                        name: "吴俊杰".into(),
+                    },
+                    ContactUser {
+                        user_id: "LiuYang".into(),
+                        name: "刘洋".into(),
+                    },
+                ],
+                departments: vec![],
+            },
+        ),
+        (
+            "Contact-1748000000016",
+            FormValue::Contact {
+                users: vec![],
+                departments: vec![ContactDept {
+                    id: "5".into(),
+                    name: "华东销售部".into(),
+                }],
+            },
+        ),
+        (
+            "File-1748000000017",
+            FormValue::File {
+                file_ids: vec![
+                    "WWCISP_fake_invoice_0001".into(),
+                    "WWCISP_fake_invoice_0002".into(),
+                ],
+            },
+        ),
+        (
+            "PunchCorrection-1748000000021",
+            FormValue::PunchCorrection {
+                state: "上班-未打卡".into(),
+                time: Some("2025-06-03T09:00:00+08:00".into()),
+                day: Some("2025-06-03".into()),
+            },
+        ),
+        (
+            "Location-1748000000022",
+            FormValue::Location {
+                latitude: "31.194260".into(),
+                longitude: "121.320500".into(),
+                title: "上海虹桥站".into(),
+                address: "上海市闵行区申贵路1500号".into(),
+                time: Some("2025-05-27T07:45:00+08:00".into()),
+            },
+        ),
+        (
+            "RelatedApproval-1748000000023",
+            FormValue::RelatedApproval {
+                items: vec![RelatedApprovalItem {
+                    sp_no: "202505200007".into(),
+                    template_name: "出差申请".into(),
+                    status: Some(2),
+                    name: "张三".into(),
+                    create_time: Some("2025-05-20T10:03:11+08:00".into()),
+                }],
+            },
+        ),
+        (
+            "BankAccount-1748000000024",
+            FormValue::BankAccount {
+                account_type: Some(2),
+                account_name: "张三".into(),
+                account_number: "6222000000000000001".into(),
+                bank_name: "工商银行".into(),
+                bank_code: "1000009547".into(),
+                branch_name: "中国工商银行股份有限公司上海市示例支行".into(),
+                branch_id: "102290000121".into(),
+                province: "上海市".into(),
+                city: "上海市".into(),
+                remark: "工资卡".into(),
+            },
+        ),
+    ];
+    for (id, value) in expected {
+        assert_eq!(by_id(&a, id).value, value, "{id}");
+    }
 }
 
 #[test]
@@ -405,60 +451,6 @@ fn attendance_in_expense_and_leave() {
                 day_items: vec![],
                 slice_duration_secs: None,
             },
-        }
-    );
-}
-
-#[test]
-fn punch_correction_location_related_approval() {
-    let a = expense();
-    assert_eq!(
-        by_id(&a, "PunchCorrection-1748000000021").value,
-        FormValue::PunchCorrection {
-            state: "上班-未打卡".into(),
-            time: Some("2025-06-03T09:00:00+08:00".into()),
-            day: Some("2025-06-03".into()),
-        }
-    );
-    assert_eq!(
-        by_id(&a, "Location-1748000000022").value,
-        FormValue::Location {
-            latitude: "31.194260".into(),
-            longitude: "121.320500".into(),
-            title: "上海虹桥站".into(),
-            address: "上海市闵行区申贵路1500号".into(),
-            time: Some("2025-05-27T07:45:00+08:00".into()),
-        }
-    );
-    assert_eq!(
-        by_id(&a, "RelatedApproval-1748000000023").value,
-        FormValue::RelatedApproval {
-            items: vec![RelatedApprovalItem {
-                sp_no: "202505200007".into(),
-                template_name: "出差申请".into(),
-                status: Some(2),
-                name: "张三".into(),
-                create_time: Some("2025-05-20T10:03:11+08:00".into()),
-            }]
-        }
-    );
-}
-
-#[test]
-fn bank_account() {
-    assert_eq!(
-        by_id(&expense(), "BankAccount-1748000000024").value,
-        FormValue::BankAccount {
-            account_type: Some(2),
-            account_name: "张三".into(),
-            account_number: "6222000000000000001".into(),
-            bank_name: "工商银行".into(),
-            bank_code: "1000009547".into(),
-            branch_name: "中国工商银行股份有限公司上海市示例支行".into(),
-            branch_id: "102290000121".into(),
-            province: "上海市".into(),
-            city: "上海市".into(),
-            remark: "工资卡".into(),
         }
     );
 }
