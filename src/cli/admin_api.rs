@@ -139,18 +139,12 @@ fn success(status: StatusCode, text: String) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// Prints `rows` as one JSON object per line (`json`) or with `table`.
-pub(super) fn print_rows<T: serde::Serialize>(
-    rows: &[T],
-    json: bool,
-    table: fn(&[T]),
-) -> anyhow::Result<()> {
-    if json {
-        for r in rows {
-            println!("{}", serde_json::to_string(r)?);
-        }
-    } else {
-        table(rows);
-    }
-    Ok(())
+/// The query of an admin API call: the parameters that have a value, in the order given.
+pub(super) fn query<'a>(
+    params: impl IntoIterator<Item = (&'a str, Option<String>)>,
+) -> Vec<(&'a str, String)> {
+    params
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
 }

@@ -4,10 +4,10 @@
 
 use anyhow::Context;
 
-use super::admin_api::{AdminApi, print_rows};
+use super::admin_api::{self, AdminApi};
+use super::listing::{self, Source, print_rows};
 use crate::config::Config;
-use crate::journal::JournalCipher;
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::AuditEntry;
 
 /// Arguments of `audit`.
 #[derive(Debug, clap::Args)]
@@ -24,31 +24,19 @@ pub struct AuditArgs {
 }
 
 pub(super) async fn run(config: &Config, args: AuditArgs) -> anyhow::Result<()> {
-    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
-    let rows = if super::admin_api::AdminApi::running(config).await?.is_some() {
-        from_admin_api(config, &args).await?
-    } else if !config.store.path.exists() {
-        eprintln!(
-            "no store yet at {} (nothing audited)",
-            config.store.path.display()
-        );
-        Vec::new()
-    } else {
-        let cipher = JournalCipher::from_config(&config.journal)?;
-        match Store::open(&config.store.path, cipher.sealer()) {
-            Ok(store) => store.audit_list(args.before, args.limit)?,
-            Err(StoreError::Locked { .. }) => from_admin_api(config, &args).await?,
-            Err(e) => return Err(e.into()),
-        }
+    let rows = match listing::open(config, "store", "nothing audited").await? {
+        Source::Direct(store, _) => store.audit_list(args.before, args.limit)?,
+        Source::Admin => from_admin_api(config, &args).await?,
+        Source::Nothing => Vec::new(),
     };
-    print_rows(&rows, args.json, print_table)
+    print_rows(&rows, args.json, "nothing audited", print_table)
 }
 
 async fn from_admin_api(config: &Config, args: &AuditArgs) -> anyhow::Result<Vec<AuditEntry>> {
-    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    if let Some(b) = args.before {
-        query.push(("before", b.to_string()));
-    }
+    let query = admin_api::query([
+        ("limit", Some(args.limit.to_string())),
+        ("before", args.before.map(|b| b.to_string())),
+    ]);
     AdminApi::new(config)?
         .json_lines("/admin/audit", &query)
         .await
@@ -56,10 +44,6 @@ async fn from_admin_api(config: &Config, args: &AuditArgs) -> anyhow::Result<Vec
 }
 
 fn print_table(rows: &[AuditEntry]) {
-    if rows.is_empty() {
-        println!("nothing audited");
-        return;
-    }
     println!(
         "{:>6}  {:<20}  {:<16}  {:<14}  {:<8}  {:<28}  TARGET",
         "SEQ", "WHEN", "WHO", "ACTION", "VIA", "RESULT"

@@ -4,12 +4,11 @@
 
 use anyhow::{Context, bail};
 
-use super::admin_api::{AdminApi, print_rows};
+use super::admin_api::{self, AdminApi};
 use super::events::parse_when;
+use super::listing::{self, Source, print_rows};
 use crate::config::Config;
-use crate::journal::JournalCipher;
 use crate::record::{Cursor, Delivery, JobRecord, JobState, Ledger, LedgerQuery, Page};
-use crate::store::{Store, StoreError};
 
 /// Arguments of `deliveries`.
 #[derive(Debug, clap::Args)]
@@ -73,33 +72,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// Where the ledger is read from.
-enum Source {
-    Direct(Ledger),
-    Admin,
-    Nothing,
-}
-
-async fn open(config: &Config) -> anyhow::Result<Source> {
-    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
-    if super::admin_api::AdminApi::running(config).await?.is_some() {
-        return Ok(Source::Admin);
-    }
-    if !config.store.path.exists() {
-        eprintln!(
-            "no store yet at {} (nothing delivered)",
-            config.store.path.display()
-        );
-        return Ok(Source::Nothing);
-    }
-    let cipher = JournalCipher::from_config(&config.journal)?;
-    match Store::open(&config.store.path, cipher.sealer()) {
-        Ok(store) => Ok(Source::Direct(Ledger::embedded(store))),
-        Err(StoreError::Locked { .. }) => Ok(Source::Admin),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub(super) async fn run(config: &Config, args: DeliveriesArgs) -> anyhow::Result<()> {
     match args.command {
         Some(DeliveriesCommand::Show(show)) => run_show(config, show).await,
@@ -132,15 +104,15 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?,
         limit: args.limit,
     };
-    let page = match open(config).await? {
-        Source::Direct(ledger) => ledger.list(query).await?,
+    let page = match listing::open(config, "store", "nothing delivered").await? {
+        Source::Direct(store, _) => Ledger::embedded(store).list(query).await?,
         Source::Admin => list_from_admin_api(config, &query).await?,
         Source::Nothing => Page {
             jobs: Vec::new(),
             next: None,
         },
     };
-    print_rows(&page.jobs, args.json, print_table)?;
+    print_rows(&page.jobs, args.json, "no deliveries", print_table)?;
     if let Some(next) = &page.next {
         eprintln!("more: add --cursor {next}");
     }
@@ -148,8 +120,12 @@ async fn run_list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
 }
 
 async fn run_show(config: &Config, args: ShowArgs) -> anyhow::Result<()> {
-    let found = match open(config).await? {
-        Source::Direct(ledger) => ledger.find(&args.target, args.payload).await?,
+    let found = match listing::open(config, "store", "nothing delivered").await? {
+        Source::Direct(store, _) => {
+            Ledger::embedded(store)
+                .find(&args.target, args.payload)
+                .await?
+        }
         Source::Admin => show_from_admin_api(config, &args).await?,
         Source::Nothing => Vec::new(),
     };
@@ -176,16 +152,15 @@ async fn list_from_admin_api(config: &Config, q: &LedgerQuery) -> anyhow::Result
     let ms = |ms: i64| {
         jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
     };
-    let mut query: Vec<(&str, String)> = vec![("limit", q.limit.to_string())];
-    let optional = [
+    let query = admin_api::query([
+        ("limit", Some(q.limit.to_string())),
         ("sp_no", q.business_key.clone()),
         ("connector", q.connector.clone()),
         ("state", q.state.map(|s| s.as_str().to_string())),
         ("since", q.since_ms.map(ms)),
         ("until", q.until_ms.map(ms)),
         ("cursor", q.cursor.as_ref().map(ToString::to_string)),
-    ];
-    query.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
+    ]);
     let Some(text) = AdminApi::new(config)?
         .get_found(&["admin", "deliveries"], &query)
         .await
@@ -235,10 +210,6 @@ fn captured(j: &std::collections::BTreeMap<String, String>) -> String {
 }
 
 fn print_table(jobs: &[JobRecord]) {
-    if jobs.is_empty() {
-        println!("no deliveries");
-        return;
-    }
     println!(
         "{:<20}  {:<14}  {:<16}  {:<9}  {:<25}  {:>3}  {:<28}  CAPTURED / LAST ERROR",
         "CREATED", "CONNECTOR", "SPNO", "ACTION", "STATE", "ATT", "KEY"

@@ -3,10 +3,11 @@
 
 use anyhow::Context;
 
-use super::admin_api::{AdminApi, print_rows};
+use super::admin_api::{self, AdminApi};
+use super::listing::{self, Source, print_rows};
 use crate::config::Config;
-use crate::journal::{EntryView, JournalCipher};
-use crate::store::{JournalFilter, Store, StoreError};
+use crate::journal::EntryView;
+use crate::store::JournalFilter;
 
 /// Arguments of `events`.
 #[derive(Debug, clap::Args)]
@@ -69,31 +70,19 @@ pub(super) async fn run(config: &Config, args: EventsArgs) -> anyhow::Result<()>
         quarantined_only: args.quarantined,
         limit: args.limit,
     };
-    // a running bridge is the live truth (its store may be elsewhere, as the demo's is)
-    let views = if AdminApi::running(config).await?.is_some() {
-        from_admin_api(config, &args, since, until).await?
-    } else if !config.store.path.exists() {
-        eprintln!(
-            "no journal yet at {} (nothing received)",
-            config.store.path.display()
-        );
-        Vec::new()
-    } else {
-        let cipher = JournalCipher::from_config(&config.journal)?;
-        match Store::open(&config.store.path, cipher.sealer()) {
-            Ok(store) => {
-                let cipher = args.payload.then_some(&cipher);
-                store
-                    .journal_entries(&filter)?
-                    .iter()
-                    .map(|e| EntryView::new(e, cipher))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            Err(StoreError::Locked { .. }) => from_admin_api(config, &args, since, until).await?,
-            Err(e) => return Err(e.into()),
+    let views = match listing::open(config, "journal", "nothing received").await? {
+        Source::Direct(store, cipher) => {
+            let cipher = args.payload.then_some(&cipher);
+            store
+                .journal_entries(&filter)?
+                .iter()
+                .map(|e| EntryView::new(e, cipher))
+                .collect::<Result<Vec<_>, _>>()?
         }
+        Source::Admin => from_admin_api(config, &args, since, until).await?,
+        Source::Nothing => Vec::new(),
     };
-    print_rows(&views, args.json, print_table)
+    print_rows(&views, args.json, "no events", print_table)
 }
 
 async fn from_admin_api(
@@ -102,25 +91,15 @@ async fn from_admin_api(
     since: Option<jiff::Timestamp>,
     until: Option<jiff::Timestamp>,
 ) -> anyhow::Result<Vec<EntryView>> {
-    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
-    if let Some(k) = &args.kind {
-        query.push(("kind", k.clone()));
-    }
-    if let Some(a) = &args.app {
-        query.push(("app", a.clone()));
-    }
-    if let Some(s) = since {
-        query.push(("since", s.to_string()));
-    }
-    if let Some(u) = until {
-        query.push(("until", u.to_string()));
-    }
-    if args.quarantined {
-        query.push(("quarantined", "true".into()));
-    }
-    if args.payload {
-        query.push(("payload", "true".into()));
-    }
+    let query = admin_api::query([
+        ("limit", Some(args.limit.to_string())),
+        ("kind", args.kind.clone()),
+        ("app", args.app.clone()),
+        ("since", since.map(|s| s.to_string())),
+        ("until", until.map(|u| u.to_string())),
+        ("quarantined", args.quarantined.then(|| "true".into())),
+        ("payload", args.payload.then(|| "true".into())),
+    ]);
     AdminApi::new(config)?
         .json_lines("/admin/events", &query)
         .await
@@ -128,10 +107,6 @@ async fn from_admin_api(
 }
 
 fn print_table(views: &[EntryView]) {
-    if views.is_empty() {
-        println!("no events");
-        return;
-    }
     println!(
         "{:>6}  {:<28}  {:<20}  {:<10}  {:<24}  {:<22}  STATE",
         "SEQ", "ID", "RECEIVED", "APP", "KIND", "BUSINESS KEY"

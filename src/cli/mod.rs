@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod demo;
 pub mod events;
 pub mod init;
+mod listing;
 pub mod mapping;
 pub mod queues;
 pub mod reconcile;

@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use reqwest::Method;
 
-use super::admin_api::AdminApi;
+use super::admin_api::{self, AdminApi};
 use super::events::parse_when;
 use crate::broker::AnyBroker;
 use crate::config::Config;
@@ -37,13 +37,11 @@ pub(super) async fn run(config: &Config, args: RerouteArgs) -> anyhow::Result<()
     let api = AdminApi::running(config).await?;
     let running = api.is_some();
     let report: RerouteReport = if let Some(api) = api {
-        let mut query = vec![("since", since.to_string())];
-        if let Some(u) = until {
-            query.push(("until", u.to_string()));
-        }
-        if let Some(t) = &args.template {
-            query.push(("template", t.clone()));
-        }
+        let query = admin_api::query([
+            ("since", Some(since.to_string())),
+            ("until", until.map(|u| u.to_string())),
+            ("template", args.template.clone()),
+        ]);
         api.json(Method::POST, "/admin/reroute", &query)
             .await
             .context("asking the running bridge to re-route")?

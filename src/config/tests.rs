@@ -8,6 +8,17 @@ const MINIMAL: &str = r#"
     receive_ids = ["wx5823bf96d3bd56c7"]
 "#;
 
+/// Asserts that `toml` is refused as invalid with every one of `needles` among its errors.
+fn assert_invalid(toml: &str, needles: &[&str]) {
+    let Err(ConfigError::Invalid(errors)) = Config::from_toml(toml) else {
+        panic!("expected invalid config");
+    };
+    let all = errors.join("\n");
+    for needle in needles {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
 #[test]
 fn minimal_config_gets_safe_defaults() {
     let c = Config::from_toml(MINIMAL).unwrap();
@@ -65,19 +76,16 @@ fn every_problem_is_listed_at_once() {
         encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
         receive_ids = ["x"]
     "#;
-    let Err(ConfigError::Invalid(errors)) = Config::from_toml(bad) else {
-        panic!("expected invalid config");
-    };
-    let all = errors.join("\n");
-    for needle in [
-        "admin.token is not set",
-        "must start with /",
-        "also used by apps.a",
-        "receive_ids is empty",
-        "encoding_aes_key must be the 43",
-    ] {
-        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
-    }
+    assert_invalid(
+        bad,
+        &[
+            "admin.token is not set",
+            "must start with /",
+            "also used by apps.a",
+            "receive_ids is empty",
+            "encoding_aes_key must be the 43",
+        ],
+    );
 }
 
 #[test]
@@ -111,18 +119,15 @@ fn stage_schedules_must_be_broker_tiers() {
     let bad = format!(
         "{MINIMAL}\n[stages.route]\nretry_secs = [5, 45]\nmax_hint_secs = 100\nconcurrency = 0\n[stages.deliver]\nretry_secs = [7]\n"
     );
-    let Err(ConfigError::Invalid(errors)) = Config::from_toml(&bad) else {
-        panic!("expected invalid config");
-    };
-    let all = errors.join("\n");
-    for needle in [
-        "stages.route.retry_secs: 45 s is not one of broker.retry_tiers_secs [5, 30, 120, 600, 3600]",
-        "stages.route.max_hint_secs: 100 s",
-        "stages.route.concurrency must be at least 1",
-        "stages.deliver.retry_secs: 7 s is not one of",
-    ] {
-        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
-    }
+    assert_invalid(
+        &bad,
+        &[
+            "stages.route.retry_secs: 45 s is not one of broker.retry_tiers_secs [5, 30, 120, 600, 3600]",
+            "stages.route.max_hint_secs: 100 s",
+            "stages.route.concurrency must be at least 1",
+            "stages.deliver.retry_secs: 7 s is not one of",
+        ],
+    );
     let e = Config::from_toml(&format!("{MINIMAL}\n[stages.route]\nretries = 3\n")).unwrap_err();
     assert!(e.to_string().contains("retries"), "{e}");
 }

@@ -91,39 +91,56 @@ fn kingdee_api_signature_vector() {
     assert_eq!(header(&h, "x-api-timestamp"), "1700000000");
 }
 
-/// PROTOCOLS.md §1.2: X-Kd-Signature = HmacHex64(AppID + app_data, AppSecret).
+/// Known signatures: PROTOCOLS.md §1.2 X-Kd-Signature = HmacHex64(AppID + app_data,
+/// AppSecret), and §2.1 the YonBIP token signature (milliseconds, Base64 of the raw digest).
 #[test]
-fn kingdee_kd_signature_vector() {
-    let s = signer(
-        "0123456789abcdef0123456789abcdef",
-        "224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY62f1e4b0a1b2c3,integration,2052,0",
-        TimestampUnit::UnixSeconds,
-        NonceSource::Random,
-        SignatureEncoding::HexBase64,
-    );
-    let h = sign(&s, "POST", "https://erp.example/x", b"", 0, "n");
-    assert_eq!(
-        header(&h, "X-Api-Signature"),
-        "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA=="
-    );
-}
-
-/// PROTOCOLS.md §2.1: the YonBIP token signature (milliseconds, Base64 of the raw digest).
-#[test]
-fn yonbip_signature_vector() {
-    let s = signer(
-        "test-app-secret",
-        "appKey41832a3d2df94989b500da6a22268747timestamp{timestamp}",
-        TimestampUnit::UnixMillis,
-        NonceSource::Random,
-        SignatureEncoding::Base64,
-    );
-    let url = "https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken";
-    let h = sign(&s, "GET", url, b"", 1_568_098_531_823, "n");
-    assert_eq!(
-        header(&h, "X-Api-Signature"),
-        "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg="
-    );
+fn signature_vectors() {
+    struct Case {
+        name: &'static str,
+        secret: &'static str,
+        canonical: &'static str,
+        timestamp: TimestampUnit,
+        encoding: SignatureEncoding,
+        method: &'static str,
+        url: &'static str,
+        now_ms: i64,
+        signature: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "kingdee X-Kd-Signature",
+            secret: "0123456789abcdef0123456789abcdef",
+            canonical: "224248_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY62f1e4b0a1b2c3,integration,2052,0",
+            timestamp: TimestampUnit::UnixSeconds,
+            encoding: SignatureEncoding::HexBase64,
+            method: "POST",
+            url: "https://erp.example/x",
+            now_ms: 0,
+            signature: "ZGM4NGJhZGM1ZGYwNGVkODNmMjgwZDVmODNiY2E3ZTQwNGJlNDU1ZDcyMjhmNDRiYjI2ODFkMTJiNDgwN2I0MA==",
+        },
+        Case {
+            name: "yonbip token signature",
+            secret: "test-app-secret",
+            canonical: "appKey41832a3d2df94989b500da6a22268747timestamp{timestamp}",
+            timestamp: TimestampUnit::UnixMillis,
+            encoding: SignatureEncoding::Base64,
+            method: "GET",
+            url: "https://api.example/open-auth/selfAppAuth/base/v1/getAccessToken",
+            now_ms: 1_568_098_531_823,
+            signature: "5wMIzQQCPZ0a55Kq3YEDr1Vd5wf0Ycx9MpKFF975uEg=",
+        },
+    ];
+    for c in cases {
+        let s = signer(
+            c.secret,
+            c.canonical,
+            c.timestamp,
+            NonceSource::Random,
+            c.encoding,
+        );
+        let h = sign(&s, c.method, c.url, b"", c.now_ms, "n");
+        assert_eq!(header(&h, "X-Api-Signature"), c.signature, "{}", c.name);
+    }
 }
 
 #[test]

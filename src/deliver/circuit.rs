@@ -137,14 +137,19 @@ mod tests {
         }
     }
 
+    /// A closed circuit that opens after `failures` and cools down for `cool`.
+    fn circuit(failures: u32, cool: Duration) -> Circuit {
+        Circuit::new(CircuitConfig {
+            failures,
+            cool_down: cool,
+        })
+    }
+
     #[test]
     fn opens_after_n_consecutive_failures_probes_after_cool_down_and_closes_on_success() {
         let t0 = Instant::now();
         let cool = Duration::from_secs(30);
-        let mut c = Circuit::new(CircuitConfig {
-            failures: 3,
-            cool_down: cool,
-        });
+        let mut c = circuit(3, cool);
         c.record(&retryable(), t0);
         c.record(&retryable(), t0);
         assert_eq!(c.state(), CircuitState::Closed { failures: 2 });
@@ -168,10 +173,7 @@ mod tests {
     fn a_failed_probe_opens_it_again_for_a_full_cool_down() {
         let t0 = Instant::now();
         let cool = Duration::from_secs(10);
-        let mut c = Circuit::new(CircuitConfig {
-            failures: 1,
-            cool_down: cool,
-        });
+        let mut c = circuit(1, cool);
         c.record(&retryable(), t0);
         let t1 = t0 + cool;
         assert_eq!(c.permit(t1), Permission::Probe);
@@ -182,10 +184,7 @@ mod tests {
     #[test]
     fn answers_that_show_the_target_is_up_reset_the_count() {
         let t0 = Instant::now();
-        let mut c = Circuit::new(CircuitConfig {
-            failures: 2,
-            cool_down: Duration::from_secs(1),
-        });
+        let mut c = circuit(2, Duration::from_secs(1));
         c.record(&retryable(), t0);
         c.record(
             &Verdict::Permanent {

@@ -5,7 +5,6 @@
 //! one pass. Secrets stay references ([`SecretRef`]) here; [`super::Connector::build`]
 //! resolves them. The contract is written up in `docs/connectors.md`.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,12 +15,15 @@ use toml::Spanned;
 use super::auth::AuthSpec;
 use super::circuit::CircuitConfig;
 use super::classify::AnswerRules;
-use super::encode::{BodySpec, Encoding, Envelope};
-use super::predicate::{self, Locator, Predicate, PredicateFile, StatusRange};
+use super::encode::BodySpec;
+use super::predicate::{self, Locator, Predicate, StatusRange};
 use super::vendor::client::{self, VendorSpec, VendorTables};
 use super::xml_path::XmlPath;
 use crate::catalog::{Diagnostic, diag};
 use crate::config::SecretRef;
+use file::ConnectorFile;
+
+mod file;
 
 /// Connector kinds. A closed set: a new kind is a new variant and one more `match` arm.
 ///
@@ -172,97 +174,6 @@ pub struct ConnectorSpec {
     pub record_body_limit: usize,
     /// The vendor protocol's settings (`None` for `kind = "http"`).
     pub vendor: Option<VendorSpec>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConnectorFile {
-    name: Option<String>,
-    kind: Spanned<ConnectorKind>,
-    url: Spanned<String>,
-    #[serde(default)]
-    method: Option<Spanned<Method>>,
-    #[serde(default)]
-    dry_run: bool,
-    concurrency: Option<Spanned<u32>>,
-    rate_per_sec: Option<Spanned<f64>>,
-    #[serde(default)]
-    redact: Vec<Spanned<String>>,
-    #[serde(default)]
-    message: Vec<Spanned<String>>,
-    #[serde(default)]
-    headers: BTreeMap<String, Spanned<String>>,
-    body: Option<Spanned<BodyFile>>,
-    timeouts: Option<Spanned<TimeoutsFile>>,
-    auth: Option<Spanned<AuthSpec>>,
-    idempotency: Option<Spanned<IdempotencyFile>>,
-    success: Option<Spanned<PredicateFile>>,
-    duplicate: Option<Spanned<PredicateFile>>,
-    retryable: Option<Spanned<PredicateFile>>,
-    #[serde(default)]
-    capture: BTreeMap<String, Spanned<String>>,
-    retry: Option<Spanned<RetryFile>>,
-    circuit: Option<Spanned<CircuitFile>>,
-    record: Option<RecordFile>,
-    kingdee: Option<Spanned<client::kingdee::KingdeeFile>>,
-    yonbip: Option<Spanned<client::yonbip::YonbipFile>>,
-    u8_eai: Option<Spanned<client::u8::U8File>>,
-    beisen: Option<Spanned<client::beisen::BeisenFile>>,
-    fxiaoke: Option<Spanned<client::fxiaoke::FxiaokeFile>>,
-    salesforce: Option<Spanned<client::salesforce::SalesforceFile>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BodyFile {
-    encoding: Encoding,
-    root: Option<String>,
-    namespace: Option<String>,
-    #[serde(default)]
-    namespaces: BTreeMap<String, String>,
-    #[serde(default)]
-    attributes: BTreeMap<String, String>,
-    envelope: Option<Envelope>,
-    #[serde(default = "yes")]
-    declaration: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TimeoutsFile {
-    connect_ms: Option<u64>,
-    total_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdempotencyFile {
-    header: Option<String>,
-    field: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetryFile {
-    schedule_secs: Vec<u64>,
-    max_attempts: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CircuitFile {
-    failures: u32,
-    cool_down_secs: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordFile {
-    body_limit_bytes: usize,
 }
 
 /// Default connect timeout.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::deliver::auth::AuthSpec;
+use crate::deliver::encode::Encoding;
 
 fn parse_str(text: &str) -> Result<ConnectorSpec, Vec<String>> {
     parse(Path::new("connectors/t.toml"), text, "t")

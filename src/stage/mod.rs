@@ -34,6 +34,7 @@ use std::time::Duration;
 pub use backoff::{Backoff, backoff, backoff_plain};
 pub use message::{DeliveryJob, EventId, JobKey, Message, MessageError, WritebackJob};
 pub use retry::{Retry, RetryPolicy, RetryPolicyError};
+pub(crate) use run::error_chain;
 pub use run::run;
 pub use shutdown::{Shutdown, ShutdownTrigger};
 

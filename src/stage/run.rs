@@ -165,7 +165,8 @@ fn count(stage: &'static str, outcome: &'static str) {
     metrics::counter!(STAGE_MESSAGES, "stage" => stage, "outcome" => outcome).increment(1);
 }
 
-/// An error and its sources, for a parking reason an operator reads.
+/// An error and its sources, `: `-separated, for a parking reason or a probe's detail an
+/// operator reads (a library's own text is often terse).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

@@ -5,15 +5,14 @@
 //! bill number the bridge captured.
 //!
 //! Owns only this variant's set-up and printout; the driver pieces (sending callbacks, reading
-//! the admin API, waiting to settle) are the default demo's.
+//! the admin API, waiting to settle) are shared with the default demo ([`super::bridge`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
+use super::APP_SECRET;
+use super::bridge::{Admin, Started, start_and_send};
 use super::samples;
-use super::{APP_SECRET, Admin, Sender, numbered_claims, settle, unix_now};
 use crate::app::RunningBridge;
 use crate::config::Config;
 use crate::deliver::vendor::kingdee::{Credentials, Op};
@@ -113,23 +112,21 @@ pub async fn start(mut config: Config, data_dir: &Path) -> anyhow::Result<Kingde
     config.catalog.mappings_dir = mappings;
     super::point_at_demo(&mut config, &data_dir, &app_name, &wecom);
 
-    let bridge = crate::app::start(&config)
-        .await
-        .context("starting the bridge (is another `serve` or `demo` using its ports?)")?;
-    let secrets = config.resolve()?;
-    let sender = Sender::to_app(&bridge, &secrets, &app_name, &app)?;
-    let admin = Admin {
-        client: reqwest::Client::new(),
-        base: format!("http://{}", bridge.admin_addr),
-        token: secrets.admin_token.as_ref().map(|t| t.expose().to_string()),
-        connector: CONNECTOR,
-    };
-
-    let now = unix_now();
-    let sent = numbered_claims(&config, now)?;
-    sender.send_approved(&wecom, &sent, now).await?;
-    let once: Vec<(&str, usize)> = sent.iter().map(|(s, _)| (s.as_str(), 1)).collect();
-    let settled = settle(&admin, &once).await;
+    let Started {
+        bridge,
+        sender,
+        admin,
+        sent,
+        settled,
+        ..
+    } = start_and_send(
+        &config,
+        (&app_name, &app),
+        &wecom,
+        |secrets| secrets.admin_token.as_ref().map(|t| t.expose().to_string()),
+        CONNECTOR,
+    )
+    .await?;
     let summary = render(&kingdee, &admin, &sent, &sender.url, settled).await?;
     Ok(KingdeeDemo {
         bridge,

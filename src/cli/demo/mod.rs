@@ -7,27 +7,28 @@
 //! its printout. It must not take any shortcut around the pipeline: everything it shows is
 //! read back from the finance stand-in and the admin API, as an operator would.
 
+mod bridge;
 pub mod kingdee;
 pub mod render;
 pub mod samples;
 
+pub use bridge::Parked;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use serde::de::DeserializeOwned;
 
 use crate::app::RunningBridge;
-use crate::config::{AppConfig, Config, ResolvedSecrets, SecretRef};
-use crate::record::{JobRecord, JobState};
+use crate::config::{AppConfig, Config, SecretRef};
+use crate::record::JobRecord;
 use crate::standins::finance::FinanceStandIn;
 use crate::standins::inbox::InboxStandIn;
 use crate::standins::oauth::OAuthStandIn;
 use crate::standins::wecom::FakeWeCom;
-use crate::wecom::crypto::CallbackCrypto;
 
-use samples::{APPROVED, CLAIMS, Expect, REVOKED};
+use bridge::{Started, notifications, settle, start_and_send};
+use samples::{CLAIMS, Expect, REVOKED};
 
 /// The connector the demo's mappings deliver to.
 const CONNECTOR: &str = "finance";
@@ -37,8 +38,6 @@ const CLIENT_ID: &str = "wecom-bridge";
 const APP_SECRET: &str = "demo-app-secret";
 /// The AgentId the demo app sends notifications as, unless the configuration names one.
 const DEMO_AGENT_ID: i64 = 1_000_002;
-/// How long each phase waits for the pipeline to settle before it reports what is missing.
-const SETTLE: Duration = Duration::from_secs(30);
 /// The WeCom member the stand-in's login pages sign in ("Sign in with WeCom" in the demo).
 const DEMO_WECOM_USER: &str = "ZhangSan";
 
@@ -206,24 +205,23 @@ pub async fn start(
     point_at_demo(&mut config, &data_dir, &app_name, &wecom);
     let console = ConsoleAccess::add_to(&mut config, &app_name, &wecom);
 
-    let bridge = crate::app::start(&config)
-        .await
-        .context("starting the bridge (is another `serve` or `demo` using its ports?)")?;
-    let secrets = config.resolve()?;
-    let sender = Sender::to_app(&bridge, &secrets, &app_name, &app)?;
-    let admin = Admin {
-        client: reqwest::Client::new(),
-        base: format!("http://{}", bridge.admin_addr),
-        token: Some(console.operator_token.clone()),
-        connector: CONNECTOR,
-    };
+    let operator_token = console.operator_token.clone();
+    let Started {
+        bridge,
+        sender,
+        admin,
+        now,
+        sent,
+        ..
+    } = start_and_send(
+        &config,
+        (&app_name, &app),
+        &wecom,
+        |_| Some(operator_token),
+        CONNECTOR,
+    )
+    .await?;
     let console_url = format!("{}/console", admin.base);
-
-    let now = unix_now();
-    let sent = numbered_claims(&config, now)?;
-    sender.send_approved(&wecom, &sent, now).await?;
-    let once: Vec<(&str, usize)> = sent.iter().map(|(s, _)| (s.as_str(), 1)).collect();
-    let _ = settle(&admin, &once).await;
     let mut revoked = Vec::new();
     for (sp_no, claim) in &sent {
         if claim.expect == Expect::VoucherThenReversal {
@@ -425,215 +423,4 @@ fn copy_connectors(
         std::fs::write(to.join(name), text)?;
     }
     Ok(to)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Posts callbacks as WeCom does: signed and encrypted with the app's credentials.
-struct Sender {
-    client: reqwest::Client,
-    url: String,
-    crypto: CallbackCrypto,
-    receive_id: String,
-}
-
-impl Sender {
-    /// A sender of callbacks to app `app_name` (settings `app`, secrets in `secrets`) of
-    /// `bridge`.
-    fn to_app(
-        bridge: &RunningBridge,
-        secrets: &ResolvedSecrets,
-        app_name: &str,
-        app: &AppConfig,
-    ) -> anyhow::Result<Sender> {
-        let s = &secrets.apps[app_name];
-        Ok(Sender {
-            client: reqwest::Client::new(),
-            url: format!("http://{}{}", bridge.public_addr, app.path),
-            crypto: CallbackCrypto::new(s.token.expose(), s.encoding_aes_key.expose())?,
-            receive_id: app.receive_ids.first().cloned().unwrap_or_default(),
-        })
-    }
-
-    /// Registers each claim of `sent` (SpNo, claim) as approved at the WeCom stand-in and
-    /// posts its approval callback.
-    async fn send_approved(
-        &self,
-        wecom: &FakeWeCom,
-        sent: &[(String, samples::Claim)],
-        now: i64,
-    ) -> anyhow::Result<()> {
-        for (sp_no, claim) in sent {
-            wecom.add_approval(samples::detail(claim, sp_no, APPROVED, now - 86_400));
-            let xml = samples::callback(&self.receive_id, sp_no, APPROVED, 2);
-            self.post(&xml, now).await?;
-        }
-        Ok(())
-    }
-
-    async fn post(&self, xml: &str, now: i64) -> anyhow::Result<()> {
-        let nonce = format!("{}", rand::random::<u32>());
-        let (query, body) =
-            super::simulate::sign_event(&self.crypto, &self.receive_id, xml, now, &nonce);
-        let resp = self
-            .client
-            .post(format!("{}?{query}", self.url))
-            .header("content-type", "text/xml")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {}", self.url))?;
-        let status = resp.status();
-        if !status.is_success() {
-            bail!(
-                "the bridge refused a demo callback ({status}): {}",
-                resp.text().await.unwrap_or_default().trim()
-            );
-        }
-        Ok(())
-    }
-}
-
-/// A parked message as the admin API lists it (without its body).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Parked {
-    /// Its message id (what `replay --id` takes).
-    pub id: String,
-    /// The SpNo.
-    pub business_key: String,
-    /// Why it was parked.
-    pub reason: String,
-}
-
-/// The bridge's admin API, read as an operator would.
-struct Admin {
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
-    /// The connector whose dead letters are listed.
-    connector: &'static str,
-}
-
-impl Admin {
-    async fn get(&self, path: &str) -> anyhow::Result<String> {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.with_context(|| format!("GET {path}"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("GET {path} → {status}: {}", text.trim());
-        }
-        Ok(text)
-    }
-
-    async fn jobs(&self) -> anyhow::Result<Vec<JobRecord>> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            jobs: Vec<JobRecord>,
-        }
-        let page: Page = parse(&self.get("/admin/deliveries?limit=200").await?)?;
-        Ok(page.jobs)
-    }
-
-    async fn dead_letters(&self) -> anyhow::Result<Vec<Parked>> {
-        #[derive(serde::Deserialize)]
-        struct Listed {
-            envelope: Envelope,
-            reason: String,
-        }
-        #[derive(serde::Deserialize)]
-        struct Envelope {
-            id: String,
-            business_key: String,
-        }
-        let queue = crate::route::deliver_queue(self.connector);
-        let text = self
-            .get(&format!("/admin/dead-letters?queue={queue}"))
-            .await?;
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                parse::<Listed>(l).map(|d| Parked {
-                    id: d.envelope.id,
-                    business_key: d.envelope.business_key,
-                    reason: d.reason,
-                })
-            })
-            .collect()
-    }
-}
-
-fn parse<T: DeserializeOwned>(text: &str) -> anyhow::Result<T> {
-    serde_json::from_str(text).with_context(|| format!("unexpected admin API answer: {text}"))
-}
-
-/// The messages the WeCom stand-in delivered about the demo's forms, once there are as many as
-/// the ledger calls for (an applicant card per delivered approval, an operator card per dead
-/// job, for the sample mapping's `[writeback]`), or when [`SETTLE`] has passed.
-async fn notifications(
-    wecom: &FakeWeCom,
-    sent: &[(String, samples::Claim)],
-    jobs: &[JobRecord],
-) -> Vec<serde_json::Value> {
-    let ours = |m: &serde_json::Value| {
-        let text = m.to_string();
-        sent.iter().any(|(sp, _)| text.contains(sp.as_str()))
-    };
-    let expected = jobs
-        .iter()
-        .filter(|j| sent.iter().any(|(sp, _)| *sp == j.business_key))
-        .filter(|j| {
-            (j.action == "approved" && j.state.counts_as_delivered()) || j.state == JobState::Dead
-        })
-        .count();
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        let got: Vec<serde_json::Value> = wecom
-            .sent_messages()
-            .into_iter()
-            .filter(|m| ours(m))
-            .collect();
-        if got.len() >= expected || tokio::time::Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Whether the job is done with (delivered, refused, parked, skipped).
-fn is_final(state: JobState) -> bool {
-    !matches!(state, JobState::InFlight | JobState::Retrying)
-}
-
-/// Waits (up to [`SETTLE`]) until every (SpNo, n) has n jobs in a final state or a parked
-/// message; answers whether they all did.
-async fn settle(admin: &Admin, expected: &[(&str, usize)]) -> bool {
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        if let (Ok(jobs), Ok(dead)) = (admin.jobs().await, admin.dead_letters().await) {
-            let done = expected.iter().all(|(sp, per_form)| {
-                let finished = jobs
-                    .iter()
-                    .filter(|j| j.business_key == *sp && is_final(j.state))
-                    .count();
-                let parked = dead.iter().any(|d| d.business_key == *sp);
-                finished >= *per_form || parked
-            });
-            if done {
-                return true;
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{SignedIn, layout, operator_gate, time, trouble};
+use super::{Page, SignedIn, layout, operator_gate, time, trouble};
 use crate::admin::AdminState;
 use crate::config::SecretRef;
 use crate::console::auth::Session;
@@ -256,18 +256,10 @@ pub(super) async fn test_auth(
     State(st): State<AdminState>,
     SignedIn(session): SignedIn,
     Form(f): Form<TestAuthForm>,
-) -> Response {
+) -> Page {
     let why = "Testing a connector's credentials needs the operator role.";
-    let gate = operator_gate(
-        &st,
-        &session,
-        &f.csrf,
-        ("test_auth", Some(&f.connector)),
-        why,
-    );
-    if let Err(refusal) = gate.await {
-        return refusal;
-    }
+    let action = ("test_auth", Some(f.connector.as_str()));
+    operator_gate(&st, &session, &f.csrf, action, why).await?;
     let who = session.principal.name.clone();
     let row = |result: &str| audit_row(&who, "test_auth", &f.connector, result, "console");
     let Some(spec) = st
@@ -277,11 +269,11 @@ pub(super) async fn test_auth(
         .iter()
         .find(|c| c.name == f.connector)
     else {
-        return trouble(
+        return Err(trouble(
             &session,
             StatusCode::NOT_FOUND,
             &format!("No connector `{}` is configured.", f.connector),
-        );
+        ));
     };
     let report = crate::deliver::probe::probe_spec(spec).await;
     let result = if report.passed() { "ok" } else { "failed" };
@@ -290,7 +282,7 @@ pub(super) async fn test_auth(
         row(&format!("{result}: {}", report.line().trim())),
     )
     .await;
-    render(&st, &session, Some(report)).await
+    Ok(render(&st, &session, Some(report)).await)
 }
 
 /// The page, with the result of a "test auth" probe on top when there is one.

@@ -4,11 +4,11 @@
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use maud::html;
 use serde::Deserialize;
 
-use super::{SignedIn, layout, operator_gate, time, trouble};
+use super::{Page, SignedIn, layout, no_broker, operator_gate, time, trouble, unavailable};
 use crate::admin::AdminState;
 use crate::broker::RedriveFilter;
 use crate::console::{Role, audit, audit_row};
@@ -39,19 +39,13 @@ pub(super) async fn list(
     State(st): State<AdminState>,
     Query(q): Query<ListQuery>,
     SignedIn(session): SignedIn,
-) -> Response {
+) -> Page {
     let queue = queue_or_default(&q.queue);
-    let Some(broker) = st.broker.get() else {
-        return trouble(
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The broker is not connected yet; see the overview.",
-        );
-    };
-    let mut list = match broker.dead_letters(&queue, SHOWN).await {
-        Ok(l) => l,
-        Err(e) => return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+    let broker = st.broker.get().ok_or_else(|| no_broker(&session))?;
+    let mut list = broker
+        .dead_letters(&queue, SHOWN)
+        .await
+        .map_err(|e| unavailable(&session, e))?;
     let reason = q.reason.trim().to_string();
     if !reason.is_empty() {
         list.retain(|d| d.reason.contains(&reason));
@@ -104,7 +98,7 @@ pub(super) async fn list(
             }
         }
     };
-    layout("Dead letters", Some(&session), "dead-letters", body).into_response()
+    Ok(layout("Dead letters", Some(&session), "dead-letters", body).into_response())
 }
 
 /// The replay form: one of `ids`, `reason`, `all`; `confirm` once the operator confirmed.
@@ -126,13 +120,10 @@ pub(super) async fn replay(
     State(st): State<AdminState>,
     SignedIn(session): SignedIn,
     Form(f): Form<ReplayForm>,
-) -> Response {
+) -> Page {
     let queue = queue_or_default(&f.queue);
     let why = "Replaying needs the operator role.";
-    let gate = operator_gate(&st, &session, &f.csrf, ("replay", Some(&queue)), why);
-    if let Err(refusal) = gate.await {
-        return refusal;
-    }
+    operator_gate(&st, &session, &f.csrf, ("replay", Some(&queue)), why).await?;
     let who = session.principal.name.clone();
     let (filter, what) = match (&f.ids, &f.reason, &f.all) {
         (Some(ids), None, None) if !ids.trim().is_empty() => (
@@ -145,11 +136,11 @@ pub(super) async fn replay(
         ),
         (None, None, Some(_)) => (RedriveFilter::All, "every parked message".to_string()),
         _ => {
-            return trouble(
+            return Err(trouble(
                 &session,
                 StatusCode::BAD_REQUEST,
                 "Give exactly one of: message ids, a reason, or all.",
-            );
+            ));
         }
     };
     if f.confirm.as_deref() != Some("yes") {
@@ -167,31 +158,23 @@ pub(super) async fn replay(
                 a href={ "/console/dead-letters?queue=" (queue) } { "Cancel" }
             }
         };
-        return layout("Confirm replay", Some(&session), "dead-letters", body).into_response();
+        return Ok(layout("Confirm replay", Some(&session), "dead-letters", body).into_response());
     }
-    let Some(broker) = st.broker.get() else {
-        return trouble(
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The broker is not connected yet; see the overview.",
-        );
-    };
+    let broker = st.broker.get().ok_or_else(|| no_broker(&session))?;
     let target = format!("{queue}: {what}");
     let row = |result: &str| audit_row(&who, "replay", &target, result, "console");
     match broker.redrive(&queue, &filter).await {
         Ok(n) => {
             tracing::info!(%who, queue = %queue, redriven = n, "dead letters replayed from the console");
             audit(st.journal.store(), row(&format!("ok: {n} replayed"))).await;
-            Redirect::to(&format!("/console/dead-letters?queue={queue}&replayed={n}"))
-                .into_response()
+            Ok(
+                Redirect::to(&format!("/console/dead-letters?queue={queue}&replayed={n}"))
+                    .into_response(),
+            )
         }
         Err(e) => {
             audit(st.journal.store(), row(&format!("failed: {e}"))).await;
-            trouble(
-                &session,
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("Replay failed: {e}"),
-            )
+            Err(unavailable(&session, format!("Replay failed: {e}")))
         }
     }
 }

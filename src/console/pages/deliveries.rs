@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::journey::{link, urlencode};
-use super::{SignedIn, layout, operator_gate, time, trouble};
+use super::{Page, SignedIn, layout, no_broker, operator_gate, time, trouble, unavailable};
 use crate::admin::AdminState;
 use crate::broker::RedriveFilter;
 use crate::console::{Role, audit, audit_row};
@@ -103,21 +103,17 @@ pub(super) async fn list(
     State(st): State<AdminState>,
     Query(q): Query<ListQuery>,
     SignedIn(session): SignedIn,
-) -> Response {
-    let mut query = match q.filter.query(None) {
-        Ok(query) => query,
-        Err(e) => return trouble(&session, StatusCode::BAD_REQUEST, &e),
-    };
+) -> Page {
+    let bad = |e: String| trouble(&session, StatusCode::BAD_REQUEST, &e);
+    let mut query = q.filter.query(None).map_err(bad)?;
     if !q.cursor.trim().is_empty() {
-        match q.cursor.trim().parse::<Cursor>() {
-            Ok(c) => query.cursor = Some(c),
-            Err(e) => return trouble(&session, StatusCode::BAD_REQUEST, &e),
-        }
+        query.cursor = Some(q.cursor.trim().parse::<Cursor>().map_err(bad)?);
     }
-    let page = match st.ledger.list(query).await {
-        Ok(p) => p,
-        Err(e) => return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+    let page = st
+        .ledger
+        .list(query)
+        .await
+        .map_err(|e| unavailable(&session, e))?;
     let operator = session.principal.may(Role::Operator);
     let f = &q.filter;
     let connectors: Vec<&str> = st
@@ -199,7 +195,7 @@ pub(super) async fn list(
             }
         }
     };
-    layout("Deliveries", Some(&session), "deliveries", body).into_response()
+    Ok(layout("Deliveries", Some(&session), "deliveries", body).into_response())
 }
 
 /// The replay form: one job `key`, or `all` dead jobs matching the filter; `confirm` once
@@ -220,12 +216,9 @@ pub(super) async fn replay(
     State(st): State<AdminState>,
     SignedIn(session): SignedIn,
     Form(f): Form<ReplayForm>,
-) -> Response {
+) -> Page {
     let why = "Replaying needs the operator role.";
-    let gate = operator_gate(&st, &session, &f.csrf, ("replay", Some("deliveries")), why);
-    if let Err(refusal) = gate.await {
-        return refusal;
-    }
+    operator_gate(&st, &session, &f.csrf, ("replay", Some("deliveries")), why).await?;
     let who = session.principal.name.clone();
     // the dead jobs to replay, per connector
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -241,38 +234,37 @@ pub(super) async fn replay(
                 )
             }
             Ok(Some(j)) => {
-                return trouble(
+                return Err(trouble(
                     &session,
                     StatusCode::CONFLICT,
                     &format!(
                         "Job {key} is {}, not dead: there is nothing to replay.",
                         j.state
                     ),
-                );
+                ));
             }
             Ok(None) => {
-                return trouble(
+                return Err(trouble(
                     &session,
                     StatusCode::NOT_FOUND,
                     &format!("No delivery job {key}."),
-                );
+                ));
             }
-            Err(e) => return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            Err(e) => return Err(unavailable(&session, e)),
         },
         (None, Some(_)) => {
-            let mut query = match f.filter.query(Some(JobState::Dead)) {
-                Ok(q) => q,
-                Err(e) => return trouble(&session, StatusCode::BAD_REQUEST, &e),
-            };
+            let mut query = f
+                .filter
+                .query(Some(JobState::Dead))
+                .map_err(|e| trouble(&session, StatusCode::BAD_REQUEST, &e))?;
             query.limit = crate::store::LEDGER_MAX_PAGE;
             let mut n = 0;
             loop {
-                let page = match st.ledger.list(query.clone()).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return trouble(&session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-                    }
-                };
+                let page = st
+                    .ledger
+                    .list(query.clone())
+                    .await
+                    .map_err(|e| unavailable(&session, e))?;
                 for j in page.jobs {
                     keys.entry(j.connector).or_default().push(j.key);
                     n += 1;
@@ -296,11 +288,11 @@ pub(super) async fn replay(
             )
         }
         _ => {
-            return trouble(
+            return Err(trouble(
                 &session,
                 StatusCode::BAD_REQUEST,
                 "Give exactly one of: a job key, or all.",
-            );
+            ));
         }
     };
     let asked: usize = keys.values().map(Vec::len).sum();
@@ -318,15 +310,9 @@ pub(super) async fn replay(
                 a href={ "/console/deliveries?" (f.filter.params()) } { "Cancel" }
             }
         };
-        return layout("Confirm replay", Some(&session), "deliveries", body).into_response();
+        return Ok(layout("Confirm replay", Some(&session), "deliveries", body).into_response());
     }
-    let Some(broker) = st.broker.get() else {
-        return trouble(
-            &session,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The broker is not connected yet; see the overview.",
-        );
-    };
+    let broker = st.broker.get().ok_or_else(|| no_broker(&session))?;
     let row = |result: &str| audit_row(&who, "replay", &what, result, "console");
     let mut replayed = 0;
     for (connector, ids) in &keys {
@@ -340,11 +326,10 @@ pub(super) async fn replay(
                 Err(e) => {
                     let failed = format!("failed after {replayed}: {e}");
                     audit(st.journal.store(), row(&failed)).await;
-                    return trouble(
+                    return Err(unavailable(
                         &session,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("Replay failed after {replayed} job(s): {e}"),
-                    );
+                        format!("Replay failed after {replayed} job(s): {e}"),
+                    ));
                 }
             }
         }
@@ -361,9 +346,9 @@ pub(super) async fn replay(
         }
     }
     filter.state = String::new();
-    Redirect::to(&format!(
+    Ok(Redirect::to(&format!(
         "/console/deliveries?{}&replayed={replayed}&asked={asked}",
         filter.params()
     ))
-    .into_response()
+    .into_response())
 }

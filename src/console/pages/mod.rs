@@ -141,6 +141,23 @@ fn trouble(session: &Session, status: StatusCode, text: &str) -> Response {
     (status, layout("Error", Some(session), "", body)).into_response()
 }
 
+/// What a page handler that can fail answers: the page, or (`Err`) the error or refusal page
+/// shown instead, so that the handler ends early with `?`.
+type Page = Result<Response, Response>;
+
+/// The error page (503) of a store, ledger or broker `e` that cannot answer now.
+fn unavailable(session: &Session, e: impl std::fmt::Display) -> Response {
+    trouble(session, StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+/// The error page (503) of an action that needs the broker before it is connected.
+fn no_broker(session: &Session) -> Response {
+    unavailable(
+        session,
+        "The broker is not connected yet; see the overview.",
+    )
+}
+
 /// Shows Unix milliseconds as RFC 3339 (UTC); the script shows it in local time.
 fn time(ms: i64) -> Markup {
     let text = jiff::Timestamp::from_millisecond(ms)

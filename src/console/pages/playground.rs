@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::journey::urlencode;
-use super::{Session, SignedIn, layout, operator_gate, refused, time, trouble};
+use super::{Page, Session, SignedIn, layout, operator_gate, refused, time, trouble};
 use crate::admin::AdminState;
 use crate::catalog::Mapping;
 use crate::console::{Role, audit, audit_row};
@@ -178,19 +178,16 @@ pub(super) async fn try_it(
     State(st): State<AdminState>,
     SignedIn(session): SignedIn,
     Form(f): Form<TryForm>,
-) -> Response {
+) -> Page {
     // a viewer's attempt is refused without an audit row: it changes nothing
     let why = "The playground shows payloads: it needs the operator role.";
-    let gate = operator_gate(&st, &session, &f.csrf, ("try_mapping", None), why);
-    if let Err(refusal) = gate.await {
-        return refusal;
-    }
+    operator_gate(&st, &session, &f.csrf, ("try_mapping", None), why).await?;
     let Some(m) = find(&st, f.mapping.trim()) else {
-        return trouble(
+        return Err(trouble(
             &session,
             StatusCode::BAD_REQUEST,
             &format!("No mapping `{}`; pick one from the list.", f.mapping.trim()),
-        );
+        ));
     };
     let outcome = if f.sample.len() > MAX_SAMPLE {
         Outcome::BadSample(format!(
@@ -217,7 +214,7 @@ pub(super) async fn try_it(
     .increment(1);
     let recent = recent(&st).await;
     let name = m.name.clone();
-    render(
+    Ok(render(
         &st,
         &session,
         &name,
@@ -226,7 +223,7 @@ pub(super) async fn try_it(
         Some(outcome),
         &recent,
     )
-    .await
+    .await)
 }
 
 async fn render(

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Problem, shown};
+use crate::stage::error_chain;
 
 /// The HTTP client a probe uses.
 pub(crate) fn client(connect: Duration, total: Duration) -> Result<reqwest::Client, Problem> {
@@ -76,12 +77,12 @@ pub(crate) async fn exchange(
             // TCP was accepted a moment ago (`reach`), so the connection failed in TLS.
             Problem::Tls {
                 host,
-                detail: chain(&e.without_url()),
+                detail: error_chain(&e.without_url()),
             }
         } else {
             Problem::Unreachable {
                 addr: url.authority().to_owned(),
-                detail: chain(&e.without_url()),
+                detail: error_chain(&e.without_url()),
             }
         }
     })?;
@@ -178,16 +179,4 @@ async fn reach(url: &url::Url, connect: Duration) -> Result<(), Problem> {
         }
     }
     Err(last)
-}
-
-/// An error and its causes, `: `-separated (reqwest's own text is terse).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
