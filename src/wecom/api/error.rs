@@ -230,12 +230,6 @@ pub(super) fn network_error(api: &'static str, e: reqwest::Error) -> ApiError {
         "transport"
     };
     let e = e.without_url();
-    let mut detail = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
+    let detail = format!("{kind}: {}", crate::stage::error_chain(&e));
     ApiError::Network { api, detail }
 }
