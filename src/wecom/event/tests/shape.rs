@@ -215,3 +215,32 @@ fn attach_and_media_ids_accept_repeats_and_nesting() {
         vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]
     );
 }
+
+#[test]
+fn ext_attr_items_read_their_text_and_web_children() {
+    let c = contact(&format!(
+        "<xml>{HEADER}<Event>change_contact</Event><ChangeType>update_user</ChangeType><UserID>u</UserID>\
+         <ExtAttr><Item><Name>site</Name><Type>1</Type><Text/>\
+         <Web><Title>Home</Title><Url> http://example.com </Url></Web></Item>\
+         <Item><Web/><Text><Value>E7</Value><Other>z</Other></Text><Type>0</Type><Name>no</Name></Item></ExtAttr></xml>"
+    ));
+    assert_eq!(
+        c.ext_attr,
+        vec![
+            ExtAttrItem {
+                name: s("site"),
+                attr_type: Some(1),
+                text_value: None,
+                web_title: s("Home"),
+                web_url: s("http://example.com"),
+            },
+            ExtAttrItem {
+                name: s("no"),
+                attr_type: Some(0),
+                text_value: s("E7"),
+                web_title: None,
+                web_url: None,
+            },
+        ]
+    );
+}
