@@ -1,5 +1,5 @@
 //! `sys_approval_change`: a status change of a form in WeCom's built-in 审批 app
-//! (PROTOCOL.md §3.1): its typed value, the walker methods for `<ApprovalInfo>` and the
+//! (PROTOCOL.md §3.1): its typed value, the `element!` table of `<ApprovalInfo>` and the
 //! conversion with its essential-field checks.
 //!
 //! `<ApprovalInfo>` is shared with `open_approval_change`: [`RawApprovalInfo`] holds the union
@@ -10,9 +10,10 @@ use std::borrow::Cow;
 
 use serde::Serialize;
 
+use super::element::element;
 use super::open_approval::{RawApprovalNode, RawItem};
-use super::xml::{Txt, Walker};
-use super::{EventHeader, EventParseError, malformed, num, req_num, text, texts, token};
+use super::xml::Txt;
+use super::{EventHeader, EventParseError, each, malformed, num, req_num, text, texts, token};
 
 /// `sys_approval_change` (PROTOCOL.md §3.1). The callback carries no form data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -154,236 +155,85 @@ pub struct ProcessSubNode {
     pub media_ids: Vec<String>,
 }
 
-/// `<ApprovalInfo>`: union of sys_approval_change and open_approval_change fields.
-#[derive(Default)]
-pub(super) struct RawApprovalInfo<'a> {
-    pub(super) sp_no_str: Txt<'a>,
-    pub(super) sp_no: Txt<'a>,
-    pub(super) sp_name: Txt<'a>,
-    pub(super) sp_status: Txt<'a>,
-    pub(super) template_id: Txt<'a>,
-    pub(super) apply_time: Txt<'a>,
-    pub(super) applyer: Option<RawApplyer<'a>>,
-    pub(super) sp_record: Vec<RawSpRecord<'a>>,
-    /// `Notifyer/UserId` per `Notifyer` element.
-    pub(super) notifyer: Vec<Txt<'a>>,
-    pub(super) comments: Vec<RawComment<'a>>,
-    pub(super) process_list: Vec<RawNode<'a>>,
-    pub(super) statu_change_event: Txt<'a>,
-    pub(super) third_no: Txt<'a>,
-    pub(super) open_sp_name: Txt<'a>,
-    pub(super) open_template_id: Txt<'a>,
-    pub(super) open_sp_status: Txt<'a>,
-    pub(super) apply_user_name: Txt<'a>,
-    pub(super) apply_user_id: Txt<'a>,
-    pub(super) apply_user_party: Txt<'a>,
-    pub(super) apply_user_image: Txt<'a>,
-    pub(super) approval_nodes: Vec<RawApprovalNode<'a>>,
-    pub(super) notify_nodes: Vec<RawItem<'a>>,
-    pub(super) approver_step: Txt<'a>,
-}
+element! {
+    /// `<ApprovalInfo>`: union of sys_approval_change and open_approval_change fields.
+    pub(super) struct RawApprovalInfo<'a> in "" {
+        sp_no_str: Txt<'a> = leaf "SpNoStr",
+        sp_no: Txt<'a> = leaf "SpNo",
+        sp_name: Txt<'a> = leaf "SpName",
+        sp_status: Txt<'a> = leaf "SpStatus",
+        template_id: Txt<'a> = leaf "TemplateId",
+        apply_time: Txt<'a> = leaf "ApplyTime",
+        applyer: Option<RawApplyer<'a>> = single "Applyer",
+        sp_record: Vec<RawSpRecord<'a>> = repeated "SpRecord",
+        notifyer: Vec<RawUser<'a>> = repeated "Notifyer",
+        comments: Vec<RawComment<'a>> = repeated "Comments",
+        process_list: Vec<RawNode<'a>> = list "ProcessList" of "NodeList",
+        statu_change_event: Txt<'a> = leaf "StatuChangeEvent",
+        third_no: Txt<'a> = leaf "ThirdNo",
+        open_sp_name: Txt<'a> = leaf "OpenSpName",
+        open_template_id: Txt<'a> = leaf "OpenTemplateId",
+        open_sp_status: Txt<'a> = leaf "OpenSpStatus",
+        apply_user_name: Txt<'a> = leaf "ApplyUserName",
+        apply_user_id: Txt<'a> = leaf "ApplyUserId",
+        apply_user_party: Txt<'a> = leaf "ApplyUserParty",
+        apply_user_image: Txt<'a> = leaf "ApplyUserImage",
+        approval_nodes: Vec<RawApprovalNode<'a>> = list "ApprovalNodes" of "ApprovalNode",
+        notify_nodes: Vec<RawItem<'a>> = list "NotifyNodes" of "NotifyNode",
+        approver_step: Txt<'a> = leaf "approverstep",
+    }
 
-impl<'a> RawApprovalInfo<'a> {
-    /// The text-only children of `<ApprovalInfo>`, by element name.
-    fn leaves(&mut self) -> [(&'static str, &mut Txt<'a>); 16] {
-        [
-            ("SpNoStr", &mut self.sp_no_str),
-            ("SpNo", &mut self.sp_no),
-            ("SpName", &mut self.sp_name),
-            ("SpStatus", &mut self.sp_status),
-            ("TemplateId", &mut self.template_id),
-            ("ApplyTime", &mut self.apply_time),
-            ("StatuChangeEvent", &mut self.statu_change_event),
-            ("ThirdNo", &mut self.third_no),
-            ("OpenSpName", &mut self.open_sp_name),
-            ("OpenTemplateId", &mut self.open_template_id),
-            ("OpenSpStatus", &mut self.open_sp_status),
-            ("ApplyUserName", &mut self.apply_user_name),
-            ("ApplyUserId", &mut self.apply_user_id),
-            ("ApplyUserParty", &mut self.apply_user_party),
-            ("ApplyUserImage", &mut self.apply_user_image),
-            ("approverstep", &mut self.approver_step),
-        ]
+    pub(super) struct RawApplyer<'a> in "Applyer/" {
+        user_id: Txt<'a> = leaf "UserId",
+        party: Txt<'a> = leaf "Party",
+    }
+
+    /// An element whose only interesting child is `<UserId>` (`Notifyer`, `Approver`, …).
+    pub(super) struct RawUser<'a> in "" {
+        user_id: Txt<'a> = leaf "UserId",
+    }
+
+    pub(super) struct RawSpRecord<'a> in "SpRecord/" {
+        sp_status: Txt<'a> = leaf "SpStatus",
+        approver_attr: Txt<'a> = leaf "ApproverAttr",
+        details: Vec<RawDetail<'a>> = repeated "Details",
+    }
+
+    pub(super) struct RawDetail<'a> in "Details/" {
+        approver: Option<RawUser<'a>> = single "Approver",
+        speech: Txt<'a> = leaf "Speech",
+        sp_status: Txt<'a> = leaf "SpStatus",
+        sp_time: Txt<'a> = leaf "SpTime",
+        attach: Vec<Cow<'a, str>> = texts "Attach",
+    }
+
+    pub(super) struct RawComment<'a> in "Comments/" {
+        user: Option<RawUser<'a>> = single "CommentUserInfo",
+        time: Txt<'a> = leaf "CommentTime",
+        content: Txt<'a> = leaf "CommentContent",
+        comment_id: Txt<'a> = leaf "CommentId",
+        attach: Vec<Cow<'a, str>> = texts "Attach",
+    }
+
+    pub(super) struct RawNode<'a> in "NodeList/" {
+        node_type: Txt<'a> = leaf "NodeType",
+        sp_status: Txt<'a> = leaf "SpStatus",
+        apv_rel: Txt<'a> = leaf "ApvRel",
+        sub_node_list: Vec<RawSubNode<'a>> = repeated "SubNodeList",
+    }
+
+    pub(super) struct RawSubNode<'a> in "SubNodeList/" {
+        user: Option<RawUser<'a>> = single "UserInfo",
+        speech: Txt<'a> = leaf "Speech",
+        sp_yj: Txt<'a> = leaf "SpYj",
+        sp_time: Txt<'a> = leaf "Sptime",
+        media_ids: Vec<Cow<'a, str>> = texts "MediaIds",
     }
 }
 
-#[derive(Default)]
-pub(super) struct RawApplyer<'a> {
-    user_id: Txt<'a>,
-    party: Txt<'a>,
-}
-
-#[derive(Default)]
-pub(super) struct RawSpRecord<'a> {
-    sp_status: Txt<'a>,
-    approver_attr: Txt<'a>,
-    details: Vec<RawDetail<'a>>,
-}
-
-#[derive(Default)]
-pub(super) struct RawDetail<'a> {
-    /// `Some` once `<Approver>` was seen; inner value is its `UserId`.
-    approver: Option<Txt<'a>>,
-    speech: Txt<'a>,
-    sp_status: Txt<'a>,
-    sp_time: Txt<'a>,
-    attach: Vec<Cow<'a, str>>,
-}
-
-#[derive(Default)]
-pub(super) struct RawComment<'a> {
-    /// `CommentUserInfo/UserId`.
-    user: Option<Txt<'a>>,
-    time: Txt<'a>,
-    content: Txt<'a>,
-    comment_id: Txt<'a>,
-    attach: Vec<Cow<'a, str>>,
-}
-
-#[derive(Default)]
-pub(super) struct RawNode<'a> {
-    node_type: Txt<'a>,
-    sp_status: Txt<'a>,
-    apv_rel: Txt<'a>,
-    sub_node_list: Vec<RawSubNode<'a>>,
-}
-
-#[derive(Default)]
-pub(super) struct RawSubNode<'a> {
-    /// `UserInfo/UserId`.
-    user: Option<Txt<'a>>,
-    speech: Txt<'a>,
-    sp_yj: Txt<'a>,
-    sp_time: Txt<'a>,
-    media_ids: Vec<Cow<'a, str>>,
-}
-
-impl<'a> Walker<'a> {
-    /// `<ApprovalInfo>` of either approval event.
-    pub(super) fn approval_info(
-        &mut self,
-        out: &mut RawApprovalInfo<'a>,
-    ) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "Applyer" => w.single(&mut out.applyer, empty, "Applyer", Self::applyer)?,
-                "SpRecord" => w.repeated(&mut out.sp_record, empty, Self::sp_record)?,
-                "Notifyer" => w.repeated(&mut out.notifyer, empty, Self::user)?,
-                "Comments" => w.repeated(&mut out.comments, empty, Self::comment)?,
-                "ProcessList" => w.list(&mut out.process_list, empty, "NodeList", Self::node)?,
-                "ApprovalNodes" => {
-                    let nodes = &mut out.approval_nodes;
-                    w.list(nodes, empty, "ApprovalNode", Self::approval_node)?;
-                }
-                "NotifyNodes" => w.list(&mut out.notify_nodes, empty, "NotifyNode", Self::item)?,
-                _ => return w.leaf_among(name, empty, out.leaves()),
-            }
-            Ok(true)
-        })
-    }
-
-    fn applyer(&mut self, out: &mut RawApplyer<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            let leaves = [
-                ("Applyer/UserId", &mut out.user_id),
-                ("Applyer/Party", &mut out.party),
-            ];
-            w.leaf_among(name, empty, leaves)
-        })
-    }
-
-    /// An element whose only interesting child is `<UserId>`.
-    fn user(&mut self, out: &mut Txt<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| w.leaf_among(name, empty, [("UserId", &mut *out)]))
-    }
-
-    fn sp_record(&mut self, out: &mut RawSpRecord<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| match name {
-            "Details" => w
-                .repeated(&mut out.details, empty, Self::detail)
-                .map(|()| true),
-            _ => {
-                let leaves = [
-                    ("SpRecord/SpStatus", &mut out.sp_status),
-                    ("SpRecord/ApproverAttr", &mut out.approver_attr),
-                ];
-                w.leaf_among(name, empty, leaves)
-            }
-        })
-    }
-
-    fn detail(&mut self, out: &mut RawDetail<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "Approver" => w.single(&mut out.approver, empty, "Details/Approver", Self::user)?,
-                "Attach" => w.all_texts(&mut out.attach, empty)?,
-                _ => {
-                    let leaves = [
-                        ("Details/Speech", &mut out.speech),
-                        ("Details/SpStatus", &mut out.sp_status),
-                        ("Details/SpTime", &mut out.sp_time),
-                    ];
-                    return w.leaf_among(name, empty, leaves);
-                }
-            }
-            Ok(true)
-        })
-    }
-
-    fn comment(&mut self, out: &mut RawComment<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "CommentUserInfo" => {
-                    w.single(&mut out.user, empty, "Comments/CommentUserInfo", Self::user)?;
-                }
-                "Attach" => w.all_texts(&mut out.attach, empty)?,
-                _ => {
-                    let leaves = [
-                        ("Comments/CommentTime", &mut out.time),
-                        ("Comments/CommentContent", &mut out.content),
-                        ("Comments/CommentId", &mut out.comment_id),
-                    ];
-                    return w.leaf_among(name, empty, leaves);
-                }
-            }
-            Ok(true)
-        })
-    }
-
-    fn node(&mut self, out: &mut RawNode<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| match name {
-            "SubNodeList" => {
-                let subs = &mut out.sub_node_list;
-                w.repeated(subs, empty, Self::sub_node).map(|()| true)
-            }
-            _ => {
-                let leaves = [
-                    ("NodeList/NodeType", &mut out.node_type),
-                    ("NodeList/SpStatus", &mut out.sp_status),
-                    ("NodeList/ApvRel", &mut out.apv_rel),
-                ];
-                w.leaf_among(name, empty, leaves)
-            }
-        })
-    }
-
-    fn sub_node(&mut self, out: &mut RawSubNode<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "UserInfo" => w.single(&mut out.user, empty, "SubNodeList/UserInfo", Self::user)?,
-                "MediaIds" => w.all_texts(&mut out.media_ids, empty)?,
-                _ => {
-                    let leaves = [
-                        ("SubNodeList/Speech", &mut out.speech),
-                        ("SubNodeList/SpYj", &mut out.sp_yj),
-                        ("SubNodeList/Sptime", &mut out.sp_time),
-                    ];
-                    return w.leaf_among(name, empty, leaves);
-                }
-            }
-            Ok(true)
-        })
-    }
+/// The `<UserId>` of an element that holds one (`None` if the element or its id is absent).
+fn user_id(user: Option<RawUser<'_>>) -> Option<String> {
+    token(user.and_then(|u| u.user_id))
 }
 
 /// Builds the typed event; `info` is `None` when the callback has no `<ApprovalInfo>`.
@@ -403,72 +253,56 @@ pub(super) fn build(
         None => (None, None),
     };
 
-    let sp_records = info
-        .sp_record
-        .into_iter()
-        .map(|r| {
-            let details = r
-                .details
-                .into_iter()
-                .map(|d| {
-                    Ok(SpRecordDetail {
-                        sp_status: num(&d.sp_status, "SpRecord/Details/SpStatus")?,
-                        sp_time: num(&d.sp_time, "SpRecord/Details/SpTime")?,
-                        approver_user_id: token(d.approver.flatten()),
-                        speech: text(d.speech),
-                        attach: texts(d.attach),
-                    })
-                })
-                .collect::<Result<Vec<_>, EventParseError>>()?;
-            Ok(SpRecord {
-                sp_status: num(&r.sp_status, "SpRecord/SpStatus")?,
-                approver_attr: num(&r.approver_attr, "SpRecord/ApproverAttr")?,
-                details,
+    let sp_records = each(info.sp_record, |r| {
+        let details = each(r.details, |d| {
+            Ok(SpRecordDetail {
+                sp_status: num(&d.sp_status, "SpRecord/Details/SpStatus")?,
+                sp_time: num(&d.sp_time, "SpRecord/Details/SpTime")?,
+                approver_user_id: user_id(d.approver),
+                speech: text(d.speech),
+                attach: texts(d.attach),
             })
+        })?;
+        Ok(SpRecord {
+            sp_status: num(&r.sp_status, "SpRecord/SpStatus")?,
+            approver_attr: num(&r.approver_attr, "SpRecord/ApproverAttr")?,
+            details,
         })
-        .collect::<Result<Vec<_>, EventParseError>>()?;
+    })?;
 
-    let notifyers = info.notifyer.into_iter().filter_map(token).collect();
-
-    let comments = info
-        .comments
+    let notifyers = info
+        .notifyer
         .into_iter()
-        .map(|c| {
-            Ok(Comment {
-                time: num(&c.time, "Comments/CommentTime")?,
-                user_id: token(c.user.flatten()),
-                content: text(c.content),
-                comment_id: token(c.comment_id),
-                attach: texts(c.attach),
-            })
-        })
-        .collect::<Result<Vec<_>, EventParseError>>()?;
+        .filter_map(|n| token(n.user_id))
+        .collect();
 
-    let process_nodes = info
-        .process_list
-        .into_iter()
-        .map(|n| {
-            let sub_nodes = n
-                .sub_node_list
-                .into_iter()
-                .map(|s| {
-                    Ok(ProcessSubNode {
-                        sp_yj: num(&s.sp_yj, "NodeList/SubNodeList/SpYj")?,
-                        sp_time: num(&s.sp_time, "NodeList/SubNodeList/Sptime")?,
-                        user_id: token(s.user.flatten()),
-                        speech: text(s.speech),
-                        media_ids: texts(s.media_ids),
-                    })
-                })
-                .collect::<Result<Vec<_>, EventParseError>>()?;
-            Ok(ProcessNode {
-                node_type: num(&n.node_type, "NodeList/NodeType")?,
-                sp_status: num(&n.sp_status, "NodeList/SpStatus")?,
-                apv_rel: num(&n.apv_rel, "NodeList/ApvRel")?,
-                sub_nodes,
-            })
+    let comments = each(info.comments, |c| {
+        Ok(Comment {
+            time: num(&c.time, "Comments/CommentTime")?,
+            user_id: user_id(c.user),
+            content: text(c.content),
+            comment_id: token(c.comment_id),
+            attach: texts(c.attach),
         })
-        .collect::<Result<Vec<_>, EventParseError>>()?;
+    })?;
+
+    let process_nodes = each(info.process_list, |n| {
+        let sub_nodes = each(n.sub_node_list, |s| {
+            Ok(ProcessSubNode {
+                sp_yj: num(&s.sp_yj, "NodeList/SubNodeList/SpYj")?,
+                sp_time: num(&s.sp_time, "NodeList/SubNodeList/Sptime")?,
+                user_id: user_id(s.user),
+                speech: text(s.speech),
+                media_ids: texts(s.media_ids),
+            })
+        })?;
+        Ok(ProcessNode {
+            node_type: num(&n.node_type, "NodeList/NodeType")?,
+            sp_status: num(&n.sp_status, "NodeList/SpStatus")?,
+            apv_rel: num(&n.apv_rel, "NodeList/ApvRel")?,
+            sub_nodes,
+        })
+    })?;
 
     Ok(ApprovalChange {
         header,

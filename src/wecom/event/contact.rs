@@ -1,11 +1,12 @@
 //! `change_contact`: a directory change (member, department or tag; PROTOCOL.md §3.3): its
-//! typed value, the walker method for its root children and the conversion with the
+//! typed value, the `element!` table of its root children and the conversion with the
 //! per-`ChangeType` subject checks.
 
 use serde::Serialize;
 
-use super::xml::{Txt, Walker, xml_trim};
-use super::{EventHeader, EventParseError, malformed, num, req_token, text, token};
+use super::element::element;
+use super::xml::{Txt, xml_trim};
+use super::{EventHeader, EventParseError, each, malformed, num, req_token, text, token};
 
 /// `change_contact` (PROTOCOL.md §3.3). Which fields are present depends on
 /// `ChangeType` and on the callback configuration date (only UserID/Department
@@ -120,111 +121,50 @@ pub struct ExtAttrItem {
     pub web_url: Option<String>,
 }
 
-/// The root children of a `change_contact` callback other than the header and `UserID`.
-#[derive(Default)]
-pub(super) struct RawContact<'a> {
-    new_user_id: Txt<'a>,
-    name: Txt<'a>,
-    department: Txt<'a>,
-    main_department: Txt<'a>,
-    is_leader_in_dept: Txt<'a>,
-    direct_leader: Txt<'a>,
-    position: Txt<'a>,
-    mobile: Txt<'a>,
-    gender: Txt<'a>,
-    email: Txt<'a>,
-    biz_mail: Txt<'a>,
-    status: Txt<'a>,
-    avatar: Txt<'a>,
-    alias: Txt<'a>,
-    telephone: Txt<'a>,
-    address: Txt<'a>,
-    ext_attr: Vec<RawExtAttrItem<'a>>,
-    id: Txt<'a>,
-    parent_id: Txt<'a>,
-    order: Txt<'a>,
-    tag_id: Txt<'a>,
-    add_user_items: Txt<'a>,
-    del_user_items: Txt<'a>,
-    add_party_items: Txt<'a>,
-    del_party_items: Txt<'a>,
-}
-
-#[derive(Default)]
-struct RawExtAttrItem<'a> {
-    name: Txt<'a>,
-    attr_type: Txt<'a>,
-    text_value: Txt<'a>,
-    web_title: Txt<'a>,
-    web_url: Txt<'a>,
-}
-
-impl<'a> Walker<'a> {
-    /// A root child of a `change_contact` callback; `Ok(false)` if `name` is not one.
-    pub(super) fn contact_field(
-        &mut self,
-        out: &mut RawContact<'a>,
-        name: &str,
-        empty: bool,
-    ) -> Result<bool, EventParseError> {
-        if name == "ExtAttr" {
-            self.list(&mut out.ext_attr, empty, "Item", Self::ext_attr_item)?;
-            return Ok(true);
-        }
-        let leaves = [
-            ("NewUserID", &mut out.new_user_id),
-            ("Name", &mut out.name),
-            ("Department", &mut out.department),
-            ("MainDepartment", &mut out.main_department),
-            ("IsLeaderInDept", &mut out.is_leader_in_dept),
-            ("DirectLeader", &mut out.direct_leader),
-            ("Position", &mut out.position),
-            ("Mobile", &mut out.mobile),
-            ("Gender", &mut out.gender),
-            ("Email", &mut out.email),
-            ("BizMail", &mut out.biz_mail),
-            ("Status", &mut out.status),
-            ("Avatar", &mut out.avatar),
-            ("Alias", &mut out.alias),
-            ("Telephone", &mut out.telephone),
-            ("Address", &mut out.address),
-            ("Id", &mut out.id),
-            ("ParentId", &mut out.parent_id),
-            ("Order", &mut out.order),
-            ("TagId", &mut out.tag_id),
-            ("AddUserItems", &mut out.add_user_items),
-            ("DelUserItems", &mut out.del_user_items),
-            ("AddPartyItems", &mut out.add_party_items),
-            ("DelPartyItems", &mut out.del_party_items),
-        ];
-        self.leaf_among(name, empty, leaves)
+element! {
+    /// The root children of a `change_contact` callback other than the header and `UserID`.
+    pub(super) struct RawContact<'a> in "" {
+        new_user_id: Txt<'a> = leaf "NewUserID",
+        name: Txt<'a> = leaf "Name",
+        department: Txt<'a> = leaf "Department",
+        main_department: Txt<'a> = leaf "MainDepartment",
+        is_leader_in_dept: Txt<'a> = leaf "IsLeaderInDept",
+        direct_leader: Txt<'a> = leaf "DirectLeader",
+        position: Txt<'a> = leaf "Position",
+        mobile: Txt<'a> = leaf "Mobile",
+        gender: Txt<'a> = leaf "Gender",
+        email: Txt<'a> = leaf "Email",
+        biz_mail: Txt<'a> = leaf "BizMail",
+        status: Txt<'a> = leaf "Status",
+        avatar: Txt<'a> = leaf "Avatar",
+        alias: Txt<'a> = leaf "Alias",
+        telephone: Txt<'a> = leaf "Telephone",
+        address: Txt<'a> = leaf "Address",
+        ext_attr: Vec<RawExtAttrItem<'a>> = list "ExtAttr" of "Item",
+        id: Txt<'a> = leaf "Id",
+        parent_id: Txt<'a> = leaf "ParentId",
+        order: Txt<'a> = leaf "Order",
+        tag_id: Txt<'a> = leaf "TagId",
+        add_user_items: Txt<'a> = leaf "AddUserItems",
+        del_user_items: Txt<'a> = leaf "DelUserItems",
+        add_party_items: Txt<'a> = leaf "AddPartyItems",
+        del_party_items: Txt<'a> = leaf "DelPartyItems",
     }
 
-    fn ext_attr_item(&mut self, out: &mut RawExtAttrItem<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            match name {
-                "Text" if !empty => w.children(|w, name, empty| {
-                    let leaves = [("ExtAttr/Item/Text/Value", &mut out.text_value)];
-                    w.leaf_among(name, empty, leaves)
-                })?,
-                "Web" if !empty => w.children(|w, name, empty| {
-                    let leaves = [
-                        ("ExtAttr/Item/Web/Title", &mut out.web_title),
-                        ("ExtAttr/Item/Web/Url", &mut out.web_url),
-                    ];
-                    w.leaf_among(name, empty, leaves)
-                })?,
-                "Text" | "Web" => {}
-                _ => {
-                    let leaves = [
-                        ("ExtAttr/Item/Name", &mut out.name),
-                        ("ExtAttr/Item/Type", &mut out.attr_type),
-                    ];
-                    return w.leaf_among(name, empty, leaves);
-                }
-            }
-            Ok(true)
-        })
+    pub(super) struct RawExtAttrItem<'a> in "ExtAttr/Item/" {
+        name: Txt<'a> = leaf "Name",
+        attr_type: Txt<'a> = leaf "Type",
+        text: RawExtText<'a> = nested "Text",
+        web: RawExtWeb<'a> = nested "Web",
+    }
+
+    pub(super) struct RawExtText<'a> in "ExtAttr/Item/Text/" {
+        value: Txt<'a> = leaf "Value",
+    }
+
+    pub(super) struct RawExtWeb<'a> in "ExtAttr/Item/Web/" {
+        title: Txt<'a> = leaf "Title",
+        url: Txt<'a> = leaf "Url",
     }
 }
 
@@ -262,19 +202,15 @@ pub(super) fn build(
                 .collect()
         })
         .unwrap_or_default();
-    let ext_attr = raw
-        .ext_attr
-        .into_iter()
-        .map(|i| {
-            Ok(ExtAttrItem {
-                attr_type: num(&i.attr_type, "ExtAttr/Item/Type")?,
-                name: text(i.name),
-                text_value: text(i.text_value),
-                web_title: text(i.web_title),
-                web_url: token(i.web_url),
-            })
+    let ext_attr = each(raw.ext_attr, |i| {
+        Ok(ExtAttrItem {
+            attr_type: num(&i.attr_type, "ExtAttr/Item/Type")?,
+            name: text(i.name),
+            text_value: text(i.text.value),
+            web_title: text(i.web.title),
+            web_url: token(i.web.url),
         })
-        .collect::<Result<Vec<_>, EventParseError>>()?;
+    })?;
 
     Ok(ContactChange {
         header,

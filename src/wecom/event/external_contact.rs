@@ -1,9 +1,10 @@
 //! `change_external_contact`: a customer (external contact) change (PROTOCOL.md §3.4): its
-//! typed value, the walker method for its root children and the conversion.
+//! typed value, the `element!` table of its root children and the conversion.
 
 use serde::Serialize;
 
-use super::xml::{Txt, Walker};
+use super::element::element;
+use super::xml::Txt;
 use super::{EventHeader, EventParseError, req_token, text, token};
 
 /// `change_external_contact` (PROTOCOL.md §3.4).
@@ -37,34 +38,15 @@ pub struct ExternalContactChange {
     pub fail_reason: Option<String>,
 }
 
-/// The root children of a `change_external_contact` callback other than the header and
-/// `UserID`.
-#[derive(Default)]
-pub(super) struct RawExternalContact<'a> {
-    external_user_id: Txt<'a>,
-    state: Txt<'a>,
-    welcome_code: Txt<'a>,
-    source: Txt<'a>,
-    fail_reason: Txt<'a>,
-}
-
-impl<'a> Walker<'a> {
-    /// A root child of a `change_external_contact` callback; `Ok(false)` if `name` is not
-    /// one.
-    pub(super) fn external_contact_field(
-        &mut self,
-        out: &mut RawExternalContact<'a>,
-        name: &str,
-        empty: bool,
-    ) -> Result<bool, EventParseError> {
-        let leaves = [
-            ("ExternalUserID", &mut out.external_user_id),
-            ("State", &mut out.state),
-            ("WelcomeCode", &mut out.welcome_code),
-            ("Source", &mut out.source),
-            ("FailReason", &mut out.fail_reason),
-        ];
-        self.leaf_among(name, empty, leaves)
+element! {
+    /// The root children of a `change_external_contact` callback other than the header and
+    /// `UserID`.
+    pub(super) struct RawExternalContact<'a> in "" {
+        external_user_id: Txt<'a> = leaf "ExternalUserID",
+        state: Txt<'a> = leaf "State",
+        welcome_code: Txt<'a> = leaf "WelcomeCode",
+        source: Txt<'a> = leaf "Source",
+        fail_reason: Txt<'a> = leaf "FailReason",
     }
 }
 

@@ -47,10 +47,11 @@
 //! buffers and replays events for every list field, and namespaces are
 //! resolved for every element.)
 //!
-//! Layout: `xml` is the pull walker and its text rules; one module per typed event
-//! (`approval`, `open_approval`, `contact`, `external_contact`) holds the event's public
-//! value, its raw fields, the walker methods for its elements and its conversion; this file
-//! holds the public entry point, the header and the dispatch on `Event`.
+//! Layout: `xml` is the pull walker and its text rules; `element` the `element!` tables that
+//! declare each known element's raw struct and how its children are read; one module per
+//! typed event (`approval`, `open_approval`, `contact`, `external_contact`) holds the event's
+//! public value, the tables of its elements and its conversion; this file holds the public
+//! entry point, the root's table and the dispatch on `Event`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -64,6 +65,7 @@ use serde::Serialize;
 
 mod approval;
 mod contact;
+mod element;
 mod external_contact;
 mod open_approval;
 #[cfg(test)]
@@ -79,6 +81,7 @@ pub use open_approval::{OpenApprovalChange, OpenApprovalItem, OpenApprovalNode, 
 
 use approval::RawApprovalInfo;
 use contact::RawContact;
+use element::element;
 use external_contact::RawExternalContact;
 use xml::{Txt, Walker, check_prolog, xml_trim};
 
@@ -130,8 +133,8 @@ pub enum EventParseError {
 /// the full rules.
 pub fn parse_event(xml: &str) -> Result<InboundEvent, EventParseError> {
     check_prolog(xml.as_bytes())?;
-    let raw = Walker::new(xml).document()?;
-    build_event(raw)
+    let (raw, schema_error) = Walker::new(xml).document()?;
+    build_event(raw, schema_error)
 }
 
 /// A decrypted WeCom callback, classified by its `Event` element.
@@ -307,95 +310,55 @@ pub struct OtherEvent {
     pub msg_id: Option<String>,
 }
 
-/// Root `<xml>`: the header, the subject fields several events share, and each typed
-/// event's own fields.
-#[derive(Default)]
-struct RawXml<'a> {
-    /// First deferred schema problem, see [`Walker`].
-    schema_error: Option<EventParseError>,
-    to_user_name: Txt<'a>,
-    from_user_name: Txt<'a>,
-    create_time: Txt<'a>,
-    msg_type: Txt<'a>,
-    event: Txt<'a>,
-    agent_id: Txt<'a>,
-    change_type: Txt<'a>,
-    msg_id: Txt<'a>,
-    /// `UserID`: the member of a contact event, our member of a customer event.
-    user_id: Txt<'a>,
-    approval_info: Option<RawApprovalInfo<'a>>,
-    contact: RawContact<'a>,
-    external_contact: RawExternalContact<'a>,
+element! {
+    /// Root `<xml>`: the header, the subject fields several events share, and each typed
+    /// event's own root children.
+    struct RawXml<'a> in "" {
+        to_user_name: Txt<'a> = header "ToUserName",
+        from_user_name: Txt<'a> = header "FromUserName",
+        create_time: Txt<'a> = header "CreateTime",
+        msg_type: Txt<'a> = header "MsgType",
+        event: Txt<'a> = header "Event",
+        agent_id: Txt<'a> = header "AgentID",
+        change_type: Txt<'a> = header "ChangeType",
+        msg_id: Txt<'a> = header "MsgId",
+        /// `UserID`: the member of a contact event, our member of a customer event.
+        user_id: Txt<'a> = leaf "UserID",
+        approval_info: Option<RawApprovalInfo<'a>> = single "ApprovalInfo",
+        ..
+        contact: RawContact<'a>,
+        external_contact: RawExternalContact<'a>,
+    }
 }
 
 impl<'a> Walker<'a> {
-    /// Parses the whole document: prolog, the `<xml>` root, epilog.
-    fn document(mut self) -> Result<RawXml<'a>, EventParseError> {
+    /// Parses the whole document: prolog, the `<xml>` root, epilog. Also answers the first
+    /// deferred schema problem, see [`Walker`].
+    fn document(mut self) -> Result<(RawXml<'a>, Option<EventParseError>), EventParseError> {
         let mut raw = RawXml::default();
-        loop {
+        let (root, empty) = loop {
             match self.next()? {
-                Event::Start(e) => {
-                    if e.name().0 != "xml" {
-                        return Err(malformed("root element is not <xml>"));
-                    }
-                    self.check_attrs(&e)?;
-                    self.root(&mut raw)?;
-                    break;
-                }
-                Event::Empty(e) => {
-                    if e.name().0 != "xml" {
-                        return Err(malformed("root element is not <xml>"));
-                    }
-                    self.check_attrs(&e)?;
-                    break;
-                }
+                Event::Start(e) => break (e, false),
+                Event::Empty(e) => break (e, true),
                 Event::Text(t) if xml_trim(&t).is_empty() => {}
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) => {}
                 Event::Eof => return Err(malformed("document has no root element")),
                 _ => return Err(self.malformed_here("content before the root element")),
             }
+        };
+        if root.name().0 != "xml" {
+            return Err(malformed("root element is not <xml>"));
         }
+        self.check_attrs(&root)?;
+        self.nested(&mut raw, empty, "xml")?;
         loop {
             match self.next()? {
-                Event::Eof => {
-                    raw.schema_error = self.deferred;
-                    return Ok(raw);
-                }
+                Event::Eof => return Ok((raw, self.deferred)),
                 Event::Text(t) if xml_trim(&t).is_empty() => {}
                 Event::PI(_) | Event::Comment(_) => {}
                 _ => return Err(self.malformed_here("content after the root element")),
             }
         }
-    }
-
-    fn root(&mut self, out: &mut RawXml<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            let header = [
-                ("ToUserName", &mut out.to_user_name),
-                ("FromUserName", &mut out.from_user_name),
-                ("CreateTime", &mut out.create_time),
-                ("MsgType", &mut out.msg_type),
-                ("Event", &mut out.event),
-                ("AgentID", &mut out.agent_id),
-                ("ChangeType", &mut out.change_type),
-                ("MsgId", &mut out.msg_id),
-            ];
-            if w.store_among(name, empty, header, Self::header_leaf)? {
-                return Ok(true);
-            }
-            match name {
-                "UserID" => w.leaf(&mut out.user_id, empty, "UserID")?,
-                "ApprovalInfo" => {
-                    let info = &mut out.approval_info;
-                    w.single(info, empty, "ApprovalInfo", Self::approval_info)?;
-                }
-                _ => {
-                    return Ok(w.contact_field(&mut out.contact, name, empty)?
-                        || w.external_contact_field(&mut out.external_contact, name, empty)?);
-                }
-            }
-            Ok(true)
-        })
     }
 }
 
@@ -451,7 +414,20 @@ fn req_num<T: FromStr>(t: &Txt<'_>, path: &'static str) -> Result<T, EventParseE
 fn texts(list: Vec<Cow<'_, str>>) -> Vec<String> {
     list.into_iter().map(Cow::into_owned).collect()
 }
-fn build_event(mut raw: RawXml<'_>) -> Result<InboundEvent, EventParseError> {
+
+/// Converts every entry of a raw list with `convert`; the first error wins.
+fn each<R, T>(
+    raw: Vec<R>,
+    convert: impl FnMut(R) -> Result<T, EventParseError>,
+) -> Result<Vec<T>, EventParseError> {
+    raw.into_iter().map(convert).collect()
+}
+/// Builds the event from the document's raw fields; `schema_error` is its first deferred
+/// schema problem.
+fn build_event(
+    mut raw: RawXml<'_>,
+    schema_error: Option<EventParseError>,
+) -> Result<InboundEvent, EventParseError> {
     let header = EventHeader {
         to_user_name: req_token(raw.to_user_name.take(), "ToUserName")?,
         from_user_name: req_token(raw.from_user_name.take(), "FromUserName")?,
@@ -469,7 +445,7 @@ fn build_event(mut raw: RawXml<'_>) -> Result<InboundEvent, EventParseError> {
     };
     // Schema problems in fields an `Other` event does not use are ignored.
     if kind != EventKind::Other
-        && let Some(err) = raw.schema_error.take()
+        && let Some(err) = schema_error
     {
         return Err(err);
     }

@@ -1,5 +1,5 @@
 //! `open_approval_change`: a status change in the approval-flow engine of our own app
-//! (PROTOCOL.md §3.2): its typed value, the walker methods for its nodes and the conversion.
+//! (PROTOCOL.md §3.2): its typed value, the `element!` tables of its nodes and the conversion.
 //!
 //! The `<ApprovalInfo>` element itself is walked by [`super::approval`], which holds the union
 //! of both approval events' fields.
@@ -7,8 +7,9 @@
 use serde::Serialize;
 
 use super::approval::RawApprovalInfo;
-use super::xml::{Txt, Walker};
-use super::{EventHeader, EventParseError, malformed, num, req_num, req_token, text, token};
+use super::element::element;
+use super::xml::Txt;
+use super::{EventHeader, EventParseError, each, malformed, num, req_num, req_token, text, token};
 
 /// `open_approval_change` (PROTOCOL.md §3.2): approval-flow engine of our own app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -108,65 +109,23 @@ pub struct OpenNotifyNode {
     pub item_image: Option<String>,
 }
 
-#[derive(Default)]
-pub(super) struct RawApprovalNode<'a> {
-    node_status: Txt<'a>,
-    node_attr: Txt<'a>,
-    node_type: Txt<'a>,
-    items: Vec<RawItem<'a>>,
-}
-
-/// `<Items><Item>` and `<NotifyNode>`.
-#[derive(Default)]
-pub(super) struct RawItem<'a> {
-    name: Txt<'a>,
-    user_id: Txt<'a>,
-    image: Txt<'a>,
-    status: Txt<'a>,
-    speech: Txt<'a>,
-    op_time: Txt<'a>,
-}
-
-impl<'a> Walker<'a> {
-    /// One `<ApprovalNode>`.
-    pub(super) fn approval_node(
-        &mut self,
-        out: &mut RawApprovalNode<'a>,
-    ) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| match name {
-            "Items" => w
-                .list(&mut out.items, empty, "Item", Self::item)
-                .map(|()| true),
-            _ => {
-                let leaves = [
-                    ("ApprovalNode/NodeStatus", &mut out.node_status),
-                    ("ApprovalNode/NodeAttr", &mut out.node_attr),
-                    ("ApprovalNode/NodeType", &mut out.node_type),
-                ];
-                w.leaf_among(name, empty, leaves)
-            }
-        })
+element! {
+    pub(super) struct RawApprovalNode<'a> in "ApprovalNode/" {
+        node_status: Txt<'a> = leaf "NodeStatus",
+        node_attr: Txt<'a> = leaf "NodeAttr",
+        node_type: Txt<'a> = leaf "NodeType",
+        items: Vec<RawItem<'a>> = list "Items" of "Item",
     }
 
-    /// `<Item>` of an approval node and `<NotifyNode>` (same child names).
-    pub(super) fn item(&mut self, out: &mut RawItem<'a>) -> Result<(), EventParseError> {
-        self.children(|w, name, empty| {
-            // `ItemUserid` is a spelling WeCom also sends; it fills the same slot.
-            let name = if name == "ItemUserid" {
-                "ItemUserId"
-            } else {
-                name
-            };
-            let leaves = [
-                ("ItemName", &mut out.name),
-                ("ItemUserId", &mut out.user_id),
-                ("ItemImage", &mut out.image),
-                ("ItemStatus", &mut out.status),
-                ("ItemSpeech", &mut out.speech),
-                ("ItemOpTime", &mut out.op_time),
-            ];
-            w.leaf_among(name, empty, leaves)
-        })
+    /// `<Items><Item>` and `<NotifyNode>` (same child names).
+    pub(super) struct RawItem<'a> in "" {
+        name: Txt<'a> = leaf "ItemName",
+        /// `ItemUserid` is a spelling WeCom also sends; it fills the same slot.
+        user_id: Txt<'a> = leaf "ItemUserId" | "ItemUserid",
+        image: Txt<'a> = leaf "ItemImage",
+        status: Txt<'a> = leaf "ItemStatus",
+        speech: Txt<'a> = leaf "ItemSpeech",
+        op_time: Txt<'a> = leaf "ItemOpTime",
     }
 }
 
@@ -181,32 +140,24 @@ pub(super) fn build(
     let apply_time = num(&info.apply_time, "ApprovalInfo/ApplyTime")?.unwrap_or(0);
     let approver_step = num(&info.approver_step, "ApprovalInfo/approverstep")?;
 
-    let nodes = info
-        .approval_nodes
-        .into_iter()
-        .map(|n| {
-            let items = n
-                .items
-                .into_iter()
-                .map(|i| {
-                    Ok(OpenApprovalItem {
-                        item_status: num(&i.status, "ApprovalNode/Items/Item/ItemStatus")?,
-                        item_op_time: num(&i.op_time, "ApprovalNode/Items/Item/ItemOpTime")?,
-                        item_name: text(i.name),
-                        item_user_id: token(i.user_id),
-                        item_image: token(i.image),
-                        item_speech: text(i.speech),
-                    })
-                })
-                .collect::<Result<Vec<_>, EventParseError>>()?;
-            Ok(OpenApprovalNode {
-                node_status: num(&n.node_status, "ApprovalNode/NodeStatus")?,
-                node_attr: num(&n.node_attr, "ApprovalNode/NodeAttr")?,
-                node_type: num(&n.node_type, "ApprovalNode/NodeType")?,
-                items,
+    let nodes = each(info.approval_nodes, |n| {
+        let items = each(n.items, |i| {
+            Ok(OpenApprovalItem {
+                item_status: num(&i.status, "ApprovalNode/Items/Item/ItemStatus")?,
+                item_op_time: num(&i.op_time, "ApprovalNode/Items/Item/ItemOpTime")?,
+                item_name: text(i.name),
+                item_user_id: token(i.user_id),
+                item_image: token(i.image),
+                item_speech: text(i.speech),
             })
+        })?;
+        Ok(OpenApprovalNode {
+            node_status: num(&n.node_status, "ApprovalNode/NodeStatus")?,
+            node_attr: num(&n.node_attr, "ApprovalNode/NodeAttr")?,
+            node_type: num(&n.node_type, "ApprovalNode/NodeType")?,
+            items,
         })
-        .collect::<Result<Vec<_>, EventParseError>>()?;
+    })?;
 
     let notify_nodes = info
         .notify_nodes

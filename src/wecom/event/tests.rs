@@ -49,25 +49,25 @@ fn approval_xml(info: &str) -> String {
     )
 }
 
-fn approval(xml: &str) -> ApprovalChange {
-    match parse_event(xml) {
-        Ok(InboundEvent::ApprovalChange(a)) => a,
-        other => panic!("expected ApprovalChange, got {other:?}"),
-    }
+/// Writes one function per row, `name(xml)`: the payload of `parse_event(xml)`, which must be
+/// an `InboundEvent::Variant`.
+macro_rules! payload_of {
+    ($($name:ident: $variant:ident($payload:ty),)*) => {$(
+        fn $name(xml: &str) -> $payload {
+            match parse_event(xml) {
+                Ok(InboundEvent::$variant(event)) => event,
+                other => panic!("expected {}, got {other:?}", stringify!($variant)),
+            }
+        }
+    )*};
 }
 
-fn other(xml: &str) -> OtherEvent {
-    match parse_event(xml) {
-        Ok(InboundEvent::Other(o)) => o,
-        other => panic!("expected Other, got {other:?}"),
-    }
-}
-
-fn contact(xml: &str) -> ContactChange {
-    match parse_event(xml) {
-        Ok(InboundEvent::ContactChange(c)) => c,
-        other => panic!("expected ContactChange, got {other:?}"),
-    }
+payload_of! {
+    approval: ApprovalChange(ApprovalChange),
+    open_approval: OpenApprovalChange(OpenApprovalChange),
+    contact: ContactChange(ContactChange),
+    external_contact: ExternalContactChange(ExternalContactChange),
+    other: Other(OtherEvent),
 }
 
 fn malformed_msg(xml: &str) -> String {
@@ -79,6 +79,20 @@ fn malformed_msg(xml: &str) -> String {
 
 fn s(v: &str) -> Option<String> {
     Some(v.to_owned())
+}
+
+/// `field` of every entry of `list`, in order.
+fn pluck<'t, T, U>(list: &'t [T], field: impl Fn(&'t T) -> U) -> Vec<U> {
+    list.iter().map(field).collect()
+}
+
+/// For each `(body, field)` of `cases`: the document `xml_of(body)` is malformed, and the
+/// message names the missing `field`.
+fn assert_each_names_missing(xml_of: impl Fn(&str) -> String, cases: &[(&str, &str)]) {
+    for &(body, field) in cases {
+        let msg = malformed_msg(&xml_of(body));
+        assert!(msg.contains(field), "{body}: {msg:?} does not name {field}");
+    }
 }
 
 // ----- every vector plaintext -----------------------------------------
@@ -187,11 +201,7 @@ fn vector_approval_approved() {
     assert_eq!(n[0].sub_nodes[0].sp_yj, Some(2));
     assert_eq!(n[0].sub_nodes[0].sp_time, Some(1749063390));
     assert_eq!((n[1].node_type, n[1].apv_rel), (Some(1), Some(1)));
-    let ids: Vec<_> = n[1]
-        .sub_nodes
-        .iter()
-        .map(|s| s.user_id.as_deref())
-        .collect();
+    let ids = pluck(&n[1].sub_nodes, |s| s.user_id.as_deref());
     assert_eq!(ids, [Some("ChenCaiWu"), Some("ZhaoKuaiJi")]);
     assert_eq!(n[2].node_type, Some(2));
     assert_eq!((n[2].sp_status, n[2].apv_rel), (None, None));

@@ -1,6 +1,6 @@
 //! The XML layer under [`parse_event`](super::parse_event): the prolog scan that refuses
-//! DTDs, and [`Walker`], a pull parser over quick-xml's low-level reader that the event
-//! modules extend with one method per schema element.
+//! DTDs, and [`Walker`], a pull parser over quick-xml's low-level reader that walks each
+//! known element as its [`Element`] table (written by `element!` in the event modules) says.
 //!
 //! Owns well-formedness, entity resolution, text/CDATA joining and the schema bookkeeping
 //! shared by every element (a repeated single-valued element, child elements where text is
@@ -14,6 +14,7 @@ use quick_xml::errors::{Error as XmlError, IllFormedError};
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
+use super::element::Element;
 use super::{EventParseError, malformed};
 
 /// Scans only the bytes before the root element: XML declaration, processing
@@ -85,9 +86,9 @@ pub(super) type Txt<'a> = Option<Cow<'a, str>>;
 /// skipped: they make a typed event malformed, but cannot break an `Other`
 /// event that does not use those fields. Only the header fields are strict.
 ///
-/// This module holds the element-agnostic methods; the methods for each known element
-/// (`root`, `approval_info`, `contact_field`, …) live beside their raw structs in the event
-/// modules.
+/// This module holds the element-agnostic methods, among them one reader per kind of row of
+/// an `element!` table; the tables of the known elements live beside their raw structs in the
+/// event modules.
 pub(super) struct Walker<'a> {
     reader: Reader<&'a [u8]>,
     /// First schema problem met, reported when a typed event is built.
@@ -254,122 +255,105 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Stores the text of a text-only element. A second occurrence or child
-    /// elements are deferred schema problems (the first value is kept).
+    // The readers of the `element!` table rows. Each gets the slot of its field, whether the
+    // element's tag was empty, and the element's path for its error messages (readers that
+    // report no problem of their own ignore it).
+
+    /// `leaf`: stores the text of a text-only element. A second occurrence or child elements
+    /// are deferred schema problems (the first value is kept).
     pub(super) fn leaf(
         &mut self,
         slot: &mut Txt<'a>,
         empty: bool,
-        name: &'static str,
+        path: &'static str,
     ) -> Result<(), EventParseError> {
-        if let Err(problem) = self.strict_leaf(slot, empty, name) {
-            match problem {
-                LeafProblem::Fatal(err) => return Err(err),
-                LeafProblem::Schema(err) => self.defer(err),
-            }
+        if let Some(problem) = self.store_text(slot, empty, path)? {
+            self.defer(problem);
         }
         Ok(())
     }
 
-    /// Table-driven dispatch of text-only children: if `name` is the last segment of one of
-    /// the `leaves`' paths, stores the element's text in that entry's slot as
-    /// [`Walker::leaf`] does (the path names it in errors) and answers `true`; otherwise
-    /// answers `false` and reads nothing, so the caller's [`Walker::children`] skips it.
-    pub(super) fn leaf_among<const N: usize>(
-        &mut self,
-        name: &str,
-        empty: bool,
-        leaves: [(&'static str, &mut Txt<'a>); N],
-    ) -> Result<bool, EventParseError> {
-        self.store_among(name, empty, leaves, Self::leaf)
-    }
-
-    /// [`Walker::leaf_among`] with the way a slot is filled chosen by the caller (the
-    /// header's fields use [`Walker::header_leaf`], where any problem is fatal): the entry
-    /// of `leaves` whose path ends in the element `name` (`"SpRecord/SpStatus"` serves
-    /// `<SpStatus>`) is filled by `store`.
-    pub(super) fn store_among<const N: usize>(
-        &mut self,
-        name: &str,
-        empty: bool,
-        leaves: [(&'static str, &mut Txt<'a>); N],
-        store: fn(&mut Self, &mut Txt<'a>, bool, &'static str) -> Result<(), EventParseError>,
-    ) -> Result<bool, EventParseError> {
-        let found = leaves
-            .into_iter()
-            .find(|(path, _)| last_segment_is(path, name));
-        match found {
-            Some((path, slot)) => store(self, slot, empty, path).map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    /// Like [`Walker::leaf`], but the caller decides what a schema problem
-    /// means (header fields treat it as fatal).
-    fn strict_leaf(
+    /// `header`: a header field, stored as by [`Walker::leaf`] but any problem is fatal.
+    pub(super) fn header(
         &mut self,
         slot: &mut Txt<'a>,
         empty: bool,
-        name: &'static str,
-    ) -> Result<(), LeafProblem> {
+        path: &'static str,
+    ) -> Result<(), EventParseError> {
+        match self.store_text(slot, empty, path)? {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Text of a text-only element into an empty `slot`. `Err` if the document is not
+    /// well-formed; `Ok(Some(problem))` for a schema problem (a repeated element, child
+    /// elements), the element having been consumed.
+    fn store_text(
+        &mut self,
+        slot: &mut Txt<'a>,
+        empty: bool,
+        path: &'static str,
+    ) -> Result<Option<EventParseError>, EventParseError> {
         if slot.is_some() {
             if !empty {
-                self.skip().map_err(LeafProblem::Fatal)?;
+                self.skip()?;
             }
-            return Err(LeafProblem::Schema(duplicate(name)));
+            return Ok(Some(duplicate(path)));
         }
         if empty {
             *slot = Some(Cow::Borrowed(""));
-            return Ok(());
+            return Ok(None);
         }
-        match self.text().map_err(LeafProblem::Fatal)? {
+        Ok(match self.text()? {
             Some(text) => {
                 *slot = Some(text);
-                Ok(())
+                None
             }
-            None => Err(LeafProblem::Schema(EventParseError::Malformed(format!(
-                "element {name} must contain text only"
-            )))),
-        }
+            None => Some(EventParseError::Malformed(format!(
+                "element {path} must contain text only"
+            ))),
+        })
     }
 
-    /// Header field: any problem is fatal.
-    pub(super) fn header_leaf(
+    /// `nested`: the children of an element whose start tag was just read, into `out` as its
+    /// [`Element`] table says (nothing for an empty tag); unknown children are skipped. A
+    /// repeated element fills the same value.
+    pub(super) fn nested<T: Element<'a>>(
         &mut self,
-        slot: &mut Txt<'a>,
+        out: &mut T,
         empty: bool,
-        name: &'static str,
+        _path: &'static str,
     ) -> Result<(), EventParseError> {
-        self.strict_leaf(slot, empty, name)
-            .map_err(|problem| match problem {
-                LeafProblem::Fatal(err) | LeafProblem::Schema(err) => err,
-            })
+        if empty {
+            return Ok(());
+        }
+        self.children(|w, name, empty| out.child(w, name, empty))
     }
 
-    /// A structured element that may occur once: parsed into `slot` by
-    /// `parse`; a repetition is a deferred schema problem and is skipped.
-    pub(super) fn single<T: Default>(
+    /// `single`: a structured element that may occur once, read into `slot` as by
+    /// [`Walker::nested`]; a repetition is a deferred schema problem and is skipped.
+    pub(super) fn single<T: Element<'a>>(
         &mut self,
         slot: &mut Option<T>,
         empty: bool,
-        name: &'static str,
-        parse: impl FnOnce(&mut Self, &mut T) -> Result<(), EventParseError>,
+        path: &'static str,
     ) -> Result<(), EventParseError> {
         if slot.is_some() {
-            self.defer(duplicate(name));
+            self.defer(duplicate(path));
             return if empty { Ok(()) } else { self.skip() };
         }
-        let value = slot.insert(T::default());
-        if empty { Ok(()) } else { parse(self, value) }
+        self.nested(slot.insert(T::default()), empty, path)
     }
 
-    /// Every non-blank text run inside the element (including nested
-    /// elements), trimmed. Used for `Attach` / `MediaIds`, whose exact shape
-    /// is not pinned down by the docs. An empty tag adds nothing.
-    pub(super) fn all_texts(
+    /// `texts`: every non-blank text run inside the element (including nested elements),
+    /// trimmed. Used for `Attach` / `MediaIds`, whose exact shape is not pinned down by the
+    /// docs. An empty tag adds nothing.
+    pub(super) fn texts(
         &mut self,
         out: &mut Vec<Cow<'a, str>>,
         empty: bool,
+        _path: &'static str,
     ) -> Result<(), EventParseError> {
         if empty {
             return Ok(());
@@ -406,52 +390,42 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// One element of a repeated list (`SpRecord`, `Details`, `Item`, …): its content is
-    /// parsed by `parse` into a fresh default value (an empty tag gives the default), which is
-    /// appended to `out`. Elements are kept in document order, also when not consecutive.
-    pub(super) fn repeated<T: Default>(
+    /// `repeated`: one element of a repeated list (`SpRecord`, `Details`, `Item`, …), read as by
+    /// [`Walker::nested`] into a fresh default value that is appended to `out`. Elements are
+    /// kept in document order, also when not consecutive.
+    pub(super) fn repeated<T: Element<'a>>(
         &mut self,
         out: &mut Vec<T>,
         empty: bool,
-        parse: impl FnOnce(&mut Self, &mut T) -> Result<(), EventParseError>,
+        path: &'static str,
     ) -> Result<(), EventParseError> {
         let mut value = T::default();
-        if !empty {
-            parse(self, &mut value)?;
-        }
+        self.nested(&mut value, empty, path)?;
         out.push(value);
         Ok(())
     }
 
-    /// A list wrapper (`ProcessList`, `Items`, `ExtAttr`, …): every `child` element inside
-    /// it is appended to `out` as by [`Walker::repeated`]; other children are skipped. A
-    /// repeated wrapper adds its children to the same list.
-    pub(super) fn list<T: Default>(
+    /// `list`: a list wrapper (`ProcessList`, `Items`, `ExtAttr`, …): every `item` element
+    /// inside it is appended to `out` as by [`Walker::repeated`]; other children are skipped.
+    /// A repeated wrapper adds its items to the same list.
+    pub(super) fn list<T: Element<'a>>(
         &mut self,
         out: &mut Vec<T>,
         empty: bool,
-        child: &str,
-        mut parse: impl FnMut(&mut Self, &mut T) -> Result<(), EventParseError>,
+        path: &'static str,
+        item: &str,
     ) -> Result<(), EventParseError> {
         if empty {
             return Ok(());
         }
         self.children(|w, name, empty| {
-            if name != child {
+            if name != item {
                 return Ok(false);
             }
-            w.repeated(out, empty, &mut parse)?;
+            w.repeated(out, empty, path)?;
             Ok(true)
         })
     }
-}
-
-/// Outcome of a failed [`Walker::strict_leaf`].
-enum LeafProblem {
-    /// Not well-formed / DOCTYPE: parsing cannot continue.
-    Fatal(EventParseError),
-    /// Repeated element or child elements; the element has been consumed.
-    Schema(EventParseError),
 }
 
 fn duplicate(name: &'static str) -> EventParseError {
@@ -552,27 +526,5 @@ fn flush_trimmed<'a>(cur: &mut Cow<'a, str>, out: &mut Vec<Cow<'a, str>>) {
                 out.push(Cow::Owned(t.to_owned()));
             }
         }
-    }
-}
-
-/// Whether `name` is the last `/`-separated segment of `path` (`"SpRecord/SpStatus"` ends in
-/// `SpStatus`). A suffix compare: this runs for every child element of every callback, and
-/// splitting the path each time cost ~15 % of the typed parse (callgrind, BENCHMARKS.md).
-fn last_segment_is(path: &str, name: &str) -> bool {
-    path.strip_suffix(name)
-        .is_some_and(|rest| rest.is_empty() || rest.ends_with('/'))
-}
-
-#[cfg(test)]
-mod segment_tests {
-    use super::last_segment_is;
-
-    #[test]
-    fn only_a_whole_last_segment_matches() {
-        assert!(last_segment_is("SpStatus", "SpStatus"));
-        assert!(last_segment_is("SpRecord/SpStatus", "SpStatus"));
-        assert!(!last_segment_is("SpRecord/OldSpStatus", "SpStatus"));
-        assert!(!last_segment_is("SpStatus/Other", "SpStatus"));
-        assert!(!last_segment_is("Status", "SpStatus"));
     }
 }

@@ -45,17 +45,13 @@ fn non_consecutive_repeated_elements_are_collected_in_order() {
     assert_eq!(a.sp_records.len(), 2);
     assert_eq!(a.sp_records[0].sp_status, Some(2));
     assert_eq!(a.sp_records[0].approver_attr, Some(2));
-    let approvers: Vec<_> = a.sp_records[0]
-        .details
-        .iter()
-        .map(|d| d.approver_user_id.as_deref())
-        .collect();
+    let approvers = pluck(&a.sp_records[0].details, |d| d.approver_user_id.as_deref());
     assert_eq!(approvers, [Some("A1"), Some("A2")]);
     assert_eq!(a.sp_records[1].sp_status, Some(1));
     assert_eq!(a.notifyers, vec!["N1".to_owned(), "N2".to_owned()]);
-    let comments: Vec<_> = a.comments.iter().map(|c| c.content.as_deref()).collect();
+    let comments = pluck(&a.comments, |c| c.content.as_deref());
     assert_eq!(comments, [Some("c1"), Some("c2")]);
-    let node_types: Vec<_> = a.process_nodes.iter().map(|n| n.node_type).collect();
+    let node_types = pluck(&a.process_nodes, |n| n.node_type);
     assert_eq!(node_types, [Some(1), Some(2)]);
 }
 
@@ -80,28 +76,31 @@ fn unknown_elements_attributes_comments_are_ignored() {
 
 #[test]
 fn cdata_and_bare_text_are_equivalent() {
-    let bare = plaintext("approval_approved")
-        .replace("<![CDATA[", "")
-        .replace("]]>", "");
-    assert!(!bare.contains("CDATA"));
-    assert_eq!(
-        parse_event(&bare).unwrap(),
-        parse_event(plaintext("approval_approved")).unwrap()
-    );
-
-    // With characters that need escaping in bare text.
-    let escaped = plaintext("approval_rejected")
-        .replace(
-            "<![CDATA[驳回：预算超标 <超出 15%> & 缺少比价单]]>",
-            "驳回：预算超标 &lt;超出 15%&gt; &amp; 缺少比价单",
-        )
-        .replace("<![CDATA[", "")
-        .replace("]]>", "");
-    assert!(!escaped.contains("CDATA"));
-    assert_eq!(
-        parse_event(&escaped).unwrap(),
-        parse_event(plaintext("approval_rejected")).unwrap()
-    );
+    // Each vector, with its CDATA sections turned into bare text after the sections whose
+    // content needs escaping in bare text were replaced by their escaped form.
+    let cases: [(&str, &[(&str, &str)]); 2] = [
+        ("approval_approved", &[]),
+        (
+            "approval_rejected",
+            &[(
+                "<![CDATA[驳回：预算超标 <超出 15%> & 缺少比价单]]>",
+                "驳回：预算超标 &lt;超出 15%&gt; &amp; 缺少比价单",
+            )],
+        ),
+    ];
+    for (id, escapes) in cases {
+        let mut bare = plaintext(id).to_owned();
+        for (cdata, escaped) in escapes {
+            bare = bare.replace(cdata, escaped);
+        }
+        let bare = bare.replace("<![CDATA[", "").replace("]]>", "");
+        assert!(!bare.contains("CDATA"), "{id}");
+        assert_eq!(
+            parse_event(&bare).unwrap(),
+            parse_event(plaintext(id)).unwrap(),
+            "{id}"
+        );
+    }
 }
 
 #[test]
@@ -190,14 +189,8 @@ fn item_userid_spelling_variant_is_accepted() {
          </ApprovalNode></ApprovalNodes><NotifyNodes><NotifyNode><ItemUserid>n1</ItemUserid></NotifyNode>\
          </NotifyNodes></ApprovalInfo></xml>"
     );
-    let InboundEvent::OpenApprovalChange(o) = parse_event(&xml).unwrap() else {
-        panic!("expected OpenApprovalChange")
-    };
-    let ids: Vec<_> = o.nodes[0]
-        .items
-        .iter()
-        .map(|i| i.item_user_id.as_deref())
-        .collect();
+    let o = open_approval(&xml);
+    let ids = pluck(&o.nodes[0].items, |i| i.item_user_id.as_deref());
     assert_eq!(ids, [Some("u1"), Some("u2")]);
     assert_eq!(o.notify_nodes[0].item_user_id, s("n1"));
     assert_eq!(o.approver_step, None);
@@ -220,5 +213,34 @@ fn attach_and_media_ids_accept_repeats_and_nesting() {
     assert_eq!(
         a.process_nodes[0].sub_nodes[0].media_ids,
         vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]
+    );
+}
+
+#[test]
+fn ext_attr_items_read_their_text_and_web_children() {
+    let c = contact(&format!(
+        "<xml>{HEADER}<Event>change_contact</Event><ChangeType>update_user</ChangeType><UserID>u</UserID>\
+         <ExtAttr><Item><Name>site</Name><Type>1</Type><Text/>\
+         <Web><Title>Home</Title><Url> http://example.com </Url></Web></Item>\
+         <Item><Web/><Text><Value>E7</Value><Other>z</Other></Text><Type>0</Type><Name>no</Name></Item></ExtAttr></xml>"
+    ));
+    assert_eq!(
+        c.ext_attr,
+        vec![
+            ExtAttrItem {
+                name: s("site"),
+                attr_type: Some(1),
+                text_value: None,
+                web_title: s("Home"),
+                web_url: s("http://example.com"),
+            },
+            ExtAttrItem {
+                name: s("no"),
+                attr_type: Some(0),
+                text_value: s("E7"),
+                web_title: None,
+                web_url: None,
+            },
+        ]
     );
 }
