@@ -47,17 +47,9 @@ pub const MAX_PAGE: usize = 1000;
 /// Jobs removed per transaction while pruning (keeps each commit small).
 const PRUNE_BATCH: usize = 1000;
 
+/// Creates the ledger tables: every table a write opens (called from `Store::init_tables`).
 pub(super) fn init_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(JOBS)?;
-    tx.open_table(ATTEMPTS)?;
-    tx.open_table(BY_TIME)?;
-    tx.open_table(BY_BUSINESS_KEY)?;
-    tx.open_table(BY_CONNECTOR)?;
-    tx.open_table(BY_STATE)?;
-    tx.open_table(BY_CONNECTOR_STATE)?;
-    tx.open_table(COUNTS)?;
-    tx.open_table(WRITEBACKS)?;
-    Ok(())
+    Writer::open(tx).map(drop)
 }
 
 fn encode<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {

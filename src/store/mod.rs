@@ -311,7 +311,7 @@ impl Store {
             tx.open_table(OUTBOX)?;
             tx.open_table(DEDUP)?;
             tx.open_table(DEDUP_BY_TIME)?;
-            queue::init_tables(&tx)?;
+            queue::init_tables(&tx, &self.inner.sealer)?;
             forms::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
