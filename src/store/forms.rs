@@ -5,7 +5,7 @@
 //! - `journal_keys`: (app, business key) → first journal sequence number, so that
 //!   reconciliation can ask "did we ever receive SpNo X as approved?" without a scan.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
@@ -52,8 +52,7 @@ fn decode(bytes: &[u8]) -> Result<FormState, StoreError> {
 impl Store {
     /// The state of a form, if any event of it was seen.
     pub fn form_state(&self, app: &str, sp_no: &str) -> Result<Option<FormState>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let t = tx.open_table(FORMS)?;
             t.get((app, sp_no))?.map(|v| decode(v.value())).transpose()
         })
@@ -117,8 +116,7 @@ impl Store {
 
     /// Whether the journal holds an entry of `app` with this business key.
     pub fn journal_has_key(&self, app: &str, business_key: &str) -> Result<bool, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let t = tx.open_table(JOURNAL_KEYS)?;
             Ok(t.get((app, business_key))?.is_some())
         })

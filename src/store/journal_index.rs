@@ -12,8 +12,7 @@
 //! existed gets them built once when it is opened.
 
 use redb::{
-    ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    ReadOnlyTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
 use super::{
@@ -149,8 +148,7 @@ impl Store {
             (None, None) if filter.quarantined_only => Source::Quarantined,
             (None, None) => Source::Time,
         };
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let mut out = Vec::new();
@@ -215,8 +213,7 @@ impl Store {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         // `;` follows `:` in ASCII: the range holds exactly the keys `<sp_no>:…`.
         let (lo, hi) = (format!("{sp_no}:"), format!("{sp_no};"));
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let index = tx.open_table(BY_BUSINESS_KEY)?;
@@ -242,8 +239,7 @@ impl Store {
 
     /// How many entries were received at or after `since_ms`.
     pub fn journal_count_since(&self, since_ms: i64) -> Result<u64, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let next = journal.last()?.map_or(1, |(k, _)| k.value() + 1);
             Ok(next - first_seq_since(&journal, since_ms)?)
@@ -258,8 +254,7 @@ impl Store {
         until_ms: Option<i64>,
         max: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let first = first_seq_since(&journal, since_ms.unwrap_or(i64::MIN))?;

@@ -280,8 +280,7 @@ impl Store {
 
     /// The writeback records of a job (applicant first).
     pub fn ledger_writebacks(&self, key: &str) -> Result<Vec<WritebackRecord>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let table = tx.open_table(WRITEBACKS)?;
             let mut out = Vec::new();
             for kind in WritebackKind::ALL {
@@ -329,8 +328,7 @@ impl Store {
 
     /// One job.
     pub fn ledger_job(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let jobs = tx.open_table(JOBS)?;
             jobs.get(key)?
                 .map(|v| decode_job(key, v.value()))
@@ -473,8 +471,7 @@ impl Store {
             return Ok(out);
         }
         let until = since_ms.saturating_add(bucket_ms.saturating_mul(buckets as i64));
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let table = tx.open_table(BY_STATE)?;
             let st = state.as_str();
             for item in table.range((st, since_ms, "")..(st, until, ""))? {

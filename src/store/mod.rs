@@ -288,6 +288,14 @@ impl Store {
         result
     }
 
+    /// Runs `f` in a read transaction of the current database, as [`Store::with_db`] runs it.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_db(|db| f(&db.begin_read()?))
+    }
+
     fn current(&self) -> Result<Arc<Database>, StoreError> {
         let current = self
             .inner
@@ -370,10 +378,7 @@ impl Store {
         &self,
         read: impl FnOnce(&JournalTable, &OutboxTable) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
-            read(&tx.open_table(JOURNAL)?, &tx.open_table(OUTBOX)?)
-        })
+        self.read(|tx| read(&tx.open_table(JOURNAL)?, &tx.open_table(OUTBOX)?))
     }
 
     /// Reads one entry.
@@ -431,8 +436,7 @@ impl Store {
 
     /// Entry and backlog counts.
     pub fn journal_counts(&self) -> Result<JournalCounts, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             Ok(JournalCounts {
                 entries: tx.open_table(JOURNAL)?.len()?,
                 unpublished: tx.open_table(OUTBOX)?.len()?,
@@ -443,8 +447,7 @@ impl Store {
     /// A cheap read that proves the database answers (for `/readyz`); fails with the
     /// reason while the store is faulted.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             tx.open_table(OUTBOX)?.len()?;
             Ok(())
         })

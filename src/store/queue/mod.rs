@@ -19,7 +19,7 @@
 //! - `queue_counts`: queue → (ready, leased, delayed, dead), kept in step in every batch.
 //! - `queue_meta`: `next_id` and `next_lease` counters.
 
-use redb::{Durability, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Durability, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{AppendOutcome, JournalRecord, JournalTables, Sealer, Store, StoreError};
@@ -447,8 +447,7 @@ impl Store {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let dead = tx.open_table(DEAD)?;
             let state = tx.open_table(STATE)?;
             let body = tx.open_table(BODY)?;
@@ -484,8 +483,7 @@ impl Store {
 
     /// Message counts of each queue (zero for unknown queues). Reads only.
     pub fn queue_counts(&self, queues: &[String]) -> Result<Vec<QueueCounts>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let counts = tx.open_table(COUNTS)?;
             queues
                 .iter()

@@ -354,8 +354,7 @@ fn bodies_are_sealed_at_rest_and_plain_bodies_of_older_versions_still_read() {
     let (_d, s) = store();
     let id = publish(&s, "q", "secret-body");
     let raw = s
-        .with_db(|db| {
-            let tx = db.begin_read()?;
+        .read(|tx| {
             let t = tx.open_table(BODY)?;
             Ok(t.get(id)?.map(|v| v.value().to_vec()))
         })
