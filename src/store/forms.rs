@@ -129,20 +129,17 @@ mod tests {
 
     #[test]
     fn state_accumulates_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            assert_eq!(s.form_state("a", "1").unwrap(), None);
-            s.form_observe("a", "1", 1).unwrap();
-            let st = s.form_observe("a", "1", 2).unwrap();
-            assert_eq!((st.last_status, st.events_seen), (2, 2));
-            let st = s
-                .form_mark_forwarded("a", "1", 2, Forwarded::Approved, 77)
-                .unwrap();
-            assert_eq!((st.last_status, st.events_seen), (2, 3));
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = crate::store::test_store();
+        assert_eq!(s.form_state("a", "1").unwrap(), None);
+        s.form_observe("a", "1", 1).unwrap();
+        let st = s.form_observe("a", "1", 2).unwrap();
+        assert_eq!((st.last_status, st.events_seen), (2, 2));
+        let st = s
+            .form_mark_forwarded("a", "1", 2, Forwarded::Approved, 77)
+            .unwrap();
+        assert_eq!((st.last_status, st.events_seen), (2, 3));
+        drop(s);
+        let s = crate::store::test_store_in(dir.path());
         let st = s.form_state("a", "1").unwrap().unwrap();
         assert_eq!(st.approved_forwarded_at_ms, Some(77));
         assert_eq!(st.revoked_forwarded_at_ms, None);

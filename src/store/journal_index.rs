@@ -389,31 +389,28 @@ mod tests {
 
     #[test]
     fn a_store_from_before_the_indexes_gets_them_built_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            s.append_journal(&[
-                record(1, 100, "approval_change", "a", "sp1:2"),
-                record(2, 200, "contact_change", "hr", "u1"),
-            ])
-            .unwrap();
-            // as written by a version without the indexes
-            s.with_db(|db| {
-                let tx = db.begin_write()?;
-                for name in [BY_TIME, QUARANTINED] {
-                    tx.delete_table(name)?;
-                }
-                for name in [BY_KIND, BY_APP] {
-                    tx.delete_table(name)?;
-                }
-                tx.delete_table(BY_BUSINESS_KEY)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .unwrap();
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = crate::store::test_store();
+        s.append_journal(&[
+            record(1, 100, "approval_change", "a", "sp1:2"),
+            record(2, 200, "contact_change", "hr", "u1"),
+        ])
+        .unwrap();
+        // as written by a version without the indexes
+        s.with_db(|db| {
+            let tx = db.begin_write()?;
+            for name in [BY_TIME, QUARANTINED] {
+                tx.delete_table(name)?;
+            }
+            for name in [BY_KIND, BY_APP] {
+                tx.delete_table(name)?;
+            }
+            tx.delete_table(BY_BUSINESS_KEY)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
+        drop(s);
+        let s = crate::store::test_store_in(dir.path());
         let hr = s
             .journal_entries(&JournalFilter {
                 app: Some("hr".into()),

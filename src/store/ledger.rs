@@ -567,21 +567,28 @@ mod tests {
         }
     }
 
+    /// A fresh store holding `jobs` (key, business key, connector, state, creation ms), each
+    /// without attempts.
+    fn store_with(jobs: &[(&str, &str, &str, JobState, i64)]) -> (tempfile::TempDir, Store) {
+        let (dir, s) = crate::store::test_store();
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|&(key, sp, connector, state, t)| (job(key, sp, connector, state, t), vec![]))
+            .collect();
+        s.ledger_import(&jobs).unwrap();
+        (dir, s)
+    }
+
     /// A filtered listing must read only the index entries of matching jobs: with the record
     /// of a non-matching job made undecodable, filtered listings still answer, while a
     /// listing that has to read that job fails.
     #[test]
     fn filtered_listings_read_only_matching_jobs() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
-            (job("job_b", "sp2", "hr", JobState::Delivered, 2), vec![]),
-            (
-                job("job_c", "sp3", "finance", JobState::Delivered, 3),
-                vec![],
-            ),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Dead, 1),
+            ("job_b", "sp2", "hr", JobState::Delivered, 2),
+            ("job_c", "sp3", "finance", JobState::Delivered, 3),
+        ]);
         s.with_db(|db| {
             let tx = db.begin_write()?;
             tx.open_table(JOBS)?
@@ -637,21 +644,13 @@ mod tests {
 
     #[test]
     fn the_histogram_counts_jobs_of_a_state_per_window() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (
-                job("job_a", "sp1", "finance", JobState::Delivered, 5),
-                vec![],
-            ),
-            (
-                job("job_b", "sp2", "finance", JobState::Delivered, 15),
-                vec![],
-            ),
-            (job("job_c", "sp3", "hr", JobState::Delivered, 19), vec![]),
-            (job("job_d", "sp4", "hr", JobState::Dead, 12), vec![]),
-            (job("job_e", "sp5", "hr", JobState::Delivered, 40), vec![]),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Delivered, 5),
+            ("job_b", "sp2", "finance", JobState::Delivered, 15),
+            ("job_c", "sp3", "hr", JobState::Delivered, 19),
+            ("job_d", "sp4", "hr", JobState::Dead, 12),
+            ("job_e", "sp5", "hr", JobState::Delivered, 40),
+        ]);
         let h = s.ledger_histogram(JobState::Delivered, 0, 10, 3).unwrap();
         assert_eq!(h, [1, 2, 0], "job_e is after the last window");
         let dead = s.ledger_histogram(JobState::Dead, 0, 10, 3).unwrap();
@@ -660,12 +659,10 @@ mod tests {
 
     #[test]
     fn counters_follow_imports_and_prunes() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
-            (job("job_b", "sp2", "finance", JobState::Dead, 5), vec![]),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Dead, 1),
+            ("job_b", "sp2", "finance", JobState::Dead, 5),
+        ]);
         let count = |s: &Store| {
             s.ledger_counts()
                 .unwrap()

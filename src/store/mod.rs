@@ -523,8 +523,15 @@ pub(crate) fn test_sealer() -> Arc<Sealer> {
 #[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.redb"), test_sealer()).unwrap();
+    let store = test_store_in(dir.path());
     (dir, store)
+}
+
+/// Opens the unit-test store kept in `dir` (creating it when missing): [`test_store`]'s
+/// store again after the handle was dropped, as after a restart.
+#[cfg(test)]
+pub(crate) fn test_store_in(dir: &Path) -> Store {
+    Store::open(&dir.join("s.redb"), test_sealer()).unwrap()
 }
 
 /// A journal record for unit tests: form `sp{hash}:2` of app `demo`, received at `at`.
@@ -559,28 +566,25 @@ mod tests {
 
     #[test]
     fn append_dedups_within_and_across_batches_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            let out = s
-                .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
-                .unwrap();
-            assert_eq!(
-                out,
-                vec![
-                    AppendOutcome::Appended(1),
-                    AppendOutcome::Appended(2),
-                    AppendOutcome::Duplicate(1)
-                ]
-            );
-            let out = s.append_journal(&[record(2, 20), record(3, 21)]).unwrap();
-            assert_eq!(
-                out,
-                vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
-            );
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = test_store();
+        let out = s
+            .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                AppendOutcome::Appended(1),
+                AppendOutcome::Appended(2),
+                AppendOutcome::Duplicate(1)
+            ]
+        );
+        let out = s.append_journal(&[record(2, 20), record(3, 21)]).unwrap();
+        assert_eq!(
+            out,
+            vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
+        );
+        drop(s);
+        let s = test_store_in(dir.path());
         assert_eq!(
             s.journal_counts().unwrap(),
             JournalCounts {
