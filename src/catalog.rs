@@ -164,6 +164,11 @@ pub struct Catalog {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(
+    dead_code,
+    reason = "key, let, tables, assert, writeback and cases are named only so that \
+              deny_unknown_fields accepts them; `crate::map::compile` reads them"
+)]
 struct MappingFile {
     name: Option<Spanned<String>>,
     connector: Spanned<String>,
@@ -171,25 +176,15 @@ struct MappingFile {
     matches: Spanned<MatchFile>,
     document: Option<toml::Table>,
     // The rest of the mapping language is read by `crate::map::compile`.
-    #[serde(default)]
-    #[allow(dead_code)]
     key: Option<toml::Value>,
-    #[serde(default, rename = "let")]
-    #[allow(dead_code)]
+    #[serde(rename = "let")]
     lets: Option<toml::Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
     tables: Option<toml::Value>,
-    #[serde(default)]
-    #[allow(dead_code)]
     assert: Option<toml::Value>,
     /// Notifications (read by `crate::map::compile` through `crate::writeback::spec`).
-    #[serde(default)]
-    #[allow(dead_code)]
     writeback: Option<toml::Value>,
     /// Test cases beside the mapping (used by `mapping test`).
     #[serde(default)]
-    #[allow(dead_code)]
     cases: Vec<toml::Table>,
 }
 

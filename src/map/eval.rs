@@ -22,12 +22,17 @@ enum Item<'i> {
 /// The state of one run.
 pub(super) struct Run<'m, 'i> {
     m: &'m CompiledMapping,
-    input: &'i Value,
-    ctx: cel::Context<'m, 'static>,
+    ctx: Ctx<'m>,
     st: State<'i>,
 }
 
+/// A CEL scope: the run's own, or a `for_each` element's inside it.
+type Ctx<'c> = cel::Context<'c, 'static>;
+
+/// What evaluating a node reads and changes besides the CEL scope: the input, the bindings
+/// made so far and the enclosing `for_each` elements.
 struct State<'i> {
+    input: &'i Value,
     vars: Vars,
     items: Vec<Item<'i>>,
     sh: Arc<funcs::Shared>,
@@ -140,9 +145,9 @@ impl<'m, 'i> Run<'m, 'i> {
         }
         Ok(Run {
             m,
-            input,
             ctx,
             st: State {
+                input,
                 vars,
                 items: Vec::new(),
                 sh: Arc::clone(&m.shared),
@@ -154,7 +159,7 @@ impl<'m, 'i> Run<'m, 'i> {
     pub(super) fn lets(&mut self) -> Result<(), Refusal> {
         for (name, node) in &self.m.lets {
             let field = Field::Let(name);
-            let v = node_cel(self.input, &mut self.st, &self.ctx, node, &field)?;
+            let v = self.st.node_cel(&self.ctx, node, &field)?;
             if self.m.cel_vars.contains(&**name) {
                 self.ctx.add_variable_from_value(&**name, v.clone());
             }
@@ -164,13 +169,9 @@ impl<'m, 'i> Run<'m, 'i> {
     }
 
     pub(super) fn key(&mut self) -> Result<String, Refusal> {
-        let v = leaf_json(
-            self.input,
-            &mut self.st,
-            &self.ctx,
-            &self.m.key,
-            &Field::Name("key"),
-        )?;
+        let v = self
+            .st
+            .leaf_json(&self.ctx, &self.m.key, &Field::Name("key"))?;
         match v {
             Value::String(s) if !s.is_empty() => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
@@ -202,14 +203,8 @@ impl<'m, 'i> Run<'m, 'i> {
     /// Builds the document and checks the asserts.
     pub(super) fn finish(mut self) -> Result<Value, Refusal> {
         let doc = match &self.m.document {
-            Some(n) => node_json(
-                self.input,
-                &mut self.st,
-                &self.ctx,
-                n,
-                &Field::Name("document"),
-            )?,
-            None => self.input.clone(),
+            Some(n) => self.st.node_json(&self.ctx, n, &Field::Name("document"))?,
+            None => self.st.input.clone(),
         };
         if !self.m.asserts.is_empty() {
             if self.m.asserts_read_doc {
@@ -224,8 +219,7 @@ impl<'m, 'i> Run<'m, 'i> {
                 match a.check.eval(&self.st.vars, &self.ctx, &self.st.sh) {
                     Ok(Cel::Bool(true)) => {}
                     Ok(Cel::Bool(false)) => {
-                        let msg =
-                            leaf_json(self.input, &mut self.st, &self.ctx, &a.message, &field)?;
+                        let msg = self.st.leaf_json(&self.ctx, &a.message, &field)?;
                         let msg = match msg {
                             Value::String(s) => s,
                             other => other.to_string(),
@@ -255,32 +249,249 @@ impl<'m, 'i> Run<'m, 'i> {
     }
 }
 
-/// Calls `f` with the node(s) path `p` selects: for a singular path the node or `None`, for
-/// another path `Some` list of the nodes (as a JSON array).
-fn with_query<'i, T>(
-    input: &'i Value,
-    st: &State<'i>,
-    p: &PathLeaf,
-    f: impl FnOnce(Option<&Value>) -> T,
-) -> Result<T, Refusal> {
-    let base: &Value = if p.relative {
-        match st.items.last() {
-            Some(Item::Json(v)) => v,
-            Some(Item::Owned(v)) => v,
-            Some(Item::Cel(v)) => {
-                let v = to_json(v)
-                    .map_err(|e| refusal("expression_failed", &Field::Name("item"), e))?;
-                return Ok(select(&v, p, f));
+impl<'i> State<'i> {
+    /// Calls `f` with the node(s) path `p` selects: for a singular path the node or `None`,
+    /// for another path `Some` list of the nodes (as a JSON array).
+    fn with_query<T>(
+        &self,
+        p: &PathLeaf,
+        f: impl FnOnce(Option<&Value>) -> T,
+    ) -> Result<T, Refusal> {
+        let base: &Value = if p.relative {
+            match self.items.last() {
+                Some(Item::Json(v)) => v,
+                Some(Item::Owned(v)) => v,
+                Some(Item::Cel(v)) => {
+                    let v = to_json(v)
+                        .map_err(|e| refusal("expression_failed", &Field::Name("item"), e))?;
+                    return Ok(select(&v, p, f));
+                }
+                None => return Ok(f(None)),
             }
-            None => return Ok(f(None)),
+        } else {
+            self.input
+        };
+        Ok(select(base, p, f))
+    }
+
+    fn query(&self, p: &PathLeaf) -> Result<Value, Refusal> {
+        self.with_query(p, |v| v.cloned().unwrap_or(Value::Null))
+    }
+
+    fn eval_expr(&self, ctx: &Ctx<'_>, e: &Expr, field: &Field<'_>) -> Result<Cel, Refusal> {
+        e.eval(&self.vars, ctx, &self.sh)
+            .map_err(|x| from_exec(&x, field, &e.at))
+    }
+
+    /// The value of expression `e` as JSON.
+    fn expr_json(&self, ctx: &Ctx<'_>, e: &Expr, field: &Field<'_>) -> Result<Value, Refusal> {
+        json_of(&self.eval_expr(ctx, e, field)?, e, field)
+    }
+
+    fn leaf_json(&self, ctx: &Ctx<'_>, l: &Leaf, field: &Field<'_>) -> Result<Value, Refusal> {
+        match l {
+            Leaf::Const(v) => Ok(v.clone()),
+            Leaf::Path(p) => self.query(p),
+            Leaf::Expr(e) => self.expr_json(ctx, e, field),
+            Leaf::Template(pieces) => {
+                let mut out = String::new();
+                for p in pieces {
+                    match p {
+                        Piece::Lit(s) => out.push_str(s),
+                        Piece::Path(p) => scalar_into(&self.query(p)?, field, &mut out)?,
+                        Piece::Expr(e) => {
+                            scalar_into(&self.expr_json(ctx, e, field)?, field, &mut out)?
+                        }
+                    }
+                }
+                Ok(Value::String(out))
+            }
         }
-    } else {
-        input
-    };
-    Ok(select(base, p, f))
+    }
+
+    /// The value of node `n` as a CEL value (a `[let]` binding): an expression's value as it
+    /// is, anything else as [`State::cel_value`] builds it.
+    fn node_cel(&mut self, ctx: &Ctx<'_>, n: &Node, field: &Field<'_>) -> Result<Cel, Refusal> {
+        match n {
+            Node::Leaf(Leaf::Expr(e)) => self.eval_expr(ctx, e, field),
+            other => self.cel_value(ctx, other, field),
+        }
+    }
+
+    /// The CEL value of what [`State::node_json`] would build, built directly: no JSON value
+    /// in between for objects, lists and `for_each` (converting it afterwards cost as much as
+    /// building it). Expression values inside go through JSON only when they are not already
+    /// a JSON scalar, so the result is exactly `from_json(node_json(..))`.
+    fn cel_value(&mut self, ctx: &Ctx<'_>, n: &Node, field: &Field<'_>) -> Result<Cel, Refusal> {
+        match n {
+            Node::Leaf(Leaf::Expr(e)) => match self.eval_expr(ctx, e, field)? {
+                v @ (Cel::String(_) | Cel::Int(_) | Cel::Bool(_) | Cel::Null) => Ok(v),
+                other => json_of(&other, e, field).map(|j| from_json(&j)),
+            },
+            Node::Leaf(Leaf::Path(p)) => self.with_query(p, |v| v.map_or(Cel::Null, from_json)),
+            Node::Leaf(Leaf::Const(v)) => Ok(from_json(v)),
+            Node::Leaf(l @ Leaf::Template(_)) => Ok(from_json(&self.leaf_json(ctx, l, field)?)),
+            Node::Object(fields) => {
+                let mut out = HashMap::with_capacity(fields.len());
+                for (k, n) in fields {
+                    let v = self.cel_value(ctx, n, &Field::Key(field, k))?;
+                    out.insert(Key::String(Arc::new(k.clone())), v);
+                }
+                Ok(Cel::Map(CelMap { map: Arc::new(out) }))
+            }
+            Node::Array(items) => {
+                let out = self.list(ctx, items, field, State::cel_value)?;
+                Ok(Cel::List(Arc::new(out)))
+            }
+            Node::Gen(g) => {
+                let mut out = Vec::new();
+                self.generate(ctx, g, field, &mut out, State::cel_value)?;
+                Ok(Cel::List(Arc::new(out)))
+            }
+        }
+    }
+
+    fn node_json(&mut self, ctx: &Ctx<'_>, n: &Node, field: &Field<'_>) -> Result<Value, Refusal> {
+        match n {
+            Node::Leaf(l) => self.leaf_json(ctx, l, field),
+            Node::Object(fields) => {
+                let mut out = serde_json::Map::new();
+                for (k, n) in fields {
+                    let v = self.node_json(ctx, n, &Field::Key(field, k))?;
+                    out.insert(k.clone(), v);
+                }
+                Ok(Value::Object(out))
+            }
+            Node::Array(items) => {
+                let out = self.list(ctx, items, field, State::node_json)?;
+                Ok(Value::Array(out))
+            }
+            Node::Gen(g) => {
+                let mut out = Vec::new();
+                self.generate(ctx, g, field, &mut out, State::node_json)?;
+                Ok(Value::Array(out))
+            }
+        }
+    }
+
+    /// The elements of list node `items`, each evaluated by `node`; a `for_each` among them
+    /// adds one element per element of its source.
+    fn list<T>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        items: &[Node],
+        field: &Field<'_>,
+        node: NodeFn<'i, T>,
+    ) -> Result<Vec<T>, Refusal> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, n) in items.iter().enumerate() {
+            let f = Field::Index(field, i);
+            match n {
+                Node::Gen(g) => self.generate(ctx, g, &f, &mut out, node)?,
+                other => out.push(node(self, ctx, other, &f)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a `for_each`: one `item` per element of the source, evaluated by `node`.
+    fn generate<T>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        g: &Gen,
+        field: &Field<'_>,
+        out: &mut Vec<T>,
+        node: NodeFn<'i, T>,
+    ) -> Result<(), Refusal> {
+        let not_a_list = || {
+            let message = format!("for_each must select a list (mapping {})", g.at);
+            refusal("not_a_list", field, message)
+        };
+        let source: Vec<Item<'i>> = match &g.source {
+            Leaf::Path(p) if !p.relative => {
+                if p.singular {
+                    match p.first(self.input) {
+                        Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(_) => return Err(not_a_list()),
+                    }
+                } else {
+                    p.path
+                        .query(self.input)
+                        .into_iter()
+                        .map(Item::Json)
+                        .collect()
+                }
+            }
+            Leaf::Path(p) => match self.query(p)? {
+                Value::Array(a) => a.into_iter().map(Item::Owned).collect(),
+                Value::Null => Vec::new(),
+                _ => return Err(not_a_list()),
+            },
+            Leaf::Expr(e) => match self.eval_expr(ctx, e, field)? {
+                Cel::List(l) => l.iter().cloned().map(Item::Cel).collect(),
+                Cel::Null => Vec::new(),
+                other => {
+                    return Err(refusal(
+                        "not_a_list",
+                        field,
+                        format!(
+                            "for_each gave a {}, not a list (mapping {})",
+                            funcs::type_name(&other),
+                            g.at
+                        ),
+                    ));
+                }
+            },
+            Leaf::Const(_) | Leaf::Template(_) => Vec::new(),
+        };
+        let bind_cel = self.vars.len();
+        for (i, item) in source.into_iter().enumerate() {
+            let f = Field::Index(field, i);
+            let mut child = ctx.new_inner_scope();
+            if g.var_used {
+                let v = match &item {
+                    Item::Json(j) => from_json(j),
+                    Item::Owned(j) => from_json(j),
+                    Item::Cel(c) => c.clone(),
+                };
+                child.add_variable_from_value(&*g.var, v.clone());
+                self.vars.push((Arc::clone(&g.var), v));
+            }
+            self.items.push(item);
+            let keep = match &g.when {
+                Some(w) => match w.eval(&self.vars, &child, &self.sh) {
+                    Ok(Cel::Bool(b)) => Ok(b),
+                    Ok(other) => Err(refusal(
+                        "condition_not_bool",
+                        &f,
+                        format!(
+                            "`when` gave a {}, not a bool (mapping {})",
+                            funcs::type_name(&other),
+                            w.at
+                        ),
+                    )),
+                    Err(e) => Err(from_exec(&e, &f, &w.at)),
+                },
+                None => Ok(true),
+            };
+            let r = match keep {
+                Ok(true) => node(self, &child, &g.item, &f).map(|v| out.push(v)),
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            };
+            self.items.pop();
+            self.vars.truncate(bind_cel);
+            r?;
+        }
+        Ok(())
+    }
 }
 
-/// [`with_query`] on a resolved base.
+/// How one node is evaluated into a `T`: [`State::node_json`] or [`State::node_cel`].
+type NodeFn<'i, T> = fn(&mut State<'i>, &Ctx<'_>, &Node, &Field<'_>) -> Result<T, Refusal>;
+
+/// [`State::with_query`] on a resolved base.
 fn select<T>(base: &Value, p: &PathLeaf, f: impl FnOnce(Option<&Value>) -> T) -> T {
     if p.singular {
         f(p.first(base))
@@ -290,58 +501,9 @@ fn select<T>(base: &Value, p: &PathLeaf, f: impl FnOnce(Option<&Value>) -> T) ->
     }
 }
 
-fn query<'i>(input: &'i Value, st: &State<'i>, p: &PathLeaf) -> Result<Value, Refusal> {
-    with_query(input, st, p, |v| v.cloned().unwrap_or(Value::Null))
-}
-
-fn eval_expr(
-    st: &State<'_>,
-    ctx: &cel::Context<'_, 'static>,
-    e: &Expr,
-    field: &Field<'_>,
-) -> Result<Cel, Refusal> {
-    e.eval(&st.vars, ctx, &st.sh)
-        .map_err(|x| from_exec(&x, field, &e.at))
-}
-
-/// The value of expression `e` as JSON.
-fn expr_json(
-    st: &State<'_>,
-    ctx: &cel::Context<'_, 'static>,
-    e: &Expr,
-    field: &Field<'_>,
-) -> Result<Value, Refusal> {
-    json_of(&eval_expr(st, ctx, e, field)?, e, field)
-}
-
 /// The JSON of expression `e`'s value `v`; a value JSON cannot hold is refused naming `e`.
 fn json_of(v: &Cel, e: &Expr, field: &Field<'_>) -> Result<Value, Refusal> {
     to_json(v).map_err(|m| refusal("bad_value", field, format!("{m} (mapping {})", e.at)))
-}
-
-fn leaf_json<'i>(
-    input: &'i Value,
-    st: &mut State<'i>,
-    ctx: &cel::Context<'_, 'static>,
-    l: &Leaf,
-    field: &Field<'_>,
-) -> Result<Value, Refusal> {
-    match l {
-        Leaf::Const(v) => Ok(v.clone()),
-        Leaf::Path(p) => query(input, st, p),
-        Leaf::Expr(e) => expr_json(st, ctx, e, field),
-        Leaf::Template(pieces) => {
-            let mut out = String::new();
-            for p in pieces {
-                match p {
-                    Piece::Lit(s) => out.push_str(s),
-                    Piece::Path(p) => scalar_into(&query(input, st, p)?, field, &mut out)?,
-                    Piece::Expr(e) => scalar_into(&expr_json(st, ctx, e, field)?, field, &mut out)?,
-                }
-            }
-            Ok(Value::String(out))
-        }
-    }
 }
 
 fn scalar_into(v: &Value, field: &Field<'_>, out: &mut String) -> Result<(), Refusal> {
@@ -357,202 +519,6 @@ fn scalar_into(v: &Value, field: &Field<'_>, out: &mut String) -> Result<(), Ref
                 "a template piece gave a list or an object; select a single value".into(),
             ));
         }
-    }
-    Ok(())
-}
-
-/// The value of node `n` as a CEL value (a `[let]` binding): an expression's value as it is,
-/// anything else as [`cel_value`] builds it.
-fn node_cel<'i>(
-    input: &'i Value,
-    st: &mut State<'i>,
-    ctx: &cel::Context<'_, 'static>,
-    n: &Node,
-    field: &Field<'_>,
-) -> Result<Cel, Refusal> {
-    match n {
-        Node::Leaf(Leaf::Expr(e)) => eval_expr(st, ctx, e, field),
-        other => cel_value(input, st, ctx, other, field),
-    }
-}
-
-/// The CEL value of what [`node_json`] would build, built directly: no JSON value in between
-/// for objects, lists and `for_each` (converting it afterwards cost as much as building it).
-/// Expression values inside go through JSON only when they are not already a JSON scalar, so
-/// the result is exactly `from_json(node_json(..))`.
-fn cel_value<'i>(
-    input: &'i Value,
-    st: &mut State<'i>,
-    ctx: &cel::Context<'_, 'static>,
-    n: &Node,
-    field: &Field<'_>,
-) -> Result<Cel, Refusal> {
-    match n {
-        Node::Leaf(Leaf::Expr(e)) => match eval_expr(st, ctx, e, field)? {
-            v @ (Cel::String(_) | Cel::Int(_) | Cel::Bool(_) | Cel::Null) => Ok(v),
-            other => json_of(&other, e, field).map(|j| from_json(&j)),
-        },
-        Node::Leaf(Leaf::Path(p)) => with_query(input, st, p, |v| v.map_or(Cel::Null, from_json)),
-        Node::Leaf(Leaf::Const(v)) => Ok(from_json(v)),
-        Node::Leaf(l @ Leaf::Template(_)) => Ok(from_json(&leaf_json(input, st, ctx, l, field)?)),
-        Node::Object(fields) => {
-            let mut out = HashMap::with_capacity(fields.len());
-            for (k, n) in fields {
-                let v = cel_value(input, st, ctx, n, &Field::Key(field, k))?;
-                out.insert(Key::String(Arc::new(k.clone())), v);
-            }
-            Ok(Cel::Map(CelMap { map: Arc::new(out) }))
-        }
-        Node::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, n) in items.iter().enumerate() {
-                let f = Field::Index(field, i);
-                match n {
-                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out, cel_value)?,
-                    other => out.push(cel_value(input, st, ctx, other, &f)?),
-                }
-            }
-            Ok(Cel::List(Arc::new(out)))
-        }
-        Node::Gen(g) => {
-            let mut out = Vec::new();
-            generate(input, st, ctx, g, field, &mut out, cel_value)?;
-            Ok(Cel::List(Arc::new(out)))
-        }
-    }
-}
-
-fn node_json<'i>(
-    input: &'i Value,
-    st: &mut State<'i>,
-    ctx: &cel::Context<'_, 'static>,
-    n: &Node,
-    field: &Field<'_>,
-) -> Result<Value, Refusal> {
-    match n {
-        Node::Leaf(l) => leaf_json(input, st, ctx, l, field),
-        Node::Object(fields) => {
-            let mut out = serde_json::Map::new();
-            for (k, n) in fields {
-                let v = node_json(input, st, ctx, n, &Field::Key(field, k))?;
-                out.insert(k.clone(), v);
-            }
-            Ok(Value::Object(out))
-        }
-        Node::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, n) in items.iter().enumerate() {
-                let f = Field::Index(field, i);
-                match n {
-                    Node::Gen(g) => generate(input, st, ctx, g, &f, &mut out, node_json)?,
-                    other => out.push(node_json(input, st, ctx, other, &f)?),
-                }
-            }
-            Ok(Value::Array(out))
-        }
-        Node::Gen(g) => {
-            let mut out = Vec::new();
-            generate(input, st, ctx, g, field, &mut out, node_json)?;
-            Ok(Value::Array(out))
-        }
-    }
-}
-
-/// How one node is evaluated into a `T`: [`node_json`] or [`node_cel`].
-type NodeFn<'i, T> = fn(
-    &'i Value,
-    &mut State<'i>,
-    &cel::Context<'_, 'static>,
-    &Node,
-    &Field<'_>,
-) -> Result<T, Refusal>;
-
-/// Runs a `for_each`: one `item` per element of the source, evaluated by `node`.
-fn generate<'i, T>(
-    input: &'i Value,
-    st: &mut State<'i>,
-    ctx: &cel::Context<'_, 'static>,
-    g: &Gen,
-    field: &Field<'_>,
-    out: &mut Vec<T>,
-    node: NodeFn<'i, T>,
-) -> Result<(), Refusal> {
-    let not_a_list = || {
-        let message = format!("for_each must select a list (mapping {})", g.at);
-        refusal("not_a_list", field, message)
-    };
-    let source: Vec<Item<'i>> = match &g.source {
-        Leaf::Path(p) if !p.relative => {
-            if p.singular {
-                match p.first(input) {
-                    Some(Value::Array(a)) => a.iter().map(Item::Json).collect(),
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(_) => return Err(not_a_list()),
-                }
-            } else {
-                p.path.query(input).into_iter().map(Item::Json).collect()
-            }
-        }
-        Leaf::Path(p) => match query(input, st, p)? {
-            Value::Array(a) => a.into_iter().map(Item::Owned).collect(),
-            Value::Null => Vec::new(),
-            _ => return Err(not_a_list()),
-        },
-        Leaf::Expr(e) => match eval_expr(st, ctx, e, field)? {
-            Cel::List(l) => l.iter().cloned().map(Item::Cel).collect(),
-            Cel::Null => Vec::new(),
-            other => {
-                return Err(refusal(
-                    "not_a_list",
-                    field,
-                    format!(
-                        "for_each gave a {}, not a list (mapping {})",
-                        funcs::type_name(&other),
-                        g.at
-                    ),
-                ));
-            }
-        },
-        Leaf::Const(_) | Leaf::Template(_) => Vec::new(),
-    };
-    let bind_cel = st.vars.len();
-    for (i, item) in source.into_iter().enumerate() {
-        let f = Field::Index(field, i);
-        let mut child = ctx.new_inner_scope();
-        if g.var_used {
-            let v = match &item {
-                Item::Json(j) => from_json(j),
-                Item::Owned(j) => from_json(j),
-                Item::Cel(c) => c.clone(),
-            };
-            child.add_variable_from_value(&*g.var, v.clone());
-            st.vars.push((Arc::clone(&g.var), v));
-        }
-        st.items.push(item);
-        let keep = match &g.when {
-            Some(w) => match w.eval(&st.vars, &child, &st.sh) {
-                Ok(Cel::Bool(b)) => Ok(b),
-                Ok(other) => Err(refusal(
-                    "condition_not_bool",
-                    &f,
-                    format!(
-                        "`when` gave a {}, not a bool (mapping {})",
-                        funcs::type_name(&other),
-                        w.at
-                    ),
-                )),
-                Err(e) => Err(from_exec(&e, &f, &w.at)),
-            },
-            None => Ok(true),
-        };
-        let r = match keep {
-            Ok(true) => node(input, st, &child, &g.item, &f).map(|v| out.push(v)),
-            Ok(false) => Ok(()),
-            Err(e) => Err(e),
-        };
-        st.items.pop();
-        st.vars.truncate(bind_cel);
-        r?;
     }
     Ok(())
 }

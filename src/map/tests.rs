@@ -208,9 +208,16 @@ fn eval(expr: &str) -> Result<Value, Refusal> {
     run(&m, &claim(&[], "0", "2025-06-04T07:12:00+08:00")).map(|d| d["v"].clone())
 }
 
+/// Checks that each expression evaluates to its value, naming the expression when not.
+fn evaluates_to(cases: &[(&str, Value)]) {
+    for (expr, want) in cases {
+        assert_eq!(&eval(expr).expect(expr), want, "{expr}");
+    }
+}
+
 #[test]
 fn money_is_exact_and_rounds_only_when_told() {
-    for (expr, want) in [
+    evaluates_to(&[
         ("dec_add('0.1', '0.2')", json!("0.3")),
         ("money(dec_add('0.10', '0.20'))", json!("0.30")),
         ("dec_mul('2.5', '1333.33', 2, 'half_up')", json!("3333.33")),
@@ -221,9 +228,7 @@ fn money_is_exact_and_rounds_only_when_told() {
         ("to_cents('12.34')", json!(1234)),
         ("thousands('-1234567.80')", json!("-1,234,567.80")),
         ("fixed('7', 3)", json!("7.000")),
-    ] {
-        assert_eq!(eval(expr).expect(expr), want, "{expr}");
-    }
+    ]);
     for (expr, code) in [
         ("money('100.005')", "amount_precision"),
         ("money(1.5)", "inexact_amount"),
@@ -239,7 +244,7 @@ fn money_is_exact_and_rounds_only_when_told() {
 #[test]
 fn dates_belong_to_the_corp_zone() {
     // 07:12 in Shanghai on 4 June is 23:12 UTC on 3 June.
-    for (expr, want) in [
+    evaluates_to(&[
         ("date('2025-06-03T23:12:00Z')", json!("2025-06-04")),
         ("date('2025-06-03T23:12:00Z', 'UTC')", json!("2025-06-03")),
         ("period('2025-06-30T16:00:30Z')", json!("2025-07")),
@@ -263,9 +268,7 @@ fn dates_belong_to_the_corp_zone() {
             json!("2025-06-03T23:12:00+00:00"),
         ),
         ("days_between('2025-06-01', '2025-06-04')", json!(3)),
-    ] {
-        assert_eq!(eval(expr).expect(expr), want, "{expr}");
-    }
+    ]);
     assert_eq!(
         eval("date('yesterday')").expect_err("not a time").code,
         "bad_time"
@@ -274,7 +277,7 @@ fn dates_belong_to_the_corp_zone() {
 
 #[test]
 fn strings_count_characters_not_bytes() {
-    for (expr, want) in [
+    evaluates_to(&[
         ("substr('上海-北京差旅', 3, 2)", json!("北京")),
         ("pad_left('42', 6, '0')", json!("000042")),
         ("pad_right('报销', 4, '＊')", json!("报销＊＊")),
@@ -283,20 +286,16 @@ fn strings_count_characters_not_bytes() {
         ("replace('138 0000 0001', ' ', '')", json!("13800000001")),
         ("concat('a', 1, true, null)", json!("a1true")),
         ("join(['重点客户', '华东'], ';')", json!("重点客户;华东")),
-    ] {
-        assert_eq!(eval(expr).expect(expr), want, "{expr}");
-    }
+    ]);
 }
 
 #[test]
 fn conditions_defaults_and_refusals() {
-    for (expr, want) in [
+    evaluates_to(&[
         ("coalesce(null, '', 'x')", json!("x")),
         ("default('', 'none')", json!("none")),
         ("get({'a': 1}, 'b', 2)", json!(2)),
-    ] {
-        assert_eq!(eval(expr).expect(expr), want, "{expr}");
-    }
+    ]);
     let r = eval("required(null, '报销总额')").expect_err("required");
     assert_eq!(r.code, "missing_field");
     assert!(

@@ -10,7 +10,7 @@
 //! It stores no secret: callers put a token's *name* in `who`, never the token itself. Rows
 //! are not sealed: they hold no payloads.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
@@ -107,8 +107,7 @@ impl Store {
         before: Option<u64>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let audit = tx.open_table(AUDIT)?;
             let range = match before {
                 Some(b) => audit.range(..b)?,

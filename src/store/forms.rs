@@ -5,7 +5,7 @@
 //! - `journal_keys`: (app, business key) → first journal sequence number, so that
 //!   reconciliation can ask "did we ever receive SpNo X as approved?" without a scan.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
@@ -52,8 +52,7 @@ fn decode(bytes: &[u8]) -> Result<FormState, StoreError> {
 impl Store {
     /// The state of a form, if any event of it was seen.
     pub fn form_state(&self, app: &str, sp_no: &str) -> Result<Option<FormState>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let t = tx.open_table(FORMS)?;
             t.get((app, sp_no))?.map(|v| decode(v.value())).transpose()
         })
@@ -117,8 +116,7 @@ impl Store {
 
     /// Whether the journal holds an entry of `app` with this business key.
     pub fn journal_has_key(&self, app: &str, business_key: &str) -> Result<bool, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let t = tx.open_table(JOURNAL_KEYS)?;
             Ok(t.get((app, business_key))?.is_some())
         })
@@ -131,20 +129,17 @@ mod tests {
 
     #[test]
     fn state_accumulates_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            assert_eq!(s.form_state("a", "1").unwrap(), None);
-            s.form_observe("a", "1", 1).unwrap();
-            let st = s.form_observe("a", "1", 2).unwrap();
-            assert_eq!((st.last_status, st.events_seen), (2, 2));
-            let st = s
-                .form_mark_forwarded("a", "1", 2, Forwarded::Approved, 77)
-                .unwrap();
-            assert_eq!((st.last_status, st.events_seen), (2, 3));
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = crate::store::test_store();
+        assert_eq!(s.form_state("a", "1").unwrap(), None);
+        s.form_observe("a", "1", 1).unwrap();
+        let st = s.form_observe("a", "1", 2).unwrap();
+        assert_eq!((st.last_status, st.events_seen), (2, 2));
+        let st = s
+            .form_mark_forwarded("a", "1", 2, Forwarded::Approved, 77)
+            .unwrap();
+        assert_eq!((st.last_status, st.events_seen), (2, 3));
+        drop(s);
+        let s = crate::store::test_store_in(dir.path());
         let st = s.form_state("a", "1").unwrap().unwrap();
         assert_eq!(st.approved_forwarded_at_ms, Some(77));
         assert_eq!(st.revoked_forwarded_at_ms, None);

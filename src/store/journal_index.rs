@@ -12,8 +12,7 @@
 //! existed gets them built once when it is opened.
 
 use redb::{
-    ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
+    ReadOnlyTable, ReadableTable, ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 
 use super::{
@@ -149,8 +148,7 @@ impl Store {
             (None, None) if filter.quarantined_only => Source::Quarantined,
             (None, None) => Source::Time,
         };
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let mut out = Vec::new();
@@ -215,8 +213,7 @@ impl Store {
     ) -> Result<Vec<StoredEntry>, StoreError> {
         // `;` follows `:` in ASCII: the range holds exactly the keys `<sp_no>:…`.
         let (lo, hi) = (format!("{sp_no}:"), format!("{sp_no};"));
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let index = tx.open_table(BY_BUSINESS_KEY)?;
@@ -242,8 +239,7 @@ impl Store {
 
     /// How many entries were received at or after `since_ms`.
     pub fn journal_count_since(&self, since_ms: i64) -> Result<u64, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let next = journal.last()?.map_or(1, |(k, _)| k.value() + 1);
             Ok(next - first_seq_since(&journal, since_ms)?)
@@ -258,8 +254,7 @@ impl Store {
         until_ms: Option<i64>,
         max: usize,
     ) -> Result<Vec<StoredEntry>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let journal = tx.open_table(JOURNAL)?;
             let outbox = tx.open_table(OUTBOX)?;
             let first = first_seq_since(&journal, since_ms.unwrap_or(i64::MIN))?;
@@ -394,31 +389,28 @@ mod tests {
 
     #[test]
     fn a_store_from_before_the_indexes_gets_them_built_on_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            s.append_journal(&[
-                record(1, 100, "approval_change", "a", "sp1:2"),
-                record(2, 200, "contact_change", "hr", "u1"),
-            ])
-            .unwrap();
-            // as written by a version without the indexes
-            s.with_db(|db| {
-                let tx = db.begin_write()?;
-                for name in [BY_TIME, QUARANTINED] {
-                    tx.delete_table(name)?;
-                }
-                for name in [BY_KIND, BY_APP] {
-                    tx.delete_table(name)?;
-                }
-                tx.delete_table(BY_BUSINESS_KEY)?;
-                tx.commit()?;
-                Ok(())
-            })
-            .unwrap();
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = crate::store::test_store();
+        s.append_journal(&[
+            record(1, 100, "approval_change", "a", "sp1:2"),
+            record(2, 200, "contact_change", "hr", "u1"),
+        ])
+        .unwrap();
+        // as written by a version without the indexes
+        s.with_db(|db| {
+            let tx = db.begin_write()?;
+            for name in [BY_TIME, QUARANTINED] {
+                tx.delete_table(name)?;
+            }
+            for name in [BY_KIND, BY_APP] {
+                tx.delete_table(name)?;
+            }
+            tx.delete_table(BY_BUSINESS_KEY)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .unwrap();
+        drop(s);
+        let s = crate::store::test_store_in(dir.path());
         let hr = s
             .journal_entries(&JournalFilter {
                 app: Some("hr".into()),

@@ -47,17 +47,9 @@ pub const MAX_PAGE: usize = 1000;
 /// Jobs removed per transaction while pruning (keeps each commit small).
 const PRUNE_BATCH: usize = 1000;
 
+/// Creates the ledger tables: every table a write opens (called from `Store::init_tables`).
 pub(super) fn init_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(JOBS)?;
-    tx.open_table(ATTEMPTS)?;
-    tx.open_table(BY_TIME)?;
-    tx.open_table(BY_BUSINESS_KEY)?;
-    tx.open_table(BY_CONNECTOR)?;
-    tx.open_table(BY_STATE)?;
-    tx.open_table(BY_CONNECTOR_STATE)?;
-    tx.open_table(COUNTS)?;
-    tx.open_table(WRITEBACKS)?;
-    Ok(())
+    Writer::open(tx).map(drop)
 }
 
 fn encode<T: serde::Serialize>(what: &str, v: &T) -> Result<Vec<u8>, StoreError> {
@@ -288,8 +280,7 @@ impl Store {
 
     /// The writeback records of a job (applicant first).
     pub fn ledger_writebacks(&self, key: &str) -> Result<Vec<WritebackRecord>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let table = tx.open_table(WRITEBACKS)?;
             let mut out = Vec::new();
             for kind in WritebackKind::ALL {
@@ -337,8 +328,7 @@ impl Store {
 
     /// One job.
     pub fn ledger_job(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let jobs = tx.open_table(JOBS)?;
             jobs.get(key)?
                 .map(|v| decode_job(key, v.value()))
@@ -481,8 +471,7 @@ impl Store {
             return Ok(out);
         }
         let until = since_ms.saturating_add(bucket_ms.saturating_mul(buckets as i64));
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let table = tx.open_table(BY_STATE)?;
             let st = state.as_str();
             for item in table.range((st, since_ms, "")..(st, until, ""))? {
@@ -578,21 +567,28 @@ mod tests {
         }
     }
 
+    /// A fresh store holding `jobs` (key, business key, connector, state, creation ms), each
+    /// without attempts.
+    fn store_with(jobs: &[(&str, &str, &str, JobState, i64)]) -> (tempfile::TempDir, Store) {
+        let (dir, s) = crate::store::test_store();
+        let jobs: Vec<_> = jobs
+            .iter()
+            .map(|&(key, sp, connector, state, t)| (job(key, sp, connector, state, t), vec![]))
+            .collect();
+        s.ledger_import(&jobs).unwrap();
+        (dir, s)
+    }
+
     /// A filtered listing must read only the index entries of matching jobs: with the record
     /// of a non-matching job made undecodable, filtered listings still answer, while a
     /// listing that has to read that job fails.
     #[test]
     fn filtered_listings_read_only_matching_jobs() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
-            (job("job_b", "sp2", "hr", JobState::Delivered, 2), vec![]),
-            (
-                job("job_c", "sp3", "finance", JobState::Delivered, 3),
-                vec![],
-            ),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Dead, 1),
+            ("job_b", "sp2", "hr", JobState::Delivered, 2),
+            ("job_c", "sp3", "finance", JobState::Delivered, 3),
+        ]);
         s.with_db(|db| {
             let tx = db.begin_write()?;
             tx.open_table(JOBS)?
@@ -648,21 +644,13 @@ mod tests {
 
     #[test]
     fn the_histogram_counts_jobs_of_a_state_per_window() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (
-                job("job_a", "sp1", "finance", JobState::Delivered, 5),
-                vec![],
-            ),
-            (
-                job("job_b", "sp2", "finance", JobState::Delivered, 15),
-                vec![],
-            ),
-            (job("job_c", "sp3", "hr", JobState::Delivered, 19), vec![]),
-            (job("job_d", "sp4", "hr", JobState::Dead, 12), vec![]),
-            (job("job_e", "sp5", "hr", JobState::Delivered, 40), vec![]),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Delivered, 5),
+            ("job_b", "sp2", "finance", JobState::Delivered, 15),
+            ("job_c", "sp3", "hr", JobState::Delivered, 19),
+            ("job_d", "sp4", "hr", JobState::Dead, 12),
+            ("job_e", "sp5", "hr", JobState::Delivered, 40),
+        ]);
         let h = s.ledger_histogram(JobState::Delivered, 0, 10, 3).unwrap();
         assert_eq!(h, [1, 2, 0], "job_e is after the last window");
         let dead = s.ledger_histogram(JobState::Dead, 0, 10, 3).unwrap();
@@ -671,12 +659,10 @@ mod tests {
 
     #[test]
     fn counters_follow_imports_and_prunes() {
-        let (_dir, s) = crate::store::test_store();
-        s.ledger_import(&[
-            (job("job_a", "sp1", "finance", JobState::Dead, 1), vec![]),
-            (job("job_b", "sp2", "finance", JobState::Dead, 5), vec![]),
-        ])
-        .unwrap();
+        let (_dir, s) = store_with(&[
+            ("job_a", "sp1", "finance", JobState::Dead, 1),
+            ("job_b", "sp2", "finance", JobState::Dead, 5),
+        ]);
         let count = |s: &Store| {
             s.ledger_counts()
                 .unwrap()

@@ -288,6 +288,14 @@ impl Store {
         result
     }
 
+    /// Runs `f` in a read transaction of the current database, as [`Store::with_db`] runs it.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_db(|db| f(&db.begin_read()?))
+    }
+
     fn current(&self) -> Result<Arc<Database>, StoreError> {
         let current = self
             .inner
@@ -311,7 +319,7 @@ impl Store {
             tx.open_table(OUTBOX)?;
             tx.open_table(DEDUP)?;
             tx.open_table(DEDUP_BY_TIME)?;
-            queue::init_tables(&tx)?;
+            queue::init_tables(&tx, &self.inner.sealer)?;
             forms::init_tables(&tx)?;
             ledger::init_tables(&tx)?;
             audit::init_tables(&tx)?;
@@ -370,10 +378,7 @@ impl Store {
         &self,
         read: impl FnOnce(&JournalTable, &OutboxTable) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
-            read(&tx.open_table(JOURNAL)?, &tx.open_table(OUTBOX)?)
-        })
+        self.read(|tx| read(&tx.open_table(JOURNAL)?, &tx.open_table(OUTBOX)?))
     }
 
     /// Reads one entry.
@@ -431,8 +436,7 @@ impl Store {
 
     /// Entry and backlog counts.
     pub fn journal_counts(&self) -> Result<JournalCounts, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             Ok(JournalCounts {
                 entries: tx.open_table(JOURNAL)?.len()?,
                 unpublished: tx.open_table(OUTBOX)?.len()?,
@@ -443,8 +447,7 @@ impl Store {
     /// A cheap read that proves the database answers (for `/readyz`); fails with the
     /// reason while the store is faulted.
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             tx.open_table(OUTBOX)?.len()?;
             Ok(())
         })
@@ -520,8 +523,15 @@ pub(crate) fn test_sealer() -> Arc<Sealer> {
 #[cfg(test)]
 pub(crate) fn test_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.redb"), test_sealer()).unwrap();
+    let store = test_store_in(dir.path());
     (dir, store)
+}
+
+/// Opens the unit-test store kept in `dir` (creating it when missing): [`test_store`]'s
+/// store again after the handle was dropped, as after a restart.
+#[cfg(test)]
+pub(crate) fn test_store_in(dir: &Path) -> Store {
+    Store::open(&dir.join("s.redb"), test_sealer()).unwrap()
 }
 
 /// A journal record for unit tests: form `sp{hash}:2` of app `demo`, received at `at`.
@@ -556,28 +566,25 @@ mod tests {
 
     #[test]
     fn append_dedups_within_and_across_batches_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        {
-            let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-            let out = s
-                .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
-                .unwrap();
-            assert_eq!(
-                out,
-                vec![
-                    AppendOutcome::Appended(1),
-                    AppendOutcome::Appended(2),
-                    AppendOutcome::Duplicate(1)
-                ]
-            );
-            let out = s.append_journal(&[record(2, 20), record(3, 21)]).unwrap();
-            assert_eq!(
-                out,
-                vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
-            );
-        }
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+        let (dir, s) = test_store();
+        let out = s
+            .append_journal(&[record(1, 10), record(2, 11), record(1, 12)])
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                AppendOutcome::Appended(1),
+                AppendOutcome::Appended(2),
+                AppendOutcome::Duplicate(1)
+            ]
+        );
+        let out = s.append_journal(&[record(2, 20), record(3, 21)]).unwrap();
+        assert_eq!(
+            out,
+            vec![AppendOutcome::Duplicate(2), AppendOutcome::Appended(3)]
+        );
+        drop(s);
+        let s = test_store_in(dir.path());
         assert_eq!(
             s.journal_counts().unwrap(),
             JournalCounts {

@@ -19,7 +19,7 @@
 //! - `queue_counts`: queue → (ready, leased, delayed, dead), kept in step in every batch.
 //! - `queue_meta`: `next_id` and `next_lease` counters.
 
-use redb::{Durability, ReadableDatabase, TableDefinition, WriteTransaction};
+use redb::{Durability, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{AppendOutcome, JournalRecord, JournalTables, Sealer, Store, StoreError};
@@ -41,16 +41,9 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("queue_meta");
 const NEXT_ID: &str = "next_id";
 const NEXT_LEASE: &str = "next_lease";
 
-/// Creates the queue tables (called from `Store::init_tables`).
-pub(super) fn init_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
-    tx.open_table(BODY)?;
-    tx.open_table(STATE)?;
-    tx.open_table(READY)?;
-    tx.open_table(DUE)?;
-    tx.open_table(DEAD)?;
-    tx.open_table(COUNTS)?;
-    tx.open_table(META)?;
-    Ok(())
+/// Creates the queue tables: every table a batch opens (called from `Store::init_tables`).
+pub(super) fn init_tables(tx: &WriteTransaction, sealer: &Sealer) -> Result<(), StoreError> {
+    Tables::open(tx, sealer).map(drop)
 }
 
 /// The stored state of one message (small; the body lives in `queue_body`).
@@ -454,8 +447,7 @@ impl Store {
         queue: &str,
         limit: usize,
     ) -> Result<Vec<StoredDeadLetter>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let dead = tx.open_table(DEAD)?;
             let state = tx.open_table(STATE)?;
             let body = tx.open_table(BODY)?;
@@ -491,8 +483,7 @@ impl Store {
 
     /// Message counts of each queue (zero for unknown queues). Reads only.
     pub fn queue_counts(&self, queues: &[String]) -> Result<Vec<QueueCounts>, StoreError> {
-        self.with_db(|db| {
-            let tx = db.begin_read()?;
+        self.read(|tx| {
             let counts = tx.open_table(COUNTS)?;
             queues
                 .iter()

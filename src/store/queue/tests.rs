@@ -46,6 +46,10 @@ fn apply1(s: &Store, op: QueueOp) -> QueueBatchOutcome {
     s.queue_apply(&[op], false).unwrap()
 }
 
+fn ack(s: &Store, id: u64, lease: u64) -> QueueBatchOutcome {
+    apply1(s, QueueOp::Ack { id, lease })
+}
+
 fn counts(s: &Store, q: &str) -> (u64, u64, u64, u64) {
     let c = s.queue_counts(&[q.to_string()]).unwrap()[0];
     (c.ready, c.leased, c.delayed, c.dead)
@@ -84,22 +88,10 @@ fn ack_removes_and_stale_lease_changes_nothing() {
     let (_d, s) = store();
     publish(&s, "q", "x");
     let m = lease(&s, "q", 1, 1_000).remove(0);
-    let out = apply1(
-        &s,
-        QueueOp::Ack {
-            id: m.id,
-            lease: m.lease + 1,
-        },
-    );
+    let out = ack(&s, m.id, m.lease + 1);
     assert_eq!(out.results[0], QueueOpResult::Settled { applied: false });
     assert!(!out.durable, "an ack alone needs no fsync");
-    let out = apply1(
-        &s,
-        QueueOp::Ack {
-            id: m.id,
-            lease: m.lease,
-        },
-    );
+    let out = ack(&s, m.id, m.lease);
     assert_eq!(out.results[0], QueueOpResult::Settled { applied: true });
     assert_eq!(counts(&s, "q"), (0, 0, 0, 0));
     assert_eq!(
@@ -107,13 +99,7 @@ fn ack_removes_and_stale_lease_changes_nothing() {
         "the lease expiry is gone with the message"
     );
     // acking twice is harmless
-    let out = apply1(
-        &s,
-        QueueOp::Ack {
-            id: m.id,
-            lease: m.lease,
-        },
-    );
+    let out = ack(&s, m.id, m.lease);
     assert_eq!(out.results[0], QueueOpResult::Settled { applied: false });
 }
 
@@ -142,13 +128,7 @@ fn expired_lease_comes_back_with_next_attempt_then_dies_at_the_limit() {
     assert_eq!(out.woken, vec!["q".to_string()]);
     assert_eq!(out.next_due_ms, None);
     // the old lease can no longer settle
-    let out = apply1(
-        &s,
-        QueueOp::Ack {
-            id: m[0].id,
-            lease: m[0].lease,
-        },
-    );
+    let out = ack(&s, m[0].id, m[0].lease);
     assert_eq!(out.results[0], QueueOpResult::Settled { applied: false });
     let m2 = lease(&s, "q", 1, 200);
     assert_eq!(m2[0].attempt, 2);
@@ -279,26 +259,23 @@ fn dead_letters_list_oldest_first_and_redrive_selects() {
 
 #[test]
 fn recovery_expires_every_lease_and_keeps_delays() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q.redb");
-    {
-        let s = Store::open(&path, crate::store::test_sealer()).unwrap();
-        for b in ["a", "b", "c"] {
-            publish(&s, "q", b);
-        }
-        let ms = lease(&s, "q", 3, i64::MAX - 1);
-        apply1(
-            &s,
-            QueueOp::Retry {
-                id: ms[2].id,
-                lease: ms[2].lease,
-                due_ms: 1_000_000,
-                now_ms: 1,
-                counts: true,
-            },
-        );
+    let (dir, s) = store();
+    for b in ["a", "b", "c"] {
+        publish(&s, "q", b);
     }
-    let s = Store::open(&path, crate::store::test_sealer()).unwrap();
+    let ms = lease(&s, "q", 3, i64::MAX - 1);
+    apply1(
+        &s,
+        QueueOp::Retry {
+            id: ms[2].id,
+            lease: ms[2].lease,
+            due_ms: 1_000_000,
+            now_ms: 1,
+            counts: true,
+        },
+    );
+    drop(s);
+    let s = crate::store::test_store_in(dir.path());
     // the leases were committed without fsync, then made durable by the retry's commit
     assert_eq!(counts(&s, "q"), (0, 2, 1, 0));
     let out = s.queue_recover(10, 5).unwrap();
@@ -354,8 +331,7 @@ fn bodies_are_sealed_at_rest_and_plain_bodies_of_older_versions_still_read() {
     let (_d, s) = store();
     let id = publish(&s, "q", "secret-body");
     let raw = s
-        .with_db(|db| {
-            let tx = db.begin_read()?;
+        .read(|tx| {
             let t = tx.open_table(BODY)?;
             Ok(t.get(id)?.map(|v| v.value().to_vec()))
         })
