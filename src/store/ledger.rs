@@ -17,7 +17,7 @@
 //! made here: [`Store::ledger_update`] runs the caller's pure decision inside one write
 //! transaction, so the decision and its effect are atomic.
 
-use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::{Store, StoreError};
 use crate::record::{
@@ -338,35 +338,32 @@ impl Store {
 
     /// Every attempt of a job, oldest first.
     pub fn ledger_attempts(&self, key: &str) -> Result<Vec<StoredAttempt>, StoreError> {
-        self.with_db(|db| self.ledger_attempts_in(db, key))
-    }
-
-    fn ledger_attempts_in(
-        &self,
-        db: &redb::Database,
-        key: &str,
-    ) -> Result<Vec<StoredAttempt>, StoreError> {
-        let tx = db.begin_read()?;
-        let attempts = tx.open_table(ATTEMPTS)?;
-        attempts
-            .range((key, 0)..=(key, u32::MAX))?
-            .map(|r| {
-                let (k, v) = r?;
-                postcard::from_bytes(v.value()).map_err(|e| StoreError::Decode {
-                    key: format!("ledger_attempts/{key}/{}", k.value().1),
-                    reason: e.to_string(),
+        self.read(|tx| {
+            let attempts = tx.open_table(ATTEMPTS)?;
+            attempts
+                .range((key, 0)..=(key, u32::MAX))?
+                .map(|r| {
+                    let (k, v) = r?;
+                    postcard::from_bytes(v.value()).map_err(|e| StoreError::Decode {
+                        key: format!("ledger_attempts/{key}/{}", k.value().1),
+                        reason: e.to_string(),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// One page of jobs matching `q`, newest first, read from the most selective index:
     /// business key, then (connector, state), connector, state, and time.
     pub fn ledger_list(&self, q: &LedgerQuery) -> Result<Page, StoreError> {
-        self.with_db(|db| self.ledger_list_in(db, q))
+        self.read(|tx| self.ledger_list_in(tx, q))
     }
 
-    fn ledger_list_in(&self, db: &redb::Database, q: &LedgerQuery) -> Result<Page, StoreError> {
+    fn ledger_list_in(
+        &self,
+        tx: &redb::ReadTransaction,
+        q: &LedgerQuery,
+    ) -> Result<Page, StoreError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
         let since = q.since_ms.unwrap_or(i64::MIN);
         // Exclusive upper bound: the cursor, or the end of the time range.
@@ -384,7 +381,6 @@ impl Store {
             return Ok(page);
         }
         let (hi_t, hi_k) = (upper.0, upper.1.as_str());
-        let tx = db.begin_read()?;
         let jobs = tx.open_table(JOBS)?;
         // Takes a candidate from an index; false once the page is full.
         let mut take = |t: i64, key: &str| -> Result<bool, StoreError> {
@@ -487,11 +483,10 @@ impl Store {
 
     /// Jobs per (connector, state), from the counters.
     pub fn ledger_counts(&self) -> Result<Vec<StateCount>, StoreError> {
-        self.with_db(|db| self.ledger_counts_in(db))
+        self.read(|tx| self.ledger_counts_in(tx))
     }
 
-    fn ledger_counts_in(&self, db: &redb::Database) -> Result<Vec<StateCount>, StoreError> {
-        let tx = db.begin_read()?;
+    fn ledger_counts_in(&self, tx: &redb::ReadTransaction) -> Result<Vec<StateCount>, StoreError> {
         let counts = tx.open_table(COUNTS)?;
         let mut out = Vec::new();
         for item in counts.iter()? {
